@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* admission.h - the websocket upgrade gate, as pure decisions.
+ *
+ * Everything here works on strings copied out of the request headers, so it
+ * is unit-tested and fuzzed without a socket: where the console token comes
+ * from (query, then cookie), which subprotocol to answer, and whether the
+ * Origin may open a console on this Host. listener.c gathers the headers
+ * and session.c acts on the verdict.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "sg_types.h"
+
+/* 512: Nova tokens are 36-character UUIDs; anything this long is not one. */
+#define SG_TOKEN_MAX_BYTES 512
+
+/* The value of the last `token` parameter in the query string @query (no
+ * leading '?'), percent-decoded ('+' is a space), or NULL when absent or
+ * empty. Returns a newly allocated string. */
+char *sg_admission_token_from_query(const char *query);
+
+/* The value of the last well-formed `token` cookie in the Cookie header
+ * value @cookie_header, or NULL. Malformed parts are skipped. The value is
+ * percent-decoded and may be quoted ("..."). Newly allocated. */
+char *sg_admission_token_from_cookie(const char *cookie_header);
+
+/* Picks the subprotocol to echo from a Sec-WebSocket-Protocol value
+ * (comma-separated, whitespace tolerated). Returns "binary" when offered,
+ * "" when @offered is NULL or empty (answer without the header), or NULL
+ * when something was offered but not binary (refuse). Static strings. */
+const char *sg_admission_pick_subprotocol(const char *offered);
+
+typedef enum {
+    SG_ORIGIN_OK = 0,           /* same host, allowed, or no Origin at all */
+    SG_ORIGIN_INVALID,          /* "null", unparsable, no scheme or host */
+    SG_ORIGIN_HOST_MISMATCH,    /* hostname neither Host's nor allowed */
+    SG_ORIGIN_SCHEME_MISMATCH,  /* scheme differs from the expected one */
+} SgOriginVerdict;
+
+/* Nova's rule: the Origin's hostname must equal the Host header's hostname
+ * (ports ignored, IPv6 brackets stripped, case-insensitive) or be one of
+ * @allowed_origins (NULL-terminated hostnames; may be NULL). A missing
+ * Origin (@origin NULL) is a non-browser client and passes.
+ * @forwarded_proto (X-Forwarded-Proto), when non-NULL, replaces the
+ * Origin's scheme. @expected_scheme, when non-NULL ("http" or "https"),
+ * must match that scheme, ws counting as http and wss as https. */
+SgOriginVerdict sg_admission_check_origin(const char *origin, const char *host,
+                                          const char *forwarded_proto,
+                                          const char *const *allowed_origins,
+                                          const char *expected_scheme);
+
+const char *sg_origin_verdict_to_string(SgOriginVerdict verdict);
+
+/* The hostname part of "host", "host:port", "[v6]" or "[v6]:port",
+ * lowercased, brackets stripped; NULL if unparsable. Newly allocated. */
+char *sg_admission_hostname_of(const char *hostport);

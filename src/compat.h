@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* compat.h - shims for the oldest versions we target (GLib 2.74, lws 4.1.6). */
+#pragma once
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+/* g_clear_fd()/g_autofd arrived in GLib 2.76. */
+static inline void
+sg_close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        int saved = errno;
+        close(*fd);
+        errno = saved;
+        *fd = -1;
+    }
+}
+#define sg_autofd __attribute__((cleanup(sg_close_fd)))
+
+/* lws 4.1.6 defines lws_wsi_close(w, to_kill) as lws_set_timeout(wsi, ...):
+ * the argument is ignored and whatever is called `wsi` in the caller's scope
+ * is closed. Never use it; this helper closes exactly the wsi it is given. */
+#define sg_lws_close_async(w) \
+    lws_set_timeout((w), PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE, LWS_TO_KILL_ASYNC)

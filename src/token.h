@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* token.h - the console-token backend interface.
+ *
+ * A backend maps a console token to the SPICE server it opens (a console
+ * target). Lookups are asynchronous and cancellable: the answer is always
+ * delivered from the main loop, never from inside sg_token_lookup(), and
+ * never after sg_token_lookup_cancel(). The static token file and Nova's
+ * API are two implementations; admission and relay never know which one
+ * they talk to.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include <gio/gio.h>
+
+#include "sg_types.h"
+
+#define SG_TOKEN_ERROR (sg_token_error_quark())
+GQuark sg_token_error_quark(void);
+
+typedef enum {
+    SG_TOKEN_ERROR_UNKNOWN = 0,   /* no such token, or it expired: refuse */
+    SG_TOKEN_ERROR_UNAVAILABLE,   /* backend down or slow: refuse, try again */
+    SG_TOKEN_ERROR_REFUSED,       /* valid token we will not serve (e.g. wrong console type) */
+} SgTokenError;
+
+/* Where a console token leads. Owned by whoever holds it; copy with
+ * sg_console_target_copy(). */
+struct SgConsoleTarget {
+    char *host;                   /* name or address of the SPICE server */
+    uint16_t port;
+    char *instance_uuid;          /* optional */
+    char *internal_access_path;   /* optional; NULL when unused */
+    gint64 expires_at_us;         /* optional wall-clock expiry (g_get_real_time), 0 = none */
+};
+
+SgConsoleTarget *sg_console_target_new(const char *host, uint16_t port);
+SgConsoleTarget *sg_console_target_copy(const SgConsoleTarget *tgt);
+void sg_console_target_free(SgConsoleTarget *tgt);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgConsoleTarget, sg_console_target_free)
+
+/* Called once per lookup, from the main loop, unless cancelled. Exactly one
+ * of @tgt and @error is non-NULL; both are owned by the caller of the
+ * callback and valid only during it. */
+typedef void (*SgTokenCallback)(const SgConsoleTarget *tgt, const GError *error,
+                                gpointer user_data);
+
+/* The table a backend fills in. */
+typedef struct {
+    const char *name;
+    /* Starts answering @lookup; completes it later with
+     * sg_token_lookup_complete(). */
+    void (*start)(SgTokenBackend *backend, SgTokenLookup *lookup);
+    /* Drops any backend state tied to @lookup; the callback will not run. */
+    void (*cancel)(SgTokenBackend *backend, SgTokenLookup *lookup);
+    /* Re-reads the backend's configuration (SIGHUP). Optional. */
+    gboolean (*reload)(SgTokenBackend *backend, GError **error);
+    void (*free)(SgTokenBackend *backend);
+} SgTokenBackendVtable;
+
+/* Every backend struct starts with this. */
+struct SgTokenBackend {
+    const SgTokenBackendVtable *vtable;
+};
+
+/* Starts a lookup of @token (copied). Returns a handle the caller owns until
+ * the callback runs or it calls sg_token_lookup_cancel(), whichever is
+ * first. */
+SgTokenLookup *sg_token_lookup(SgTokenBackend *backend, const char *token,
+                               SgTokenCallback callback, gpointer user_data);
+
+/* Cancels a pending lookup: the callback will not run and the handle is
+ * freed. NULL is a no-op. */
+void sg_token_lookup_cancel(SgTokenLookup *lookup);
+
+/* For backends. */
+const char *sg_token_lookup_get_token(const SgTokenLookup *lookup);
+gpointer sg_token_lookup_get_backend_data(const SgTokenLookup *lookup);
+void sg_token_lookup_set_backend_data(SgTokenLookup *lookup, gpointer data);
+/* Runs the callback (from the main loop if called synchronously from
+ * start(): it defers itself through an idle source) and frees the handle. */
+void sg_token_lookup_complete(SgTokenLookup *lookup, const SgConsoleTarget *tgt,
+                              const GError *error);
+
+gboolean sg_token_backend_reload(SgTokenBackend *backend, GError **error);
+void sg_token_backend_free(SgTokenBackend *backend);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgTokenBackend, sg_token_backend_free)

@@ -1,0 +1,1 @@
+int fuzz_stub_admission;
