@@ -1,3 +1,135 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* stub: being written */
-#include "config.h"
+/* buf.c - bounded byte buffer with lws headroom; see buf.h.
+ *
+ * A linear buffer rather than a ring: the relay drains a direction in one
+ * write whenever it can, so wrap-around is rare and a memmove on compaction
+ * is cheaper than split writes (one lws_write() must get one contiguous
+ * span with LWS_PRE bytes in front of it).
+ */
+#include "autoconfig.h"
+
+#include <string.h>
+
+#include <glib.h>
+#include <libwebsockets.h>
+
+#include "buf.h"
+
+struct SgBuf {
+    guint8 *mem;        /* LWS_PRE + capacity bytes, or NULL while empty */
+    gsize capacity;
+    gsize head;         /* offset of the first queued byte, after LWS_PRE */
+    gsize tail;         /* offset one past the last queued byte */
+};
+
+SgBuf *
+sg_buf_new(gsize capacity)
+{
+    SgBuf *buf = g_new0(SgBuf, 1);
+
+    g_return_val_if_fail(capacity > 0, NULL);
+    buf->capacity = capacity;
+    return buf;
+}
+
+void
+sg_buf_free(SgBuf *buf)
+{
+    if (buf == NULL)
+        return;
+    g_free(buf->mem);
+    g_free(buf);
+}
+
+gsize
+sg_buf_len(const SgBuf *buf)
+{
+    return buf->tail - buf->head;
+}
+
+gsize
+sg_buf_capacity(const SgBuf *buf)
+{
+    return buf->capacity;
+}
+
+gsize
+sg_buf_space(const SgBuf *buf)
+{
+    return buf->capacity - sg_buf_len(buf);
+}
+
+bool
+sg_buf_is_empty(const SgBuf *buf)
+{
+    return buf->tail == buf->head;
+}
+
+guint8 *
+sg_buf_data(SgBuf *buf)
+{
+    if (buf->mem == NULL)
+        buf->mem = g_malloc(LWS_PRE + buf->capacity);
+    return buf->mem + LWS_PRE + buf->head;
+}
+
+guint8 *
+sg_buf_reserve(SgBuf *buf, gsize *avail)
+{
+    gsize len = sg_buf_len(buf);
+
+    if (len == buf->capacity) {
+        *avail = 0;
+        return NULL;
+    }
+    if (buf->mem == NULL)
+        buf->mem = g_malloc(LWS_PRE + buf->capacity);
+    if (buf->tail == buf->capacity) {
+        /* Compact: slide the queued bytes to the front. */
+        memmove(buf->mem + LWS_PRE, buf->mem + LWS_PRE + buf->head, len);
+        buf->head = 0;
+        buf->tail = len;
+    }
+    *avail = buf->capacity - buf->tail;
+    return buf->mem + LWS_PRE + buf->tail;
+}
+
+void
+sg_buf_commit(SgBuf *buf, gsize written)
+{
+    g_return_if_fail(written <= buf->capacity - buf->tail);
+    buf->tail += written;
+}
+
+gsize
+sg_buf_append(SgBuf *buf, const guint8 *data, gsize len)
+{
+    gsize taken = 0;
+
+    while (taken < len) {
+        gsize avail;
+        guint8 *dst = sg_buf_reserve(buf, &avail);
+        gsize n;
+
+        if (dst == NULL)
+            break;
+        n = MIN(avail, len - taken);
+        memcpy(dst, data + taken, n);
+        sg_buf_commit(buf, n);
+        taken += n;
+    }
+    return taken;
+}
+
+void
+sg_buf_consume(SgBuf *buf, gsize len)
+{
+    g_return_if_fail(len <= sg_buf_len(buf));
+    buf->head += len;
+    if (buf->head == buf->tail) {
+        /* Idle sessions hold no buffer memory (issue #4: density). */
+        g_clear_pointer(&buf->mem, g_free);
+        buf->head = 0;
+        buf->tail = 0;
+    }
+}

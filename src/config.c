@@ -1,3 +1,725 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* stub: being written */
+/* config.c - defaults, the configuration file, and command-line overrides.
+ *
+ * Owns the key table: the single list of every setting, its default and its
+ * parser. GKeyFile reads the values; a small scan of our own maps each key
+ * to its line so that every error names file, line, group and key, which
+ * GKeyFile alone cannot do. Nothing here opens sockets or reads token files.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+
 #include "config.h"
+
+G_DEFINE_QUARK(sg-config-error-quark, sg_config_error)
+
+#define SG_DEFAULT_LISTEN "0.0.0.0:6082"
+
+/* --- value parsers ------------------------------------------------------ */
+
+static gboolean
+parse_uint(const char *value, guint min, guint max, guint *out, GError **error)
+{
+    guint64 v;
+
+    if (!g_ascii_string_to_unsigned(value, 10, min, max, &v, NULL)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' is not a whole number from %u to %u", value, min, max);
+        return FALSE;
+    }
+    *out = (guint)v;
+    return TRUE;
+}
+
+static gboolean
+parse_bool(const char *value, bool *out, GError **error)
+{
+    static const char *const yes[] = { "true", "yes", "on", "1", NULL };
+    static const char *const no[] = { "false", "no", "off", "0", NULL };
+
+    for (guint i = 0; yes[i] != NULL; i++) {
+        if (g_ascii_strcasecmp(value, yes[i]) == 0) {
+            *out = true;
+            return TRUE;
+        }
+        if (g_ascii_strcasecmp(value, no[i]) == 0) {
+            *out = false;
+            return TRUE;
+        }
+    }
+    g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                "'%s' is not a boolean (true or false)", value);
+    return FALSE;
+}
+
+/* Empty means unset, for optional strings. */
+static void
+set_string(char **field, const char *value)
+{
+    g_free(*field);
+    *field = (value[0] != '\0') ? g_strdup(value) : NULL;
+}
+
+static gboolean
+apply_listen(SgConfig *cfg, const char *value, GError **error)
+{
+    return sg_config_set_listen(cfg, value, NULL, error);
+}
+
+static gboolean
+apply_web(SgConfig *cfg, const char *value, GError **error)
+{
+    set_string(&cfg->web_dir, value);
+    return TRUE;
+}
+
+static gboolean
+apply_pages(SgConfig *cfg, const char *value, GError **error)
+{
+    set_string(&cfg->pages_dir, value);
+    return TRUE;
+}
+
+static gboolean
+apply_allowed_origins(SgConfig *cfg, const char *value, GError **error)
+{
+    g_auto(GStrv) parts = g_strsplit_set(value, ", \t", -1);
+    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(g_free);
+
+    for (guint i = 0; parts[i] != NULL; i++) {
+        if (parts[i][0] == '\0')
+            continue;
+        if (strchr(parts[i], '/') != NULL) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "'%s' is not a hostname (list hostnames, not URLs)", parts[i]);
+            return FALSE;
+        }
+        g_ptr_array_add(list, g_ascii_strdown(parts[i], -1));
+    }
+    g_ptr_array_add(list, NULL);
+    g_strfreev(cfg->allowed_origins);
+    cfg->allowed_origins = (char **)g_ptr_array_free(g_steal_pointer(&list), FALSE);
+    return TRUE;
+}
+
+static gboolean
+apply_connect_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 1, 300, &cfg->connect_timeout_s, error);
+}
+
+static gboolean
+apply_link_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 1, 300, &cfg->link_timeout_s, error);
+}
+
+static gboolean
+apply_cert(SgConfig *cfg, const char *value, GError **error)
+{
+    set_string(&cfg->cert, value);
+    return TRUE;
+}
+
+static gboolean
+apply_key(SgConfig *cfg, const char *value, GError **error)
+{
+    set_string(&cfg->key, value);
+    return TRUE;
+}
+
+static gboolean
+apply_ssl_only(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_bool(value, &cfg->ssl_only, error);
+}
+
+static gboolean
+apply_minimum_version(SgConfig *cfg, const char *value, GError **error)
+{
+    /* Nova's [console] ssl_minimum_version names; tlsv1_1 and older are
+     * refused on purpose rather than quietly raised. */
+    if (g_str_equal(value, "tlsv1_2") || g_str_equal(value, "default")) {
+        cfg->tls_min_version = SG_TLS_MIN_1_2;
+        return TRUE;
+    }
+    if (g_str_equal(value, "tlsv1_3")) {
+        cfg->tls_min_version = SG_TLS_MIN_1_3;
+        return TRUE;
+    }
+    g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                "'%s' is not one of tlsv1_2, tlsv1_3, default", value);
+    return FALSE;
+}
+
+static gboolean
+apply_ciphers(SgConfig *cfg, const char *value, GError **error)
+{
+    set_string(&cfg->ciphers, value);
+    return TRUE;
+}
+
+static gboolean
+apply_ciphersuites(SgConfig *cfg, const char *value, GError **error)
+{
+    set_string(&cfg->ciphersuites, value);
+    return TRUE;
+}
+
+static gboolean
+apply_token_backend(SgConfig *cfg, const char *value, GError **error)
+{
+    if (!g_str_equal(value, "file") && !g_str_equal(value, "nova")) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' is not a token backend (supported: file, nova)", value);
+        return FALSE;
+    }
+    set_string(&cfg->token_backend, value);
+    return TRUE;
+}
+
+static gboolean
+apply_token_file(SgConfig *cfg, const char *value, GError **error)
+{
+    set_string(&cfg->token_file, value);
+    return TRUE;
+}
+
+static gboolean
+apply_base_url(SgConfig *cfg, const char *value, GError **error)
+{
+    g_autoptr(GUri) uri = NULL;
+    const char *scheme;
+
+    if (value[0] == '\0') {
+        g_clear_pointer(&cfg->base_url, g_free);
+        g_clear_pointer(&cfg->expected_scheme, g_free);
+        return TRUE;
+    }
+    uri = g_uri_parse(value, G_URI_FLAGS_NONE, NULL);
+    scheme = uri ? g_uri_get_scheme(uri) : NULL;
+    if (scheme == NULL || (g_ascii_strcasecmp(scheme, "http") != 0 &&
+                           g_ascii_strcasecmp(scheme, "https") != 0)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' is not an http:// or https:// URL", value);
+        return FALSE;
+    }
+    set_string(&cfg->base_url, value);
+    g_free(cfg->expected_scheme);
+    cfg->expected_scheme = g_ascii_strdown(scheme, -1);
+    return TRUE;
+}
+
+static gboolean
+apply_url(char **field, const char *value, GError **error)
+{
+    if (value[0] != '\0' && !g_str_has_prefix(value, "http://") &&
+        !g_str_has_prefix(value, "https://")) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' is not an http:// or https:// URL", value);
+        return FALSE;
+    }
+    set_string(field, value);
+    /* Endpoints are joined with "/path": no trailing slash. */
+    while (*field != NULL && g_str_has_suffix(*field, "/") && strlen(*field) > 8)
+        (*field)[strlen(*field) - 1] = '\0';
+    return TRUE;
+}
+
+#define STRING_SETTER(fn, field)                                         \
+    static gboolean fn(SgConfig *cfg, const char *value, GError **error) \
+    {                                                                    \
+        (void)error;                                                     \
+        set_string(&cfg->field, value);                                  \
+        return TRUE;                                                     \
+    }
+
+STRING_SETTER(apply_nova_username, nova_username)
+STRING_SETTER(apply_nova_password, nova_password)
+STRING_SETTER(apply_nova_user_domain, nova_user_domain_name)
+STRING_SETTER(apply_nova_project, nova_project_name)
+STRING_SETTER(apply_nova_project_domain, nova_project_domain_name)
+STRING_SETTER(apply_nova_app_cred_id, nova_app_cred_id)
+STRING_SETTER(apply_nova_app_cred_secret, nova_app_cred_secret)
+STRING_SETTER(apply_nova_region, nova_region)
+STRING_SETTER(apply_nova_ca_file, nova_ca_file)
+
+static gboolean
+apply_nova_auth_url(SgConfig *cfg, const char *value, GError **error)
+{
+    return apply_url(&cfg->nova_auth_url, value, error);
+}
+
+static gboolean
+apply_nova_endpoint(SgConfig *cfg, const char *value, GError **error)
+{
+    return apply_url(&cfg->nova_endpoint, value, error);
+}
+
+static gboolean
+apply_nova_interface(SgConfig *cfg, const char *value, GError **error)
+{
+    if (!g_str_equal(value, "internal") && !g_str_equal(value, "public") &&
+        !g_str_equal(value, "admin")) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' is not one of internal, public, admin", value);
+        return FALSE;
+    }
+    set_string(&cfg->nova_interface, value);
+    return TRUE;
+}
+
+static gboolean
+apply_nova_api_version(SgConfig *cfg, const char *value, GError **error)
+{
+    guint64 major = 0;
+    guint64 minor = 0;
+    g_auto(GStrv) parts = g_strsplit(value, ".", -1);
+
+    /* Below 2.31 Nova answers a valid SPICE token with 401, which looks
+     * exactly like an expired service token: refuse such settings here. */
+    if (g_strv_length(parts) != 2 ||
+        !g_ascii_string_to_unsigned(parts[0], 10, 2, 2, &major, NULL) ||
+        !g_ascii_string_to_unsigned(parts[1], 10, 31, 999, &minor, NULL)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' is not a compute microversion from 2.31 up (e.g. 2.31)", value);
+        return FALSE;
+    }
+    set_string(&cfg->nova_api_version, value);
+    return TRUE;
+}
+
+static gboolean
+apply_nova_insecure(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_bool(value, &cfg->nova_insecure, error);
+}
+
+static gboolean
+apply_nova_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 1, 300, &cfg->nova_timeout_s, error);
+}
+
+static gboolean
+apply_nova_cache_time(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 0, 3600, &cfg->nova_cache_s, error);
+}
+
+static gboolean
+apply_token_ttl(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 0, 86400 * 365, &cfg->token_ttl_s, error);
+}
+
+static gboolean
+apply_enforce_session_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_bool(value, &cfg->enforce_session_timeout, error);
+}
+
+/* --- the key table -------------------------------------------------------- */
+
+/* The one list of settings. Defaults are applied by running each parser on
+ * its default text, so the table cannot disagree with the code. */
+static const SgConfigKeyInfo sg_keys[] = {
+    { "server", "listen", SG_DEFAULT_LISTEN,
+      "address and port to listen on; 0.0.0.0 means every IPv4 and IPv6 address",
+      apply_listen },
+    { "server", "web", SG_SPICE_HTML5_DIR,
+      "directory of the spice-html5 client", apply_web },
+    { "server", "pages", SG_PAGES_DIR,
+      "directory of spicegate's own pages; they win over web", apply_pages },
+    { "server", "allowed_origins", "",
+      "extra hostnames allowed in the Origin header", apply_allowed_origins },
+    { "server", "base_url", "",
+      "the console URL users are given (Nova's html5proxy_base_url); its scheme "
+      "must match the Origin's", apply_base_url },
+    { "server", "connect_timeout", "10",
+      "seconds to resolve and connect to a SPICE server", apply_connect_timeout },
+    { "server", "link_timeout", "10",
+      "seconds the browser has to send its SPICE link message", apply_link_timeout },
+    { "tls", "cert", "", "certificate file (PEM); enables https and wss", apply_cert },
+    { "tls", "key", "", "private key file (PEM); default: the cert file", apply_key },
+    { "tls", "ssl_only", "false", "refuse plain http and ws connections", apply_ssl_only },
+    { "tls", "minimum_version", "tlsv1_2", "oldest TLS version accepted",
+      apply_minimum_version },
+    { "tls", "ciphers", "", "OpenSSL cipher list for TLS 1.2", apply_ciphers },
+    { "tls", "ciphersuites", "", "TLS 1.3 cipher suites", apply_ciphersuites },
+    { "tokens", "backend", "file", "where console tokens are checked", apply_token_backend },
+    { "tokens", "file", SG_SYSCONFDIR "/spicegate/tokens",
+      "token file, or a directory of token files", apply_token_file },
+    { "nova", "auth_url", "", "Keystone URL, e.g. http://keystone:5000/v3",
+      apply_nova_auth_url },
+    { "nova", "username", "", "service user (needs the admin role)", apply_nova_username },
+    { "nova", "password", "", "service user's password", apply_nova_password },
+    { "nova", "user_domain_name", "Default", "service user's domain", apply_nova_user_domain },
+    { "nova", "project_name", "", "service project", apply_nova_project },
+    { "nova", "project_domain_name", "Default", "service project's domain",
+      apply_nova_project_domain },
+    { "nova", "application_credential_id", "", "application credential instead of a password",
+      apply_nova_app_cred_id },
+    { "nova", "application_credential_secret", "", "application credential secret",
+      apply_nova_app_cred_secret },
+    { "nova", "interface", "internal", "catalog interface: internal, public or admin",
+      apply_nova_interface },
+    { "nova", "region_name", "", "catalog region; empty: any", apply_nova_region },
+    { "nova", "endpoint_override", "", "compute endpoint URL instead of the catalog's",
+      apply_nova_endpoint },
+    { "nova", "api_version", "2.31", "compute microversion for os-console-auth-tokens",
+      apply_nova_api_version },
+    { "nova", "cafile", "", "CA bundle for Keystone and Nova; empty: system CAs",
+      apply_nova_ca_file },
+    { "nova", "insecure", "false", "skip TLS certificate checks (never in production)",
+      apply_nova_insecure },
+    { "nova", "timeout", "10", "seconds for one Keystone or Nova request",
+      apply_nova_timeout },
+    { "nova", "cache_time", "5", "seconds a valid token's answer is reused; 0: never",
+      apply_nova_cache_time },
+    { "nova", "token_ttl", "600", "Nova's [consoleauth] token_ttl in seconds",
+      apply_token_ttl },
+    { "nova", "enforce_session_timeout", "false",
+      "close consoles token_ttl seconds after the token's first use",
+      apply_enforce_session_timeout },
+    { NULL, NULL, NULL, NULL, NULL },
+};
+
+const SgConfigKeyInfo *
+sg_config_keys(void)
+{
+    return sg_keys;
+}
+
+static const SgConfigKeyInfo *
+find_key(const char *group, const char *key)
+{
+    for (const SgConfigKeyInfo *k = sg_keys; k->key != NULL; k++) {
+        if (g_str_equal(k->group, group) && g_str_equal(k->key, key))
+            return k;
+    }
+    return NULL;
+}
+
+static gboolean
+group_is_known(const char *group)
+{
+    for (const SgConfigKeyInfo *k = sg_keys; k->key != NULL; k++) {
+        if (g_str_equal(k->group, group))
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* --- public API ----------------------------------------------------------- */
+
+SgConfig *
+sg_config_new_default(void)
+{
+    SgConfig *cfg = g_new0(SgConfig, 1);
+
+    cfg->allowed_origins = g_new0(char *, 1);
+    for (const SgConfigKeyInfo *k = sg_keys; k->key != NULL; k++) {
+        g_autoptr(GError) error = NULL;
+
+        if (!k->apply(cfg, k->default_value, &error))
+            g_error("built-in default of [%s] %s is invalid: %s", k->group, k->key,
+                    error->message);
+    }
+    return cfg;
+}
+
+void
+sg_config_free(SgConfig *cfg)
+{
+    if (cfg == NULL)
+        return;
+    g_free(cfg->listen_host);
+    g_free(cfg->web_dir);
+    g_free(cfg->pages_dir);
+    g_strfreev(cfg->allowed_origins);
+    g_free(cfg->port_file);
+    g_free(cfg->cert);
+    g_free(cfg->key);
+    g_free(cfg->ciphers);
+    g_free(cfg->ciphersuites);
+    g_free(cfg->token_backend);
+    g_free(cfg->token_file);
+    g_free(cfg->base_url);
+    g_free(cfg->expected_scheme);
+    g_free(cfg->nova_auth_url);
+    g_free(cfg->nova_username);
+    if (cfg->nova_password != NULL)
+        explicit_bzero(cfg->nova_password, strlen(cfg->nova_password));
+    g_free(cfg->nova_password);
+    g_free(cfg->nova_user_domain_name);
+    g_free(cfg->nova_project_name);
+    g_free(cfg->nova_project_domain_name);
+    g_free(cfg->nova_app_cred_id);
+    if (cfg->nova_app_cred_secret != NULL)
+        explicit_bzero(cfg->nova_app_cred_secret, strlen(cfg->nova_app_cred_secret));
+    g_free(cfg->nova_app_cred_secret);
+    g_free(cfg->nova_interface);
+    g_free(cfg->nova_region);
+    g_free(cfg->nova_endpoint);
+    g_free(cfg->nova_api_version);
+    g_free(cfg->nova_ca_file);
+    g_free(cfg);
+}
+
+gboolean
+sg_config_set_listen(SgConfig *cfg, const char *value, const char *what, GError **error)
+{
+    g_autofree char *host = NULL;
+    const char *port_str;
+    guint port;
+
+    if (value[0] == '[') {
+        const char *end = strchr(value, ']');
+
+        if (end == NULL || end[1] != ':') {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "'%s' is not ADDR:PORT ([IPV6]:PORT for IPv6)", value);
+            return FALSE;
+        }
+        host = g_strndup(value + 1, end - value - 1);
+        port_str = end + 2;
+    } else {
+        const char *colon = strrchr(value, ':');
+
+        if (colon == NULL) {
+            port_str = value;
+        } else {
+            if (strchr(value, ':') != colon) {
+                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                            "'%s': write IPv6 addresses in brackets, [::1]:6082", value);
+                return FALSE;
+            }
+            host = g_strndup(value, colon - value);
+            port_str = colon + 1;
+        }
+    }
+    if (!parse_uint(port_str, 0, 65535, &port, error)) {
+        g_prefix_error(error, "port: ");
+        return FALSE;
+    }
+    if (host != NULL && (host[0] == '\0' || g_str_equal(host, "0.0.0.0") ||
+                         g_str_equal(host, "::") || g_str_equal(host, "*")))
+        g_clear_pointer(&host, g_free);
+    if (host != NULL && !g_hostname_is_ip_address(host)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' is not an IP address (names are not resolved for listening)",
+                    host);
+        return FALSE;
+    }
+    g_free(cfg->listen_host);
+    cfg->listen_host = g_steal_pointer(&host);
+    cfg->listen_port = (uint16_t)port;
+    (void)what;
+    return TRUE;
+}
+
+gboolean
+sg_config_set(SgConfig *cfg, const char *group, const char *key, const char *value,
+              const char *what, GError **error)
+{
+    const SgConfigKeyInfo *k = find_key(group, key);
+
+    g_return_val_if_fail(k != NULL, FALSE);
+    if (!k->apply(cfg, value, error)) {
+        g_prefix_error(error, "%s: ", what);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Line numbers of groups and keys, and the first line GKeyFile would
+ * choke on, found with GKeyFile's own rules: a line is blank, a '#'
+ * comment, "[group]" or "key=value". */
+typedef struct {
+    GHashTable *lines;      /* "group\nkey" or "group" -> line number */
+} LineMap;
+
+static gboolean
+map_lines(const char *data, gsize len, const char *filename, LineMap *map, GError **error)
+{
+    g_autofree char *text = g_strndup(data, len);
+    g_auto(GStrv) lines = NULL;
+    g_autofree char *group = NULL;
+
+    if (memchr(data, '\0', len) != NULL) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
+                    "%s: contains a NUL byte; not a text file", filename);
+        return FALSE;
+    }
+    if (!g_utf8_validate(text, -1, NULL)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
+                    "%s: not valid UTF-8", filename);
+        return FALSE;
+    }
+    lines = g_strsplit(text, "\n", -1);
+    for (guint i = 0; lines[i] != NULL; i++) {
+        guint lineno = i + 1;
+        char *line = g_strstrip(lines[i]);
+        char *eq;
+
+        if (line[0] == '\0' || line[0] == '#')
+            continue;
+        if (line[0] == '[') {
+            size_t n = strlen(line);
+
+            if (n < 3 || line[n - 1] != ']') {
+                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
+                            "%s:%u: '%s' is not a [group] header", filename, lineno, line);
+                return FALSE;
+            }
+            g_free(group);
+            group = g_strndup(line + 1, n - 2);
+            if (!group_is_known(group)) {
+                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_UNKNOWN,
+                            "%s:%u: [%s]: unknown group (known: server, tls, tokens, nova)",
+                            filename, lineno, group);
+                return FALSE;
+            }
+            g_hash_table_replace(map->lines, g_strdup(group), GUINT_TO_POINTER(lineno));
+            continue;
+        }
+        eq = strchr(line, '=');
+        if (eq == NULL || eq == line) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
+                        "%s:%u: not a 'key = value' line, [group] header or # comment",
+                        filename, lineno);
+            return FALSE;
+        }
+        if (group == NULL) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
+                        "%s:%u: key before any [group] header", filename, lineno);
+            return FALSE;
+        }
+        *eq = '\0';
+        g_strchomp(line);
+        if (find_key(group, line) == NULL) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_UNKNOWN,
+                        "%s:%u: [%s] %s: unknown key", filename, lineno, group, line);
+            return FALSE;
+        }
+        g_hash_table_replace(map->lines, g_strdup_printf("%s\n%s", group, line),
+                             GUINT_TO_POINTER(lineno));
+    }
+    return TRUE;
+}
+
+gboolean
+sg_config_load_data(SgConfig *cfg, const char *data, gsize len, const char *filename,
+                    GError **error)
+{
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    g_autoptr(GHashTable) lines = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    LineMap map = { lines };
+    g_autoptr(GError) local = NULL;
+    g_auto(GStrv) groups = NULL;
+
+    if (!map_lines(data, len, filename, &map, error))
+        return FALSE;
+    if (!g_key_file_load_from_data(kf, data, len, G_KEY_FILE_NONE, &local)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX, "%s: %s", filename,
+                    local->message);
+        return FALSE;
+    }
+    groups = g_key_file_get_groups(kf, NULL);
+    for (guint g = 0; groups[g] != NULL; g++) {
+        g_auto(GStrv) keys = g_key_file_get_keys(kf, groups[g], NULL, NULL);
+
+        for (guint i = 0; keys != NULL && keys[i] != NULL; i++) {
+            g_autofree char *where = g_strdup_printf("%s\n%s", groups[g], keys[i]);
+            guint lineno = GPOINTER_TO_UINT(g_hash_table_lookup(lines, where));
+            const SgConfigKeyInfo *k = find_key(groups[g], keys[i]);
+            g_autofree char *value = NULL;
+
+            if (k == NULL) {
+                /* map_lines() saw every key GKeyFile sees; belt and braces. */
+                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_UNKNOWN,
+                            "%s:%u: [%s] %s: unknown key", filename, lineno, groups[g],
+                            keys[i]);
+                return FALSE;
+            }
+            value = g_key_file_get_string(kf, groups[g], keys[i], &local);
+            if (value == NULL) {
+                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                            "%s:%u: [%s] %s: %s", filename, lineno, groups[g], keys[i],
+                            local->message);
+                return FALSE;
+            }
+            g_strstrip(value);
+            if (!k->apply(cfg, value, &local)) {
+                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                            "%s:%u: [%s] %s: %s", filename, lineno, groups[g], keys[i],
+                            local->message);
+                return FALSE;
+            }
+        }
+    }
+    return TRUE;
+}
+
+gboolean
+sg_config_load_file(SgConfig *cfg, const char *filename, GError **error)
+{
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_autoptr(GError) local = NULL;
+
+    if (!g_file_get_contents(filename, &data, &len, &local)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_IO, "%s", local->message);
+        return FALSE;
+    }
+    return sg_config_load_data(cfg, data, len, filename, error);
+}
+
+gboolean
+sg_config_validate(const SgConfig *cfg, GError **error)
+{
+    if (cfg->key != NULL && cfg->cert == NULL) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "[tls] key is set but [tls] cert is not");
+        return FALSE;
+    }
+    if (cfg->ssl_only && cfg->cert == NULL) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "[tls] ssl_only needs [tls] cert (and key)");
+        return FALSE;
+    }
+    if (g_str_equal(cfg->token_backend, "file") && cfg->token_file == NULL) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "[tokens] file is empty: the file backend needs a token file");
+        return FALSE;
+    }
+    if (g_str_equal(cfg->token_backend, "nova")) {
+        bool app_cred = cfg->nova_app_cred_id != NULL || cfg->nova_app_cred_secret != NULL;
+
+        if (cfg->nova_auth_url == NULL) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "[nova] auth_url is needed when [tokens] backend = nova");
+            return FALSE;
+        }
+        if (app_cred && (cfg->nova_app_cred_id == NULL || cfg->nova_app_cred_secret == NULL)) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "[nova] application_credential_id and application_credential_secret "
+                        "go together");
+            return FALSE;
+        }
+        if (!app_cred && (cfg->nova_username == NULL || cfg->nova_password == NULL ||
+                          cfg->nova_project_name == NULL)) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "[nova] needs username, password and project_name, or "
+                        "application_credential_id and application_credential_secret");
+            return FALSE;
+        }
+    }
+    return TRUE;
+}

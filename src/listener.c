@@ -1,3 +1,449 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* stub: being written */
+/* listener.c - lws on the GLib loop: HTTP files, upgrades, websocket events.
+ *
+ * Owns the lws context, the web roots and the registry of live sessions.
+ * Each lws callback only translates: it gathers what the request says and
+ * hands it to web.c, admission.c or session.c. Nothing here blocks: file
+ * bodies are streamed by lws in WRITEABLE callbacks, and the token lookup
+ * and upstream connect are asynchronous in session.c.
+ */
+#include "autoconfig.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <glib.h>
+#include <libwebsockets.h>
+#include <openssl/ssl.h>
+
+#include "admission.h"
+#include "compat.h"
 #include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "session.h"
+#include "token.h"
+#include "web.h"
+
+/* lws hands us websocket payload in chunks of at most this size; session.c
+ * sizes its flow-control headroom to match (SG_WS_RX_CHUNK_BYTES). */
+#define SG_WS_RX_BUFFER_BYTES (16 * 1024)
+/* How long shutdown waits for sessions to send their close frames. */
+#define SG_SHUTDOWN_GRACE_MS 3000
+/* Enough for any header we read; longer values are refused, not truncated. */
+#define SG_HEADER_MAX_BYTES 4096
+
+struct SgListener {
+    const SgConfig *cfg;
+    struct lws_context *context;
+    struct lws_vhost *vhost;
+    SgWeb *web;
+    SgSessionEnv env;
+    GHashTable *sessions;         /* SgSession* set; the wsi owns each one */
+    bool shutting_down;
+    bool destroying;
+    GSourceFunc on_shutdown_done;
+    gpointer shutdown_data;
+    guint shutdown_timer;
+};
+
+/* Per-connection storage lws allocates for us. */
+typedef struct {
+    SgSession *sess;
+} SgConnData;
+
+static const char security_headers[] =
+    "X-Content-Type-Options: nosniff\r\n"
+    "Referrer-Policy: no-referrer\r\n"
+    "Cache-Control: no-cache\r\n";
+
+/* A header's value as a new string, or NULL when absent or too long. */
+static char *
+copy_header(struct lws *wsi, enum lws_token_indexes h)
+{
+    int len = lws_hdr_total_length(wsi, h);
+    char *value;
+
+    if (len <= 0 || len > SG_HEADER_MAX_BYTES)
+        return NULL;
+    value = g_malloc(len + 1);
+    if (lws_hdr_copy(wsi, value, len + 1, h) < 0) {
+        g_free(value);
+        return NULL;
+    }
+    return value;
+}
+
+static char *
+copy_custom_header(struct lws *wsi, const char *name)
+{
+    int nlen = (int)strlen(name);
+    int len = lws_hdr_custom_length(wsi, name, nlen);
+    char *value;
+
+    if (len <= 0 || len > SG_HEADER_MAX_BYTES)
+        return NULL;
+    value = g_malloc(len + 1);
+    if (lws_hdr_custom_copy(wsi, value, len + 1, name, nlen) < 0) {
+        g_free(value);
+        return NULL;
+    }
+    return value;
+}
+
+/* "addr:port" of the peer, without reverse DNS. */
+static char *
+describe_peer(struct lws *wsi)
+{
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int fd = lws_get_socket_fd(wsi);
+
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &slen) != 0)
+        return g_strdup("?");
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        return g_strdup_printf("%s:%u", ip, ntohs(in->sin_port));
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        /* Show v4-mapped peers of a dual-stack socket as plain IPv4. */
+        if (g_str_has_prefix(ip, "::ffff:") && strchr(ip + 7, '.') != NULL)
+            return g_strdup_printf("%s:%u", ip + 7, ntohs(in6->sin6_port));
+        return g_strdup_printf("[%s]:%u", ip, ntohs(in6->sin6_port));
+    }
+    return g_strdup("?");
+}
+
+/* --- HTTP ------------------------------------------------------------------ */
+
+/* A short plain-text answer; returns what the lws callback must return. */
+static int
+respond_text(struct lws *wsi, unsigned int status, const char *body)
+{
+    guint8 buf[LWS_PRE + 1024];
+    guint8 *start = &buf[LWS_PRE];
+    guint8 *p = start;
+    guint8 *end = &buf[sizeof(buf) - 1];
+    size_t len = strlen(body);
+    g_autofree guint8 *out = NULL;
+
+    if (lws_add_http_common_headers(wsi, status, "text/plain; charset=utf-8", len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const guint8 *)"x-content-type-options:",
+                                    (const guint8 *)"nosniff", 7, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const guint8 *)"cache-control:",
+                                    (const guint8 *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) <= 0 && len > 0) {
+        out = g_malloc(LWS_PRE + len);
+        memcpy(out + LWS_PRE, body, len);
+        if (lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
+            return -1;
+    }
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int
+serve_http(SgListener *listener, struct lws *wsi, const char *uri)
+{
+    g_autofree char *relpath = NULL;
+    g_autofree char *file = NULL;
+    g_autofree char *peer = NULL;
+    bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    bool is_head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
+    int n;
+
+    if (!is_get && !is_head)
+        return respond_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n");
+    if (listener->shutting_down)
+        return respond_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n");
+    if (g_str_equal(uri, "/healthz"))
+        return respond_text(wsi, HTTP_STATUS_OK, "ok\n");
+
+    switch (sg_web_normalise_path(uri, &relpath)) {
+    case SG_WEB_PATH_OK:
+        break;
+    case SG_WEB_PATH_BAD_REQUEST:
+        peer = describe_peer(wsi);
+        g_debug("http 400 for %s: bad path", peer);
+        return respond_text(wsi, HTTP_STATUS_BAD_REQUEST, "bad request\n");
+    case SG_WEB_PATH_FORBIDDEN:
+    default:
+        return respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
+    }
+    file = sg_web_resolve(listener->web, relpath);
+    if (file == NULL)
+        return respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
+
+    n = lws_serve_http_file(wsi, file, sg_web_mime_type(file), security_headers,
+                            (int)strlen(security_headers));
+    if (n < 0)
+        return -1;
+    if (n > 0)
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    return 0;
+}
+
+/* --- websocket admission ------------------------------------------------------ */
+
+/* The last `token=` URL argument. lws has already split the query at '&'
+ * and percent-decoded each argument, so they are used as they are. */
+static char *
+token_from_url_args(struct lws *wsi)
+{
+    char buf[SG_TOKEN_MAX_BYTES + 16];
+    char *found = NULL;
+
+    for (int i = 0; lws_hdr_copy_fragment(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS,
+                                          i) > 0; i++) {
+        if (g_str_has_prefix(buf, "token=") && buf[6] != '\0') {
+            g_free(found);
+            found = g_strdup(buf + 6);
+        }
+    }
+    return found;
+}
+
+static void
+admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
+{
+    g_autofree char *peer = describe_peer(wsi);
+    g_autofree char *origin = copy_header(wsi, WSI_TOKEN_ORIGIN);
+    g_autofree char *host = copy_header(wsi, WSI_TOKEN_HOST);
+    g_autofree char *proto = copy_custom_header(wsi, "x-forwarded-proto:");
+    g_autofree char *token = NULL;
+    SgOriginVerdict verdict;
+    int fd = lws_get_socket_fd(wsi);
+    int one = 1;
+
+    /* SPICE input events are tiny and latency-bound: no Nagle on the
+     * browser leg either (the upstream leg sets it in upstream.c). */
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn->sess = sg_session_new(&listener->env, wsi, peer);
+    g_hash_table_add(listener->sessions, conn->sess);
+
+    if (listener->shutting_down) {
+        sg_session_refuse(conn->sess, SG_CLOSE_SHUTDOWN, NULL);
+        return;
+    }
+    verdict = sg_admission_check_origin(origin, host, proto,
+                                        (const char *const *)listener->cfg->allowed_origins,
+                                        listener->cfg->expected_scheme);
+    if (verdict != SG_ORIGIN_OK) {
+        sg_session_refuse(conn->sess, SG_CLOSE_ORIGIN, sg_origin_verdict_to_string(verdict));
+        return;
+    }
+    token = token_from_url_args(wsi);
+    if (token == NULL) {
+        g_autofree char *cookie = copy_header(wsi, WSI_TOKEN_HTTP_COOKIE);
+
+        if (cookie != NULL)
+            token = sg_admission_token_from_cookie(cookie);
+    }
+    if (token == NULL || strlen(token) > SG_TOKEN_MAX_BYTES) {
+        sg_session_refuse(conn->sess, SG_CLOSE_NO_TOKEN, NULL);
+    } else {
+        sg_session_start(conn->sess, token);
+    }
+    if (token != NULL)
+        memset(token, 0, strlen(token));   /* a bearer secret: do not leave it lying around */
+}
+
+/* Every session has gone, or the grace period is over. */
+static gboolean
+on_shutdown_complete(gpointer data)
+{
+    SgListener *listener = data;
+
+    listener->shutdown_timer = 0;
+    listener->on_shutdown_done(listener->shutdown_data);
+    return G_SOURCE_REMOVE;
+}
+
+/* --- the one protocol ------------------------------------------------------------ */
+
+static int
+on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+             size_t len)
+{
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    SgListener *listener = vh ? lws_get_vhost_user(vh) : NULL;
+    SgConnData *conn = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return serve_http(listener, wsi, (const char *)in);
+
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+
+    case LWS_CALLBACK_ESTABLISHED:
+        admit(listener, wsi, conn);
+        return 0;
+
+    case LWS_CALLBACK_RECEIVE:
+        if (conn->sess != NULL)
+            sg_session_on_receive(conn->sess, in, len, lws_frame_is_binary(wsi));
+        return 0;
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return conn->sess != NULL ? sg_session_on_writeable(conn->sess) : 0;
+
+    case LWS_CALLBACK_CLOSED:
+        if (conn->sess != NULL) {
+            g_hash_table_remove(listener->sessions, conn->sess);
+            g_clear_pointer(&conn->sess, sg_session_free);
+            if (listener->shutting_down && !listener->destroying &&
+                g_hash_table_size(listener->sessions) == 0 && listener->shutdown_timer != 0) {
+                /* Last one out: finish the shutdown from the loop, not from
+                 * inside an lws callback. */
+                g_source_remove(listener->shutdown_timer);
+                listener->shutdown_timer = g_idle_add(on_shutdown_complete, listener);
+            }
+        }
+        return 0;
+
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* The protocol is named "binary": lws echoes a matching name in
+ * Sec-WebSocket-Protocol, which spice-html5's `new WebSocket(uri,
+ * 'binary')` requires; clients that offer no subprotocol get the first
+ * (and only) protocol without the header. */
+static const struct lws_protocols protocols[] = {
+    {
+        .name = "binary",
+        .callback = on_lws_event,
+        .per_session_data_size = sizeof(SgConnData),
+        .rx_buffer_size = SG_WS_RX_BUFFER_BYTES,
+    },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+SgListener *
+sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
+                GError **error)
+{
+    SgListener *listener = g_new0(SgListener, 1);
+    struct lws_context_creation_info info;
+    void *foreign_loops[1] = { loop };
+    const char *roots[3] = { cfg->pages_dir, cfg->web_dir, NULL };
+
+    listener->cfg = cfg;
+    listener->env.tokens = tokens;
+    listener->env.connect_timeout_s = cfg->connect_timeout_s;
+    listener->env.link_timeout_s = cfg->link_timeout_s;
+    listener->sessions = g_hash_table_new(g_direct_hash, g_direct_equal);
+    if (cfg->pages_dir == NULL) {
+        roots[0] = cfg->web_dir;
+        roots[1] = NULL;
+    }
+    listener->web = sg_web_new(roots);
+
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    info.foreign_loops = foreign_loops;
+    info.protocols = protocols;
+    info.vhost_name = "spicegate";
+    info.port = cfg->listen_port;
+    info.iface = cfg->listen_host;
+    info.user = listener;
+    info.gid = -1;
+    info.uid = -1;
+    info.server_string = "spicegate";
+    /* ws pings from lws are not needed: browsers keep the socket alive and
+     * load balancers see SPICE traffic. */
+    if (cfg->cert != NULL) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        /* Like websockify (and so Nova), TLS and plain on one port unless
+         * ssl_only: lws peeks at the first byte to tell them apart. */
+        if (!cfg->ssl_only)
+            info.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                            LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
+        info.ssl_cert_filepath = cfg->cert;
+        info.ssl_private_key_filepath = cfg->key ? cfg->key : cfg->cert;
+        info.ssl_cipher_list = cfg->ciphers;
+        info.tls1_3_plus_cipher_list = cfg->ciphersuites;
+        info.ssl_options_set = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
+                               SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+        if (cfg->tls_min_version == SG_TLS_MIN_1_3)
+            info.ssl_options_set |= SSL_OP_NO_TLSv1_2;
+    }
+
+    listener->context = lws_create_context(&info);
+    if (listener->context == NULL) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "cannot listen on %s%s%s:%u%s (address in use, no permission, or bad "
+                    "TLS files; see the lws line above)",
+                    cfg->listen_host && strchr(cfg->listen_host, ':') ? "[" : "",
+                    cfg->listen_host ? cfg->listen_host : "*",
+                    cfg->listen_host && strchr(cfg->listen_host, ':') ? "]" : "",
+                    cfg->listen_port, cfg->cert ? " with TLS" : "");
+        sg_listener_free(listener);
+        return NULL;
+    }
+    listener->vhost = lws_get_vhost_by_name(listener->context, "spicegate");
+    return listener;
+}
+
+guint
+sg_listener_get_port(const SgListener *listener)
+{
+    return (guint)lws_get_vhost_listen_port(listener->vhost);
+}
+
+guint
+sg_listener_count_sessions(const SgListener *listener)
+{
+    return g_hash_table_size(listener->sessions);
+}
+
+
+void
+sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
+{
+    GHashTableIter iter;
+    gpointer sess;
+
+    g_return_if_fail(!listener->shutting_down);
+    listener->shutting_down = true;
+    listener->on_shutdown_done = done;
+    listener->shutdown_data = user_data;
+    g_hash_table_iter_init(&iter, listener->sessions);
+    while (g_hash_table_iter_next(&iter, &sess, NULL))
+        sg_session_shutdown(sess);
+    if (g_hash_table_size(listener->sessions) == 0)
+        listener->shutdown_timer = g_idle_add(on_shutdown_complete, listener);
+    else
+        listener->shutdown_timer = g_timeout_add(SG_SHUTDOWN_GRACE_MS, on_shutdown_complete,
+                                                 listener);
+}
+
+void
+sg_listener_free(SgListener *listener)
+{
+    if (listener == NULL)
+        return;
+    g_clear_handle_id(&listener->shutdown_timer, g_source_remove);
+    listener->destroying = true;
+    /* Destroying the context closes every wsi; their CLOSED callbacks free
+     * the sessions, which still need the registry. */
+    g_clear_pointer(&listener->context, lws_context_destroy);
+    g_clear_pointer(&listener->sessions, g_hash_table_unref);
+    g_clear_pointer(&listener->web, sg_web_free);
+    g_free(listener);
+}

@@ -1,3 +1,29 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* listener.h - the libwebsockets context on the GLib main loop.
+ *
+ * Owns the lws context (one vhost: plain, TLS, or both on one port), the
+ * static web roots, and the set of live sessions. It translates lws
+ * callbacks: plain HTTP goes to the web roots, upgrades go through the
+ * admission checks to a new session, websocket events go to that session.
+ */
 #pragma once
+
 #include "sg_types.h"
+
+/* Starts listening as @cfg says. Takes no ownership of @cfg or @tokens;
+ * both must outlive the listener. Fails (exit status 1 material) when the
+ * address cannot be bound or TLS material cannot be loaded. */
+SgListener *sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
+                            GError **error);
+
+/* The port actually bound (useful with port 0). */
+guint sg_listener_get_port(const SgListener *listener);
+
+/* Stops admitting, closes every session with 1001, and calls @done from
+ * the main loop once they have all gone (or after a short grace period).
+ * Call once. */
+void sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data);
+
+guint sg_listener_count_sessions(const SgListener *listener);
+
+void sg_listener_free(SgListener *listener);

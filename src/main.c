@@ -1,2 +1,381 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* main.c - process lifetime: options, configuration, signals, the loop,
+ * and teardown in order.
+ *
+ * Owns the main loop, the configuration, the token backend and the
+ * listener, and frees them in the reverse order of their creation. Exit
+ * status: 0 after a clean stop, 1 when the service cannot start (bind, TLS),
+ * 2 for any usage or configuration error.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <curl/curl.h>
+#include <glib-unix.h>
+#include <glib.h>
+
 #include "config.h"
-int main(void) { return 0; }
+#include "listener.h"
+#include "log.h"
+#include "nova_conf.h"
+#include "token.h"
+#include "token_file.h"
+#include "token_nova.h"
+
+#define SG_EXIT_RUNTIME 1
+#define SG_EXIT_CONFIG 2
+
+typedef struct {
+    GMainLoop *loop;
+    SgConfig *cfg;
+    SgTokenBackend *tokens;
+    SgListener *listener;
+    bool stopping;
+} SgDaemon;
+
+typedef struct {
+    char *config_file;
+    char **nova_configs;          /* --nova-config and Nova's --config-file */
+    char *nova_config_dir;        /* Nova's --config-dir */
+    char *log_file;
+    char *listen;
+    char *web;
+    char *pages;
+    char *token_file;
+    char *cert;
+    char *key;
+    char *port_file;
+    gboolean ssl_only;
+    gboolean debug;
+    gboolean version;
+} SgOptions;
+
+static void
+options_clear(SgOptions *opt)
+{
+    g_free(opt->config_file);
+    g_strfreev(opt->nova_configs);
+    g_free(opt->nova_config_dir);
+    g_free(opt->log_file);
+    g_free(opt->listen);
+    g_free(opt->web);
+    g_free(opt->pages);
+    g_free(opt->token_file);
+    g_free(opt->cert);
+    g_free(opt->key);
+    g_free(opt->port_file);
+}
+
+/* Parses the command line; returns FALSE after printing why. */
+static gboolean
+parse_options(int *argc, char ***argv, SgOptions *opt)
+{
+    const GOptionEntry entries[] = {
+        { "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt->config_file,
+          "Configuration file (default " SG_SYSCONFDIR "/spicegate/spicegate.conf)", "FILE" },
+        { "nova-config", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt->nova_configs,
+          "Nova's nova.conf: check tokens with Nova, read its [spice], [console], "
+          "[consoleauth] and [keystone_authtoken] options (repeatable)", "FILE" },
+        { "config-file", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME_ARRAY,
+          &opt->nova_configs, "Same as --nova-config (nova-spicehtml5proxy's option)", "FILE" },
+        { "config-dir", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &opt->nova_config_dir,
+          "Nova's --config-dir: every *.conf file in DIR, in name order", "DIR" },
+        { "log-file", 0, 0, G_OPTION_ARG_FILENAME, &opt->log_file,
+          "Append log lines to FILE instead of standard error", "FILE" },
+        { "listen", 'l', 0, G_OPTION_ARG_STRING, &opt->listen,
+          "Address and port to listen on (default 0.0.0.0:6082)", "ADDR:PORT" },
+        { "web", 0, 0, G_OPTION_ARG_FILENAME, &opt->web,
+          "spice-html5 directory (default " SG_SPICE_HTML5_DIR ")", "DIR" },
+        { "pages", 0, 0, G_OPTION_ARG_FILENAME, &opt->pages,
+          "spicegate's own pages, served in preference to --web", "DIR" },
+        { "token-file", 't', 0, G_OPTION_ARG_FILENAME, &opt->token_file,
+          "Static token file or directory of token files", "PATH" },
+        { "cert", 0, 0, G_OPTION_ARG_FILENAME, &opt->cert,
+          "TLS certificate (PEM): serve https and wss", "FILE" },
+        { "key", 0, 0, G_OPTION_ARG_FILENAME, &opt->key,
+          "TLS private key (PEM; default: the certificate file)", "FILE" },
+        { "ssl-only", 0, 0, G_OPTION_ARG_NONE, &opt->ssl_only,
+          "Refuse plain http and ws when TLS is on", NULL },
+        { "port-file", 0, 0, G_OPTION_ARG_FILENAME, &opt->port_file,
+          "Write the bound port here once listening", "FILE" },
+        { "debug", 'd', 0, G_OPTION_ARG_NONE, &opt->debug, "Log debug messages", NULL },
+        { "version", 'V', 0, G_OPTION_ARG_NONE, &opt->version, "Print the version and exit",
+          NULL },
+        G_OPTION_ENTRY_NULL
+    };
+    g_autoptr(GOptionContext) context =
+        g_option_context_new("- SPICE HTML5 console proxy for OpenStack");
+    g_autoptr(GError) error = NULL;
+
+    g_option_context_add_main_entries(context, entries, NULL);
+    g_option_context_set_description(context,
+                                     "Options override the configuration file. "
+                                     "See spicegate(8) and spicegate.conf(5).");
+    if (!g_option_context_parse(context, argc, argv, &error)) {
+        fprintf(stderr, "spicegate: %s\nTry 'spicegate --help'.\n", error->message);
+        return FALSE;
+    }
+    if (*argc > 1) {
+        fprintf(stderr, "spicegate: unexpected argument '%s'\nTry 'spicegate --help'.\n",
+                (*argv)[1]);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* A file the daemon needs must be readable now, so that a typo is a
+ * configuration error (exit 2) and not a failure to start (exit 1). */
+static gboolean
+check_readable(const char *what, const char *path, GError **error)
+{
+    g_autoptr(GError) local = NULL;
+    g_autoptr(GMappedFile) map = NULL;
+
+    if (path == NULL)
+        return TRUE;
+    map = g_mapped_file_new(path, FALSE, &local);
+    if (map == NULL) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_IO, "%s: %s", what, local->message);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* oslo.config's --config-dir: every *.conf in the directory, in name order,
+ * after the --config-file files. */
+static gboolean
+load_nova_config_dir(SgConfig *cfg, const char *dir, GError **error)
+{
+    g_autoptr(GDir) d = NULL;
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) local = NULL;
+    const char *name;
+
+    d = g_dir_open(dir, 0, &local);
+    if (d == NULL) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_IO, "--config-dir: %s",
+                    local->message);
+        return FALSE;
+    }
+    while ((name = g_dir_read_name(d)) != NULL) {
+        if (g_str_has_suffix(name, ".conf") && name[0] != '.')
+            g_ptr_array_add(names, g_build_filename(dir, name, NULL));
+    }
+    g_ptr_array_sort(names, (GCompareFunc)g_strcmp0);
+    for (guint i = 0; i < names->len; i++) {
+        if (!sg_nova_conf_load_file(cfg, g_ptr_array_index(names, i), error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* Defaults, then the file(s), then the command line. */
+static SgConfig *
+build_config(const SgOptions *opt, GError **error)
+{
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    const char *file = opt->config_file;
+    const struct {
+        const char *value, *group, *key, *flag;
+    } overrides[] = {
+        { opt->listen, "server", "listen", "--listen" },
+        { opt->web, "server", "web", "--web" },
+        { opt->pages, "server", "pages", "--pages" },
+        { opt->token_file, "tokens", "file", "--token-file" },
+        { opt->cert, "tls", "cert", "--cert" },
+        { opt->key, "tls", "key", "--key" },
+    };
+
+    if (file == NULL) {
+        /* The packaged default may be absent: then built-in defaults. */
+        file = SG_SYSCONFDIR "/spicegate/spicegate.conf";
+        if (g_file_test(file, G_FILE_TEST_EXISTS) && !sg_config_load_file(cfg, file, error))
+            return NULL;
+    } else if (!sg_config_load_file(cfg, file, error)) {
+        return NULL;
+    }
+    for (guint i = 0; opt->nova_configs != NULL && opt->nova_configs[i] != NULL; i++) {
+        if (!sg_nova_conf_load_file(cfg, opt->nova_configs[i], error))
+            return NULL;
+    }
+    if (opt->nova_config_dir != NULL && !load_nova_config_dir(cfg, opt->nova_config_dir, error))
+        return NULL;
+    for (guint i = 0; i < G_N_ELEMENTS(overrides); i++) {
+        if (overrides[i].value != NULL &&
+            !sg_config_set(cfg, overrides[i].group, overrides[i].key, overrides[i].value,
+                           overrides[i].flag, error))
+            return NULL;
+    }
+    if (opt->ssl_only)
+        cfg->ssl_only = true;
+    cfg->port_file = g_strdup(opt->port_file);
+    if (!sg_config_validate(cfg, error))
+        return NULL;
+    if (!check_readable("[tls] cert", cfg->cert, error) ||
+        !check_readable("[tls] key", cfg->key, error))
+        return NULL;
+    return g_steal_pointer(&cfg);
+}
+
+/* Tells systemd we are ready (Type=notify), without libsystemd. */
+static void
+notify_systemd(const char *state)
+{
+    const char *path = g_getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    socklen_t slen;
+    int fd;
+
+    if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(sun.sun_path))
+        return;
+    memcpy(sun.sun_path, path, strlen(path));
+    if (path[0] == '@')
+        sun.sun_path[0] = '\0';     /* abstract socket */
+    slen = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sun, slen) < 0)
+        g_warning("cannot notify systemd: %s", g_strerror(errno));
+    close(fd);
+}
+
+static gboolean
+write_port_file(const char *path, guint port, GError **error)
+{
+    g_autofree char *text = g_strdup_printf("%u\n", port);
+
+    /* g_file_set_contents() renames into place, so a reader never sees a
+     * half-written file. */
+    return g_file_set_contents(path, text, -1, error);
+}
+
+static gboolean
+on_stopped(gpointer data)
+{
+    SgDaemon *d = data;
+
+    g_main_loop_quit(d->loop);
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_terminate(gpointer data)
+{
+    SgDaemon *d = data;
+
+    if (d->stopping)
+        return G_SOURCE_CONTINUE;
+    d->stopping = true;
+    g_message("stopping: closing %u session(s)", sg_listener_count_sessions(d->listener));
+    notify_systemd("STOPPING=1");
+    sg_listener_shutdown(d->listener, on_stopped, d);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_reload(gpointer data)
+{
+    SgDaemon *d = data;
+    g_autoptr(GError) error = NULL;
+
+    notify_systemd("RELOADING=1");
+    if (!sg_token_backend_reload(d->tokens, &error) && error != NULL)
+        g_warning("reload failed, keeping the previous tokens: %s", error->message);
+    notify_systemd("READY=1");
+    return G_SOURCE_CONTINUE;
+}
+
+int
+main(int argc, char **argv)
+{
+    SgOptions opt = { 0 };
+    SgDaemon d = { 0 };
+    g_autoptr(GError) error = NULL;
+    guint sig_ids[4];
+    int status = EXIT_SUCCESS;
+
+    if (!parse_options(&argc, &argv, &opt)) {
+        options_clear(&opt);
+        return SG_EXIT_CONFIG;
+    }
+    if (opt.version) {
+        printf("spicegate %s\n", PACKAGE_VERSION);
+        options_clear(&opt);
+        return EXIT_SUCCESS;
+    }
+    if (opt.log_file != NULL) {
+        int fd = open(opt.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+
+        if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) {
+            fprintf(stderr, "spicegate: --log-file %s: %s\n", opt.log_file, g_strerror(errno));
+            options_clear(&opt);
+            return SG_EXIT_CONFIG;
+        }
+        close(fd);
+    }
+    if (opt.debug)
+        sg_log_enable_debug();
+    sg_log_setup_lws(opt.debug);
+    /* A peer that vanishes mid-write must give EPIPE, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    d.cfg = build_config(&opt, &error);
+    options_clear(&opt);
+    if (d.cfg == NULL) {
+        fprintf(stderr, "spicegate: %s\n", error->message);
+        return SG_EXIT_CONFIG;
+    }
+    if (g_str_equal(d.cfg->token_backend, "nova"))
+        d.tokens = sg_token_nova_new(d.cfg, &error);
+    else
+        d.tokens = sg_token_file_new(d.cfg->token_file, &error);
+    if (d.tokens == NULL) {
+        fprintf(stderr, "spicegate: [tokens] %s: %s\n", d.cfg->token_backend, error->message);
+        sg_config_free(d.cfg);
+        return SG_EXIT_CONFIG;
+    }
+
+    d.loop = g_main_loop_new(NULL, FALSE);
+    d.listener = sg_listener_new(d.cfg, d.loop, d.tokens, &error);
+    if (d.listener == NULL) {
+        fprintf(stderr, "spicegate: %s\n", error->message);
+        status = SG_EXIT_RUNTIME;
+        goto out;
+    }
+    if (d.cfg->port_file != NULL &&
+        !write_port_file(d.cfg->port_file, sg_listener_get_port(d.listener), &error)) {
+        fprintf(stderr, "spicegate: --port-file: %s\n", error->message);
+        status = SG_EXIT_RUNTIME;
+        goto out;
+    }
+    sig_ids[0] = g_unix_signal_add(SIGTERM, on_terminate, &d);
+    sig_ids[1] = g_unix_signal_add(SIGINT, on_terminate, &d);
+    sig_ids[2] = g_unix_signal_add(SIGHUP, on_reload, &d);
+    sig_ids[3] = 0;
+    g_message("spicegate %s listening on port %u (%s)", PACKAGE_VERSION,
+              sg_listener_get_port(d.listener), d.cfg->cert ? "https/wss" : "http/ws");
+    notify_systemd("READY=1");
+
+    g_main_loop_run(d.loop);
+
+    for (guint i = 0; sig_ids[i] != 0; i++)
+        g_source_remove(sig_ids[i]);
+    g_message("stopped");
+out:
+    sg_listener_free(d.listener);
+    sg_token_backend_free(d.tokens);
+    g_main_loop_unref(d.loop);
+    sg_config_free(d.cfg);
+    curl_global_cleanup();
+    return status;
+}

@@ -1,3 +1,564 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* stub: being written */
-#include "config.h"
+/* session.c - the per-websocket state machine and relay.
+ *
+ * Owns: the token lookup handle, the upstream (connect + socket), the two
+ * bounded buffers, the link timer. Must not: block, keep a pointer to
+ * anything the listener frees before CLOSED, or log a token.
+ *
+ * Session states
+ *
+ *   new --start--> AUTHORISING --target--> CONNECTING --connected--> RELAYING
+ *    |                  | no/bad token          | unreachable,          | SPICE server
+ *    | refuse           | backend down          | timeout               | closes
+ *    v                  v                       v                       v
+ *   CLOSING <-----------+-----------------------+------------------- DRAINING
+ *    |                   (bad link, link timeout, text frame, shutdown  (flush what the
+ *    |                    go to CLOSING from any state)                  browser is owed)
+ *    v
+ *   free (lws CLOSED; also when the browser goes away in any state)
+ *
+ * The SPICE link message is checked as soon as the browser sends it, in
+ * whatever state the session is; bytes flow upstream only once it passed
+ * and the connection is up. Every waiting state has a timer: the token
+ * backend's own deadline (AUTHORISING), the connect timeout (CONNECTING),
+ * and the link timeout until the link message arrives.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <glib.h>
+#include <libwebsockets.h>
+
+#include "buf.h"
+#include "compat.h"
+#include "log.h"
+#include "session.h"
+#include "spice_link.h"
+#include "token.h"
+#include "upstream.h"
+
+/* 64 KiB toward the browser: one websocket message per SPICE read, large
+ * enough that a display update goes out in few frames, small enough that
+ * 10,000 sessions stay cheap (and it is only allocated while used). */
+#define SG_DOWN_BUF_BYTES (64 * 1024)
+/* Toward the SPICE server. We stop reading the websocket when less than
+ * one lws receive chunk (SG_WS_RX_CHUNK_BYTES, listener.c) would fit, so
+ * the buffer never has to refuse bytes lws already handed us. */
+#define SG_UP_BUF_BYTES (64 * 1024)
+#define SG_WS_RX_CHUNK_BYTES (16 * 1024)
+/* Resume reading the websocket once the SPICE server has taken this much. */
+#define SG_UP_RESUME_BYTES (SG_UP_BUF_BYTES / 2)
+
+typedef enum {
+    SG_SESSION_NEW = 0,
+    SG_SESSION_AUTHORISING,       /* waiting for the token backend */
+    SG_SESSION_CONNECTING,        /* TCP connect to the SPICE server */
+    SG_SESSION_RELAYING,
+    SG_SESSION_DRAINING,          /* SPICE server gone; flushing to the browser */
+    SG_SESSION_CLOSING,           /* close frame queued; waiting for lws */
+} SgSessionState;
+
+static const char *const state_names[] = {
+    "new", "authorising", "connecting", "relaying", "draining", "closing",
+};
+
+static const struct {
+    uint16_t code;
+    const char *text;
+} close_table[] = {
+    [SG_CLOSE_TARGET_CLOSED] = { 1000, "console closed" },
+    [SG_CLOSE_CLIENT_CLOSED] = { 1000, "browser closed" },
+    [SG_CLOSE_SHUTDOWN] = { 1001, "spicegate shutting down" },
+    [SG_CLOSE_TEXT_FRAME] = { 1003, "text frames are not supported" },
+    [SG_CLOSE_INTERNAL] = { 1011, "internal error" },
+    [SG_CLOSE_BAD_LINK] = { 4400, "not a SPICE link message" },
+    [SG_CLOSE_NO_TOKEN] = { 4401, "no console token" },
+    [SG_CLOSE_ORIGIN] = { 4403, "origin not allowed" },
+    [SG_CLOSE_BAD_TOKEN] = { 4404, "console token invalid or expired" },
+    [SG_CLOSE_LINK_TIMEOUT] = { 4408, "timed out waiting for the SPICE link message" },
+    [SG_CLOSE_UNREACHABLE] = { 4502, "console unreachable" },
+    [SG_CLOSE_TOKEN_UNAVAILABLE] = { 4503, "token check unavailable, try again" },
+    [SG_CLOSE_CONNECT_TIMEOUT] = { 4504, "console connect timed out" },
+    [SG_CLOSE_TOKEN_REFUSED] = { 4403, "console token not usable here" },
+    [SG_CLOSE_SESSION_EXPIRED] = { 4410, "console session expired" },
+};
+
+struct SgSession {
+    const SgSessionEnv *env;
+    struct lws *ws;
+    guint64 id;
+    SgSessionState state;
+    char *client;                 /* "addr:port" of the browser */
+    char *token_tag;              /* sg_log_redact() of the token */
+    char *target;                 /* "host:port" once known */
+    const char *channel;          /* SPICE channel name once the link parsed */
+    SgTokenLookup *lookup;
+    SgUpstream *up;
+    SgBuf *dbuf;                  /* SPICE server -> browser */
+    SgBuf *ubuf;                  /* browser -> SPICE server */
+    bool link_ok;
+    bool rx_paused;               /* websocket reads stopped for flow control */
+    bool opened;                  /* the "open" line was logged */
+    guint link_timer;
+    guint expiry_timer;           /* enforce_session_timeout */
+    SgCloseReason reason;
+    char *detail;                 /* extra words for the close line */
+    gint64 started_us;
+    guint64 bytes_up;             /* browser -> SPICE server, delivered */
+    guint64 bytes_down;           /* SPICE server -> browser, handed to lws */
+};
+
+static guint64 next_session_id = 1;
+
+uint16_t
+sg_close_reason_code(SgCloseReason reason)
+{
+    return close_table[reason].code;
+}
+
+const char *
+sg_close_reason_text(SgCloseReason reason)
+{
+    return close_table[reason].text;
+}
+
+#define sess_log(level, sess, fmt, ...) \
+    g_log(G_LOG_DOMAIN, level, "[s:%" G_GUINT64_FORMAT "] " fmt, (sess)->id, ##__VA_ARGS__)
+
+static void
+set_state(SgSession *sess, SgSessionState state)
+{
+    sess_log(G_LOG_LEVEL_DEBUG, sess, "%s -> %s", state_names[sess->state],
+             state_names[state]);
+    sess->state = state;
+}
+
+static void start_relay(SgSession *sess);
+static void pump_upstream(SgSession *sess);
+
+SgSession *
+sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client)
+{
+    SgSession *sess = g_new0(SgSession, 1);
+
+    sess->env = env;
+    sess->ws = ws;
+    sess->id = next_session_id++;
+    sess->client = g_strdup(client);
+    sess->started_us = g_get_monotonic_time();
+    sess->dbuf = sg_buf_new(SG_DOWN_BUF_BYTES);
+    sess->ubuf = sg_buf_new(SG_UP_BUF_BYTES);
+    sess->state = SG_SESSION_NEW;
+    return sess;
+}
+
+/* Ends the session with @reason: stops everything that could call back,
+ * and has lws send the close frame from the next WRITEABLE. */
+static void
+close_with(SgSession *sess, SgCloseReason reason, const char *detail)
+{
+    char *new_detail;
+
+    if (sess->state == SG_SESSION_CLOSING)
+        return;
+    /* A detail that only repeats the reason adds nothing to the log. It
+     * may be sess->detail itself (from DRAINING): copy before freeing. */
+    new_detail = (detail && !g_str_equal(detail, sg_close_reason_text(reason)))
+                     ? g_strdup(detail)
+                     : NULL;
+    g_free(sess->detail);
+    sess->detail = new_detail;
+    detail = new_detail;
+    sess->reason = reason;
+    g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
+    g_clear_pointer(&sess->up, sg_upstream_free);
+    g_clear_handle_id(&sess->link_timer, g_source_remove);
+    g_clear_handle_id(&sess->expiry_timer, g_source_remove);
+    if (!sess->opened) {
+        sess_log(G_LOG_LEVEL_MESSAGE, sess, "refused client=%s %s reason=\"%s\"%s%s",
+                 sess->client, sess->token_tag ? sess->token_tag : "tok:-",
+                 sg_close_reason_text(reason), detail ? ": " : "", detail ? detail : "");
+    }
+    set_state(sess, SG_SESSION_CLOSING);
+    lws_callback_on_writable(sess->ws);
+}
+
+void
+sg_session_refuse(SgSession *sess, SgCloseReason reason, const char *detail)
+{
+    close_with(sess, reason, detail);
+}
+
+void
+sg_session_shutdown(SgSession *sess)
+{
+    close_with(sess, SG_CLOSE_SHUTDOWN, NULL);
+}
+
+static gboolean
+on_link_timeout(gpointer data)
+{
+    SgSession *sess = data;
+
+    sess->link_timer = 0;
+    close_with(sess, SG_CLOSE_LINK_TIMEOUT, NULL);
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_session_expired(gpointer data)
+{
+    SgSession *sess = data;
+
+    sess->expiry_timer = 0;
+    /* Unlike the browser-side states, a live console is cut at once: the
+     * token's lifetime is the operator's policy (enforce_session_timeout). */
+    g_clear_pointer(&sess->up, sg_upstream_free);
+    close_with(sess, SG_CLOSE_SESSION_EXPIRED, NULL);
+    return G_SOURCE_REMOVE;
+}
+
+/* --- connecting ------------------------------------------------------------ */
+
+static void
+on_upstream_connected(SgUpstream *up, const GError *error, gpointer data)
+{
+    SgSession *sess = data;
+
+    if (error != NULL) {
+        SgCloseReason reason = g_error_matches(error, SG_UPSTREAM_ERROR,
+                                               SG_UPSTREAM_ERROR_TIMEOUT)
+                                   ? SG_CLOSE_CONNECT_TIMEOUT
+                                   : SG_CLOSE_UNREACHABLE;
+
+        /* The failed upstream is freed by close_with(); it is @up. */
+        g_autofree char *detail = g_strdup_printf("target=%s: %s", sess->target,
+                                                  error->message);
+
+        close_with(sess, reason, detail);
+        return;
+    }
+    g_free(sess->target);
+    sess->target = g_strdup(sg_upstream_get_peer(up));
+    set_state(sess, SG_SESSION_RELAYING);
+    start_relay(sess);
+}
+
+static void
+on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
+{
+    SgSession *sess = data;
+
+    sess->lookup = NULL;          /* the handle is freed after this callback */
+    if (error != NULL) {
+        SgCloseReason reason = SG_CLOSE_BAD_TOKEN;
+
+        if (g_error_matches(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNAVAILABLE))
+            reason = SG_CLOSE_TOKEN_UNAVAILABLE;
+        else if (g_error_matches(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_REFUSED))
+            reason = SG_CLOSE_TOKEN_REFUSED;
+        close_with(sess, reason, error->message);
+        return;
+    }
+    sess->target = (strchr(tgt->host, ':') != NULL)
+                       ? g_strdup_printf("[%s]:%u", tgt->host, tgt->port)
+                       : g_strdup_printf("%s:%u", tgt->host, tgt->port);
+    set_state(sess, SG_SESSION_CONNECTING);
+    if (tgt->expires_at_us > 0) {
+        gint64 left_ms = (tgt->expires_at_us - g_get_real_time()) / 1000;
+
+        if (left_ms <= 0) {
+            close_with(sess, SG_CLOSE_SESSION_EXPIRED, NULL);
+            return;
+        }
+        sess->expiry_timer = g_timeout_add((guint)MIN(left_ms, G_MAXUINT), on_session_expired,
+                                           sess);
+    }
+    sess->up = sg_upstream_connect(tgt->host, tgt->port, tgt->internal_access_path,
+                                   sess->env->connect_timeout_s, on_upstream_connected, NULL,
+                                   sess);
+}
+
+void
+sg_session_start(SgSession *sess, const char *token)
+{
+    g_return_if_fail(sess->state == SG_SESSION_NEW);
+
+    sess->token_tag = sg_log_redact(token);
+    sess->link_timer = g_timeout_add_seconds(sess->env->link_timeout_s, on_link_timeout, sess);
+    set_state(sess, SG_SESSION_AUTHORISING);
+    sess->lookup = sg_token_lookup(sess->env->tokens, token, on_target, sess);
+}
+
+/* --- relaying ---------------------------------------------------------------- */
+
+static void
+log_open(SgSession *sess)
+{
+    if (sess->opened || !sess->link_ok || sess->state != SG_SESSION_RELAYING)
+        return;
+    sess->opened = true;
+    sess_log(G_LOG_LEVEL_MESSAGE, sess, "open client=%s %s target=%s channel=%s",
+             sess->client, sess->token_tag, sess->target, sess->channel);
+}
+
+/* The SPICE server is gone: whatever the browser is still owed goes out,
+ * then the websocket closes with @reason. */
+static void
+upstream_gone(SgSession *sess, SgCloseReason reason, const char *detail)
+{
+    g_clear_pointer(&sess->up, sg_upstream_free);
+    if (sg_buf_is_empty(sess->dbuf)) {
+        close_with(sess, reason, detail);
+        return;
+    }
+    sess->reason = reason;
+    g_free(sess->detail);
+    sess->detail = g_strdup(detail);
+    set_state(sess, SG_SESSION_DRAINING);
+    lws_callback_on_writable(sess->ws);
+}
+
+static GIOCondition
+wanted_interest(SgSession *sess)
+{
+    GIOCondition interest = 0;
+
+    if (sg_buf_space(sess->dbuf) > 0)
+        interest |= G_IO_IN;
+    if (sess->link_ok && !sg_buf_is_empty(sess->ubuf))
+        interest |= G_IO_OUT;
+    return interest;
+}
+
+static void
+update_interest(SgSession *sess)
+{
+    if (sess->up != NULL && sess->state == SG_SESSION_RELAYING)
+        sg_upstream_set_interest(sess->up, wanted_interest(sess));
+}
+
+/* Reads what the SPICE server sent into the buffer toward the browser. */
+static void
+read_upstream(SgSession *sess)
+{
+    int fd = sg_upstream_get_fd(sess->up);
+    gsize avail;
+    guint8 *dst = sg_buf_reserve(sess->dbuf, &avail);
+    ssize_t n;
+
+    if (dst == NULL)
+        return;
+    n = recv(fd, dst, avail, 0);
+    if (n > 0) {
+        sg_buf_commit(sess->dbuf, (gsize)n);
+        lws_callback_on_writable(sess->ws);
+        return;
+    }
+    if (n == 0) {
+        upstream_gone(sess, SG_CLOSE_TARGET_CLOSED, NULL);
+        return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return;
+    upstream_gone(sess, SG_CLOSE_TARGET_CLOSED, g_strerror(errno));
+}
+
+/* Sends what the browser sent (once the link passed) to the SPICE server,
+ * and lets the browser send more once there is room again. */
+static void
+pump_upstream(SgSession *sess)
+{
+    gsize len;
+
+    if (sess->up == NULL || sess->state != SG_SESSION_RELAYING || !sess->link_ok)
+        return;
+    len = sg_buf_len(sess->ubuf);
+    if (len > 0) {
+        ssize_t n = send(sg_upstream_get_fd(sess->up), sg_buf_data(sess->ubuf), len,
+                         MSG_NOSIGNAL);
+
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                upstream_gone(sess, SG_CLOSE_TARGET_CLOSED, g_strerror(errno));
+                return;
+            }
+        } else {
+            sg_buf_consume(sess->ubuf, (gsize)n);
+            sess->bytes_up += (guint64)n;
+        }
+    }
+    if (sess->rx_paused && sg_buf_len(sess->ubuf) <= SG_UP_RESUME_BYTES) {
+        sess->rx_paused = false;
+        lws_rx_flow_control(sess->ws, 1);
+    }
+}
+
+static void
+on_upstream_io(SgUpstream *up, GIOCondition ready, gpointer data)
+{
+    SgSession *sess = data;
+
+    (void)up;
+    if (ready & G_IO_OUT)
+        pump_upstream(sess);
+    if (sess->up != NULL && (ready & (G_IO_IN | G_IO_HUP | G_IO_ERR)))
+        read_upstream(sess);
+    update_interest(sess);
+}
+
+static void
+start_relay(SgSession *sess)
+{
+    /* The upstream was created without an I/O callback so nothing could
+     * fire before we were ready; install ours now. */
+    sg_upstream_set_io_func(sess->up, on_upstream_io, sess);
+    log_open(sess);
+    pump_upstream(sess);
+    update_interest(sess);
+}
+
+/* Checks the first bytes from the browser: a SPICE link message, or out. */
+static bool
+check_link(SgSession *sess)
+{
+    SgSpiceLink link;
+    gsize consumed = 0;
+    const char *why = NULL;
+
+    switch (sg_spice_link_parse(sg_buf_data(sess->ubuf), sg_buf_len(sess->ubuf), &link,
+                                &consumed, &why)) {
+    case SG_PARSE_OK:
+        sess->link_ok = true;
+        sess->channel = sg_spice_channel_name(link.channel_type);
+        g_clear_handle_id(&sess->link_timer, g_source_remove);
+        sess_log(G_LOG_LEVEL_DEBUG, sess, "link ok: channel %s id %u", sess->channel,
+                 link.channel_id);
+        log_open(sess);
+        return true;
+    case SG_PARSE_AGAIN:
+        return true;
+    case SG_PARSE_INVALID:
+    default:
+        close_with(sess, SG_CLOSE_BAD_LINK, why);
+        return false;
+    }
+}
+
+void
+sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary)
+{
+    gsize taken;
+
+    if (sess->state == SG_SESSION_CLOSING || sess->state == SG_SESSION_DRAINING)
+        return;                   /* nothing more goes upstream */
+    if (!binary) {
+        close_with(sess, SG_CLOSE_TEXT_FRAME, NULL);
+        return;
+    }
+    /* Fast path: nothing queued and the relay is running, so send straight
+     * from lws' buffer and queue only what the socket did not take. This
+     * saves a copy per byte on the upload path. */
+    if (sess->link_ok && sess->state == SG_SESSION_RELAYING && sess->up != NULL &&
+        sg_buf_is_empty(sess->ubuf)) {
+        ssize_t n = send(sg_upstream_get_fd(sess->up), data, len, MSG_NOSIGNAL);
+
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            upstream_gone(sess, SG_CLOSE_TARGET_CLOSED, g_strerror(errno));
+            return;
+        }
+        if (n > 0) {
+            sess->bytes_up += (guint64)n;
+            data = (const guint8 *)data + n;
+            len -= (size_t)n;
+        }
+        if (len == 0)
+            return;
+    }
+    taken = sg_buf_append(sess->ubuf, data, len);
+    if (taken < len) {
+        /* Cannot happen while lws honours rx flow control; refuse rather
+         * than drop a byte of someone's session. */
+        sess_log(G_LOG_LEVEL_WARNING, sess, "buffer toward the SPICE server overflowed");
+        close_with(sess, SG_CLOSE_INTERNAL, "upstream buffer overflow");
+        return;
+    }
+    if (!sess->link_ok && !check_link(sess))
+        return;
+    if (!sess->rx_paused && sg_buf_space(sess->ubuf) < SG_WS_RX_CHUNK_BYTES) {
+        sess->rx_paused = true;
+        lws_rx_flow_control(sess->ws, 0);
+    }
+    pump_upstream(sess);
+    update_interest(sess);
+}
+
+int
+sg_session_on_writeable(SgSession *sess)
+{
+    gsize len = sg_buf_len(sess->dbuf);
+
+    if (len > 0 && (sess->state == SG_SESSION_RELAYING || sess->state == SG_SESSION_DRAINING)) {
+        int n = lws_write(sess->ws, sg_buf_data(sess->dbuf), len, LWS_WRITE_BINARY);
+
+        if (n < (int)len) {
+            sess_log(G_LOG_LEVEL_DEBUG, sess, "websocket write failed");
+            return -1;
+        }
+        sg_buf_consume(sess->dbuf, len);
+        sess->bytes_down += len;
+        if (sess->state == SG_SESSION_RELAYING) {
+            update_interest(sess);
+            return 0;
+        }
+        /* DRAINING and now empty: say goodbye on the next WRITEABLE, after
+         * lws has flushed this frame. */
+        close_with(sess, sess->reason, sess->detail);
+        return 0;
+    }
+    if (sess->state == SG_SESSION_CLOSING) {
+        const char *text = sg_close_reason_text(sess->reason);
+
+        lws_close_reason(sess->ws, (enum lws_close_status)sg_close_reason_code(sess->reason),
+                         (unsigned char *)text, strlen(text));
+        return -1;
+    }
+    return 0;
+}
+
+void
+sg_session_free(SgSession *sess)
+{
+    if (sess == NULL)
+        return;
+    if (sess->state != SG_SESSION_CLOSING)
+        sess->reason = SG_CLOSE_CLIENT_CLOSED;
+    if (sess->opened) {
+        double secs = (double)(g_get_monotonic_time() - sess->started_us) / G_USEC_PER_SEC;
+
+        sess_log(G_LOG_LEVEL_MESSAGE, sess,
+                 "close client=%s %s target=%s channel=%s duration=%.3fs up=%" G_GUINT64_FORMAT
+                 " down=%" G_GUINT64_FORMAT " reason=\"%s\"%s%s",
+                 sess->client, sess->token_tag, sess->target, sess->channel, secs,
+                 sess->bytes_up, sess->bytes_down, sg_close_reason_text(sess->reason),
+                 sess->detail ? ": " : "", sess->detail ? sess->detail : "");
+    } else if (sess->state != SG_SESSION_CLOSING) {
+        sess_log(G_LOG_LEVEL_MESSAGE, sess, "refused client=%s %s reason=\"browser left\"",
+                 sess->client, sess->token_tag ? sess->token_tag : "tok:-");
+    }
+    g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
+    g_clear_pointer(&sess->up, sg_upstream_free);
+    g_clear_handle_id(&sess->link_timer, g_source_remove);
+    g_clear_handle_id(&sess->expiry_timer, g_source_remove);
+    sg_buf_free(sess->dbuf);
+    sg_buf_free(sess->ubuf);
+    g_free(sess->client);
+    g_free(sess->token_tag);
+    g_free(sess->target);
+    g_free(sess->detail);
+    g_free(sess);
+}

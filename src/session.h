@@ -1,3 +1,75 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* session.h - one browser websocket relayed to one SPICE channel.
+ *
+ * A session starts when a websocket upgrade completes and is freed when
+ * that websocket closes (lws' CLOSED callback); it owns everything else:
+ * the token lookup, the upstream connection, both relay buffers and its
+ * timers. Every refusal is a websocket close frame with a code and a
+ * reason (see SgCloseReason); no byte reaches a SPICE server before the
+ * token and the SPICE link message have both been accepted.
+ *
+ * Abbreviations used in session code: sess (session), up (upstream), ws
+ * (the browser's wsi), tgt (console target), dbuf/ubuf (buffer toward the
+ * browser / toward the SPICE server).
+ */
 #pragma once
+
+#include <stdint.h>
+
 #include "sg_types.h"
+
+struct lws;
+
+/* Why a session ended; each has a websocket close code and a reason text
+ * that a page can show. The table is in session.c. */
+typedef enum {
+    SG_CLOSE_TARGET_CLOSED = 0,   /* 1000 console closed */
+    SG_CLOSE_CLIENT_CLOSED,       /* the browser closed first (not sent) */
+    SG_CLOSE_SHUTDOWN,            /* 1001 */
+    SG_CLOSE_TEXT_FRAME,          /* 1003 */
+    SG_CLOSE_INTERNAL,            /* 1011 */
+    SG_CLOSE_BAD_LINK,            /* 4400 */
+    SG_CLOSE_NO_TOKEN,            /* 4401 */
+    SG_CLOSE_ORIGIN,              /* 4403 */
+    SG_CLOSE_BAD_TOKEN,           /* 4404 */
+    SG_CLOSE_LINK_TIMEOUT,        /* 4408 */
+    SG_CLOSE_UNREACHABLE,         /* 4502 */
+    SG_CLOSE_TOKEN_UNAVAILABLE,   /* 4503 */
+    SG_CLOSE_CONNECT_TIMEOUT,     /* 4504 */
+    SG_CLOSE_TOKEN_REFUSED,       /* 4403 too: a valid token we will not serve */
+    SG_CLOSE_SESSION_EXPIRED,     /* 4410: enforce_session_timeout */
+} SgCloseReason;
+
+uint16_t sg_close_reason_code(SgCloseReason reason);
+const char *sg_close_reason_text(SgCloseReason reason);
+
+/* What sessions share, owned by the listener and outliving every session. */
+typedef struct {
+    SgTokenBackend *tokens;
+    guint connect_timeout_s;
+    guint link_timeout_s;
+} SgSessionEnv;
+
+/* A new session on the upgraded websocket @ws from @client ("addr:port").
+ * Takes no ownership of @env or @ws. Call exactly one of
+ * sg_session_start() or sg_session_refuse() next. */
+SgSession *sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client);
+
+/* Looks up @token (copied) and, once it leads somewhere, connects. */
+void sg_session_start(SgSession *sess, const char *token);
+
+/* Closes the websocket with @reason before anything else happens, logging
+ * one "refused" line; @detail (may be NULL) adds words for the log only. */
+void sg_session_refuse(SgSession *sess, SgCloseReason reason, const char *detail);
+
+/* Closes with 1001 (shutdown); a no-op for a session already closing. */
+void sg_session_shutdown(SgSession *sess);
+
+/* lws events, translated by the listener. */
+void sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary);
+/* Returns -1 when lws must close the websocket now, else 0. */
+int sg_session_on_writeable(SgSession *sess);
+
+/* The websocket is gone (lws CLOSED): logs the close line, frees
+ * everything. NULL is a no-op. */
+void sg_session_free(SgSession *sess);

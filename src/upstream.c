@@ -1,3 +1,340 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* stub: being written */
-#include "config.h"
+/* upstream.c - asynchronous connect to a SPICE server and its fd watch.
+ *
+ * Owns the GSocketClient connect (cancellable), its deadline timer, the
+ * connected GSocketConnection and one GSource watching the socket. It does
+ * no reading or writing itself: the session's relay does, straight into its
+ * buffers, so bytes are copied once.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <gio/gio.h>
+
+#include "upstream.h"
+
+G_DEFINE_QUARK(sg-upstream-error-quark, sg_upstream_error)
+
+typedef struct ConnectCtx ConnectCtx;
+
+struct SgUpstream {
+    ConnectCtx *connect_ctx;      /* set while a connect is in flight */
+    GCancellable *cancellable;
+    guint deadline_id;
+    bool timed_out;
+    GSocketConnection *conn;
+    int fd;
+    GSource *watch;
+    gpointer watch_tag;
+    GIOCondition interest;
+    char *peer;
+    char *access_path;            /* CONNECT handshake still to do, or NULL */
+    bool handshaking;             /* waiting for the CONNECT reply */
+    SgUpstreamConnectedFunc on_connected;
+    SgUpstreamIoFunc on_io;
+    gpointer user_data;
+};
+
+static char *
+format_hostport(const char *host, guint16 port)
+{
+    /* IPv6 literals get brackets so the port stays readable. */
+    return strchr(host, ':') ? g_strdup_printf("[%s]:%u", host, port)
+                             : g_strdup_printf("%s:%u", host, port);
+}
+
+static void
+set_peer_from_socket(SgUpstream *up, GSocket *sock)
+{
+    g_autoptr(GSocketAddress) addr = g_socket_get_remote_address(sock, NULL);
+    GInetSocketAddress *in;
+    g_autofree char *ip = NULL;
+
+    if (addr == NULL || !G_IS_INET_SOCKET_ADDRESS(addr))
+        return;
+    in = G_INET_SOCKET_ADDRESS(addr);
+    ip = g_inet_address_to_string(g_inet_socket_address_get_address(in));
+    g_free(up->peer);
+    up->peer = format_hostport(ip, g_inet_socket_address_get_port(in));
+}
+
+typedef struct {
+    GSource source;
+    SgUpstream *up;
+} WatchSource;
+
+static void read_connect_reply(SgUpstream *up);
+
+static gboolean
+dispatch_watch(GSource *source, GSourceFunc callback, gpointer data)
+{
+    WatchSource *ws = (WatchSource *)source;
+    SgUpstream *up = ws->up;
+    GIOCondition ready;
+
+    if (up->watch_tag == NULL)
+        return G_SOURCE_CONTINUE;
+    ready = g_source_query_unix_fd(source, up->watch_tag);
+    if (up->handshaking) {
+        read_connect_reply(up);
+        return G_SOURCE_CONTINUE;
+    }
+    if (up->on_io == NULL)
+        return G_SOURCE_CONTINUE;
+
+    (void)callback;
+    (void)data;
+    /* May free @up (and destroy this source); GLib holds a reference to the
+     * source across dispatch, so returning afterwards is safe. */
+    up->on_io(up, ready, up->user_data);
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs watch_funcs = {
+    .dispatch = dispatch_watch,
+};
+
+static void
+fail(SgUpstream *up, SgUpstreamError code, const char *message)
+{
+    g_autoptr(GError) error = g_error_new_literal(SG_UPSTREAM_ERROR, code, message);
+
+    up->handshaking = false;
+    g_clear_handle_id(&up->deadline_id, g_source_remove);
+    up->on_connected(up, error, up->user_data);
+}
+
+static gboolean
+on_deadline(gpointer data)
+{
+    SgUpstream *up = data;
+
+    up->deadline_id = 0;
+    up->timed_out = true;
+    if (up->handshaking) {
+        fail(up, SG_UPSTREAM_ERROR_TIMEOUT, "no CONNECT reply within the connect timeout");
+        return G_SOURCE_REMOVE;
+    }
+    g_cancellable_cancel(up->cancellable);
+    return G_SOURCE_REMOVE;
+}
+
+/* 4096: Nova reads the CONNECT reply headers the same way; a proxy that
+ * sends more header than that is not one we talk to. */
+#define SG_CONNECT_REPLY_MAX_BYTES 4096
+
+/* Reads the reply to our CONNECT without consuming a byte past its
+ * header: what follows belongs to the SPICE stream (Nova's fix for bug
+ * 1695844 does the same with MSG_PEEK). */
+static void
+read_connect_reply(SgUpstream *up)
+{
+    char buf[SG_CONNECT_REPLY_MAX_BYTES + 1];
+    ssize_t n = recv(up->fd, buf, SG_CONNECT_REPLY_MAX_BYTES, MSG_PEEK);
+    char *end;
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        fail(up, SG_UPSTREAM_ERROR_REFUSED, "connection closed during CONNECT");
+        return;
+    }
+    buf[n] = '\0';
+    end = g_strstr_len(buf, n, "\r\n\r\n");
+    if (end == NULL) {
+        if (n >= SG_CONNECT_REPLY_MAX_BYTES)
+            fail(up, SG_UPSTREAM_ERROR_REFUSED, "CONNECT reply header too long");
+        return;                   /* wait for the rest */
+    }
+    /* "HTTP/1.x 200 ..." */
+    if (!g_str_has_prefix(buf, "HTTP/") || strchr(buf, ' ') == NULL ||
+        strncmp(strchr(buf, ' ') + 1, "200", 3) != 0) {
+        g_autofree char *line = g_strndup(buf, strcspn(buf, "\r\n"));
+
+        fail(up, SG_UPSTREAM_ERROR_REFUSED, "CONNECT refused");
+        (void)line;
+        return;
+    }
+    /* Consume exactly the header; it is already in the kernel buffer. */
+    if (recv(up->fd, buf, (size_t)(end + 4 - buf), 0) != end + 4 - buf) {
+        fail(up, SG_UPSTREAM_ERROR_REFUSED, "CONNECT reply could not be consumed");
+        return;
+    }
+    up->handshaking = false;
+    g_clear_handle_id(&up->deadline_id, g_source_remove);
+    sg_upstream_set_interest(up, 0);
+    up->on_connected(up, NULL, up->user_data);
+}
+
+static void
+start_connect_handshake(SgUpstream *up)
+{
+    g_autofree char *request = g_strdup_printf("CONNECT %s HTTP/1.1\r\n\r\n", up->access_path);
+    gsize len = strlen(request);
+
+    /* A fresh socket's send buffer takes a short request whole. */
+    if (send(up->fd, request, len, MSG_NOSIGNAL) != (ssize_t)len) {
+        fail(up, SG_UPSTREAM_ERROR_REFUSED, "cannot send CONNECT");
+        return;
+    }
+    up->handshaking = true;
+    sg_upstream_set_interest(up, G_IO_IN);
+}
+
+/* The connect's own reference to its session-side object. free() clears
+ * @up when it cancels, so a late completion finds nobody home and only
+ * cleans up after itself. */
+struct ConnectCtx {
+    SgUpstream *up;
+};
+
+static void
+on_connect_done(GObject *source, GAsyncResult *result, gpointer data)
+{
+    ConnectCtx *ctx = data;
+    SgUpstream *up = ctx->up;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GError) reported = NULL;
+    GSocketConnection *conn;
+    GSocket *sock;
+    int one = 1;
+
+    conn = g_socket_client_connect_to_host_finish(G_SOCKET_CLIENT(source), result, &error);
+    g_free(ctx);
+    if (up == NULL) {
+        g_clear_object(&conn);
+        return;
+    }
+    up->connect_ctx = NULL;
+    if (conn == NULL) {
+        g_clear_handle_id(&up->deadline_id, g_source_remove);
+        if (up->timed_out)
+            reported = g_error_new(SG_UPSTREAM_ERROR, SG_UPSTREAM_ERROR_TIMEOUT,
+                                   "no connection within the connect timeout");
+        else
+            reported = g_error_new(SG_UPSTREAM_ERROR, SG_UPSTREAM_ERROR_UNREACHABLE, "%s",
+                                   error->message);
+        up->on_connected(up, reported, up->user_data);
+        return;
+    }
+    up->conn = conn;
+    sock = g_socket_connection_get_socket(conn);
+    up->fd = g_socket_get_fd(sock);
+    /* SPICE is interactive: small messages (a key press) must not wait for
+     * Nagle. */
+    setsockopt(up->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    set_peer_from_socket(up, sock);
+    up->watch = g_source_new(&watch_funcs, sizeof(WatchSource));
+    ((WatchSource *)up->watch)->up = up;
+    g_source_set_static_name(up->watch, "spicegate upstream");
+    up->interest = 0;
+    up->watch_tag = NULL;         /* the relay says what to watch */
+    g_source_attach(up->watch, NULL);
+    if (up->access_path != NULL) {
+        start_connect_handshake(up);    /* the deadline keeps running */
+        return;
+    }
+    g_clear_handle_id(&up->deadline_id, g_source_remove);
+    up->on_connected(up, NULL, up->user_data);
+}
+
+SgUpstream *
+sg_upstream_connect(const char *host, uint16_t port, const char *access_path, guint timeout_s,
+                    SgUpstreamConnectedFunc on_connected, SgUpstreamIoFunc on_io,
+                    gpointer user_data)
+{
+    g_autoptr(GSocketClient) client = g_socket_client_new();
+    SgUpstream *up = g_new0(SgUpstream, 1);
+    ConnectCtx *ctx = g_new0(ConnectCtx, 1);
+
+    up->fd = -1;
+    up->on_connected = on_connected;
+    up->on_io = on_io;
+    up->user_data = user_data;
+    up->peer = format_hostport(host, port);
+    up->access_path = g_strdup(access_path);
+    up->cancellable = g_cancellable_new();
+    up->deadline_id = g_timeout_add_seconds(timeout_s, on_deadline, up);
+    ctx->up = up;
+    up->connect_ctx = ctx;
+    g_socket_client_connect_to_host_async(client, host, port, up->cancellable,
+                                          on_connect_done, ctx);
+    return up;
+}
+
+void
+sg_upstream_set_io_func(SgUpstream *up, SgUpstreamIoFunc on_io, gpointer user_data)
+{
+    up->on_io = on_io;
+    up->user_data = user_data;
+}
+
+int
+sg_upstream_get_fd(const SgUpstream *up)
+{
+    return up->fd;
+}
+
+void
+sg_upstream_set_interest(SgUpstream *up, GIOCondition interest)
+{
+    g_return_if_fail(up->watch != NULL);
+    if (interest == up->interest)
+        return;
+    up->interest = interest;
+    /* poll() reports hang-ups whatever it is asked for. A relay that stops
+     * reading (its buffer toward the browser is full) must not spin on a
+     * hang-up it cannot act on yet, nor lose the bytes still queued in the
+     * kernel: so "nothing" takes the fd out of the poll set entirely, and
+     * the hang-up is seen once reading resumes. */
+    if (interest == 0) {
+        if (up->watch_tag != NULL) {
+            g_source_remove_unix_fd(up->watch, up->watch_tag);
+            up->watch_tag = NULL;
+        }
+        return;
+    }
+    if (up->watch_tag == NULL)
+        up->watch_tag = g_source_add_unix_fd(up->watch, up->fd, interest | G_IO_ERR | G_IO_HUP);
+    else
+        g_source_modify_unix_fd(up->watch, up->watch_tag, interest | G_IO_ERR | G_IO_HUP);
+}
+
+GIOCondition
+sg_upstream_get_interest(const SgUpstream *up)
+{
+    return up->interest;
+}
+
+const char *
+sg_upstream_get_peer(const SgUpstream *up)
+{
+    return up->peer;
+}
+
+void
+sg_upstream_free(SgUpstream *up)
+{
+    if (up == NULL)
+        return;
+    g_clear_handle_id(&up->deadline_id, g_source_remove);
+    if (up->connect_ctx != NULL) {
+        up->connect_ctx->up = NULL;      /* on_connect_done() frees it */
+        g_cancellable_cancel(up->cancellable);
+    }
+    g_clear_object(&up->cancellable);
+    if (up->watch != NULL) {
+        g_source_destroy(up->watch);
+        g_clear_pointer(&up->watch, g_source_unref);
+    }
+    g_clear_object(&up->conn);   /* closes the socket */
+    g_free(up->peer);
+    g_free(up->access_path);
+    g_free(up);
+}

@@ -1,3 +1,58 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* upstream.h - the TCP leg to the compute host's SPICE server.
+ *
+ * Resolves and connects asynchronously (GResolver runs getaddrinfo off the
+ * main loop; each resolved address is tried in turn) under one overall
+ * deadline, sets TCP_NODELAY, then hands the session a non-blocking fd and
+ * a single readiness watch whose conditions the relay adjusts for flow
+ * control. The session owns the upstream; sg_upstream_free() cancels a
+ * connect in progress and closes the socket.
+ */
 #pragma once
+
+#include <stdint.h>
+
+#include <gio/gio.h>
+
 #include "sg_types.h"
+
+#define SG_UPSTREAM_ERROR (sg_upstream_error_quark())
+GQuark sg_upstream_error_quark(void);
+
+typedef enum {
+    SG_UPSTREAM_ERROR_UNREACHABLE = 0,  /* resolve or connect failed */
+    SG_UPSTREAM_ERROR_TIMEOUT,          /* the deadline passed */
+    SG_UPSTREAM_ERROR_REFUSED,          /* CONNECT to internal_access_path refused */
+} SgUpstreamError;
+
+/* Runs once from the main loop: @error is NULL on success. */
+typedef void (*SgUpstreamConnectedFunc)(SgUpstream *up, const GError *error,
+                                        gpointer user_data);
+/* Runs from the main loop whenever the fd is ready for what was asked. */
+typedef void (*SgUpstreamIoFunc)(SgUpstream *up, GIOCondition ready, gpointer user_data);
+
+/* Starts connecting to @host:@port. With @access_path (Nova's
+ * internal_access_path; NULL for none) it then sends "CONNECT path
+ * HTTP/1.1" and requires a 200 before reporting success, consuming exactly
+ * the reply's header bytes. The whole sequence has one deadline. The
+ * callbacks never run inside this call, nor after sg_upstream_free(). */
+SgUpstream *sg_upstream_connect(const char *host, uint16_t port, const char *access_path,
+                                guint timeout_s, SgUpstreamConnectedFunc on_connected,
+                                SgUpstreamIoFunc on_io, gpointer user_data);
+
+/* Replaces the I/O callback (e.g. one given once the relay is ready). */
+void sg_upstream_set_io_func(SgUpstream *up, SgUpstreamIoFunc on_io, gpointer user_data);
+
+/* The connected socket (non-blocking), or -1 before the connection is up. */
+int sg_upstream_get_fd(const SgUpstream *up);
+
+/* Which readiness to report: G_IO_IN, G_IO_OUT, both or 0. Errors and
+ * hang-ups are always reported. Only valid once connected. */
+void sg_upstream_set_interest(SgUpstream *up, GIOCondition interest);
+GIOCondition sg_upstream_get_interest(const SgUpstream *up);
+
+/* "host:port" of the address actually connected, for logs. */
+const char *sg_upstream_get_peer(const SgUpstream *up);
+
+void sg_upstream_free(SgUpstream *up);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgUpstream, sg_upstream_free)

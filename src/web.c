@@ -1,3 +1,247 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* stub: being written */
+/* web.c - request paths to files: normalising, MIME types, the two roots.
+ *
+ * Owns the list of web roots (their realpath()s) and the rules deciding
+ * which file a request path may name. It never reads or serves a file and
+ * knows nothing of lws: listener.c asks it for a path and does the I/O.
+ * A request is checked twice: sg_web_normalise_path() refuses anything odd
+ * in the string alone (pure, fuzzed), and sg_web_resolve() refuses, after
+ * following symlinks, anything that is not a regular file inside the root
+ * it was found in.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <glib.h>
+
+#include "web.h"
+
+/* 4096: PATH_MAX on Linux; no file we serve has a longer name, so a longer
+ * request path is junk and not worth decoding. */
+#define SG_WEB_PATH_MAX_BYTES 4096
+
+struct SgWeb {
+    GPtrArray *roots;   /* realpath() of each usable root, in order */
+};
+
+static int
+hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes @in into a new string, or returns NULL for a request we
+ * refuse outright: a bad escape, or a byte that has no business in a file
+ * name we serve. An encoded '/' is refused rather than kept as data: it
+ * would be a separator to the filesystem, and a proxy in front of us may
+ * have decoded it differently. '+' stays '+': it means space only in
+ * query strings. */
+static char *
+percent_decode(const char *in)
+{
+    g_autoptr(GString) out = g_string_sized_new(strlen(in));
+
+    for (const char *p = in; *p != '\0'; p++) {
+        int c = (unsigned char)*p;
+
+        if (c == '%') {
+            int hi = hex_value(p[1]);
+            int lo = hi < 0 ? -1 : hex_value(p[2]);
+
+            if (lo < 0)
+                return NULL;   /* "%zz", "%4", "%" at the end */
+            c = hi * 16 + lo;
+            p += 2;
+            if (c == '/')
+                return NULL;
+        }
+        /* NUL would cut the path short; '\\' is a separator on some
+         * systems and in some browsers' minds; controls are never names. */
+        if (c == '\0' || c == '\\' || c < 0x20 || c == 0x7f)
+            return NULL;
+        g_string_append_c(out, (char)c);
+    }
+    return g_string_free(g_steal_pointer(&out), FALSE);
+}
+
+SgWebPathResult
+sg_web_normalise_path(const char *uri_path, char **relpath)
+{
+    g_autofree char *decoded = NULL;
+    g_auto(GStrv) segments = NULL;
+    g_autoptr(GPtrArray) kept = NULL;
+
+    g_return_val_if_fail(relpath != NULL, SG_WEB_PATH_BAD_REQUEST);
+    *relpath = NULL;
+
+    if (uri_path == NULL || uri_path[0] != '/')
+        return SG_WEB_PATH_BAD_REQUEST;
+    /* "//evil.com" is a scheme-relative URL: Nova's open redirect
+     * (OSSA-2021-002) came from letting one through. */
+    if (uri_path[1] == '/')
+        return SG_WEB_PATH_BAD_REQUEST;
+    if (strlen(uri_path) > SG_WEB_PATH_MAX_BYTES)
+        return SG_WEB_PATH_BAD_REQUEST;
+
+    decoded = percent_decode(uri_path);
+    if (decoded == NULL)
+        return SG_WEB_PATH_BAD_REQUEST;
+
+    /* Safe to split after decoding: an encoded '/' was refused above. */
+    segments = g_strsplit(decoded, "/", -1);
+    kept = g_ptr_array_new();
+    for (char **seg = segments; *seg != NULL; seg++) {
+        if (**seg == '\0' || strcmp(*seg, ".") == 0)
+            continue;
+        /* Refused, not clamped at the root: a path that tries to climb is
+         * a probe, and answering it as if it were another file only hides
+         * that. Other dot names (.git, .htpasswd) are never served. */
+        if ((*seg)[0] == '.')
+            return SG_WEB_PATH_FORBIDDEN;
+        g_ptr_array_add(kept, *seg);
+    }
+    g_ptr_array_add(kept, NULL);
+    *relpath = g_strjoinv("/", (char **)kept->pdata);
+    return SG_WEB_PATH_OK;
+}
+
+const char *
+sg_web_mime_type(const char *filename)
+{
+    /* text types carry a charset: spice-html5 and our pages are UTF-8, and
+     * without it a browser guesses. .js must be a JavaScript type, or
+     * browsers refuse to run spice-html5's ES modules (nosniff). */
+    static const struct {
+        const char *ext;
+        const char *type;
+    } types[] = {
+        { "html", "text/html; charset=utf-8" },
+        { "htm", "text/html; charset=utf-8" },
+        { "js", "text/javascript; charset=utf-8" },
+        { "mjs", "text/javascript; charset=utf-8" },
+        { "css", "text/css; charset=utf-8" },
+        { "json", "application/json" },
+        { "map", "application/json" },
+        { "png", "image/png" },
+        { "jpg", "image/jpeg" },
+        { "jpeg", "image/jpeg" },
+        { "gif", "image/gif" },
+        { "svg", "image/svg+xml" },
+        { "ico", "image/x-icon" },
+        { "woff", "font/woff" },
+        { "woff2", "font/woff2" },
+        { "txt", "text/plain; charset=utf-8" },
+        { "wasm", "application/wasm" },
+    };
+    const char *base;
+    const char *dot;
+
+    if (filename == NULL)
+        return "application/octet-stream";
+    base = strrchr(filename, '/');
+    base = base != NULL ? base + 1 : filename;
+    dot = strrchr(base, '.');
+    if (dot == NULL || dot == base)   /* no extension, or a dot file */
+        return "application/octet-stream";
+    for (gsize i = 0; i < G_N_ELEMENTS(types); i++) {
+        if (g_ascii_strcasecmp(dot + 1, types[i].ext) == 0)
+            return types[i].type;
+    }
+    return "application/octet-stream";
+}
+
+SgWeb *
+sg_web_new(const char *const *roots)
+{
+    SgWeb *web = g_new0(SgWeb, 1);
+
+    web->roots = g_ptr_array_new_with_free_func(free);
+    for (gsize i = 0; roots != NULL && roots[i] != NULL; i++) {
+        char *real = realpath(roots[i], NULL);
+        struct stat st;
+
+        if (real == NULL) {
+            g_warning("web root %s: %s; skipped", roots[i], g_strerror(errno));
+            continue;
+        }
+        if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            g_warning("web root %s: not a directory; skipped", roots[i]);
+            free(real);
+            continue;
+        }
+        g_ptr_array_add(web->roots, real);
+    }
+    return web;
+}
+
+void
+sg_web_free(SgWeb *web)
+{
+    if (web == NULL)
+        return;
+    g_ptr_array_unref(web->roots);
+    g_free(web);
+}
+
+/* Whether @path (a realpath) lies strictly below @root (a realpath), and
+ * no part of it below the root is a dot name: a symlink may lead to
+ * "root/.git/config", which the request could not have named. */
+static bool
+is_served_below(const char *root, const char *path)
+{
+    gsize len = strlen(root);
+    const char *rest;
+
+    if (strcmp(root, "/") == 0)
+        len = 0;   /* every absolute path is below "/"; rest starts at its '/' */
+    else if (strncmp(path, root, len) != 0)
+        return false;
+    rest = path + len;
+    if (rest[0] != '/')
+        return false;   /* "/srv/web2" is not below "/srv/web" */
+    for (const char *p = rest; p != NULL; p = strchr(p + 1, '/')) {
+        if (p[1] == '.')
+            return false;
+    }
+    return true;
+}
+
+char *
+sg_web_resolve(SgWeb *web, const char *relpath)
+{
+    g_return_val_if_fail(web != NULL, NULL);
+    if (relpath == NULL)
+        return NULL;
+    if (relpath[0] == '\0')
+        relpath = "index.html";
+
+    for (guint i = 0; i < web->roots->len; i++) {
+        const char *root = web->roots->pdata[i];
+        g_autofree char *candidate = g_build_filename(root, relpath, NULL);
+        char *real = realpath(candidate, NULL);   /* follows every symlink */
+        struct stat st;
+
+        if (real == NULL)
+            continue;   /* missing here: the next root may have it */
+        if (is_served_below(root, real) && stat(real, &st) == 0 && S_ISREG(st.st_mode)) {
+            char *result = g_strdup(real);
+
+            free(real);
+            return result;
+        }
+        free(real);
+    }
+    return NULL;
+}

@@ -1,0 +1,713 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// End to end: the real spice-html5 client in headless Chromium, through
+// spicegate, to QEMU's real SPICE server. This is what an OpenStack user
+// gets when Horizon opens Nova's console URL, so nothing here is faked.
+//
+// The guest is SeaBIOS alone. Booted with `-boot menu=on,splash-time=60000`
+// it prints "Press ESC for boot menu." and waits; an Escape typed in the
+// browser brings up "Select boot device:". That change of the guest's screen
+// is our proof that a keystroke crossed the whole path.
+//
+// Run through run.sh (which `make check` calls). Environment:
+//   SPICEGATE     the daemon under test
+//   top_srcdir    for web/ (spicegate's own pages)
+//   E2E_OUT_DIR   where console.png goes (default: out/ beside this file)
+//   E2E_PROXY     "websockify" runs the same checks against Debian's
+//                 websockify instead of spicegate (to check the test itself);
+//                 the spicegate-only checks (log lines, close codes) are
+//                 then skipped.
+//   E2E_KEEP_LOGS  print spicegate's and QEMU's output even on success
+//                 (on failure they are always printed).
+//
+// Nothing waits for a fixed time: every wait polls a condition under a
+// deadline and fails with what it last saw.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// CommonJS resolution so that run.sh can point NODE_PATH at a node_modules
+// installed outside a read-only srcdir (ESM imports ignore NODE_PATH).
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = '/usr/bin/chromium';
+const SPICE_HTML5 = '/usr/share/spice-html5';
+const PROXY = process.env.E2E_PROXY ?? 'spicegate';
+const STANDIN = PROXY === 'websockify';
+const OUT_DIR = process.env.E2E_OUT_DIR ?? path.join(HERE, 'out');
+
+// QEMU's numbering of SPICE channel types (spice-protocol's SpiceChannelType),
+// as `query-spice` reports them in "channel-type".
+const CHANNEL = { main: 1, display: 2, inputs: 3, cursor: 4 };
+
+// Deadlines. TCG without KVM is slow, and CI may run under sanitizers.
+const START_MS = 20_000;      // a process is up (socket, port file)
+const SCREEN_MS = 30_000;     // the browser shows the guest's screen
+const KEY_MS = 15_000;        // the guest reacts to a keystroke
+const POLL_MS = 50;           // how often a condition is re-checked
+// SeaBIOS gives up waiting for Escape after splash-time; our keystroke must
+// land well before that or the screen changes for another reason.
+const SPLASH_MS = 60_000;
+const SPLASH_MARGIN_MS = 10_000;
+
+// Every child we start, so that after() and an abrupt exit can stop them.
+const children = new Set();
+
+// --- small helpers ---------------------------------------------------------
+
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Thrown by a probe when waiting longer cannot help (a process died).
+class Hopeless extends Error {}
+
+// Poll @probe until it returns a truthy value, and return that value. A
+// probe that throws is asked again (the page may be navigating), unless it
+// throws Hopeless. On timeout throw, naming @what and the last value seen.
+async function waitFor(what, probe, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    let last;
+    for (;;) {
+        try {
+            last = await probe();
+            if (last)
+                return last;
+        } catch (e) {
+            if (e instanceof Hopeless)
+                throw e;
+            last = e;
+        }
+        if (Date.now() >= deadline) {
+            const seen = last instanceof Error ? last.message : JSON.stringify(last);
+            throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${seen}`);
+        }
+        await delay(POLL_MS);
+    }
+}
+
+// A port the kernel just gave us and took back. Whoever binds it next may
+// lose a race with another process, so callers retry on a failed bind.
+function pickPort() {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.once('error', reject);
+        srv.listen(0, '127.0.0.1', () => {
+            const { port } = srv.address();
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+function canConnect(opts) {
+    return new Promise((resolve) => {
+        const sock = net.connect(opts);
+        sock.once('connect', () => { sock.destroy(); resolve(true); });
+        sock.once('error', () => resolve(false));
+    });
+}
+
+// Spawn @argv and keep its output in memory for assertions and post-mortems.
+function startChild(name, argv) {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.name = name;
+    child.output = '';
+    child.exit = null;
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (s) => { child.output += s; });
+    child.stderr.on('data', (s) => { child.output += s; });
+    child.exited = new Promise((resolve) => {
+        child.once('exit', (code, signal) => {
+            child.exit = { code, signal };
+            children.delete(child);
+            resolve(child.exit);
+        });
+        child.once('error', (err) => {
+            child.exit = { code: null, signal: null, error: err.message };
+            children.delete(child);
+            resolve(child.exit);
+        });
+    });
+    children.add(child);
+    return child;
+}
+
+// SIGTERM, then SIGKILL if the child is still there after @graceMs.
+async function stopChild(child, graceMs = 5_000) {
+    if (!child || child.exit)
+        return child?.exit ?? null;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const status = await child.exited;
+    clearTimeout(timer);
+    return status;
+}
+
+// Last resort if node itself is told to go (make check timeout, ^C): take
+// the children with us rather than leave a QEMU running.
+function killAllNow() {
+    for (const child of children)
+        child.kill('SIGKILL');
+}
+process.on('exit', killAllNow);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(sig, () => { killAllNow(); process.exit(128 + os.constants.signals[sig]); });
+}
+
+// The tag spicegate logs instead of a token (CONTRACTS: log lines).
+const tokenTag = (token) => createHash('sha256').update(token).digest('hex').slice(0, 8);
+
+// spicegate's per-session log lines (CONTRACTS: log lines), e.g.
+//   [s:1] open client=127.0.0.1:5000 tok:1a2b3c4d target=10.0.0.5:5900 channel=main
+// parsed into { sid, event, tok, fields }, field order free, quotes removed.
+function sessionLogLines(output) {
+    const lines = [];
+    for (const line of output.split('\n')) {
+        const m = /\[s:([0-9a-f]+)\] (\w+) (.*)$/.exec(line);
+        if (!m)
+            continue;
+        const entry = { sid: m[1], event: m[2], tok: null, fields: {}, line };
+        for (const f of m[3].matchAll(/(\w+)=("[^"]*"|\S+)|tok:([0-9a-f]+)/g)) {
+            if (f[3])
+                entry.tok = f[3];
+            else
+                entry.fields[f[1]] = f[2].replace(/^"(.*)"$/, '$1');
+        }
+        lines.push(entry);
+    }
+    return lines;
+}
+
+// --- QMP: QEMU's JSON control protocol, just enough for query-spice ----------
+
+class Qmp {
+    constructor(sockPath) {
+        this.sockPath = sockPath;
+        this.buf = '';
+        this.waiting = [];     // resolvers for replies, in command order
+        this.chain = Promise.resolve();
+    }
+
+    async connect() {
+        this.sock = await new Promise((resolve, reject) => {
+            const s = net.connect(this.sockPath);
+            s.once('connect', () => resolve(s));
+            s.once('error', reject);
+        });
+        this.sock.setEncoding('utf8');
+        this.sock.on('error', () => {});
+        this.sock.on('data', (s) => this.onData(s));
+        this.sock.on('close', () => {
+            for (const w of this.waiting.splice(0))
+                w.reject(new Error('QMP connection closed'));
+        });
+        const greeting = new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+        await greeting;
+        await this.execute('qmp_capabilities');
+    }
+
+    onData(s) {
+        this.buf += s;
+        let nl;
+        while ((nl = this.buf.indexOf('\n')) >= 0) {
+            const line = this.buf.slice(0, nl).trim();
+            this.buf = this.buf.slice(nl + 1);
+            if (!line)
+                continue;
+            const msg = JSON.parse(line);
+            if ('event' in msg)
+                continue;           // asynchronous events: not needed here
+            const w = this.waiting.shift();
+            if (!w)
+                continue;
+            if ('error' in msg)
+                w.reject(new Error(`QMP: ${msg.error.class}: ${msg.error.desc}`));
+            else
+                w.resolve(msg.return ?? msg.QMP);
+        }
+    }
+
+    // One command at a time, so that replies pair with their commands.
+    execute(command, args) {
+        const run = () => new Promise((resolve, reject) => {
+            this.waiting.push({ resolve, reject });
+            const msg = args ? { execute: command, arguments: args } : { execute: command };
+            this.sock.write(JSON.stringify(msg) + '\n');
+        });
+        const result = this.chain.then(run, run);
+        this.chain = result.catch(() => {});
+        return result;
+    }
+
+    close() {
+        this.sock?.destroy();
+    }
+}
+
+// --- the fixture: QEMU, the proxy under test, the browser --------------------
+
+const fx = {
+    dir: null,          // temp dir: QMP socket, token file, port file
+    qemu: null,
+    qemuStartedAt: 0,
+    qmp: null,
+    spicePort: 0,
+    proxy: null,        // spicegate (or the websockify stand-in)
+    proxyPort: 0,
+    token: randomUUID(),
+    browser: null,
+    page: null,         // the page of the running test, for dumpState()
+    failed: false,      // any test failed: after() prints the children's output
+};
+
+// Wrap a test body so that after() knows whether to print logs.
+const tracked = (fn) => async (t) => {
+    try {
+        await fn(t);
+    } catch (e) {
+        fx.failed = true;
+        await dumpState();
+        throw e;
+    }
+};
+
+// On failure: what the page and QEMU last showed, for the log.
+async function dumpState() {
+    const lines = [];
+    if (fx.page && !fx.page.isClosed()) {
+        const page = fx.page;
+        const state = await page.evaluate(() => ({
+            messages: [...document.querySelectorAll('#message-div p')].map((p) => p.textContent),
+            closes: window.__e2eCloses,
+        })).catch((err) => ({ error: err.message }));
+        lines.push(`page websockets: ${JSON.stringify(page.e2eSockets)}`);
+        lines.push(`page state: ${JSON.stringify(state)}`);
+        lines.push(...page.e2eConsole.map((m) => `page console: ${m}`));
+    }
+    if (fx.qmp) {
+        const spice = await fx.qmp.execute('query-spice').catch((err) => ({ error: err.message }));
+        lines.push(`query-spice: ${JSON.stringify(spice)}`);
+    }
+    for (const line of lines)
+        console.error(`# ${line}`);
+}
+
+async function startQemu() {
+    const qmpPath = path.join(fx.dir, 'qmp.sock');
+    let lastError;
+    // A picked port can be taken before QEMU binds it: then QEMU exits, and
+    // we try again with another.
+    for (let attempt = 1; attempt <= 5; attempt++) {
+        const port = await pickPort();
+        fs.rmSync(qmpPath, { force: true });
+        const qemu = startChild('qemu', [
+            'qemu-system-x86_64',
+            '-machine', 'pc,accel=tcg', '-m', '128', '-vga', 'qxl',
+            '-display', 'none', '-nodefaults',
+            '-spice', `port=${port},addr=127.0.0.1,disable-ticketing=on`,
+            '-qmp', `unix:${qmpPath},server=on,wait=off`,
+            '-boot', `menu=on,splash-time=${SPLASH_MS}`,
+        ]);
+        const startedAt = Date.now();
+        try {
+            await waitFor('QEMU QMP socket', async () => {
+                if (qemu.exit)
+                    throw new Hopeless(`QEMU exited ${JSON.stringify(qemu.exit)}: ${qemu.output}`);
+                return fs.existsSync(qmpPath) && canConnect({ path: qmpPath });
+            }, START_MS);
+            const qmp = new Qmp(qmpPath);
+            await qmp.connect();
+            const spice = await qmp.execute('query-spice');
+            assert.equal(spice.enabled, true, 'QEMU reports SPICE disabled');
+            assert.equal(spice.port, port, 'QEMU listens on another SPICE port');
+            fx.qemu = qemu;
+            fx.qemuStartedAt = startedAt;
+            fx.qmp = qmp;
+            fx.spicePort = port;
+            return;
+        } catch (e) {
+            lastError = e;
+            await stopChild(qemu);
+        }
+    }
+    throw new Error(`could not start QEMU: ${lastError?.message}`);
+}
+
+async function startSpicegate(tokenFile) {
+    const exe = process.env.SPICEGATE;
+    assert.ok(exe, 'SPICEGATE is not set (run through run.sh or make check)');
+    const srcdir = process.env.top_srcdir ?? path.resolve(HERE, '..', '..');
+    const portFile = path.join(fx.dir, 'port');
+    // An empty --config, so that an installed spicegate.conf cannot change
+    // what we test.
+    const config = path.join(fx.dir, 'spicegate.conf');
+    fs.writeFileSync(config, '');
+    const proxy = startChild('spicegate', [
+        exe,
+        '--config', config,
+        '--listen', '127.0.0.1:0',
+        '--port-file', portFile,
+        '--token-file', tokenFile,
+        '--web', SPICE_HTML5,
+        '--pages', path.join(srcdir, 'web'),
+    ]);
+    fx.proxy = proxy;               // from now on after() stops it
+    const text = await waitFor('spicegate port file', () => {
+        if (proxy.exit)
+            throw new Hopeless(`spicegate exited ${JSON.stringify(proxy.exit)}: ${proxy.output}`);
+        const s = fs.existsSync(portFile) ? fs.readFileSync(portFile, 'utf8') : '';
+        return /^\d+\n$/.test(s) && s;    // written whole, newline last
+    }, START_MS);
+    fx.proxyPort = Number(text);
+}
+
+// Development stand-in: websockify reads the token from the URL only, and
+// cannot listen on port 0, so it gets a picked port and retries.
+async function startWebsockify(tokenFile) {
+    for (let attempt = 1; attempt <= 5; attempt++) {
+        const port = await pickPort();
+        const proxy = startChild('websockify', [
+            'websockify', '--web', SPICE_HTML5,
+            '--token-plugin', 'TokenFile', '--token-source', tokenFile,
+            `127.0.0.1:${port}`,
+        ]);
+        try {
+            await waitFor('websockify listening', () => {
+                if (proxy.exit)
+                    throw new Hopeless(`websockify exited: ${proxy.output}`);
+                return canConnect({ host: '127.0.0.1', port });
+            }, START_MS);
+            fx.proxy = proxy;
+            fx.proxyPort = port;
+            return;
+        } catch (e) {
+            await stopChild(proxy);
+        }
+    }
+    throw new Error('could not start websockify');
+}
+
+before(tracked(async () => {
+    fx.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spicegate-e2e-'));
+
+    // The browser first: SeaBIOS's wait for Escape starts with QEMU.
+    // launch() gives Chromium a fresh temporary profile (--user-data-dir) of
+    // its own and deletes it on close; each test also gets its own context,
+    // so no cookie carries over from one test to the next.
+    fx.browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+            '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic',
+            '--no-first-run', '--disable-background-networking',
+            '--disable-component-update', '--disable-sync',
+        ],
+        timeout: START_MS,
+    });
+
+    await startQemu();
+    const tokenFile = path.join(fx.dir, 'tokens');
+    fs.writeFileSync(tokenFile, `# written by console.test.mjs\n${fx.token}: 127.0.0.1:${fx.spicePort}\n`);
+    if (STANDIN)
+        await startWebsockify(tokenFile);
+    else
+        await startSpicegate(tokenFile);
+}), { timeout: 3 * START_MS });
+
+after(async () => {
+    // Each step on its own, so one failure cannot leave a process behind.
+    await fx.browser?.close().catch(() => {});
+    fx.qmp?.close();
+    const proxyExit = await stopChild(fx.proxy);
+    await stopChild(fx.qemu);
+    for (const child of children)
+        await stopChild(child);
+    if (process.env.E2E_KEEP_LOGS || fx.failed) {
+        for (const child of [fx.proxy, fx.qemu])
+            if (child)
+                console.error(`# --- ${child.name} output ---\n${child.output.replace(/^/gm, '# ')}`);
+    }
+    if (fx.dir)
+        fs.rmSync(fx.dir, { recursive: true, force: true });
+
+    // CONTRACTS: SIGTERM closes the sessions and exits 0.
+    if (proxyExit && !STANDIN && !fx.failed)
+        assert.deepEqual(proxyExit, { code: 0, signal: null }, 'spicegate did not exit 0 on SIGTERM');
+});
+
+// --- the page ----------------------------------------------------------------
+
+// Nova's URL shape for spice-html5 (nova.conf [spice] html5proxy_base_url
+// plus ?token=), with the title Horizon appends.
+function consoleUrl(token) {
+    let url = `http://127.0.0.1:${fx.proxyPort}/spice_auto.html?token=${token}` +
+              `&title=demo(${randomUUID()})`;
+    if (STANDIN)
+        url += `&path=${encodeURIComponent(`websockify?token=${token}`)}`;
+    return url;
+}
+
+// Record how every websocket of the page closes. spice-html5 shows only
+// "Unexpected protocol mismatch." and drops spicegate's close code and
+// reason; this wrapper keeps them for the assertions and changes nothing.
+function recordWebSocketCloses() {
+    const Native = window.WebSocket;
+    window.__e2eCloses = [];
+    window.WebSocket = class extends Native {
+        constructor(...args) {
+            super(...args);
+            this.addEventListener('close', (e) => {
+                window.__e2eCloses.push({ url: this.url, code: e.code, reason: e.reason });
+            });
+        }
+    };
+}
+
+async function openConsole(token, url = consoleUrl(token)) {
+    const context = await fx.browser.newContext({ viewport: { width: 1024, height: 640 } });
+    const page = await context.newPage();
+    const sockets = [];
+    page.e2eSockets = sockets;
+    page.e2eConsole = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    page.on('console', (msg) => page.e2eConsole.push(msg.text()));
+    page.on('pageerror', (err) => page.e2eConsole.push(`uncaught: ${err.message}`));
+    fx.page = page;
+    await page.addInitScript(recordWebSocketCloses);
+    await page.goto(url, { timeout: START_MS });
+    return { context, page, sockets };
+}
+
+// What the primary surface shows, read back with getImageData as a person's
+// eyes would: its size, a hash of its pixels, how many distinct colours, how
+// many pixels differ from the top-left one (the background), and how many
+// lines of text it holds. The guest is in VGA text mode, 25 lines of cells;
+// a line counts when it has more lit pixels than a cursor (an underscore of
+// a cell's width, 18 pixels at 720x400).
+function readScreen() {
+    const canvas = document.querySelector('#spice-screen canvas#spice_surface_0');
+    if (!canvas)
+        return null;
+    const { width, height } = canvas;
+    const px = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+    const cellHeight = Math.floor(height / 25);
+    const litPerLine = new Array(25).fill(0);
+    const colours = new Set();
+    let hash = 0x811c9dc5;            // FNV-1a over RGB
+    let lit = 0;
+    const bg = (px[0] << 16) | (px[1] << 8) | px[2];
+    for (let i = 0; i < px.length; i += 4) {
+        const rgb = (px[i] << 16) | (px[i + 1] << 8) | px[i + 2];
+        colours.add(rgb);
+        if (rgb !== bg) {
+            lit++;
+            const y = Math.floor(i / 4 / width);
+            litPerLine[Math.min(24, Math.floor(y / cellHeight))]++;
+        }
+        hash = Math.imul(hash ^ rgb, 0x01000193) >>> 0;
+    }
+    const lines = litPerLine.filter((n) => n > 2 * width / 80).length;
+    return { width, height, hash, colours: colours.size, lit, lines };
+}
+
+// One SPICE channel connection as QEMU lists it.
+const channelKey = (c) => `${c['connection-id']}/${c['channel-type']}/${c['channel-id']}/${c.port}`;
+
+async function spiceChannels() {
+    const spice = await fx.qmp.execute('query-spice');
+    return spice.channels ?? [];
+}
+
+// --- tests -------------------------------------------------------------------
+
+test('the console shows the guest screen and takes keystrokes', { timeout: 120_000 }, tracked(async (t) => {
+    const earlier = new Set((await spiceChannels()).map(channelKey));
+    const { context, page, sockets } = await openConsole(fx.token);
+    t.after(() => context.close().catch(() => {}));
+
+    // spice_auto.html shows the part of the title before "(".
+    assert.equal((await page.textContent('#hostname')).trim(), 'demo');
+
+    // The display canvas appears, then shows SeaBIOS's text: its banner,
+    // then "Press ESC for boot menu." VGA text mode is two colours here, so
+    // "non-uniform" means two colours or more and lines of text. Wait for
+    // the second line: SeaBIOS throws away keys typed before that prompt.
+    const first = await waitFor('SeaBIOS\'s "Press ESC" prompt on the canvas', async () => {
+        const s = await page.evaluate(readScreen);
+        return s && s.colours >= 2 && s.lines >= 2 && s;
+    }, SCREEN_MS);
+    assert.ok(first.width >= 640 && first.height >= 350, `odd screen size ${first.width}x${first.height}`);
+    t.diagnostic(`screen ${first.width}x${first.height} shown ${Date.now() - fx.qemuStartedAt} ms after QEMU started`);
+
+    // QEMU sees the four channels spice-html5 opens, all from this page.
+    const mine = await waitFor('main, display, inputs and cursor channels in query-spice', async () => {
+        const chans = (await spiceChannels()).filter((c) => !earlier.has(channelKey(c)));
+        const types = new Set(chans.map((c) => c['channel-type']));
+        if (!Object.values(CHANNEL).every((ty) => types.has(ty)))
+            throw new Error(`new channel types so far: ${[...types]}`);
+        return chans;
+    }, SCREEN_MS);
+    for (const c of mine)
+        assert.equal(c.host, '127.0.0.1', `channel from an unexpected peer: ${JSON.stringify(c)}`);
+
+    // The token went in the cookie only, as nova-spicehtml5proxy expects:
+    // every websocket of the page is plain /websockify.
+    if (!STANDIN) {
+        assert.ok(sockets.length >= 4, `only ${sockets.length} websockets: ${sockets}`);
+        for (const url of sockets)
+            assert.equal(url, `ws://127.0.0.1:${fx.proxyPort}/websockify`);
+        const cookies = await context.cookies();
+        assert.ok(cookies.some((c) => c.name === 'token' && c.value === fx.token),
+                  'spice_auto.html did not set the token cookie');
+    }
+
+    // Keystroke: the canvas takes the key events (display.js hook_events),
+    // and spice-html5 drops them until its inputs channel is "ready".
+    await waitFor('the inputs channel to be ready', () => page.evaluate(() => {
+        const canvas = document.getElementById('spice_surface_0');
+        return canvas?.sc?.inputs?.state === 'ready';
+    }), SCREEN_MS);
+    const still = await page.evaluate(readScreen);
+    const elapsed = Date.now() - fx.qemuStartedAt;
+    assert.ok(elapsed < SPLASH_MS - SPLASH_MARGIN_MS,
+              `too slow: ${elapsed} ms since QEMU started, SeaBIOS's boot menu prompt ends at ${SPLASH_MS} ms`);
+    await page.click('#spice_surface_0');
+    await page.keyboard.press('Escape');
+    t.diagnostic(`Escape pressed ${elapsed} ms after QEMU started`);
+
+    // "Select boot device:" and its list add lines of text. (A blinking
+    // cursor would change the hash, but not the count of lines.)
+    const menu = await waitFor('the boot menu after Escape', async () => {
+        const s = await page.evaluate(readScreen);
+        return s && s.hash !== still.hash && s.lines >= still.lines + 2 && s;
+    }, KEY_MS);
+    assert.ok(menu.colours >= 2);
+    t.diagnostic(`lines of text: ${still.lines} before Escape, ${menu.lines} after`);
+
+    fs.mkdirSync(OUT_DIR, { recursive: true });
+    const shot = path.join(OUT_DIR, 'console.png');
+    await page.screenshot({ path: shot });
+    t.diagnostic(`screenshot: ${shot}`);
+
+    if (STANDIN)
+        return;
+
+    // spicegate logged one "open" line per channel, with the token's tag
+    // only, never the token itself.
+    const tag = tokenTag(fx.token);
+    const channels = ['main', 'display', 'inputs', 'cursor'];
+    const opened = await waitFor('spicegate "open" log lines for all four channels', () => {
+        const found = sessionLogLines(fx.proxy.output).filter((l) => l.event === 'open');
+        const names = new Set(found.map((l) => l.fields.channel));
+        return channels.every((n) => names.has(n)) && found;
+    }, KEY_MS);
+    assert.equal(opened.length, channels.length, `open lines:\n${opened.map((l) => l.line).join('\n')}`);
+    for (const l of opened) {
+        assert.equal(l.tok, tag, l.line);
+        assert.match(l.fields.client, /^127\.0\.0\.1:\d+$/, l.line);
+        assert.equal(l.fields.target, `127.0.0.1:${fx.spicePort}`, l.line);
+    }
+    assert.ok(!fx.proxy.output.includes(fx.token), 'spicegate logged a token in full');
+
+    // Closing the page ends every session: QEMU drops the channels, and
+    // spicegate writes one "close" line for each "open" line.
+    await context.close();
+    await waitFor('QEMU to drop the page\'s channels', async () => {
+        const now = new Set((await spiceChannels()).map(channelKey));
+        return mine.every((c) => !now.has(channelKey(c)));
+    }, KEY_MS);
+    const closed = await waitFor('spicegate "close" log lines for every session', () => {
+        const found = sessionLogLines(fx.proxy.output).filter((l) => l.event === 'close');
+        return opened.every((o) => found.some((c) => c.sid === o.sid)) && found;
+    }, KEY_MS);
+    for (const o of opened) {
+        const c = closed.find((l) => l.sid === o.sid);
+        assert.equal(c.fields.client, o.fields.client, c.line);
+        assert.equal(c.fields.target, o.fields.target, c.line);
+        assert.equal(c.fields.channel, o.fields.channel, c.line);
+        assert.match(c.fields.duration ?? '', /^\d+(\.\d+)?s$/, c.line);
+        assert.match(c.fields.up ?? '', /^\d+$/, c.line);
+        assert.match(c.fields.down ?? '', /^\d+$/, c.line);
+        assert.ok(c.fields.reason, `no reason: ${c.line}`);
+    }
+    // The display channel carried the guest's screen to the browser.
+    const display = closed.find((l) => l.sid === opened.find((o) => o.fields.channel === 'display').sid);
+    assert.ok(Number(display.fields.down) > 1000, display.line);
+}));
+
+test('a wrong token shows no screen and reaches no SPICE server', { timeout: 60_000 }, tracked(async (t) => {
+    const earlier = new Set((await spiceChannels()).map(channelKey));
+    const wrong = randomUUID();
+    const { context, page } = await openConsole(wrong);
+    t.after(() => context.close().catch(() => {}));
+
+    // spice-html5 reports the closed websocket in its message area.
+    const errors = await waitFor('an error in the status message area', () => page.evaluate(() =>
+        [...document.querySelectorAll('#message-div .spice-message-error')].map((p) => p.textContent)
+    ).then((list) => list.length > 0 && list), SCREEN_MS);
+    t.diagnostic(`page says: ${errors.join(' | ')}`);
+
+    // No screen: no display canvas, or at most one that was never drawn.
+    const screen = await page.evaluate(readScreen);
+    assert.ok(screen === null || screen.colours < 2, `a screen appeared: ${JSON.stringify(screen)}`);
+
+    // Nothing reached QEMU: no channel that was not there before.
+    const fresh = (await spiceChannels()).filter((c) =>
+        !earlier.has(channelKey(c)));
+    assert.deepEqual(fresh, [], 'QEMU reports a channel for a wrong token');
+
+    // Show the messages as a person would (the side panel hides them), and
+    // keep that picture.
+    // (The panel slides open for 0.5 s; a click before it is fully open can
+    // land beside the clipped button.)
+    await page.click('#login button');
+    await page.waitForFunction(() => document.getElementById('Sidenav').getBoundingClientRect().width >= 200,
+                               null, { timeout: KEY_MS });
+    await page.click('#debugLogs');
+    await page.locator('#message-div .spice-message-error').first().waitFor({ state: 'visible', timeout: KEY_MS });
+    fs.mkdirSync(OUT_DIR, { recursive: true });
+    await page.screenshot({ path: path.join(OUT_DIR, 'console-refused.png') });
+
+    if (STANDIN)
+        return;
+
+    // spicegate refused after the upgrade, with the code the contract gives.
+    const closes = await waitFor('the websocket close event', () =>
+        page.evaluate(() => window.__e2eCloses).then((c) => c.length > 0 && c), KEY_MS);
+    assert.deepEqual(closes.map(({ code, reason }) => ({ code, reason })),
+                     [{ code: 4404, reason: 'console token invalid or expired' }]);
+
+    const tag = tokenTag(wrong);
+    const refused = await waitFor('spicegate "refused" log line', () =>
+        sessionLogLines(fx.proxy.output).find((l) => l.event === 'refused' && l.tok === tag), KEY_MS);
+    assert.match(refused.fields.client, /^127\.0\.0\.1(:\d+)?$/, refused.line);
+    assert.equal(refused.fields.reason, 'console token invalid or expired', refused.line);
+    assert.ok(!fx.proxy.output.includes(wrong), 'spicegate logged a token in full');
+}));
+
+test('the token may travel in the websocket URL instead of the cookie', { timeout: 60_000 }, tracked(async (t) => {
+    // spice_auto.html without ?token= sets no cookie; its path= parameter
+    // puts the token in the websocket URL, as websockify clients do.
+    const url = `http://127.0.0.1:${fx.proxyPort}/spice_auto.html?title=demo` +
+                `&path=${encodeURIComponent(`websockify?token=${fx.token}`)}`;
+    const { context, page, sockets } = await openConsole(fx.token, url);
+    t.after(() => context.close().catch(() => {}));
+
+    await waitFor('the guest screen on the canvas', async () => {
+        const s = await page.evaluate(readScreen);
+        return s && s.colours >= 2 && s.lines >= 2 && s;
+    }, SCREEN_MS);
+    assert.deepEqual((await context.cookies()).filter((c) => c.name === 'token'), []);
+    assert.ok(sockets.length >= 1);
+    for (const ws of sockets)
+        assert.equal(ws, `ws://127.0.0.1:${fx.proxyPort}/websockify?token=${fx.token}`);
+}));

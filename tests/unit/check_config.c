@@ -1,2 +1,239 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* check_config.c - defaults, file parsing, errors that name file:line and
+ * key, command-line overrides, and the key table against the docs. */
 #include <stdlib.h>
-int main(void){return EXIT_SUCCESS;}
+#include <string.h>
+
+#include <check.h>
+#include <glib.h>
+
+#include "config.h"
+
+static SgConfig *
+load(const char *text, GError **error)
+{
+    SgConfig *cfg = sg_config_new_default();
+
+    if (!sg_config_load_data(cfg, text, strlen(text), "test.conf", error)) {
+        sg_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+START_TEST(test_config_defaults)
+{
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+
+    ck_assert_ptr_null(cfg->listen_host);          /* every address */
+    ck_assert_uint_eq(cfg->listen_port, 6082);     /* Nova's html5proxy_port */
+    ck_assert_str_eq(cfg->web_dir, "/usr/share/spice-html5");
+    ck_assert_ptr_nonnull(cfg->allowed_origins);
+    ck_assert_ptr_null(cfg->allowed_origins[0]);
+    ck_assert_uint_eq(cfg->connect_timeout_s, 10);
+    ck_assert(!cfg->ssl_only);
+    ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_2);
+    ck_assert_str_eq(cfg->token_backend, "file");
+    ck_assert(g_str_has_suffix(cfg->token_file, "/spicegate/tokens"));
+}
+END_TEST
+
+START_TEST(test_config_file_values)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = load("# a comment\n"
+                                   "[server]\n"
+                                   "listen = 127.0.0.1:7000\n"
+                                   "allowed_origins = horizon.example.com, Dash.Example.com\n"
+                                   "connect_timeout=3\n"
+                                   "\n"
+                                   "[tls]\n"
+                                   "ssl_only = yes\n"
+                                   "minimum_version = tlsv1_3\n"
+                                   "cert = /etc/x.pem\n",
+                                   &error);
+
+    ck_assert_ptr_null(error);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(cfg->listen_host, "127.0.0.1");
+    ck_assert_uint_eq(cfg->listen_port, 7000);
+    ck_assert_str_eq(cfg->allowed_origins[0], "horizon.example.com");
+    ck_assert_str_eq(cfg->allowed_origins[1], "dash.example.com");
+    ck_assert_ptr_null(cfg->allowed_origins[2]);
+    ck_assert_uint_eq(cfg->connect_timeout_s, 3);
+    ck_assert(cfg->ssl_only);
+    ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_3);
+    ck_assert_str_eq(cfg->cert, "/etc/x.pem");
+}
+END_TEST
+
+/* Each bad file must fail with a message naming file, line and key. */
+static const struct {
+    const char *text;
+    const char *expect;
+} bad_files[] = {
+    { "[server]\nlisten = 1.2.3.4:70000\n", "test.conf:2: [server] listen:" },
+    { "[server]\n\nbogus = 1\n", "test.conf:3: [server] bogus: unknown key" },
+    { "[nope]\nx = 1\n", "test.conf:1: [nope]: unknown group" },
+    { "listen = :1\n", "test.conf:1: key before any [group]" },
+    { "[server]\njust words\n", "test.conf:2: not a 'key = value' line" },
+    { "[server]\n[tls\n", "test.conf:2:" },
+    { "[tls]\nssl_only = maybe\n", "test.conf:2: [tls] ssl_only: 'maybe' is not a boolean" },
+    { "[tls]\nminimum_version = tlsv1_1\n", "test.conf:2: [tls] minimum_version:" },
+    { "[server]\nconnect_timeout = 0\n", "test.conf:2: [server] connect_timeout:" },
+    { "[server]\nconnect_timeout = 301\n", "test.conf:2: [server] connect_timeout:" },
+    { "[server]\nlink_timeout = ten\n", "test.conf:2: [server] link_timeout:" },
+    { "[server]\nlisten = host.example:80\n", "test.conf:2: [server] listen:" },
+    { "[server]\nlisten = ::1:80\n", "test.conf:2: [server] listen:" },
+    { "[server]\nallowed_origins = https://x.example\n", "[server] allowed_origins:" },
+    { "[tokens]\nbackend = redis\n", "test.conf:2: [tokens] backend:" },
+};
+
+START_TEST(test_config_errors_name_file_line_key)
+{
+    g_autoptr(GError) error = NULL;
+    SgConfig *cfg = load(bad_files[_i].text, &error);
+
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(error);
+    ck_assert_msg(strstr(error->message, bad_files[_i].expect) != NULL,
+                  "case %d: got '%s', want '%s'", _i, error->message, bad_files[_i].expect);
+}
+END_TEST
+
+START_TEST(test_config_nul_byte_is_an_error)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+
+    ck_assert(!sg_config_load_data(cfg, "[server]\0x", 10, "nul.conf", &error));
+    ck_assert_ptr_nonnull(strstr(error->message, "nul.conf"));
+}
+END_TEST
+
+static const struct {
+    const char *value;
+    const char *host;     /* NULL: every address */
+    guint port;
+} good_listen[] = {
+    { "0.0.0.0:6082", NULL, 6082 },
+    { "127.0.0.1:0", "127.0.0.1", 0 },
+    { "[::1]:6082", "::1", 6082 },
+    { "[::]:80", NULL, 80 },
+    { ":9000", NULL, 9000 },
+    { "9000", NULL, 9000 },
+    { "*:1", NULL, 1 },
+};
+
+START_TEST(test_config_listen_forms)
+{
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autoptr(GError) error = NULL;
+
+    ck_assert(sg_config_set_listen(cfg, good_listen[_i].value, "--listen", &error));
+    if (good_listen[_i].host == NULL)
+        ck_assert_ptr_null(cfg->listen_host);
+    else
+        ck_assert_str_eq(cfg->listen_host, good_listen[_i].host);
+    ck_assert_uint_eq(cfg->listen_port, good_listen[_i].port);
+}
+END_TEST
+
+START_TEST(test_config_command_line_names_the_flag)
+{
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autoptr(GError) error = NULL;
+
+    ck_assert(!sg_config_set(cfg, "server", "listen", "[::1]", "--listen", &error));
+    ck_assert(g_str_has_prefix(error->message, "--listen: "));
+    g_clear_error(&error);
+    ck_assert(sg_config_set(cfg, "tokens", "file", "/tmp/t", "--token-file", &error));
+    ck_assert_str_eq(cfg->token_file, "/tmp/t");
+}
+END_TEST
+
+START_TEST(test_config_validate_cross_checks)
+{
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autoptr(GError) error = NULL;
+
+    ck_assert(sg_config_validate(cfg, &error));
+    cfg->ssl_only = true;
+    ck_assert(!sg_config_validate(cfg, &error));
+    ck_assert_ptr_nonnull(strstr(error->message, "ssl_only"));
+    g_clear_error(&error);
+    cfg->ssl_only = false;
+    cfg->key = g_strdup("/k.pem");
+    ck_assert(!sg_config_validate(cfg, &error));
+    ck_assert_ptr_nonnull(strstr(error->message, "key"));
+}
+END_TEST
+
+START_TEST(test_config_later_value_wins)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = load("[server]\nlink_timeout = 5\n[server]\nlink_timeout = 7\n",
+                                   &error);
+
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_uint_eq(cfg->link_timeout_s, 7);
+}
+END_TEST
+
+/* The man page and the sample file document every key of the table. */
+START_TEST(test_config_every_key_is_documented)
+{
+    g_autofree char *man = NULL;
+    g_autofree char *sample = NULL;
+    g_autofree char *man_path = g_build_filename(SRCDIR, "man", "spicegate.conf.5.in", NULL);
+    g_autofree char *sample_path = g_build_filename(SRCDIR, "conf", "spicegate.conf.in", NULL);
+
+    ck_assert(g_file_get_contents(man_path, &man, NULL, NULL));
+    ck_assert(g_file_get_contents(sample_path, &sample, NULL, NULL));
+    for (const SgConfigKeyInfo *k = sg_config_keys(); k->key != NULL; k++) {
+        g_autofree char *in_man = g_strdup_printf("\n.B %s\n", k->key);
+        g_autofree char *commented = g_strdup_printf("\n#%s =", k->key);
+        g_autofree char *plain = g_strdup_printf("\n%s =", k->key);
+        g_autofree char *group = g_strdup_printf("[%s]", k->group);
+
+        ck_assert_msg(strstr(man, in_man) != NULL, "key %s missing from %s", k->key,
+                      man_path);
+        ck_assert_msg(strstr(sample, commented) != NULL || strstr(sample, plain) != NULL,
+                      "key %s missing from %s", k->key, sample_path);
+        ck_assert_msg(strstr(sample, group) != NULL, "group [%s] missing from %s", k->group,
+                      sample_path);
+    }
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_config_defaults);
+    tcase_add_test(tc, test_config_file_values);
+    tcase_add_loop_test(tc, test_config_errors_name_file_line_key, 0, G_N_ELEMENTS(bad_files));
+    tcase_add_test(tc, test_config_nul_byte_is_an_error);
+    tcase_add_loop_test(tc, test_config_listen_forms, 0, G_N_ELEMENTS(good_listen));
+    tcase_add_test(tc, test_config_command_line_names_the_flag);
+    tcase_add_test(tc, test_config_validate_cross_checks);
+    tcase_add_test(tc, test_config_later_value_wins);
+    tcase_add_test(tc, test_config_every_key_is_documented);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

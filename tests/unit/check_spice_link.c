@@ -1,2 +1,391 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* check_spice_link.c - unit tests for the SPICE link message parser.
+ *
+ * Messages are built byte by byte here, independently of the parser, from
+ * a small spec table; each row of a table is one check loop iteration so a
+ * failure names its row.
+ */
+#include "autoconfig.h"
+
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
-int main(void){return EXIT_SUCCESS;}
+#include <string.h>
+
+#include <check.h>
+#include <glib.h>
+#include <spice/protocol.h>
+
+#include "spice_link.h"
+
+#define HDR 16
+#define MESS 18
+
+/* What to put in a link message; build() derives the bytes. */
+typedef struct {
+    const char *magic;          /* 4 bytes */
+    uint32_t major;
+    uint32_t minor;
+    int64_t size;               /* header.size; AUTO = computed from the caps */
+    uint32_t connection_id;
+    uint8_t channel_type;
+    uint8_t channel_id;
+    uint32_t num_common_caps;
+    uint32_t num_channel_caps;
+    int64_t caps_offset;        /* AUTO = right after SpiceLinkMess */
+} LinkSpec;
+
+#define AUTO (-1)
+
+/* Every field of a table row, so no row silently inherits a default. */
+#define LINK(magic_, major_, size_, type_, common_, channel_, caps_offset_) \
+    { .magic = (magic_), .major = (major_), .minor = SPICE_VERSION_MINOR, .size = (size_), \
+      .connection_id = 7, .channel_type = (type_), .channel_id = 0, \
+      .num_common_caps = (common_), .num_channel_caps = (channel_), \
+      .caps_offset = (caps_offset_) }
+
+static void
+put_le32(guint8 *p, uint32_t v)
+{
+    p[0] = v & 0xff;
+    p[1] = (v >> 8) & 0xff;
+    p[2] = (v >> 16) & 0xff;
+    p[3] = (v >> 24) & 0xff;
+}
+
+static LinkSpec
+valid_spec(uint8_t channel_type)
+{
+    LinkSpec spec = {
+        .magic = "REDQ",
+        .major = SPICE_VERSION_MAJOR,
+        .minor = SPICE_VERSION_MINOR,
+        .connection_id = 0x12345678,
+        .channel_type = channel_type,
+        .channel_id = 3,
+        .num_common_caps = 1,
+        .num_channel_caps = 2,
+        .size = AUTO,
+        .caps_offset = AUTO,
+    };
+    return spec;
+}
+
+/* Writes the message into a new buffer of header + size bytes (at most
+ * @max_body body bytes are materialised, so a huge announced size only
+ * costs the header) and returns its length. Caps words are 0xaa-filled. */
+static guint8 *
+build(const LinkSpec *spec, gsize max_body, gsize *len)
+{
+    uint32_t caps_offset = spec->caps_offset != AUTO ? (uint32_t)spec->caps_offset : MESS;
+    uint64_t natural = (uint64_t)caps_offset +
+                       4 * ((uint64_t)spec->num_common_caps + spec->num_channel_caps);
+    uint32_t size = spec->size != AUTO ? (uint32_t)spec->size : (uint32_t)natural;
+    gsize body = MIN((gsize)size, max_body);
+    guint8 *buf = g_malloc0(HDR + MAX(body, MESS));
+
+    memcpy(buf, spec->magic, 4);
+    put_le32(buf + 4, spec->major);
+    put_le32(buf + 8, spec->minor);
+    put_le32(buf + 12, size);
+    put_le32(buf + HDR + 0, spec->connection_id);
+    buf[HDR + 4] = spec->channel_type;
+    buf[HDR + 5] = spec->channel_id;
+    put_le32(buf + HDR + 6, spec->num_common_caps);
+    put_le32(buf + HDR + 10, spec->num_channel_caps);
+    put_le32(buf + HDR + 14, caps_offset);
+    if (body > MESS)
+        memset(buf + HDR + MESS, 0xaa, body - MESS);
+    *len = HDR + body;
+    return buf;
+}
+
+START_TEST(test_spice_link_parses_valid_main)
+{
+    LinkSpec spec = valid_spec(SPICE_CHANNEL_MAIN);
+    g_autofree guint8 *buf = NULL;
+    SgSpiceLink link;
+    gsize len;
+    gsize consumed = 99;
+    const char *reason = "unset";
+
+    buf = build(&spec, SG_LINK_MAX_BYTES, &len);
+    ck_assert_uint_eq(len, HDR + MESS + 12);
+    ck_assert_int_eq(sg_spice_link_parse(buf, len, &link, &consumed, &reason), SG_PARSE_OK);
+    ck_assert_uint_eq(consumed, len);
+    ck_assert_uint_eq(link.total_bytes, len);
+    ck_assert_uint_eq(link.major, SPICE_VERSION_MAJOR);
+    ck_assert_uint_eq(link.minor, SPICE_VERSION_MINOR);
+    ck_assert_uint_eq(link.connection_id, 0x12345678);
+    ck_assert_uint_eq(link.channel_type, SPICE_CHANNEL_MAIN);
+    ck_assert_uint_eq(link.channel_id, 3);
+    ck_assert_uint_eq(link.num_common_caps, 1);
+    ck_assert_uint_eq(link.num_channel_caps, 2);
+    ck_assert_str_eq(sg_spice_channel_name(link.channel_type), "main");
+}
+END_TEST
+
+/* The browser may send the link message and the next SPICE message in one
+ * frame: the parser says where the link message ends and ignores the rest. */
+START_TEST(test_spice_link_stops_at_message_end)
+{
+    LinkSpec spec = valid_spec(SPICE_CHANNEL_DISPLAY);
+    g_autofree guint8 *buf = NULL;
+    guint8 more[256];
+    SgSpiceLink link;
+    gsize len;
+    gsize consumed = 0;
+
+    buf = build(&spec, SG_LINK_MAX_BYTES, &len);
+    memset(more, 0x55, sizeof(more));
+    memcpy(more, buf, len);
+    ck_assert_int_eq(sg_spice_link_parse(more, sizeof(more), &link, &consumed, NULL),
+                     SG_PARSE_OK);
+    ck_assert_uint_eq(consumed, len);
+    ck_assert_uint_eq(link.total_bytes, len);
+}
+END_TEST
+
+START_TEST(test_spice_link_again_for_every_prefix)
+{
+    LinkSpec spec = valid_spec(SPICE_CHANNEL_INPUTS);
+    g_autofree guint8 *buf = NULL;
+    gsize len;
+
+    spec.num_common_caps = 3;
+    buf = build(&spec, SG_LINK_MAX_BYTES, &len);
+    for (gsize prefix = 0; prefix < len; prefix++) {
+        SgSpiceLink link;
+        gsize consumed = 99;
+        const char *reason = "unset";
+        /* A fresh copy of exactly @prefix bytes, so ASan sees any over-read. */
+        g_autofree guint8 *part = g_memdup2(buf, prefix);
+
+        ck_assert_msg(sg_spice_link_parse(part, prefix, &link, &consumed, &reason) ==
+                          SG_PARSE_AGAIN,
+                      "prefix of %zu bytes", prefix);
+        ck_assert_uint_eq(consumed, 0);
+    }
+    ck_assert_int_eq(sg_spice_link_parse(buf, len, NULL, NULL, NULL), SG_PARSE_OK);
+}
+END_TEST
+
+START_TEST(test_spice_link_again_for_empty_input)
+{
+    gsize consumed = 99;
+
+    ck_assert_int_eq(sg_spice_link_parse(NULL, 0, NULL, &consumed, NULL), SG_PARSE_AGAIN);
+    ck_assert_uint_eq(consumed, 0);
+}
+END_TEST
+
+/* Rows that must be INVALID. @avail: how many bytes of the built message
+ * the parser gets (0 = all), to show it refuses without waiting. */
+typedef struct {
+    const char *what;
+    LinkSpec spec;
+    gsize avail;
+} InvalidCase;
+
+#define MAIN SPICE_CHANNEL_MAIN
+#define MAJOR SPICE_VERSION_MAJOR
+#define CAP_BODY (SG_LINK_MAX_BYTES - HDR)
+
+static const InvalidCase invalid_cases[] = {
+    { "http request", LINK("GET ", MAJOR, AUTO, MAIN, 0, 0, AUTO), 4 },
+    { "http, first byte only", LINK("GET ", MAJOR, AUTO, MAIN, 0, 0, AUTO), 1 },
+    { "tls hello", LINK("\x16\x03\x01\x02", MAJOR, AUTO, MAIN, 0, 0, AUTO), 3 },
+    { "magic last byte", LINK("REDX", MAJOR, AUTO, MAIN, 0, 0, AUTO), 0 },
+    { "magic lower case", LINK("redq", MAJOR, AUTO, MAIN, 0, 0, AUTO), 0 },
+    { "magic big-endian", LINK("QDER", MAJOR, AUTO, MAIN, 0, 0, AUTO), 0 },
+    { "major 1", LINK("REDQ", 1, AUTO, MAIN, 0, 0, AUTO), 0 },
+    { "major 3, seen at 8 bytes", LINK("REDQ", 3, AUTO, MAIN, 0, 0, AUTO), 8 },
+    { "major 0", LINK("REDQ", 0, AUTO, MAIN, 0, 0, AUTO), 8 },
+    { "major 2 big-endian", LINK("REDQ", 0x02000000, AUTO, MAIN, 0, 0, AUTO), 0 },
+    { "size 0, header only", LINK("REDQ", MAJOR, 0, MAIN, 0, 0, AUTO), 16 },
+    { "size one below SpiceLinkMess", LINK("REDQ", MAJOR, MESS - 1, MAIN, 0, 0, AUTO), 0 },
+    { "size 1 MB, header only", LINK("REDQ", MAJOR, 1024 * 1024, MAIN, 0, 0, AUTO), 16 },
+    { "size cap + 1, header only", LINK("REDQ", MAJOR, CAP_BODY + 1, MAIN, 0, 0, AUTO), 16 },
+    { "size cap + 1, all of it", LINK("REDQ", MAJOR, CAP_BODY + 1, MAIN, 0, 0, AUTO), 0 },
+    { "size 2^32-16 (wraps total)", LINK("REDQ", MAJOR, 0xfffffff0, MAIN, 0, 0, AUTO), 16 },
+    { "size 2^32-1", LINK("REDQ", MAJOR, 0xffffffff, MAIN, 0, 0, AUTO), 16 },
+    { "caps_offset 0", LINK("REDQ", MAJOR, 64, MAIN, 0, 0, 0), 0 },
+    { "caps_offset 1 below SpiceLinkMess", LINK("REDQ", MAJOR, 64, MAIN, 0, 0, MESS - 1), 0 },
+    { "caps_offset past size", LINK("REDQ", MAJOR, 64, MAIN, 0, 0, 65), 0 },
+    { "caps_offset 2^32-1", LINK("REDQ", MAJOR, 64, MAIN, 0, 0, 0xffffffff), 0 },
+    { "one common cap too many", LINK("REDQ", MAJOR, MESS + 4, MAIN, 2, 0, AUTO), 0 },
+    { "one channel cap too many", LINK("REDQ", MAJOR, MESS, MAIN, 0, 1, AUTO), 0 },
+    { "4 * common caps wraps 32 bits", LINK("REDQ", MAJOR, MESS, MAIN, 0x40000000, 0, AUTO), 0 },
+    { "4 * channel caps wraps 32 bits", LINK("REDQ", MAJOR, MESS, MAIN, 0, 0x40000000, AUTO), 0 },
+    { "common + channel caps wrap 32 bits",
+      LINK("REDQ", MAJOR, MESS, MAIN, 0x80000000, 0x80000000, AUTO), 0 },
+    { "caps_offset + caps wrap 32 bits", LINK("REDQ", MAJOR, MESS, MAIN, 1, 0, 0xfffffffc), 0 },
+    { "both counts maximal", LINK("REDQ", MAJOR, 64, MAIN, 0xffffffff, 0xffffffff, AUTO), 0 },
+    { "channel type 0", LINK("REDQ", MAJOR, AUTO, 0, 0, 0, AUTO), 0 },
+};
+
+START_TEST(test_spice_link_rejects_invalid)
+{
+    const InvalidCase *c = &invalid_cases[_i];
+    LinkSpec spec = c->spec;
+    g_autofree guint8 *buf = NULL;
+    g_autofree guint8 *part = NULL;
+    SgSpiceLink link;
+    gsize len;
+    gsize avail;
+    gsize consumed = 99;
+    const char *reason = NULL;
+
+    buf = build(&spec, SG_LINK_MAX_BYTES, &len);
+    avail = c->avail != 0 ? c->avail : len;
+    ck_assert_uint_le(avail, len);
+    part = g_memdup2(buf, avail);
+    ck_assert_msg(sg_spice_link_parse(part, avail, &link, &consumed, &reason) ==
+                      SG_PARSE_INVALID,
+                  "%s: not INVALID", c->what);
+    ck_assert_msg(reason != NULL && reason[0] != '\0', "%s: no reason", c->what);
+    ck_assert_uint_eq(consumed, 0);
+}
+END_TEST
+
+/* Boundaries of the size cap and of the caps area, which must pass. */
+typedef struct {
+    const char *what;
+    LinkSpec spec;
+    gsize total;
+} ValidCase;
+
+static const ValidCase valid_cases[] = {
+    { "no caps at all", LINK("REDQ", MAJOR, AUTO, MAIN, 0, 0, AUTO), HDR + MESS },
+    { "caps end exactly at size", LINK("REDQ", MAJOR, AUTO, MAIN, 2, 1, AUTO), HDR + MESS + 12 },
+    { "slack after the caps", LINK("REDQ", MAJOR, MESS + 10, MAIN, 1, 0, AUTO), HDR + MESS + 10 },
+    { "caps after a gap", LINK("REDQ", MAJOR, AUTO, MAIN, 0, 1, MESS + 6), HDR + MESS + 10 },
+    { "caps_offset == size, no caps", LINK("REDQ", MAJOR, 40, MAIN, 0, 0, 40), HDR + 40 },
+    { "whole message == cap", LINK("REDQ", MAJOR, CAP_BODY, MAIN, 0, 0, AUTO), SG_LINK_MAX_BYTES },
+    /* 1015 caps of 4 bytes after a 2-byte gap end exactly at the cap. */
+    { "caps fill the cap", LINK("REDQ", MAJOR, AUTO, MAIN, 1014, 1, MESS + 2), SG_LINK_MAX_BYTES },
+    { "channel type 255 (unnamed)", LINK("REDQ", MAJOR, AUTO, 255, 1, 2, AUTO), HDR + MESS + 12 },
+    { "minor anything", { .magic = "REDQ", .major = MAJOR, .minor = 0xffffffff, .size = AUTO,
+                          .channel_type = MAIN, .caps_offset = AUTO }, HDR + MESS },
+};
+
+START_TEST(test_spice_link_accepts_boundaries)
+{
+    const ValidCase *c = &valid_cases[_i];
+    g_autofree guint8 *buf = NULL;
+    g_autofree guint8 *part = NULL;
+    SgSpiceLink link;
+    gsize len;
+    gsize consumed = 0;
+    const char *reason = NULL;
+
+    buf = build(&c->spec, SG_LINK_MAX_BYTES, &len);
+    ck_assert_msg(len == c->total, "%s: built %zu bytes", c->what, len);
+    ck_assert_msg(sg_spice_link_parse(buf, len, &link, &consumed, &reason) == SG_PARSE_OK,
+                  "%s: %s", c->what, reason);
+    ck_assert_uint_eq(consumed, c->total);
+    ck_assert_uint_eq(link.total_bytes, c->total);
+    /* One byte short is still only "not yet". */
+    part = g_memdup2(buf, len - 1);
+    ck_assert_msg(sg_spice_link_parse(part, len - 1, &link, &consumed, &reason) ==
+                      SG_PARSE_AGAIN,
+                  "%s: one byte short", c->what);
+}
+END_TEST
+
+/* AGAIN is never the answer once SG_LINK_MAX_BYTES bytes are there. */
+START_TEST(test_spice_link_never_again_at_cap)
+{
+    g_autofree guint8 *buf = g_malloc0(SG_LINK_MAX_BYTES + 1);
+    LinkSpec spec = valid_spec(SPICE_CHANNEL_MAIN);
+    g_autofree guint8 *msg = NULL;
+    gsize len;
+
+    for (uint32_t size = MESS; size <= SG_LINK_MAX_BYTES; size++) {
+        spec.size = size;
+        g_free(msg);
+        msg = build(&spec, 0, &len);
+        memcpy(buf, msg, HDR + MESS);
+        for (gsize avail = SG_LINK_MAX_BYTES; avail <= SG_LINK_MAX_BYTES + 1; avail++) {
+            ck_assert_msg(sg_spice_link_parse(buf, avail, NULL, NULL, NULL) != SG_PARSE_AGAIN,
+                          "size %u, %zu bytes available", size, avail);
+        }
+    }
+}
+END_TEST
+
+typedef struct {
+    uint8_t type;
+    const char *name;
+} ChannelName;
+
+static const ChannelName channel_names[] = {
+    { 0, "unknown" },
+    { SPICE_CHANNEL_MAIN, "main" },
+    { SPICE_CHANNEL_DISPLAY, "display" },
+    { SPICE_CHANNEL_INPUTS, "inputs" },
+    { SPICE_CHANNEL_CURSOR, "cursor" },
+    { SPICE_CHANNEL_PLAYBACK, "playback" },
+    { SPICE_CHANNEL_RECORD, "record" },
+    { SPICE_CHANNEL_TUNNEL, "tunnel" },
+    { SPICE_CHANNEL_SMARTCARD, "smartcard" },
+    { SPICE_CHANNEL_USBREDIR, "usbredir" },
+    { SPICE_CHANNEL_PORT, "port" },
+    { SPICE_CHANNEL_WEBDAV, "webdav" },
+    { SPICE_END_CHANNEL, "unknown" },
+    { 255, "unknown" },
+};
+
+START_TEST(test_spice_link_names_channels)
+{
+    const ChannelName *c = &channel_names[_i];
+    LinkSpec spec = valid_spec(c->type);
+    g_autofree guint8 *buf = NULL;
+    SgSpiceLink link;
+    gsize len;
+
+    ck_assert_str_eq(sg_spice_channel_name(c->type), c->name);
+    if (c->type == 0)
+        return;
+    /* And the parser carries the type through unchanged. */
+    buf = build(&spec, SG_LINK_MAX_BYTES, &len);
+    ck_assert_int_eq(sg_spice_link_parse(buf, len, &link, NULL, NULL), SG_PARSE_OK);
+    ck_assert_uint_eq(link.channel_type, c->type);
+}
+END_TEST
+
+static Suite *
+spice_link_suite(void)
+{
+    Suite *s = suite_create("spice_link");
+    TCase *tc = tcase_create("parse");
+    TCase *names = tcase_create("names");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_spice_link_parses_valid_main);
+    tcase_add_test(tc, test_spice_link_stops_at_message_end);
+    tcase_add_test(tc, test_spice_link_again_for_every_prefix);
+    tcase_add_test(tc, test_spice_link_again_for_empty_input);
+    tcase_add_loop_test(tc, test_spice_link_rejects_invalid, 0, G_N_ELEMENTS(invalid_cases));
+    tcase_add_loop_test(tc, test_spice_link_accepts_boundaries, 0, G_N_ELEMENTS(valid_cases));
+    tcase_add_test(tc, test_spice_link_never_again_at_cap);
+    suite_add_tcase(s, tc);
+
+    tcase_set_timeout(names, 10);
+    tcase_add_loop_test(names, test_spice_link_names_channels, 0, G_N_ELEMENTS(channel_names));
+    suite_add_tcase(s, names);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(spice_link_suite());
+    int failed;
+
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

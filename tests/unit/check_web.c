@@ -1,2 +1,563 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* check_web.c - request path normalising, MIME types and root resolution.
+ *
+ * Normalising and MIME types are table-driven. Resolution runs against two
+ * web roots and an "outside" directory built fresh in a temporary directory
+ * for each test, with the symlinks an attacker would hope for.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
-int main(void){return EXIT_SUCCESS;}
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "web.h"
+
+/* 10 s: every test here finishes in milliseconds; this only catches hangs. */
+#define TEST_TIMEOUT_S 10
+
+/* ---- normalising ----------------------------------------------------------- */
+
+typedef struct {
+    const char *in;
+    SgWebPathResult result;
+    const char *out;   /* on OK */
+} PathCase;
+
+static const PathCase path_cases[] = {
+    { "/", SG_WEB_PATH_OK, "" },
+    { "/spice_auto.html", SG_WEB_PATH_OK, "spice_auto.html" },
+    { "/thirdparty/sha1.js", SG_WEB_PATH_OK, "thirdparty/sha1.js" },
+    { "/a//b", SG_WEB_PATH_OK, "a/b" },                     /* inner empty segments dropped */
+    { "/a/./b", SG_WEB_PATH_OK, "a/b" },
+    { "/./a", SG_WEB_PATH_OK, "a" },
+    { "/.", SG_WEB_PATH_OK, "" },
+    { "/%2e", SG_WEB_PATH_OK, "" },                          /* an encoded "." is still "." */
+    { "/foo/", SG_WEB_PATH_OK, "foo" },
+    { "/a/b%20c", SG_WEB_PATH_OK, "a/b c" },
+    { "/%41%62c", SG_WEB_PATH_OK, "Abc" },
+    { "/a+b", SG_WEB_PATH_OK, "a+b" },                       /* '+' is not a space here */
+    { "/a.b.c", SG_WEB_PATH_OK, "a.b.c" },
+    { "/a..b", SG_WEB_PATH_OK, "a..b" },                     /* dots inside a name are fine */
+    { "/caf%C3%A9", SG_WEB_PATH_OK, "caf\xc3\xa9" },
+    /* 400 */
+    { "", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "spice.html", SG_WEB_PATH_BAD_REQUEST, NULL },         /* not absolute */
+    { "//evil.com", SG_WEB_PATH_BAD_REQUEST, NULL },         /* OSSA-2021-002 */
+    { "///x", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "//", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/..%2f", SG_WEB_PATH_BAD_REQUEST, NULL },             /* encoded '/' refused first */
+    { "/a%2Fb", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/a%2fb", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/%2F%2Fevil.com", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/%00", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/a%00.html", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/%zz", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/%4", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/%", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/%g0", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/a\\b", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/..\\..\\etc", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/a%5cb", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/a%0ab", SG_WEB_PATH_BAD_REQUEST, NULL },             /* control characters */
+    { "/a\tb", SG_WEB_PATH_BAD_REQUEST, NULL },
+    { "/a%7fb", SG_WEB_PATH_BAD_REQUEST, NULL },
+    /* 404 */
+    { "/a/../b", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/..", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/../etc/passwd", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/a/..", SG_WEB_PATH_FORBIDDEN, NULL },                /* refused, not clamped */
+    { "/%2e%2e/etc/passwd", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/%2E%2E", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/.%2e/x", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/.hidden", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/a/.git/config", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/%2ehtpasswd", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/...", SG_WEB_PATH_FORBIDDEN, NULL },
+};
+
+START_TEST(test_web_normalise_path_table)
+{
+    const PathCase *c = &path_cases[_i];
+    g_autofree char *rel = NULL;
+    SgWebPathResult r = sg_web_normalise_path(c->in, &rel);
+
+    ck_assert_msg(r == c->result, "case %d \"%s\": got %d, want %d", _i, c->in, r, c->result);
+    if (r == SG_WEB_PATH_OK)
+        ck_assert_str_eq(rel, c->out);
+    else
+        ck_assert_ptr_null(rel);
+}
+END_TEST
+
+START_TEST(test_web_normalise_path_null)
+{
+    char *rel = (char *)"untouched";
+
+    ck_assert_int_eq(sg_web_normalise_path(NULL, &rel), SG_WEB_PATH_BAD_REQUEST);
+    ck_assert_ptr_null(rel);
+}
+END_TEST
+
+START_TEST(test_web_normalise_path_length_limit)
+{
+    /* 4096 bytes in all, then one more. */
+    g_autofree char *name_ok = g_strnfill(4095, 'a');
+    g_autofree char *name_long = g_strnfill(4096, 'a');
+    g_autofree char *at_cap = g_strconcat("/", name_ok, NULL);
+    g_autofree char *over_cap = g_strconcat("/", name_long, NULL);
+    g_autofree char *rel = NULL;
+
+    ck_assert_int_eq(sg_web_normalise_path(at_cap, &rel), SG_WEB_PATH_OK);
+    ck_assert_str_eq(rel, name_ok);
+    g_clear_pointer(&rel, g_free);
+    ck_assert_int_eq(sg_web_normalise_path(over_cap, &rel), SG_WEB_PATH_BAD_REQUEST);
+}
+END_TEST
+
+/* ---- MIME types -------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    const char *type;
+} MimeCase;
+
+static const MimeCase mime_cases[] = {
+    { "spice_auto.html", "text/html; charset=utf-8" },
+    { "INDEX.HTM", "text/html; charset=utf-8" },
+    { "main.js", "text/javascript; charset=utf-8" },
+    { "thirdparty/sha1.js", "text/javascript; charset=utf-8" },
+    { "module.mjs", "text/javascript; charset=utf-8" },
+    { "spice.css", "text/css; charset=utf-8" },
+    { "a.json", "application/json" },
+    { "main.js.map", "application/json" },
+    { "a.png", "image/png" },
+    { "a.jpg", "image/jpeg" },
+    { "a.JPEG", "image/jpeg" },
+    { "a.gif", "image/gif" },
+    { "a.svg", "image/svg+xml" },
+    { "favicon.ico", "image/x-icon" },
+    { "f.woff", "font/woff" },
+    { "f.woff2", "font/woff2" },
+    { "README.txt", "text/plain; charset=utf-8" },
+    { "a.wasm", "application/wasm" },
+    { "a.exe", "application/octet-stream" },
+    { "Makefile", "application/octet-stream" },
+    { "a.", "application/octet-stream" },
+    { ".js", "application/octet-stream" },                  /* a dot file, not a .js */
+    { "dir.js/file", "application/octet-stream" },
+    { "a.jsx", "application/octet-stream" },
+    { "", "application/octet-stream" },
+};
+
+START_TEST(test_web_mime_type_table)
+{
+    const MimeCase *c = &mime_cases[_i];
+
+    ck_assert_str_eq(sg_web_mime_type(c->name), c->type);
+}
+END_TEST
+
+START_TEST(test_web_mime_type_null)
+{
+    ck_assert_str_eq(sg_web_mime_type(NULL), "application/octet-stream");
+}
+END_TEST
+
+/* ---- resolving ------------------------------------------------------------ */
+
+/* Made by main(), removed by main() after every test ran: in CK_FORK mode
+ * a failing test _exit()s before its teardown, and this still cleans up. */
+static char *basedir;
+static char *tmpdir;   /* this test's own directory inside basedir */
+static char *root1;     /* our pages */
+static char *root2;     /* spice-html5 */
+static char *outside;   /* never served */
+
+static void
+remove_tree(const char *path)
+{
+    GStatBuf st;
+
+    if (g_lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+        const char *name;
+
+        while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
+            g_autofree char *child = g_build_filename(path, name, NULL);
+
+            remove_tree(child);
+        }
+        g_rmdir(path);
+    } else {
+        g_unlink(path);
+    }
+}
+
+static void
+put_file(const char *dir, const char *name, const char *contents)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+
+    ck_assert_msg(g_file_set_contents(path, contents, -1, NULL), "write %s", path);
+}
+
+static void
+put_dir(const char *dir, const char *name)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+
+    ck_assert_int_eq(g_mkdir(path, 0700), 0);
+}
+
+static void
+put_link(const char *dir, const char *name, const char *target)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+
+    ck_assert_msg(symlink(target, path) == 0, "symlink %s", path);
+}
+
+/* The file's realpath, as sg_web_resolve() should return it. */
+static char *
+real(const char *dir, const char *name)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+    char *r = realpath(path, NULL);
+    char *copy;
+
+    ck_assert_msg(r != NULL, "realpath %s", path);
+    copy = g_strdup(r);
+    free(r);
+    return copy;
+}
+
+static void
+setup(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *secret = NULL;
+
+    g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL);
+    tmpdir = g_build_filename(basedir, "test-XXXXXX", NULL);
+    ck_assert_msg(g_mkdtemp(tmpdir) != NULL, "g_mkdtemp %s: %s", tmpdir, g_strerror(errno));
+    root1 = g_build_filename(tmpdir, "web", NULL);
+    root2 = g_build_filename(tmpdir, "web2", NULL);   /* shares root1's prefix */
+    outside = g_build_filename(tmpdir, "outside", NULL);
+    ck_assert_int_eq(g_mkdir(root1, 0700), 0);
+    ck_assert_int_eq(g_mkdir(root2, 0700), 0);
+    ck_assert_int_eq(g_mkdir(outside, 0700), 0);
+
+    put_file(outside, "secret.txt", "secret\n");
+    secret = g_build_filename(outside, "secret.txt", NULL);
+
+    put_file(root1, "index.html", "ours\n");
+    put_file(root1, "both.html", "ours\n");
+    put_file(root1, "a.js", "a\n");
+    put_file(root1, ".secret", "dot\n");
+    put_dir(root1, "sub");
+    put_file(root1, "sub/x.css", "x\n");
+    put_dir(root1, "dironly");
+    put_link(root1, "link_in", "a.js");
+    put_link(root1, "link_in_sub", "sub/x.css");
+    put_link(root1, "link_out", secret);                     /* absolute, out */
+    put_link(root1, "link_out_rel", "../outside/secret.txt");
+    put_link(root1, "link_sibling", "../web2/only2.js");     /* into a prefix-sharing sibling */
+    put_link(root1, "link_dot", ".secret");
+    put_link(root1, "link_dir", "sub");
+    put_link(root1, "link_dangling", "nowhere.js");
+    put_link(root1, "link_loop", "link_loop");
+    put_link(root1, "link_root", "/");
+
+    put_file(root2, "both.html", "theirs\n");
+    put_file(root2, "only2.js", "2\n");
+    put_file(root2, "dironly", "a file in the second root\n");
+}
+
+static void
+teardown(void)
+{
+    remove_tree(tmpdir);
+    g_clear_pointer(&tmpdir, g_free);
+    g_clear_pointer(&root1, g_free);
+    g_clear_pointer(&root2, g_free);
+    g_clear_pointer(&outside, g_free);
+}
+
+static SgWeb *
+new_web(void)
+{
+    const char *roots[] = { root1, root2, NULL };
+
+    return sg_web_new(roots);
+}
+
+START_TEST(test_web_resolve_first_root_wins)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *got = sg_web_resolve(web, "both.html");
+    g_autofree char *want = real(root1, "both.html");
+
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(test_web_resolve_falls_back_to_second_root)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *got = sg_web_resolve(web, "only2.js");
+    g_autofree char *want = real(root2, "only2.js");
+
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(test_web_resolve_empty_is_index)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *got = sg_web_resolve(web, "");
+    g_autofree char *want = real(root1, "index.html");
+
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(test_web_resolve_subdirectory_file)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *got = sg_web_resolve(web, "sub/x.css");
+    g_autofree char *want = real(root1, "sub/x.css");
+
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(test_web_resolve_symlink_inside_root)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *got = sg_web_resolve(web, "link_in");
+    g_autofree char *got_sub = sg_web_resolve(web, "link_in_sub");
+    g_autofree char *want = real(root1, "a.js");
+    g_autofree char *want_sub = real(root1, "sub/x.css");
+
+    ck_assert_str_eq(got, want);          /* the target's path, not the link's */
+    ck_assert_str_eq(got_sub, want_sub);
+}
+END_TEST
+
+START_TEST(test_web_resolve_symlink_out_of_root_refused)
+{
+    g_autoptr(SgWeb) web = new_web();
+    const char *names[] = {
+        "link_out", "link_out_rel", "link_sibling", "link_root",
+    };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *got = sg_web_resolve(web, names[i]);
+
+        ck_assert_msg(got == NULL, "%s resolved to %s", names[i], got);
+    }
+}
+END_TEST
+
+START_TEST(test_web_resolve_symlink_to_dot_file_refused)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *got = sg_web_resolve(web, "link_dot");
+
+    ck_assert_ptr_null(got);
+}
+END_TEST
+
+START_TEST(test_web_resolve_directory_refused)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *sub = sg_web_resolve(web, "sub");
+    g_autofree char *link = sg_web_resolve(web, "link_dir");
+
+    ck_assert_ptr_null(sub);
+    ck_assert_ptr_null(link);
+}
+END_TEST
+
+START_TEST(test_web_resolve_directory_falls_through_to_file)
+{
+    /* A directory in the first root does not hide a file in the second. */
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *got = sg_web_resolve(web, "dironly");
+    g_autofree char *want = real(root2, "dironly");
+
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(test_web_resolve_missing)
+{
+    g_autoptr(SgWeb) web = new_web();
+    const char *names[] = { "nope.js", "sub/nope.css", "a.js/x", "link_dangling", "link_loop" };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *got = sg_web_resolve(web, names[i]);
+
+        ck_assert_msg(got == NULL, "%s resolved to %s", names[i], got);
+    }
+    ck_assert_ptr_null(sg_web_resolve(web, NULL));
+}
+END_TEST
+
+START_TEST(test_web_resolve_never_leaves_roots_on_raw_input)
+{
+    /* sg_web_resolve() gets normalised paths, but must be safe without. */
+    g_autoptr(SgWeb) web = new_web();
+    const char *names[] = { "../outside/secret.txt", "../web2/only2.js", ".secret" };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *got = sg_web_resolve(web, names[i]);
+
+        /* "../web2/only2.js" from root2 is root2/../web2/only2.js: inside. */
+        if (g_str_has_prefix(names[i], "../web2/")) {
+            g_autofree char *want = real(root2, "only2.js");
+
+            ck_assert_str_eq(got, want);
+        } else {
+            ck_assert_msg(got == NULL, "%s resolved to %s", names[i], got);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_web_new_skips_missing_root)
+{
+    g_autofree char *missing = g_build_filename(tmpdir, "absent", NULL);
+    g_autofree char *file_root = g_build_filename(root2, "only2.js", NULL);
+    const char *roots[] = { missing, file_root, root2, NULL };
+    g_autoptr(SgWeb) web = NULL;
+    g_autofree char *got = NULL;
+    g_autofree char *want = real(root2, "both.html");
+
+    /* Two warnings expected; they are not fatal. */
+    web = sg_web_new(roots);
+    ck_assert_ptr_nonnull(web);
+    got = sg_web_resolve(web, "both.html");
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(test_web_new_no_roots)
+{
+    g_autoptr(SgWeb) web = sg_web_new(NULL);
+
+    ck_assert_ptr_null(sg_web_resolve(web, "index.html"));
+    sg_web_free(NULL);
+}
+END_TEST
+
+START_TEST(test_web_resolve_through_symlinked_root)
+{
+    /* A root given through a symlink (e.g. /usr/share/spice-html5 -> ...)
+     * still serves its files. */
+    g_autofree char *alias = g_build_filename(tmpdir, "alias", NULL);
+    const char *roots[] = { alias, NULL };
+    g_autoptr(SgWeb) web = NULL;
+    g_autofree char *got = NULL;
+    g_autofree char *want = real(root1, "a.js");
+
+    ck_assert_int_eq(symlink(root1, alias), 0);
+    web = sg_web_new(roots);
+    got = sg_web_resolve(web, "a.js");
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(test_web_resolve_root_is_filesystem_root)
+{
+    /* "/" as a root: every path is below it; dot names still are not. */
+    const char *roots[] = { "/", NULL };
+    g_autoptr(SgWeb) web = sg_web_new(roots);
+    g_autofree char *rel = g_strdup(root1 + 1);   /* root1 without its leading '/' */
+    g_autofree char *file = g_build_filename(rel, "a.js", NULL);
+    g_autofree char *dot = g_build_filename(rel, ".secret", NULL);
+    g_autofree char *got = NULL;
+    g_autofree char *want = real(root1, "a.js");
+
+    /* Only meaningful when the temporary directory has no dot names. */
+    if (strstr(root1, "/.") != NULL)
+        return;
+    got = sg_web_resolve(web, file);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, want);
+    ck_assert_ptr_null(sg_web_resolve(web, dot));
+}
+END_TEST
+
+static Suite *
+web_suite(void)
+{
+    Suite *s = suite_create("web");
+    TCase *tc;
+
+    tc = tcase_create("normalise");
+    tcase_set_timeout(tc, TEST_TIMEOUT_S);
+    tcase_add_loop_test(tc, test_web_normalise_path_table, 0, G_N_ELEMENTS(path_cases));
+    tcase_add_test(tc, test_web_normalise_path_null);
+    tcase_add_test(tc, test_web_normalise_path_length_limit);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("mime");
+    tcase_set_timeout(tc, TEST_TIMEOUT_S);
+    tcase_add_loop_test(tc, test_web_mime_type_table, 0, G_N_ELEMENTS(mime_cases));
+    tcase_add_test(tc, test_web_mime_type_null);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("resolve");
+    tcase_set_timeout(tc, TEST_TIMEOUT_S);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_web_resolve_first_root_wins);
+    tcase_add_test(tc, test_web_resolve_falls_back_to_second_root);
+    tcase_add_test(tc, test_web_resolve_empty_is_index);
+    tcase_add_test(tc, test_web_resolve_subdirectory_file);
+    tcase_add_test(tc, test_web_resolve_symlink_inside_root);
+    tcase_add_test(tc, test_web_resolve_symlink_out_of_root_refused);
+    tcase_add_test(tc, test_web_resolve_symlink_to_dot_file_refused);
+    tcase_add_test(tc, test_web_resolve_directory_refused);
+    tcase_add_test(tc, test_web_resolve_directory_falls_through_to_file);
+    tcase_add_test(tc, test_web_resolve_missing);
+    tcase_add_test(tc, test_web_resolve_never_leaves_roots_on_raw_input);
+    tcase_add_test(tc, test_web_new_skips_missing_root);
+    tcase_add_test(tc, test_web_new_no_roots);
+    tcase_add_test(tc, test_web_resolve_through_symlinked_root);
+    tcase_add_test(tc, test_web_resolve_root_is_filesystem_root);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    g_autoptr(GError) error = NULL;
+    SRunner *sr;
+    int failed;
+
+    basedir = g_dir_make_tmp("check_web-XXXXXX", &error);
+    if (basedir == NULL) {
+        g_printerr("g_dir_make_tmp: %s\n", error->message);
+        return EXIT_FAILURE;
+    }
+    sr = srunner_create(web_suite());
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    remove_tree(basedir);
+    g_free(basedir);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

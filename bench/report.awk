@@ -1,0 +1,185 @@
+# SPDX-License-Identifier: Apache-2.0
+# report.awk - turns bench/run's raw samples into the Markdown table.
+#
+# Input lines: "METRIC SYSTEM VALUE", one per measurement (a round), in any
+# order. Each cell is the median with min..max when there are several
+# rounds; the ratios are spicegate's median over the peer's median. Targets
+# come from the table below: "ws>=1.3" means spicegate/websockify >= 1.3,
+# "abs>=N"/"abs<=N" compares spicegate's own median. mawk-compatible (no
+# asort).
+
+function fmt(v, f) { return sprintf(f, v) }
+
+function isort(arr, n,    i, j, t) {
+    for (i = 2; i <= n; i++) {
+        t = arr[i]
+        for (j = i - 1; j >= 1 && arr[j] > t; j--)
+            arr[j + 1] = arr[j]
+        arr[j + 1] = t
+    }
+}
+
+# Median, min and max of the samples of (metric, system) into M[], LO[], HI[].
+function summarise(key,    n, i, v, parts) {
+    n = split(vals[key], parts, " ")
+    for (i = 1; i <= n; i++)
+        v[i] = parts[i] + 0
+    isort(v, n)
+    LO[key] = v[1]
+    HI[key] = v[n]
+    M[key] = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    N[key] = n
+}
+
+function cell(metric, sys, f,    key) {
+    key = metric SUBSEP sys
+    if (!(key in vals))
+        return "-"
+    if (N[key] == 1 || LO[key] == HI[key])
+        return fmt(M[key], f)
+    return fmt(M[key], f) " (" fmt(LO[key], f) "..." fmt(HI[key], f) ")"
+}
+
+function ratio(metric, peer,    a, b) {
+    a = metric SUBSEP "spicegate"
+    b = metric SUBSEP peer
+    if (!(a in M) || !(b in M))
+        return "-"
+    if (M[b] == 0)
+        return M[a] == 0 ? "-" : "inf"
+    return sprintf("%.2fx", M[a] / M[b])
+}
+
+# "yes"/"no"/"-" for a target spec like "ws>=1.3,socat>=1.1".
+function verdict(metric, spec,    n, i, parts, op, lhs, rhs, val, ok, any, peer) {
+    if (spec == "")
+        return "-"
+    n = split(spec, parts, ",")
+    ok = 1
+    any = 0
+    for (i = 1; i <= n; i++) {
+        op = index(parts[i], ">=") ? ">=" : "<="
+        lhs = substr(parts[i], 1, index(parts[i], op) - 1)
+        rhs = substr(parts[i], index(parts[i], op) + 2) + 0
+        if (lhs == "abs") {
+            if (!((metric SUBSEP "spicegate") in M))
+                continue
+            val = M[metric SUBSEP "spicegate"]
+        } else {
+            peer = lhs == "ws" ? "websockify" : lhs
+            if (!((metric SUBSEP "spicegate") in M) || !((metric SUBSEP peer) in M))
+                continue
+            if (M[metric SUBSEP peer] == 0) {
+                # The peer managed nothing at all: any output beats it.
+                if (M[metric SUBSEP "spicegate"] == 0)
+                    continue
+                val = (op == ">=") ? rhs : rhs + 1
+            } else {
+                val = M[metric SUBSEP "spicegate"] / M[metric SUBSEP peer]
+            }
+        }
+        any = 1
+        if (op == ">=" && val < rhs)
+            ok = 0
+        if (op == "<=" && val > rhs)
+            ok = 0
+    }
+    if (!any)
+        return "-"
+    return ok ? "yes" : "**no**"
+}
+
+# "ws>=1.3,socat>=1.1" -> ">= 1.3x websockify, >= 1.1x socat"
+function spec_text(spec,    n, i, parts, op, lhs, rhs, out) {
+    n = split(spec, parts, ",")
+    out = ""
+    for (i = 1; i <= n; i++) {
+        op = index(parts[i], ">=") ? ">=" : "<="
+        lhs = substr(parts[i], 1, index(parts[i], op) - 1)
+        rhs = substr(parts[i], index(parts[i], op) + 2)
+        out = out (i > 1 ? ", " : "") op " " rhs
+        if (lhs != "abs")
+            out = out "x " (lhs == "ws" ? "websockify" : lhs)
+    }
+    return out
+}
+
+BEGIN {
+    # metric | label | printf format | target spec
+    nrows = split("down1 down8 up rtt_p50 rtt_p99 rttpin_p50 rttpin_p99 cps1 cps16 " \
+                  "ttfb_p50 ttfb_p99 cpu_gb_down cpu_gb_up cpu_ms_conn " \
+                  "hold1k_alive hold1k_pss hold1k_secs hold10k_alive hold10k_pss hold10k_secs",
+                  rows, " ")
+    label["down1"] = "Downstream, 1 conn (MB/s)"
+    label["down8"] = "Downstream, 8 conns (MB/s)"
+    label["up"] = "Upstream, 16 KiB masked frames (MB/s)"
+    label["rtt_p50"] = "RTT 64 B p50 (us)"
+    label["rtt_p99"] = "RTT 64 B p99 (us)"
+    label["rttpin_p50"] = "RTT 64 B p50, one CPU (us)"
+    label["rttpin_p99"] = "RTT 64 B p99, one CPU (us)"
+    label["cps1"] = "Connections/s, 1 at a time"
+    label["cps16"] = "Connections/s, 16 at a time"
+    label["ttfb_p50"] = "Time to first byte p50 (ms)"
+    label["ttfb_p99"] = "Time to first byte p99 (ms)"
+    label["cpu_gb_down"] = "Proxy CPU per GB down (s)"
+    label["cpu_gb_up"] = "Proxy CPU per GB up (s)"
+    label["cpu_ms_conn"] = "Proxy CPU per connection (ms)"
+    label["hold1k_alive"] = "1,000 idle sessions: alive"
+    label["hold1k_pss"] = "1,000 idle: PSS per session (KiB)"
+    label["hold1k_secs"] = "1,000 idle: time to open (s)"
+    label["hold10k_alive"] = "10,000 idle sessions: alive"
+    label["hold10k_pss"] = "10,000 idle: PSS per session (KiB)"
+    label["hold10k_secs"] = "10,000 idle: time to open (s)"
+    f["down1"] = f["down8"] = f["up"] = "%.0f"
+    f["rtt_p50"] = f["rtt_p99"] = f["rttpin_p50"] = f["rttpin_p99"] = "%.0f"
+    f["cps1"] = f["cps16"] = "%.0f"
+    f["ttfb_p50"] = f["ttfb_p99"] = "%.2f"
+    f["cpu_gb_down"] = f["cpu_gb_up"] = "%.2f"
+    f["cpu_ms_conn"] = "%.2f"
+    f["hold1k_alive"] = f["hold10k_alive"] = "%.0f"
+    f["hold1k_pss"] = f["hold10k_pss"] = "%.1f"
+    f["hold1k_secs"] = f["hold10k_secs"] = "%.1f"
+    target["down1"] = target["down8"] = "ws>=1.3,socat>=1.1"
+    target["up"] = "ws>=3,socat>=0.9"
+    target["rttpin_p50"] = target["rttpin_p99"] = "ws<=0.6"
+    target["cps1"] = target["cps16"] = "ws>=10"
+    target["ttfb_p50"] = "ws<=0.1"
+    target["cpu_gb_down"] = target["cpu_gb_up"] = "ws<=0.7"
+    target["hold10k_alive"] = "abs>=10000"
+    target["hold1k_pss"] = target["hold10k_pss"] = "abs<=32"
+    nsys = split("plain wsdirect spicegate websockify socat", sys, " ")
+    sysname["plain"] = "plain TCP"
+    sysname["wsdirect"] = "ws direct"
+    sysname["spicegate"] = "spicegate"
+    sysname["websockify"] = "websockify"
+    sysname["socat"] = "socat"
+}
+
+NF >= 3 {
+    key = $1 SUBSEP $2
+    vals[key] = (key in vals) ? vals[key] " " $3 : $3
+    seen[$1] = 1
+}
+
+END {
+    for (key in vals)
+        summarise(key)
+    printf "| Metric |"
+    for (i = 1; i <= nsys; i++)
+        printf " %s |", sysname[sys[i]]
+    print " sg/websockify | sg/socat | target | met |"
+    printf "|---|"
+    for (i = 1; i <= nsys; i++)
+        printf "---|"
+    print "---|---|---|---|"
+    for (r = 1; r <= nrows; r++) {
+        m = rows[r]
+        if (!(m in seen))
+            continue
+        printf "| %s |", label[m]
+        for (i = 1; i <= nsys; i++)
+            printf " %s |", cell(m, sys[i], f[m])
+        printf " %s | %s | %s | %s |\n", ratio(m, "websockify"), ratio(m, "socat"),
+            spec_text(target[m]), verdict(m, target[m])
+    }
+}

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* config.h - spicegate's settings: one table of keys, one immutable struct.
+ *
+ * Settings come from built-in defaults, then the configuration file
+ * (GKeyFile syntax), then the command line, each overriding the last.
+ * Every key lives in one table in config.c with its type, default and a
+ * one-line help; the man page and the sample file are checked against it.
+ * Anything unknown or malformed is an error naming file, line and key:
+ * there are no silent defaults.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sg_types.h"
+
+#define SG_CONFIG_ERROR (sg_config_error_quark())
+GQuark sg_config_error_quark(void);
+
+typedef enum {
+    SG_CONFIG_ERROR_SYNTAX = 0,   /* not a group, key=value, comment or blank line */
+    SG_CONFIG_ERROR_UNKNOWN,      /* unknown group or key */
+    SG_CONFIG_ERROR_VALUE,        /* a value out of range or of the wrong type */
+    SG_CONFIG_ERROR_IO,           /* a file that cannot be read */
+} SgConfigError;
+
+typedef enum {
+    SG_TLS_MIN_1_2 = 0,
+    SG_TLS_MIN_1_3,
+} SgTlsMinVersion;
+
+struct SgConfig {
+    /* [server] */
+    char *listen_host;            /* NULL: every address, IPv4 and IPv6 */
+    uint16_t listen_port;         /* 0: the kernel picks (tests) */
+    char *web_dir;                /* spice-html5 root */
+    char *pages_dir;              /* our own pages; they win over web_dir */
+    char **allowed_origins;       /* NULL-terminated hostnames, never NULL */
+    guint connect_timeout_s;
+    guint link_timeout_s;
+    char *base_url;               /* Nova's html5proxy_base_url; NULL: no scheme check */
+    char *expected_scheme;        /* "http" or "https", from base_url; NULL: any */
+    char *port_file;              /* command line only */
+    /* [tls] */
+    char *cert;
+    char *key;
+    bool ssl_only;
+    SgTlsMinVersion tls_min_version;
+    char *ciphers;                /* OpenSSL cipher list for TLS <= 1.2; NULL: OpenSSL's */
+    char *ciphersuites;           /* TLS 1.3 suites; NULL: OpenSSL's */
+    /* [tokens] */
+    char *token_backend;          /* "file" or "nova" */
+    char *token_file;
+    /* [nova] */
+    char *nova_auth_url;
+    char *nova_username;
+    char *nova_password;
+    char *nova_user_domain_name;
+    char *nova_project_name;
+    char *nova_project_domain_name;
+    char *nova_app_cred_id;
+    char *nova_app_cred_secret;
+    char *nova_interface;         /* internal, public or admin */
+    char *nova_region;            /* NULL: any */
+    char *nova_endpoint;          /* NULL: from the catalog */
+    char *nova_api_version;       /* "2.31" */
+    char *nova_ca_file;           /* NULL: system CAs */
+    bool nova_insecure;
+    guint nova_timeout_s;
+    guint nova_cache_s;           /* 0: no reuse of answers */
+    guint token_ttl_s;
+    bool enforce_session_timeout;
+};
+
+/* One row of the key table, for docs and tests. */
+typedef struct {
+    const char *group;
+    const char *key;
+    const char *default_value;    /* as written in the file; "" for unset */
+    const char *help;
+    /* Internal: parses a value into the config. */
+    gboolean (*apply)(SgConfig *cfg, const char *value, GError **error);
+} SgConfigKeyInfo;
+
+/* The table, terminated by a row whose key is NULL. */
+const SgConfigKeyInfo *sg_config_keys(void);
+
+/* Defaults only. */
+SgConfig *sg_config_new_default(void);
+
+/* Applies the file text @data (named @filename in messages) on top of @cfg.
+ * Errors read "FILE:LINE: [group] key: what is wrong". */
+gboolean sg_config_load_data(SgConfig *cfg, const char *data, gsize len,
+                             const char *filename, GError **error);
+gboolean sg_config_load_file(SgConfig *cfg, const char *filename, GError **error);
+
+/* Parses "ADDR:PORT", "[V6]:PORT", ":PORT" or "PORT" into @cfg's listen
+ * fields. "0.0.0.0", "::", "*" and an empty address mean every address.
+ * @what names the source in the error ("--listen", "file:line"). */
+gboolean sg_config_set_listen(SgConfig *cfg, const char *value, const char *what,
+                              GError **error);
+
+/* Sets one key from another source (the command line): @what names it in
+ * errors, e.g. "--listen". */
+gboolean sg_config_set(SgConfig *cfg, const char *group, const char *key,
+                       const char *value, const char *what, GError **error);
+
+/* Cross-checks after all sources are applied (a key without its cert,
+ * ssl_only without a cert, ...). */
+gboolean sg_config_validate(const SgConfig *cfg, GError **error);
+
+void sg_config_free(SgConfig *cfg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgConfig, sg_config_free)

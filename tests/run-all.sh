@@ -1,0 +1,146 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# run-all.sh - every test, the way CI runs them: the README's test command.
+#
+#   tests/run-all.sh
+#
+# From the source tree (any working directory):
+#   1. autoreconf -fi
+#   2. a normal build: configure, make, make check
+#   3. a second build with --enable-sanitizers (ASan + UBSan): make check
+#   4. make distcheck (the tarball builds and passes make check on its own)
+# Builds are out of tree, under $BUILD_ROOT (default ./build-tests), so the
+# source tree stays clean. Every step runs even after one fails. The last
+# line is always "tests: N passed, N failed", summed over automake's
+# "# PASS:" and "# FAIL:" counts (ERROR and XPASS count as failed, and so
+# does a build step that fails); the exit status is non-zero if anything
+# failed. Failing tests' logs are printed.
+#
+# Environment: BUILD_ROOT, JOBS (parallel make jobs, default nproc),
+# CONFIGURE_FLAGS (extra configure arguments for every build).
+
+set -uo pipefail
+
+srcdir=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+build_root=${BUILD_ROOT:-$srcdir/build-tests}
+jobs=${JOBS:-$(nproc)}
+read -r -a extra_flags <<<"${CONFIGURE_FLAGS:-}"
+
+passed=0
+failed=0
+skipped=0
+failures=()
+
+step() {
+    printf '\n=== %s\n' "$*"
+}
+
+# Adds the "# PASS:", "# SKIP:", "# FAIL:", "# XPASS:" and "# ERROR:"
+# counts that automake prints (in test-suite.log and in make check's
+# output) from $2 to the totals; $1 names the build in the report.
+count_results() {
+    local name=$1 file=$2 p s f
+    p=$(sed -n 's/^# PASS: *\([0-9][0-9]*\)$/\1/p' "$file" | tail -n 1)
+    s=$(sed -n 's/^# SKIP: *\([0-9][0-9]*\)$/\1/p' "$file" | tail -n 1)
+    f=$(sed -n 's/^# \(FAIL\|XPASS\|ERROR\): *\([0-9][0-9]*\)$/\2/p' "$file" |
+        tail -n 3 | awk '{ n += $1 } END { print n + 0 }')
+    p=${p:-0}
+    s=${s:-0}
+    printf '%s: %d passed, %d skipped, %d failed\n' "$name" "$p" "$s" "$f"
+    passed=$((passed + p))
+    skipped=$((skipped + s))
+    failed=$((failed + f))
+    [ "$f" -eq 0 ] || failures+=("$name")
+}
+
+# A step that is not a test run (autoreconf, configure, make) failed: count
+# it, so the summary can never say "0 failed" when something broke.
+step_failed() {
+    printf '%s: FAILED\n' "$1"
+    failed=$((failed + 1))
+    failures+=("$1")
+}
+
+# configure + make + make check in $build_root/$1, with configure args $2...
+# Returns non-zero if configure or make failed (make check may fail: its
+# results are counted instead).
+build_and_check() {
+    local name=$1 dir=$build_root/$1
+    shift
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    (
+        cd "$dir" || exit 1
+        step "$name: configure $*"
+        "$srcdir/configure" -q "$@" "${extra_flags[@]}" || exit 1
+        step "$name: make"
+        make -j"$jobs" || exit 1
+    ) || { step_failed "$name build"; return 1; }
+    step "$name: make check"
+    make -C "$dir" -j"$jobs" check
+    if [ -f "$dir/test-suite.log" ]; then
+        count_results "$name" "$dir/test-suite.log"
+        if grep -q '^# \(FAIL\|XPASS\|ERROR\): *[1-9]' "$dir/test-suite.log"; then
+            step "$name: logs of the failing tests ($dir/test-suite.log)"
+            cat "$dir/test-suite.log"
+        fi
+    else
+        step_failed "$name make check (no test-suite.log)"
+    fi
+    return 0
+}
+
+# --- 1. autotools ---------------------------------------------------------------
+step "autoreconf -fi"
+if ! (cd "$srcdir" && autoreconf -fi); then
+    step_failed "autoreconf"
+    echo "tests: $passed passed, $failed failed"
+    exit 1
+fi
+if [ -f "$srcdir/config.status" ]; then
+    # automake refuses out-of-tree builds of a tree configured in place.
+    step_failed "source tree is configured in place: run 'make distclean' there first"
+    echo "tests: $passed passed, $failed failed"
+    exit 1
+fi
+
+# --- 2. normal build --------------------------------------------------------------
+normal_ok=0
+build_and_check normal && normal_ok=1
+
+# --- 3. sanitizers --------------------------------------------------------------
+# -fno-sanitize-recover=all already makes every finding fatal; ask UBSan
+# for a stack trace too, so the log shows where.
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} build_and_check sanitizers --enable-sanitizers
+
+# --- 4. distcheck ---------------------------------------------------------------
+if [ "$normal_ok" -eq 1 ]; then
+    step "distcheck"
+    log=$build_root/distcheck.log
+    make -C "$build_root/normal" -j"$jobs" distcheck 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    if grep -q '^# PASS:' "$log"; then
+        count_results distcheck "$log"
+    fi
+    if [ "$rc" -ne 0 ]; then
+        # A failure outside the test run (dist, install, uninstall,
+        # distclean) has no FAIL count of its own.
+        grep -q '^# \(FAIL\|XPASS\|ERROR\): *[1-9]' "$log" || step_failed "distcheck"
+        for f in "$build_root"/normal/spicegate-*/_build/sub/test-suite.log; do
+            [ -f "$f" ] || continue
+            step "distcheck: logs of the failing tests ($f)"
+            cat "$f"
+        done
+    fi
+else
+    echo "distcheck: not run, the normal build failed"
+fi
+
+# --- summary --------------------------------------------------------------------
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "failed: ${failures[*]}"
+fi
+[ "$skipped" -eq 0 ] || echo "skipped: $skipped (see the logs for why)"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
