@@ -117,7 +117,7 @@ static uint64_t peer_closes;
 static int first_error_printed;
 static int open_conns;            /* with a socket */
 static int established;           /* handshake + link + (hello) done */
-static uint64_t started;
+static uint64_t started;          /* connect test: connections begun */
 static uint64_t completed;        /* connect test: full cycles */
 
 /* Samples (seconds). */
@@ -314,7 +314,7 @@ hello_complete(Conn *c)
         samples_add(&setup_samples, now - c->t_start);
         completed++;
         if (opt.ws) {
-            uint8_t code[2] = { 0x03, 0xE8 };   /* 1000, as a page leaving */
+            uint8_t code[2] = { 0x03, 0xE8 };   /* 1000: a normal close */
 
             send_message(c, SGB_WS_CLOSE, code, sizeof(code));
             flush_out(c);
@@ -835,9 +835,10 @@ test_connect(void)
     elapsed = sgb_now() - t0;
     for (int i = 0; i < opt.concurrency; i++)
         conn_free(live[i]);
-    printf("test=connect concurrency=%d completed=%llu cps=%.1f ttfb_p50_ms=%.3f "
+    printf("test=connect concurrency=%d started=%llu completed=%llu cps=%.1f ttfb_p50_ms=%.3f "
            "ttfb_p99_ms=%.3f setup_p50_ms=%.3f setup_p99_ms=%.3f errors=%llu\n",
-           opt.concurrency, (unsigned long long)completed, (double)completed / elapsed,
+           opt.concurrency, (unsigned long long)started, (unsigned long long)completed,
+           (double)completed / elapsed,
            samples_pct(&ttfb_samples, 50) * 1e3, samples_pct(&ttfb_samples, 99) * 1e3,
            samples_pct(&setup_samples, 50) * 1e3, samples_pct(&setup_samples, 99) * 1e3,
            (unsigned long long)errors);

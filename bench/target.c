@@ -403,7 +403,11 @@ on_bytes(Conn *c, uint8_t *data, size_t len)
             stats.bad_ws++;
             return false;
         }
-        c->req = realloc(c->req, SGB_REQUEST_MAX_BYTES + 1);
+        if (c->req == NULL) {
+            c->req = malloc(SGB_REQUEST_MAX_BYTES + 1);
+            if (c->req == NULL)
+                return false;
+        }
         memcpy(c->req + c->req_len, data, len);
         c->req_len += len;
         c->req[c->req_len] = '\0';

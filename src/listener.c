@@ -33,8 +33,12 @@
 #define SG_WS_RX_BUFFER_BYTES (16 * 1024)
 /* How long shutdown waits for sessions to send their close frames. */
 #define SG_SHUTDOWN_GRACE_MS 3000
-/* Enough for any header we read; longer values are refused, not truncated. */
-#define SG_HEADER_MAX_BYTES 4096
+/* All request headers together: browsers send every cookie of the domain,
+ * and a console proxy sharing one with Horizon sees its session and CSRF
+ * cookies too; lws' default of 4 KiB refuses such requests outright. */
+#define SG_HEADERS_MAX_BYTES (16 * 1024)
+/* One header we read; longer values are treated as absent, not truncated. */
+#define SG_HEADER_MAX_BYTES SG_HEADERS_MAX_BYTES
 
 struct SgListener {
     const SgConfig *cfg;
@@ -125,9 +129,10 @@ describe_peer(struct lws *wsi)
 
 /* --- HTTP ------------------------------------------------------------------ */
 
-/* A short plain-text answer; returns what the lws callback must return. */
+/* Writes a short plain-text answer: headers and body. Returns -1 when the
+ * connection is broken, else 0. */
 static int
-respond_text(struct lws *wsi, unsigned int status, const char *body)
+send_text(struct lws *wsi, unsigned int status, const char *body)
 {
     guint8 buf[LWS_PRE + 1024];
     guint8 *start = &buf[LWS_PRE];
@@ -149,7 +154,48 @@ respond_text(struct lws *wsi, unsigned int status, const char *body)
         if (lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
             return -1;
     }
+    return 0;
+}
+
+/* A short plain-text answer that ends the HTTP transaction; returns what
+ * the lws HTTP callback must return. */
+static int
+respond_text(struct lws *wsi, unsigned int status, const char *body)
+{
+    if (send_text(wsi, status, body) < 0)
+        return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* The upgrade request itself must be a websocket handshake spice-html5
+ * could have sent: a key, version 13, and "binary" among the offered
+ * subprotocols if any are offered. Anything else gets a 400 here, before
+ * lws would just hang up. Returns what LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
+ * must return. */
+static int
+confirm_upgrade(struct lws *wsi, const char *upgrade)
+{
+    g_autofree char *protocols = copy_header(wsi, WSI_TOKEN_PROTOCOL);
+    g_autofree char *version = copy_header(wsi, WSI_TOKEN_VERSION);
+    const char *why = NULL;
+
+    if (upgrade == NULL || g_ascii_strcasecmp(upgrade, "websocket") != 0)
+        why = "only websocket upgrades are served\n";
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0)
+        why = "missing Sec-WebSocket-Key\n";
+    else if (version == NULL || !g_str_equal(version, "13"))
+        why = "Sec-WebSocket-Version must be 13\n";
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0 &&
+             sg_admission_pick_subprotocol(protocols) == NULL)
+        why = "subprotocol \"binary\" was not offered\n";
+    if (why == NULL)
+        return 0;
+    {
+        g_autofree char *peer = describe_peer(wsi);
+
+        g_message("refused upgrade from %s: %.*s", peer, (int)strcspn(why, "\n"), why);
+    }
+    return send_text(wsi, HTTP_STATUS_BAD_REQUEST, why) < 0 ? -1 : 1;
 }
 
 static int
@@ -166,6 +212,11 @@ serve_http(SgListener *listener, struct lws *wsi, const char *uri)
         return respond_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n");
     if (listener->shutting_down)
         return respond_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n");
+    /* lws decodes %00 into the path it hands us, which then ends early:
+     * a stored URI longer than the string we got means an embedded NUL. */
+    if ((int)strlen(uri) != lws_hdr_total_length(wsi, is_get ? WSI_TOKEN_GET_URI
+                                                              : WSI_TOKEN_HEAD_URI))
+        return respond_text(wsi, HTTP_STATUS_BAD_REQUEST, "bad request\n");
     if (g_str_equal(uri, "/healthz"))
         return respond_text(wsi, HTTP_STATUS_OK, "ok\n");
 
@@ -284,6 +335,9 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
     case LWS_CALLBACK_HTTP:
         return serve_http(listener, wsi, (const char *)in);
 
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(wsi, (const char *)in);
+
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
 
@@ -365,6 +419,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
     info.gid = -1;
     info.uid = -1;
     info.server_string = "spicegate";
+    info.max_http_header_data = SG_HEADERS_MAX_BYTES;
     /* ws pings from lws are not needed: browsers keep the socket alive and
      * load balancers see SPICE traffic. */
     if (cfg->cert != NULL) {

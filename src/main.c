@@ -300,7 +300,7 @@ main(int argc, char **argv)
     SgOptions opt = { 0 };
     SgDaemon d = { 0 };
     g_autoptr(GError) error = NULL;
-    guint sig_ids[4];
+    guint sig_ids[4] = { 0 };
     int status = EXIT_SUCCESS;
 
     if (!parse_options(&argc, &argv, &opt)) {
@@ -346,6 +346,14 @@ main(int argc, char **argv)
     }
 
     d.loop = g_main_loop_new(NULL, FALSE);
+    /* Before anything can announce us (port file, READY=1): a SIGHUP or
+     * SIGTERM from a supervisor that saw the announcement must find the
+     * handlers in place, not the default action (which kills). The
+     * handlers run from the loop, so only once the listener exists. */
+    sig_ids[0] = g_unix_signal_add(SIGTERM, on_terminate, &d);
+    sig_ids[1] = g_unix_signal_add(SIGINT, on_terminate, &d);
+    sig_ids[2] = g_unix_signal_add(SIGHUP, on_reload, &d);
+    sig_ids[3] = 0;
     d.listener = sg_listener_new(d.cfg, d.loop, d.tokens, &error);
     if (d.listener == NULL) {
         fprintf(stderr, "spicegate: %s\n", error->message);
@@ -358,20 +366,15 @@ main(int argc, char **argv)
         status = SG_EXIT_RUNTIME;
         goto out;
     }
-    sig_ids[0] = g_unix_signal_add(SIGTERM, on_terminate, &d);
-    sig_ids[1] = g_unix_signal_add(SIGINT, on_terminate, &d);
-    sig_ids[2] = g_unix_signal_add(SIGHUP, on_reload, &d);
-    sig_ids[3] = 0;
     g_message("spicegate %s listening on port %u (%s)", PACKAGE_VERSION,
               sg_listener_get_port(d.listener), d.cfg->cert ? "https/wss" : "http/ws");
     notify_systemd("READY=1");
 
     g_main_loop_run(d.loop);
-
-    for (guint i = 0; sig_ids[i] != 0; i++)
-        g_source_remove(sig_ids[i]);
     g_message("stopped");
 out:
+    for (guint i = 0; sig_ids[i] != 0; i++)
+        g_source_remove(sig_ids[i]);
     sg_listener_free(d.listener);
     sg_token_backend_free(d.tokens);
     g_main_loop_unref(d.loop);

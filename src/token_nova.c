@@ -259,6 +259,16 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
         finish_error(p, SG_TOKEN_ERROR_UNKNOWN, "console token invalid or expired");
         return;
     case 401:
+        /* Nova says 401 for two unrelated things. Below microversion 2.31
+         * it refuses SPICE console details with {"unauthorized": ...};
+         * keystonemiddleware refuses a stale service token with
+         * {"error": ...}. Only the second is cured by logging in again. */
+        if (resp->body != NULL && strstr(resp->body, "\"unauthorized\"") != NULL) {
+            g_warning("nova: Nova refuses console details at microversion %s (HTTP 401 "
+                      "\"unauthorized\"): use 2.31 or later", nb->cfg->nova_api_version);
+            finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova rejected the microversion");
+            return;
+        }
         /* Our service token expired or was revoked: log in again, once. */
         if (!p->retried) {
             p->retried = true;

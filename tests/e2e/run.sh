@@ -70,4 +70,4 @@ NODE_PATH=$modules${NODE_PATH:+:$NODE_PATH}
 E2E_OUT_DIR=${E2E_OUT_DIR:-$work/out}
 export NODE_PATH E2E_OUT_DIR
 
-exec node --test "$e2e_src/console.test.mjs"
+exec node --test "$e2e_src/ticket.test.mjs" "$e2e_src/console.test.mjs"

@@ -981,7 +981,9 @@ class Spicegate:
                 f.write(line + "\n")
         os.replace(tmp, self.token_path)
 
-    def start(self):
+    def start(self, poll_interval=0.02):
+        """Starts the daemon and returns once the port file is complete.
+        @poll_interval 0 reacts at once (for races right after readiness)."""
         self.proc = self.registry.spawn(self.args, stderr_path=self.stderr_path, env=self.env,
                                         stdout_path=os.path.join(self.dir, "stdout"))
         deadline = Deadline()
@@ -1000,7 +1002,7 @@ class Spicegate:
             if deadline.expired():
                 raise AssertionError("spicegate wrote no port file within %.0fs:\n%s"
                                      % (deadline.seconds, self.log()))
-            time.sleep(0.02)
+            time.sleep(poll_interval)
 
     @property
     def pid(self):
@@ -1390,3 +1392,17 @@ class QemuTestCase(IntegTestCase):
             spice_connect_main(stream)
         finally:
             stream.close()
+
+    def setUp(self):
+        super().setUp()
+        self.assert_qemu_alive("before the test")
+        self.addCleanup(self.assert_qemu_alive, "after the test")
+
+    def assert_qemu_alive(self, when):
+        """QEMU must outlive every test: if it dies, say so with its stderr
+        rather than leave later tests to fail on a refused connection."""
+        if self.qemu.proc.poll() is not None:
+            with open(self.qemu.stderr_path, errors="replace") as f:
+                err = f.read()
+            raise AssertionError("QEMU exited with status %d %s:\n%s"
+                                 % (self.qemu.proc.returncode, when, err[-3000:]))

@@ -9,8 +9,9 @@ import socket
 
 from harness import (
     CHANNEL_MAIN, CLOSE_BAD_TOKEN, CLOSE_SHUTDOWN, LINK_ERR_OK, SPICE_MSG_MAIN_INIT,
-    FakePeer, HandshakeRefused, IntegTestCase, QemuTestCase, SpiceClient, WsClient, WsClosed,
-    link_message, pattern, poll_until, random_token, sink_source_handler, stall_handler,
+    FakePeer, HandshakeRefused, IntegTestCase, QemuTestCase, SpiceClient, Spicegate, WsClient,
+    WsClosed, link_message, pattern, poll_until, random_token, sink_source_handler,
+    stall_handler,
 )
 
 
@@ -123,6 +124,23 @@ class Stop(IntegTestCase):
 
     def test_sigint_closes_sessions_1001_and_exits_0(self):
         self.stop_test(signal.SIGINT)
+
+    def test_signals_right_after_ready(self):
+        # The port file (like READY=1) promises a daemon that is fully up,
+        # signal handlers included: a SIGHUP sent the moment the file is
+        # complete must reload, not kill (SIGHUP's default action).
+        # The window is short: 20 tries, the port file busy-polled.
+        for i in range(20):
+            sg = Spicegate(self.reg, self.tmp).start(poll_interval=0)
+            sg.send_signal(signal.SIGHUP)
+            try:
+                status, _, _ = sg.get("/healthz")
+            except OSError as e:
+                status = repr(e)
+            self.assertEqual(status, 200, "try %d, after a SIGHUP sent as soon as the port "
+                             "file was written%s" % (i, sg.log_tail()))
+            sg.send_signal(signal.SIGTERM)
+            self.assertEqual(sg.wait_exit(), 0, sg.log_tail())
 
     def test_sigterm_idle_exits_0(self):
         sg = self.start_spicegate()

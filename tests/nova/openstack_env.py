@@ -14,6 +14,8 @@ in one directory. Library and CLI:
   openstack_env.py count-lookups --dir D [--token T] [--status N]
   openstack_env.py count-requests --dir D --service keystone|nova
                         [--method M] [--path-contains S] [--status N]
+  openstack_env.py signal --dir D --service keystone|nova --signal STOP|CONT|KILL
+  openstack_env.py restart --dir D --service keystone|nova
   openstack_env.py status --dir D
   openstack_env.py stop --dir D
 
@@ -37,11 +39,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 THIS = os.path.abspath(__file__)
@@ -81,7 +81,7 @@ def _write(path, text, mode=0o600):
         f.write(text)
 
 
-def _http(method, url, body=None, headers=None, timeout=120):
+def _http(method, url, body=None, headers=None, timeout=300):
     """Returns (status, headers dict with lower-case names, parsed body)."""
     data = None
     hdrs = {"Accept": "application/json"}
@@ -156,7 +156,11 @@ key_repository = {d}/credential-keys
 # bcrypt's minimum work factor: password checks in a few ms instead of ~0.3 s
 password_hash_rounds = 4
 [cache]
-enabled = false
+# in-process cache (Keystone runs as one process, so it stays coherent,
+# revocations included); without it every token validation costs ~400
+# SQL queries
+enabled = true
+backend = dogpile.cache.memory
 [oslo_policy]
 policy_file = {d}/keystone-policy-absent.yaml
 """.format(d=os.path.abspath(d), exp=expiration)
@@ -263,21 +267,6 @@ paste.filter_factory = keystonemiddleware.auth_token:filter_factory
 
 # ---------------------------------------------------------------- setup steps
 
-def _run(d, logname, argv, env=None):
-    """Runs a setup command, appending its output to D/setup.log."""
-    t0 = time.monotonic()
-    with open(_path(d, "setup.log"), "ab") as log:
-        log.write(("$ %s\n" % " ".join(argv)).encode())
-        log.flush()
-        rc = subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, env=env, cwd=d)
-        log.write(("# %s: exit %d in %.1f s\n"
-                   % (logname, rc, time.monotonic() - t0)).encode())
-    if rc != 0:
-        raise EnvError("%s failed (exit %d); see %s"
-                       % (logname, rc, _path(d, "setup.log")))
-
-
 def _wal(dbfile):
     import sqlite3
     con = sqlite3.connect(dbfile)
@@ -285,50 +274,6 @@ def _wal(dbfile):
         con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
-
-
-def _setup_keystone_db(d, kport):
-    import pwd
-    import grp
-    conf = _path(d, "keystone.conf")
-    km = [DEBIAN_PYTHON, "/usr/bin/keystone-manage", "--config-file", conf]
-    user = pwd.getpwuid(os.getuid()).pw_name
-    group = grp.getgrgid(os.getgid()).gr_name
-    _run(d, "keystone db_sync", km + ["db_sync"])
-    _run(d, "keystone fernet_setup", km + [
-        "fernet_setup", "--keystone-user", user, "--keystone-group", group])
-    _run(d, "keystone credential_setup", km + [
-        "credential_setup", "--keystone-user", user, "--keystone-group",
-        group])
-    url = "http://127.0.0.1:%d/v3" % kport
-    _run(d, "keystone bootstrap", km + [
-        "bootstrap", "--bootstrap-password", ADMIN["password"],
-        "--bootstrap-username", ADMIN["username"],
-        "--bootstrap-project-name", ADMIN["project_name"],
-        "--bootstrap-role-name", "admin",
-        "--bootstrap-service-name", "keystone",
-        "--bootstrap-region-id", REGION,
-        "--bootstrap-admin-url", url, "--bootstrap-public-url", url,
-        "--bootstrap-internal-url", url])
-    _wal(_path(d, "keystone.sqlite"))
-
-
-def _setup_nova_db(d):
-    env = dict(os.environ)
-    nm = [DEBIAN_PYTHON, "-c",
-          "import sys; from nova.cmd.manage import main; sys.exit(main())",
-          "--config-file", _path(d, "nova.conf")]
-    cell0 = "sqlite:///%s" % _path(d, "nova_cell0.sqlite")
-    cell1 = "sqlite:///%s" % _path(d, "nova_cell1.sqlite")
-    _run(d, "nova api_db sync", nm + ["api_db", "sync"], env)
-    _run(d, "nova cell_v2 map_cell0", nm + [
-        "cell_v2", "map_cell0", "--database_connection", cell0], env)
-    _run(d, "nova cell_v2 create_cell", nm + [
-        "cell_v2", "create_cell", "--name", "cell1",
-        "--database_connection", cell1, "--transport-url", "fake://"], env)
-    _run(d, "nova db sync", nm + ["db", "sync"], env)
-    for f in ("nova_api.sqlite", "nova_cell0.sqlite", "nova_cell1.sqlite"):
-        _wal(_path(d, f))
 
 
 def _token_password(kurl, user, project=None, domain=DOMAIN):
@@ -408,13 +353,14 @@ def _setup_keystone_objects(kurl, nova_url):
 
 # ---------------------------------------------------------------- start/stop
 
-def _spawn(d, role, fds):
+def _spawn(d, role, fds, extra=()):
     """Starts a server in its own session (so stop can signal its group),
     handing it the listening sockets as inherited descriptors."""
     out = open(_path(d, "%s.out" % role), "ab")
     argv = [DEBIAN_PYTHON, THIS, "_serve-" + role, "--dir", d]
     for opt, fd in fds:
         argv += [opt, str(fd)]
+    argv += list(extra)
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                          stderr=subprocess.STDOUT,
                          pass_fds=[fd for _, fd in fds],
@@ -463,25 +409,10 @@ def start(d, keystone_token_expiration=3600, token_cache_time=300,
 
     procs = {}
     try:
-        # Keystone and Nova databases are independent: build them in
-        # parallel (each step is a fresh interpreter importing OpenStack).
-        errors = []
-
-        def nova_db():
-            try:
-                _setup_nova_db(d)
-            except Exception as e:  # reported below
-                errors.append(e)
-        th = threading.Thread(target=nova_db)
-        th.start()
-        try:
-            _setup_keystone_db(d, kport)
-        finally:
-            th.join()
-        if errors:
-            raise errors[0]
-        t_db = time.monotonic() - t0
-
+        # Both servers first build their databases (Keystone: db_sync,
+        # fernet_setup, credential_setup, bootstrap; Nova: api_db sync,
+        # map_cell0, create_cell, db sync), in parallel, then serve. Until
+        # then the kernel queues our connections on the listening sockets.
         procs["keystone"] = _spawn(d, "keystone", [("--fd", ksock.fileno())])
         procs["nova"] = _spawn(d, "nova", [("--fd", nsock.fileno()),
                                            ("--control-fd", csock.fileno())])
@@ -537,9 +468,9 @@ def start(d, keystone_token_expiration=3600, token_cache_time=300,
                 "keystone_access": _path(d, "keystone-api.log"),
                 "nova": _path(d, "nova.log"),
                 "keystone": _path(d, "keystone.log"),
-                "setup": _path(d, "setup.log")},
+                "keystone_server": _path(d, "keystone.out"),
+                "nova_server": _path(d, "nova.out")},
             "startup_seconds": {
-                "databases": round(t_db, 2),
                 "keystone_ready": round(t_keystone, 2),
                 "total": round(time.monotonic() - t0, 2)},
         }
@@ -557,7 +488,7 @@ def start(d, keystone_token_expiration=3600, token_cache_time=300,
             if p is not None and p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-        for name in ("setup.log", "keystone.out", "nova.out", "keystone.log",
+        for name in ("keystone.out", "nova.out", "keystone.log",
                      "nova.log"):
             p = _path(d, name)
             if os.path.exists(p):
@@ -567,37 +498,95 @@ def start(d, keystone_token_expiration=3600, token_cache_time=300,
         raise
 
 
-def stop(d, timeout=15):
-    """Stops the servers started for D (only those). Returns their pids."""
-    try:
-        env = load_env(d)
-    except OSError:
-        return []
-    stopped = []
-    for name, pid in env.get("pids", {}).items():
+def _terminate(pids, d, timeout):
+    """SIGTERM (and SIGCONT, in case it was paused) to each server's process
+    group, SIGKILL after timeout seconds. Returns the pids signalled."""
+    signalled = []
+    for pid in pids:
         if not _pid_alive(pid, d):
             continue
         try:
             os.killpg(pid, signal.SIGTERM)   # own session: see _spawn
+            os.killpg(pid, signal.SIGCONT)
         except ProcessLookupError:
             continue
-        stopped.append(pid)
+        signalled.append(pid)
     deadline = time.monotonic() + timeout
-    for pid in stopped:
+    for pid in signalled:
         while _pid_alive(pid, d) and time.monotonic() < deadline:
-            try:
-                # not our child (start ran in another process): poll /proc
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-            except ChildProcessError:
-                pass
             time.sleep(0.05)
         if _pid_alive(pid, d):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    return stopped
+        try:
+            os.waitpid(pid, 0)     # reap it if it is our child (library use)
+        except ChildProcessError:
+            pass
+    return signalled
+
+
+def stop(d, timeout=15):
+    """Stops the servers started for D (only those). Returns their pids."""
+    try:
+        env = load_env(d)
+    except OSError:
+        return []
+    return _terminate(env.get("pids", {}).values(), d, timeout)
+
+
+def signal_service(d, service, signame):
+    """Sends a signal (e.g. "STOP" to make a server hang, "CONT" to resume
+    it, "KILL" to make it vanish) to the keystone or nova server of D."""
+    env = load_env(d)
+    pid = env["pids"][service]
+    if not _pid_alive(pid, d):
+        raise EnvError("%s (pid %d) is not running" % (service, pid))
+    name = signame.upper()
+    sig = getattr(signal, name if name.startswith("SIG") else "SIG" + name,
+                  None)
+    if not isinstance(sig, signal.Signals):
+        raise EnvError("unknown signal %r" % signame)
+    os.killpg(pid, sig)
+
+
+def restart(d, service, timeout=15):
+    """Stops (if running) and starts again one server on its old port,
+    with its databases as they are; returns the new pid."""
+    env = load_env(d)
+    _terminate([env["pids"][service]], d, timeout)
+    url = env["keystone_url"] if service == "keystone" else env["nova_url"]
+    port = int(url.split(":")[2].split("/")[0])
+    socks = []
+    try:
+        for p in [port] + ([env["control_port"]] if service == "nova"
+                           else []):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", p))
+            s.listen(128)
+            s.set_inheritable(True)
+        fds = [("--fd", socks[0].fileno())]
+        if service == "nova":
+            fds.append(("--control-fd", socks[1].fileno()))
+        proc = _spawn(d, service, fds, ["--no-setup"])
+    finally:
+        for s in socks:
+            s.close()
+    if service == "keystone":
+        _expect("keystone after restart",
+                _http("GET", env["keystone_url"] + "/v3"), 200)
+    else:
+        _expect("nova after restart", _http(
+            "GET", "http://127.0.0.1:%d/" % port), 200)
+        _control(env, {"op": "ping"})
+    env["pids"][service] = proc.pid
+    tmp = _path(d, "env.json.tmp")
+    _write(tmp, json.dumps(env, indent=2) + "\n")
+    os.rename(tmp, _path(d, "env.json"))
+    return proc.pid
 
 
 # ---------------------------------------------------------------- mint etc.
@@ -641,7 +630,7 @@ def revoke(d, instance_uuid=None):
 
 
 _ACCESS_RE = re.compile(
-    r'^\S+ \S+ "(?P<method>\S+) (?P<path>\S+) [^"]*" status: (?P<status>\d+)')
+    r'^\S+ \S+ "(?P<method>\S+) (?P<path>[^" ]+)" status: (?P<status>\d+)')
 
 
 def count_requests(d, service="nova", method=None, path_contains=None,
@@ -701,12 +690,12 @@ class _AccessLog(object):
         def sr(status, headers, exc_info=None):
             if not done:
                 done.append(1)
-                line = '%s %s "%s %s %s" status: %s microversion: "%s" ' \
+                # (no protocol version: eventlet reports HTTP/1.0 always)
+                line = '%s %s "%s %s" status: %s microversion: "%s" ' \
                        'time: %.6f\n' % (
                            time.strftime("%Y-%m-%dT%H:%M:%S"),
                            environ.get("REMOTE_ADDR", "-"),
                            environ.get("REQUEST_METHOD"), uri,
-                           environ.get("SERVER_PROTOCOL"),
                            status.split(" ", 1)[0], mv,
                            time.monotonic() - t0)
                 os.write(self.fd, line.encode())
@@ -716,40 +705,112 @@ class _AccessLog(object):
         return self.app(environ, sr)
 
 
-def _serve_keystone(d, fd):
+def _timed(label, fn, *args, **kw):
+    t0 = time.monotonic()
+    r = fn(*args, **kw)
+    print("setup: %s %.1f s" % (label, time.monotonic() - t0), flush=True)
+    return r
+
+
+def _serve_keystone(d, fd, setup=True):
+    """keystone-manage db_sync/fernet_setup/credential_setup/bootstrap
+    (unless setup is false: a restart) and then the Keystone WSGI app, all in
+    this one interpreter (each fresh interpreter costs seconds of imports)."""
+    import grp
+    import pwd
     sys.argv = [sys.argv[0]]          # oslo.config parses sys.argv
+    from keystone.cmd import cli
+    from keystone.common import provider_api
     from keystone.server.flask import core
-    app = core.initialize_application(
-        name="public", config_files=[_path(d, "keystone.conf")])
+    conf = _path(d, "keystone.conf")
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    with socket.socket(fileno=os.dup(fd)) as s:
+        kport = s.getsockname()[1]
+    url = "http://127.0.0.1:%d/v3" % kport
+    owner = ["--keystone-user", user, "--keystone-group", group]
+    steps = [["db_sync"], ["fernet_setup"] + owner,
+             ["credential_setup"] + owner,
+             ["bootstrap", "--bootstrap-password", ADMIN["password"],
+              "--bootstrap-username", ADMIN["username"],
+              "--bootstrap-project-name", ADMIN["project_name"],
+              "--bootstrap-role-name", "admin",
+              "--bootstrap-service-name", "keystone",
+              "--bootstrap-region-id", REGION,
+              "--bootstrap-admin-url", url,
+              "--bootstrap-public-url", url,
+              "--bootstrap-internal-url", url]]
+    for args in steps if setup else []:
+        # keystone-manage's main, once per command; CONF.clear() lets the
+        # next call parse its own command line
+        _timed("keystone-manage " + args[0], cli.main,
+               argv=["keystone-manage", "--config-file", conf] + args)
+        cli.CONF.clear()
+    if setup:
+        cli.CONF.unregister_opt(cli.command_opt)
+        provider_api.ProviderAPIs._clear_registry_instances()
+        _wal(_path(d, "keystone.sqlite"))
+    app = _timed("keystone app", core.initialize_application,
+                 name="public", config_files=[conf])
     from werkzeug import serving
     srv = serving.make_server("127.0.0.1", 0, _AccessLog(
         app, _path(d, "keystone-api.log")), threaded=True, fd=fd)
     os.close(fd)                      # make_server dup()ed it
+    print("serving on 127.0.0.1:%d" % kport, flush=True)
     srv.serve_forever()
 
 
-def _serve_nova(d, fd, control_fd):
+def _serve_nova(d, fd, control_fd, setup=True):
+    """nova-manage api_db sync / cell_v2 map_cell0 / cell_v2 create_cell /
+    db sync (unless setup is false: a restart), then the osapi_compute WSGI
+    app under eventlet.wsgi (as nova-api runs it), all in this one
+    interpreter."""
     # nova.api.openstack monkey-patches with eventlet on import: it must come
-    # before anything that creates sockets or threads.
+    # before anything that creates sockets or threads, or the first
+    # authenticated request hangs.
     import nova.api.openstack  # noqa: F401
     import eventlet
     import eventlet.wsgi
-    sys.argv = [sys.argv[0]]
+    sys.argv = [sys.argv[0]]          # oslo.config parses sys.argv
     os.environ["OS_NOVA_CONFIG_DIR"] = d
     os.environ["OS_NOVA_CONFIG_FILES"] = "api-paste.ini;nova.conf"
     from nova.api.openstack import wsgi_app
-    app = wsgi_app.init_application("osapi_compute")
+    from nova.cmd import manage
     from oslo_config import cfg
     conf = cfg.CONF
+    # parses the config files, sets up logging, rpc (fake://) and the DB
+    # engines; init_application's own call is then skipped (run_once)
+    _timed("nova config", wsgi_app.init_global_data,
+           wsgi_app._get_config_files(), "osapi_compute")
+    if setup:
+        _setup_nova_db(d, manage)
+    app = _timed("nova app", wsgi_app.init_application, "osapi_compute")
 
     lsock = socket.socket(fileno=fd)            # green (monkey-patched)
     csock = socket.socket(fileno=control_fd)
     eventlet.spawn_n(_control_server, csock)
+    print("serving on 127.0.0.1:%d" % lsock.getsockname()[1], flush=True)
     eventlet.wsgi.server(
         lsock, _AccessLog(app, _path(d, "nova-api.log")),
         custom_pool=eventlet.GreenPool(conf.wsgi.default_pool_size),
         log_output=False, debug=False, keepalive=conf.wsgi.keep_alive,
         socket_timeout=conf.wsgi.client_socket_timeout)
+
+
+def _setup_nova_db(d, manage):
+    _timed("nova-manage api_db sync", manage.ApiDbCommands().sync)
+    _timed("nova-manage cell_v2 map_cell0", manage.CellV2Commands().map_cell0,
+           database_connection="sqlite:///" + _path(d, "nova_cell0.sqlite"))
+    rc = _timed("nova-manage cell_v2 create_cell",
+                manage.CellV2Commands().create_cell, name="cell1",
+                database_connection="sqlite:///" + _path(
+                    d, "nova_cell1.sqlite"),
+                transport_url="fake://")
+    if rc not in (None, 0):
+        raise EnvError("nova-manage cell_v2 create_cell: exit %s" % rc)
+    _timed("nova-manage db sync", manage.DbCommands().sync)
+    for f in ("nova_api.sqlite", "nova_cell0.sqlite", "nova_cell1.sqlite"):
+        _wal(_path(d, f))
 
 
 def _ensure_instance(ctx, instance_uuid, created=set()):
@@ -787,9 +848,12 @@ def _control_request(req):
             instance_uuid=req["instance_uuid"],
             access_url_base=req["access_url_base"])
         token = obj.authorize(req["ttl"])
+        from nova.db.main import api as db
+        from nova import utils
+        row = db.console_auth_token_get_valid(ctx, utils.get_sha256_str(token))
         return {"token": token, "instance_uuid": req["instance_uuid"],
                 "console_type": req["console_type"], "host": req["host"],
-                "port": req["port"], "expires": obj.expires,
+                "port": req["port"], "expires": row["expires"],
                 "access_url": obj.access_url}
     if op == "revoke":
         objects.ConsoleAuthToken.clean_console_auths_for_instance(
@@ -863,11 +927,20 @@ def main(argv=None):
     p.add_argument("--method")
     p.add_argument("--path-contains")
     p.add_argument("--status", type=int)
+    p = sub.add_parser("signal", help="signal a server (STOP/CONT/KILL...)")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--service", choices=["keystone", "nova"], required=True)
+    p.add_argument("--signal", required=True, metavar="NAME",
+                   help="STOP (hang), CONT (resume), KILL, TERM, ...")
+    p = sub.add_parser("restart", help="restart a server on its old port")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--service", choices=["keystone", "nova"], required=True)
     for name in ("_serve-keystone", "_serve-nova"):
         p = sub.add_parser(name)
         p.add_argument("--dir", required=True)
         p.add_argument("--fd", type=int, required=True)
         p.add_argument("--control-fd", type=int)
+        p.add_argument("--no-setup", action="store_true")
 
     a = ap.parse_args(argv)
     try:
@@ -894,10 +967,15 @@ def main(argv=None):
         elif a.cmd == "count-requests":
             print(count_requests(a.dir, a.service, a.method,
                                  a.path_contains, a.status))
+        elif a.cmd == "signal":
+            signal_service(a.dir, a.service, a.signal)
+        elif a.cmd == "restart":
+            print(restart(a.dir, a.service))
         elif a.cmd == "_serve-keystone":
-            _serve_keystone(os.path.abspath(a.dir), a.fd)
+            _serve_keystone(os.path.abspath(a.dir), a.fd, not a.no_setup)
         elif a.cmd == "_serve-nova":
-            _serve_nova(os.path.abspath(a.dir), a.fd, a.control_fd)
+            _serve_nova(os.path.abspath(a.dir), a.fd, a.control_fd,
+                        not a.no_setup)
     except (EnvError, OSError) as e:
         sys.stderr.write("openstack_env: %s\n" % e)
         return 1
