@@ -415,6 +415,12 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
     info.vhost_name = "spicegate";
     info.port = cfg->listen_port;
     info.iface = cfg->listen_host;
+    /* With IPv6 enabled, lws 4.1.6 opens an AF_INET6 socket and does not
+     * bind it to an IPv4 address given as iface: 127.0.0.1 would listen on
+     * every address. An IPv4 listen address therefore gets an IPv4-only
+     * vhost; only "every address" (NULL) is dual-stack. */
+    if (cfg->listen_host != NULL && strchr(cfg->listen_host, ':') == NULL)
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.user = listener;
     info.gid = -1;
     info.uid = -1;

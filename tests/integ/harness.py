@@ -12,12 +12,12 @@ blocking call bounded by a Deadline.
 """
 
 import base64
-import ctypes
 import hashlib
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -103,13 +103,17 @@ def token_tag(token):
 # ---------------------------------------------------------------------------
 # Process and resource registry.
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
+# If the test runner itself is killed, its children must go too: each child
+# is started through util-linux's setpriv, which sets PR_SET_PDEATHSIG and
+# execs it (same pid). Not a preexec_fn: running Python between fork and
+# exec in a process with threads (the fake peers) can deadlock the child.
+_SETPRIV = shutil.which("setpriv")
 
 
-def _die_with_parent():
-    # If the test runner itself is killed, its children go too.
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _with_pdeathsig(args):
+    if _SETPRIV is None:
+        return list(args)
+    return [_SETPRIV, "--pdeathsig", "KILL", "--"] + list(args)
 
 
 class Registry:
@@ -128,8 +132,8 @@ class Registry:
         out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
         err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
         try:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    env=env, preexec_fn=_die_with_parent, close_fds=True)
+            proc = subprocess.Popen(_with_pdeathsig(args), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=err, env=env, close_fds=True)
         finally:
             for f in (out, err):
                 if f is not subprocess.DEVNULL:
@@ -1062,9 +1066,8 @@ class Spicegate:
 def run_spicegate(args, seconds=WAIT_S):
     """Runs spicegate to completion (config errors, --version): returns
     (status, stdout, stderr), or raises AssertionError if it keeps running."""
-    proc = subprocess.Popen([SPICEGATE] + list(args), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(_with_pdeathsig([SPICEGATE] + list(args)), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -1204,10 +1207,14 @@ class FakePeer:
             pass
         self.lsock.close()
         for conn in self.conns:
+            conn.go.set()     # so that no handler thread waits forever
             try:
-                conn.sock.close()
+                # shutdown() wakes a thread blocked in recv(); close() alone
+                # would not.
+                conn.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            conn.sock.close()
 
 
 def echo_handler(conn):
@@ -1369,7 +1376,6 @@ class IntegTestCase(unittest.TestCase):
 
 
 def _rmtree(path):
-    import shutil
     shutil.rmtree(path, ignore_errors=True)
 
 
