@@ -15,6 +15,49 @@
 
 #include "buf.h"
 
+/* Storage is recycled through a small free list per buffer size: a relay
+ * that drains its buffer on every message would otherwise allocate and free
+ * it each time, and blocks of 128 KiB and more are mmap()ed by malloc, so
+ * every message would cost page faults. Idle sessions still hold nothing;
+ * the free lists hold at most SG_BUF_POOL_BLOCKS blocks per size. */
+#define SG_BUF_POOL_BLOCKS 32
+#define SG_BUF_POOL_SIZES 4
+
+static struct {
+    gsize capacity;
+    guint count;
+    guint8 *blocks[SG_BUF_POOL_BLOCKS];
+} pools[SG_BUF_POOL_SIZES];
+
+static guint8 *
+block_alloc(gsize capacity)
+{
+    for (guint i = 0; i < SG_BUF_POOL_SIZES; i++) {
+        if (pools[i].capacity == capacity && pools[i].count > 0)
+            return pools[i].blocks[--pools[i].count];
+    }
+    return g_malloc(LWS_PRE + capacity);
+}
+
+static void
+block_free(guint8 *block, gsize capacity)
+{
+    if (block == NULL)
+        return;
+    for (guint i = 0; i < SG_BUF_POOL_SIZES; i++) {
+        if (pools[i].capacity == 0)
+            pools[i].capacity = capacity;
+        if (pools[i].capacity != capacity)
+            continue;
+        if (pools[i].count < SG_BUF_POOL_BLOCKS) {
+            pools[i].blocks[pools[i].count++] = block;
+            return;
+        }
+        break;
+    }
+    g_free(block);
+}
+
 struct SgBuf {
     guint8 *mem;        /* LWS_PRE + capacity bytes, or NULL while empty */
     gsize capacity;
@@ -37,7 +80,7 @@ sg_buf_free(SgBuf *buf)
 {
     if (buf == NULL)
         return;
-    g_free(buf->mem);
+    block_free(buf->mem, buf->capacity);
     g_free(buf);
 }
 
@@ -69,7 +112,7 @@ guint8 *
 sg_buf_data(SgBuf *buf)
 {
     if (buf->mem == NULL)
-        buf->mem = g_malloc(LWS_PRE + buf->capacity);
+        buf->mem = block_alloc(buf->capacity);
     return buf->mem + LWS_PRE + buf->head;
 }
 
@@ -83,7 +126,7 @@ sg_buf_reserve(SgBuf *buf, gsize *avail)
         return NULL;
     }
     if (buf->mem == NULL)
-        buf->mem = g_malloc(LWS_PRE + buf->capacity);
+        buf->mem = block_alloc(buf->capacity);
     if (buf->tail == buf->capacity) {
         /* Compact: slide the queued bytes to the front. */
         memmove(buf->mem + LWS_PRE, buf->mem + LWS_PRE + buf->head, len);
@@ -128,7 +171,8 @@ sg_buf_consume(SgBuf *buf, gsize len)
     buf->head += len;
     if (buf->head == buf->tail) {
         /* Idle sessions hold no buffer memory (issue #4: density). */
-        g_clear_pointer(&buf->mem, g_free);
+        block_free(buf->mem, buf->capacity);
+        buf->mem = NULL;
         buf->head = 0;
         buf->tail = 0;
     }

@@ -31,6 +31,8 @@
 /* lws hands us websocket payload in chunks of at most this size; session.c
  * sizes its flow-control headroom to match (SG_WS_RX_CHUNK_BYTES). */
 #define SG_WS_RX_BUFFER_BYTES (16 * 1024)
+/* See pt_serv_buf_size below; shared by every connection of the thread. */
+#define SG_PT_SERV_BUF_BYTES (64 * 1024)
 /* How long shutdown waits for sessions to send their close frames. */
 #define SG_SHUTDOWN_GRACE_MS 3000
 /* All request headers together: browsers send every cookie of the domain,
@@ -426,6 +428,10 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
     info.uid = -1;
     info.server_string = "spicegate";
     info.max_http_header_data = SG_HEADERS_MAX_BYTES;
+    /* lws reads the socket into this one per-thread buffer before parsing
+     * frames: its 4 KiB default cut a 16 KiB upload frame into five
+     * receive callbacks and five sends to the SPICE server. */
+    info.pt_serv_buf_size = SG_PT_SERV_BUF_BYTES;
     /* ws pings from lws are not needed: browsers keep the socket alive and
      * load balancers see SPICE traffic. */
     if (cfg->cert != NULL) {

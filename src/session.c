@@ -44,7 +44,7 @@
 /* 64 KiB toward the browser: one websocket message per SPICE read, large
  * enough that a display update goes out in few frames, small enough that
  * 10,000 sessions stay cheap (and it is only allocated while used). */
-#define SG_DOWN_BUF_BYTES (64 * 1024)
+#define SG_DOWN_BUF_BYTES (256 * 1024)
 /* Toward the SPICE server. We stop reading the websocket when less than
  * one lws receive chunk (SG_WS_RX_CHUNK_BYTES, listener.c) would fit, so
  * the buffer never has to refuse bytes lws already handed us. */

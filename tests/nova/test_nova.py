@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -287,7 +288,8 @@ class NovaTestCase(IntegTestCase):
              internal_access_path=None):
         """A console token stored in Nova for QEMU's SPICE port, as
         nova-compute stores it."""
-        r = openstack_env.mint(self.env_dir, host, port or self.qemu.port, ttl, console_type,
+        r = openstack_env.mint(self.env_dir, host, self.qemu.port if port is None else port,
+                               ttl, console_type,
                                internal_access_path=internal_access_path)
         self.tokens.append(r["token"])
         return r["token"]
@@ -544,6 +546,21 @@ lock_path = /var/lib/nova/tmp
         self.refused(sg, token, CLOSE_UNREACHABLE)
         self.assertEqual(self.lookups(token, status=200), 1)
 
+    def test_unusable_target_from_nova_4403(self):
+        """Nova's answer is checked before spicegate connects anywhere: a
+        host with a space, port 0 or 70000, an internal_access_path with a
+        line break (which would inject into the CONNECT request) get 4403
+        "console token not usable here" (README's close-code table)."""
+        sg = self.start_nova_spicegate()
+        for what, kw in (("host", {"host": "compute 1"}),
+                         ("port 0", {"port": 0}),
+                         ("port 70000", {"port": 70000}),
+                         ("access path", {"internal_access_path": "/x\r\nHost: evil"})):
+            with self.subTest(what):
+                token = self.mint(**kw)
+                self.refused(sg, token, (4403, "console token not usable here"))
+                self.assertEqual(self.lookups(token, status=200), 1)
+
     def test_internal_access_path(self):
         """A token whose console has an internal_access_path (Nova hands it
         out with host and port): spicegate sends "CONNECT PATH HTTP/1.1" to
@@ -785,6 +802,22 @@ application_credential_secret = {secret}
         openstack_env.signal_service(self.env_dir, "nova", "CONT")
         self.link_and_close(sg, new_token)
         self.assert_relaying(client, "after Nova came back")
+
+    def test_sigterm_while_nova_hangs(self):
+        """SIGTERM while a lookup and the start-up check wait on a hung Nova
+        ([nova] timeout = 30): the websocket gets 1001 and spicegate exits 0
+        at once, without waiting for Nova."""
+        token = self.mint()
+        self.pause("nova")
+        sg = self.start_nova_spicegate(wait_for=LOGIN_OK, timeout=30)
+        ws = sg.ws(token=token)
+        ws.send_binary(link_message(CHANNEL_MAIN))
+        self.assertEqual(sg.get("/healthz")[0], 200)
+        t0 = time.monotonic()
+        sg.send_signal(signal.SIGTERM)
+        self.assert_closed(ws, harness.CLOSE_SHUTDOWN, sg, seconds=10)
+        self.assertEqual(sg.wait_exit(10), 0)
+        self.assertLess(time.monotonic() - t0, 5.0, "shutdown waited for Nova")
 
     def test_keystone_paused_4503_within_timeout(self):
         """Keystone hangs (SIGSTOP) when spicegate starts: the login times
