@@ -127,6 +127,14 @@ def nova_lookup_status(env, admin_token, token):
     return status
 
 
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def count_logins(d):
     """POST /v3/auth/tokens requests Keystone answered (anyone's)."""
     return openstack_env.count_requests(d, "keystone", "POST", "/v3/auth/tokens")
@@ -252,10 +260,14 @@ class NovaTestCase(IntegTestCase):
         return cls._admin_token
 
     def setUp(self):
-        # First registered, so it runs last: after every spicegate of the
-        # test has been stopped and has written its last line.
-        self.addCleanup(self.check_secrets_not_logged)
         super().setUp()
+        # IntegTestCase registers the removal of self.tmp (spicegate's
+        # output files) after stop_all, so that it runs *before* its own
+        # log check, which then reads nothing (unless SG_INTEG_KEEP=1). Here
+        # the order is: stop every spicegate of the test, check its output,
+        # then let the base class remove the files.
+        self.addCleanup(self.check_logs)
+        self.addCleanup(self.reg.stop_all)
         self.tokens = []           # console tokens this test used
         self.secrets = [self.env["service_user"]["password"],
                         self.env["nonadmin_user"]["password"],
@@ -266,21 +278,31 @@ class NovaTestCase(IntegTestCase):
 
     # -- secrets -------------------------------------------------------------
 
+    def check_logs(self):
+        self.check_daemon_logs()          # GLib criticals, sanitizers, exit 0
+        self.check_secrets_not_logged()
+
     def check_secrets_not_logged(self):
         """Test 11, after every test: no console token, password, secret or
-        Keystone token in any of its spicegates' stderr (--debug lines
+        Keystone token in any of its spicegates' output (--debug lines
         included), not even a recognisable piece of a console token."""
-        for sg in getattr(self, "reg", Registry()).spicegates:
-            log = sg.log()
+        for sg in self.reg.spicegates:
+            self.assertTrue(os.path.exists(sg.stderr_path), "spicegate's output is gone")
+            # GLib writes DEBUG lines to stdout (see the report): read both.
+            log = sg.log() + read_text(os.path.join(sg.dir, "stdout"))
+            where = " (%s)" % sg.dir
             for tok in self.tokens:
-                self.assertNotIn(tok, log, "a console token in spicegate's log")
+                self.assertFalse(tok in log, "console token %s... in spicegate's output%s"
+                                 % (tok[:4], where))
                 # Nova's tokens are UUIDs: no 8+ character group of one either.
                 for part in tok.split("-"):
                     if len(part) >= 8:
-                        self.assertNotIn(part, log, "a piece of a console token in the log")
+                        self.assertFalse(part in log, "a piece of console token %s... in "
+                                         "spicegate's output%s" % (tok[:4], where))
             for secret in self.secrets:
-                self.assertNotIn(secret, log, "a password or secret in spicegate's log")
-            self.assertIsNone(FERNET.search(log), "a Keystone token in spicegate's log")
+                self.assertFalse(secret in log, "password or secret %s... in spicegate's "
+                                 "output%s" % (secret[:3], where))
+            self.assertIsNone(FERNET.search(log), "a Keystone token in spicegate's output" + where)
 
     # -- OpenStack -------------------------------------------------------------
 
