@@ -20,13 +20,18 @@ G_DEFINE_QUARK(sg-keystone-error-quark, sg_keystone_error)
 /* Renew this long before expiry, so a lookup never races the deadline;
  * capped at half the token's life for short-lived test tokens. */
 #define SG_KEYSTONE_RENEW_MARGIN_US (300 * G_USEC_PER_SEC)
+/* After a failed renewal, keep the old token while it has this much life
+ * left, and try to renew again after SG_KEYSTONE_RETRY_US. */
+#define SG_KEYSTONE_MIN_LEFT_US (2 * G_USEC_PER_SEC)
+#define SG_KEYSTONE_RETRY_US (10 * G_USEC_PER_SEC)
 
 struct SgKeystone {
     SgHttpc *hc;
     const SgConfig *cfg;
     char *token;
     char *compute_url;
-    gint64 renew_at_us;           /* wall clock */
+    gint64 renew_at_us;           /* wall clock: log in again from here on */
+    gint64 expires_at_us;         /* wall clock: Keystone's expiry */
     SgHttpRequest *login;         /* in flight, at most one */
     GQueue waiters;               /* SgKeystoneWait* */
 };
@@ -230,6 +235,7 @@ forget_token(SgKeystone *ks)
     g_clear_pointer(&ks->token, g_free);
     g_clear_pointer(&ks->compute_url, g_free);
     ks->renew_at_us = 0;
+    ks->expires_at_us = 0;
 }
 
 static void
@@ -293,12 +299,23 @@ on_login_done(const SgHttpResponse *resp, gpointer data)
         ks->compute_url = compute_url ? g_steal_pointer(&compute_url)
                                       : g_strdup(ks->cfg->nova_endpoint);
         ks->renew_at_us = expires_at_us - MAX(margin, 0);
+        ks->expires_at_us = expires_at_us;
         g_message("nova: logged in to Keystone; token valid for %" G_GINT64_FORMAT
                   " s, compute endpoint %s",
                   (expires_at_us - now) / G_USEC_PER_SEC, ks->compute_url);
     }
     if (error != NULL)
         g_warning("nova: %s", error->message);
+    /* A renewal that fails before the current token expires is no reason
+     * to refuse consoles: keep using it, and try again a little later. */
+    if (error != NULL && ks->token != NULL &&
+        g_get_real_time() < ks->expires_at_us - SG_KEYSTONE_MIN_LEFT_US) {
+        ks->renew_at_us = MIN(g_get_real_time() + SG_KEYSTONE_RETRY_US,
+                              ks->expires_at_us - SG_KEYSTONE_MIN_LEFT_US);
+        g_message("nova: renewal failed; the current service token is valid for %" G_GINT64_FORMAT
+                  " s more and stays in use", (ks->expires_at_us - g_get_real_time()) / G_USEC_PER_SEC);
+        g_clear_error(&error);
+    }
     answer_waiters(ks, error);
 }
 
@@ -359,7 +376,11 @@ sg_keystone_get(SgKeystone *ks, SgKeystoneCallback callback, gpointer user_data)
     wait->ks = ks;
     wait->callback = callback;
     wait->user_data = user_data;
-    if (ks->token != NULL && g_get_real_time() < ks->renew_at_us) {
+    if (ks->token != NULL && g_get_real_time() < ks->expires_at_us - SG_KEYSTONE_MIN_LEFT_US) {
+        /* Time to renew, but the token still works: renew in the
+         * background, so no console waits on Keystone. */
+        if (g_get_real_time() >= ks->renew_at_us && ks->login == NULL)
+            start_login(ks);
         wait->idle_id = g_idle_add(on_cached_answer, wait);
         return wait;
     }

@@ -322,6 +322,9 @@ main(int argc, char **argv)
         }
         close(fd);
     }
+    /* GLib's default writer sends debug and info lines to stdout; every
+     * log line belongs on stderr (journald, --log-file). */
+    g_log_writer_default_set_use_stderr(TRUE);
     if (opt.debug)
         sg_log_enable_debug();
     sg_log_setup_lws(opt.debug);

@@ -1309,12 +1309,13 @@ class IntegTestCase(unittest.TestCase):
 
     def setUp(self):
         self.reg = Registry()
-        # Cleanups run last-in first-out: stop everything, then read logs.
-        self.addCleanup(self.check_daemon_logs)
-        self.addCleanup(self.reg.stop_all)
         self.tmp = tempfile.mkdtemp(prefix="sg-integ-")
+        # Cleanups run last-in first-out: stop everything, then read the
+        # logs, and only then remove the directory that holds them.
         if not KEEP:
             self.addCleanup(_rmtree, self.tmp)
+        self.addCleanup(self.check_daemon_logs)
+        self.addCleanup(self.reg.stop_all)
 
     def check_daemon_logs(self):
         """No spicegate of this test logged a programming error: GLib

@@ -40,11 +40,18 @@ cleanup() {
     [ "${SG_INTEG_KEEP:-}" = 1 ] || rm -rf "$SG_NOVA_STATE_DIR"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-# timeout is a last resort against a hang; every wait inside is bounded.
+# timeout is a last resort against a hang; every wait inside is bounded. It
+# runs in its own process group, so pass INT/TERM on to it (it passes them
+# to Python); the EXIT trap then stops the servers Python could not.
 timeout --kill-after=30 900 \
-    "$PY" -m unittest discover -s "$top_srcdir/tests/nova" -p 'test_*.py' -v
+    "$PY" -m unittest discover -s "$top_srcdir/tests/nova" -p 'test_*.py' -v &
+child=$!
+trap 'kill -TERM $child 2>/dev/null' INT TERM
+wait $child
 status=$?
+while kill -0 $child 2>/dev/null; do
+    wait $child
+    status=$?
+done
 exit $status
