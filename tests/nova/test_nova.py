@@ -1051,6 +1051,33 @@ class KeystoneTokenRenewal(NovaTestCase):
         self.assertLess(keystone_logins, n, "%d Keystone logins for %d lookups: a login per "
                         "lookup?" % (keystone_logins, n))
 
+    def test_keystone_hung_at_renewal_time(self):
+        """Keystone hangs after spicegate logged in. Past the renewal point
+        (half of a 15 s token's life) consoles still open at once with the
+        current service token, the renewal runs in the background, and its
+        failure keeps the old token in use instead of refusing consoles."""
+        sg = self.start_nova_spicegate(cache_time=0, timeout=3)
+        first_login = time.monotonic()
+        sg.wait_log(r"nova: logged in to Keystone; token valid for 1[0-5] s")
+        token = self.mint()
+        # One console first, so Nova's keystonemiddleware has validated (and
+        # cached) spicegate's service token: then only spicegate's own
+        # renewal needs Keystone.
+        self.link_and_close(sg, token)
+        self.pause("keystone")
+        slowest = 0.0
+        n = 0
+        # Up to 12 s after the login: renewal starts at ~7.5 s and gives up
+        # at ~10.5 s ([nova] timeout = 3); the token itself lasts 15 s.
+        while time.monotonic() < first_login + 12.0:
+            t0 = time.monotonic()
+            self.link_and_close(sg, token)
+            slowest = max(slowest, time.monotonic() - t0)
+            n += 1
+        self.assertGreater(n, 0)
+        self.assertLess(slowest, 2.0, "a console waited on the hung Keystone")
+        sg.wait_log(r"renewal failed; the current service token is valid for \d+ s more")
+
 
 if __name__ == "__main__":
     unittest.main()
