@@ -668,16 +668,25 @@ sg_config_load_data(SgConfig *cfg, const char *data, gsize len, const char *file
 }
 
 gboolean
+sg_config_read_file(const char *filename, char **data, gsize *len, GError **error)
+{
+    g_autoptr(GError) local = NULL;
+
+    if (!g_file_get_contents(filename, data, len, &local)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_IO, "%s", local->message);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean
 sg_config_load_file(SgConfig *cfg, const char *filename, GError **error)
 {
     g_autofree char *data = NULL;
     gsize len = 0;
-    g_autoptr(GError) local = NULL;
 
-    if (!g_file_get_contents(filename, &data, &len, &local)) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_IO, "%s", local->message);
+    if (!sg_config_read_file(filename, &data, &len, error))
         return FALSE;
-    }
     return sg_config_load_data(cfg, data, len, filename, error);
 }
 

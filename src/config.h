@@ -95,6 +95,10 @@ gboolean sg_config_load_data(SgConfig *cfg, const char *data, gsize len,
                              const char *filename, GError **error);
 gboolean sg_config_load_file(SgConfig *cfg, const char *filename, GError **error);
 
+/* Reads a whole configuration file (ours or nova.conf); an unreadable one
+ * is an SG_CONFIG_ERROR_IO naming it. */
+gboolean sg_config_read_file(const char *filename, char **data, gsize *len, GError **error);
+
 /* Parses "ADDR:PORT", "[V6]:PORT", ":PORT" or "PORT" into @cfg's listen
  * fields. "0.0.0.0", "::", "*" and an empty address mean every address.
  * @what names the source in the error ("--listen", "file:line"). */

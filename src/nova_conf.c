@@ -303,14 +303,11 @@ sg_nova_conf_load_file(SgConfig *cfg, const char *filename, GError **error)
 {
     g_autofree char *data = NULL;
     gsize len = 0;
-    g_autoptr(GError) local = NULL;
     g_autoptr(SgNovaConf) nc = NULL;
     gboolean ok;
 
-    if (!g_file_get_contents(filename, &data, &len, &local)) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_IO, "%s", local->message);
+    if (!sg_config_read_file(filename, &data, &len, error))
         return FALSE;
-    }
     nc = sg_nova_conf_parse(data, len, filename, error);
     explicit_bzero(data, len);
     if (nc == NULL)
