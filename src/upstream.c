@@ -233,6 +233,12 @@ on_connect_done(GObject *source, GAsyncResult *result, gpointer data)
     up->watch = g_source_new(&watch_funcs, sizeof(WatchSource));
     ((WatchSource *)up->watch)->up = up;
     g_source_set_static_name(up->watch, "spicegate upstream");
+    /* GLib "blocks" a non-recursive source around each dispatch by taking
+     * its fds out of the poll set and putting them back, and each of those
+     * changes writes the context's wakeup eventfd: two extra syscalls per
+     * relayed message (perf: 89% of spicegate's write() calls). Nothing in
+     * spicegate runs a nested main loop, so recursion cannot happen. */
+    g_source_set_can_recurse(up->watch, TRUE);
     up->interest = 0;
     up->watch_tag = NULL;         /* the relay says what to watch */
     g_source_attach(up->watch, NULL);
