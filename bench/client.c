@@ -226,20 +226,7 @@ out_add(Conn *c, const void *data, size_t len)
         c->out_off = 0;
         c->out_len = 0;
     }
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 1024;
-
-        while (cap < c->out_len + len)
-            cap *= 2;
-        c->out = realloc(c->out, cap);
-        if (c->out == NULL) {
-            perror("realloc");
-            exit(2);
-        }
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
+    sgb_append(&c->out, &c->out_len, &c->out_cap, data, len);
 }
 
 /* Appends one masked binary frame carrying @len bytes of @data, as a

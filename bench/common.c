@@ -467,3 +467,22 @@ sgb_rand64(void)
     state ^= state << 17;
     return state;
 }
+
+void
+sgb_append(uint8_t **buf, size_t *len, size_t *cap, const void *data, size_t n)
+{
+    if (*len + n > *cap) {
+        size_t grown = *cap ? *cap : 1024;
+
+        while (grown < *len + n)
+            grown *= 2;
+        *buf = realloc(*buf, grown);
+        if (*buf == NULL) {
+            perror("realloc");
+            exit(2);
+        }
+        *cap = grown;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+}

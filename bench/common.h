@@ -108,5 +108,9 @@ void sgb_ws_parser_init(SgbWsParser *p, bool expect_masked);
 /* Returns false (p->error set) on a protocol error or a callback refusal. */
 bool sgb_ws_parse(SgbWsParser *p, uint8_t *buf, size_t len);
 
+/* Appends @n bytes of @data to the growable buffer *@buf holding *@len of
+ * *@cap bytes, doubling it as needed; exits on allocation failure. */
+void sgb_append(uint8_t **buf, size_t *len, size_t *cap, const void *data, size_t n);
+
 double sgb_now(void);             /* CLOCK_MONOTONIC, seconds */
 uint64_t sgb_rand64(void);        /* xorshift, seeded from the clock and pid */

@@ -118,20 +118,7 @@ conn_free(Conn *c)
 static void
 pending_add(Conn *c, const void *data, size_t len)
 {
-    if (c->pending_len + len > c->pending_cap) {
-        size_t cap = c->pending_cap ? c->pending_cap : 1024;
-
-        while (cap < c->pending_len + len)
-            cap *= 2;
-        c->pending = realloc(c->pending, cap);
-        if (c->pending == NULL) {
-            perror("realloc");
-            exit(2);
-        }
-        c->pending_cap = cap;
-    }
-    memcpy(c->pending + c->pending_len, data, len);
-    c->pending_len += len;
+    sgb_append(&c->pending, &c->pending_len, &c->pending_cap, data, len);
 }
 
 /* Sends @len payload bytes, in a binary frame if this is a websocket. */
