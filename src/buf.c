@@ -91,12 +91,6 @@ sg_buf_len(const SgBuf *buf)
 }
 
 gsize
-sg_buf_capacity(const SgBuf *buf)
-{
-    return buf->capacity;
-}
-
-gsize
 sg_buf_space(const SgBuf *buf)
 {
     return buf->capacity - sg_buf_len(buf);

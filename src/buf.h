@@ -19,7 +19,6 @@ void sg_buf_free(SgBuf *buf);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgBuf, sg_buf_free)
 
 gsize sg_buf_len(const SgBuf *buf);
-gsize sg_buf_capacity(const SgBuf *buf);
 /* Bytes that can still be appended (capacity - len). */
 gsize sg_buf_space(const SgBuf *buf);
 bool sg_buf_is_empty(const SgBuf *buf);

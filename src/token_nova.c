@@ -34,7 +34,6 @@ typedef struct {
     GHashTable *first_use;        /* token -> gint64* (real time, us) */
     SgKeystoneWait *probe_wait;   /* start-up check */
     SgHttpRequest *probe;
-    guint requests;
 } NovaBackend;
 
 typedef struct {
@@ -334,7 +333,6 @@ on_service_token(const char *token, const char *compute_url, const GError *error
     headers[3] = NULL;
     wipe_free(p->service_token);
     p->service_token = g_strdup(token);
-    nb->requests++;
     p->req = sg_httpc_request(nb->hc, "GET", url, headers, NULL, on_nova_reply, p);
     explicit_bzero(auth, strlen(auth));
     explicit_bzero(url, strlen(url));
@@ -529,10 +527,4 @@ sg_token_nova_new(const SgConfig *cfg, GError **error)
     nb->first_use = g_hash_table_new_full(g_str_hash, g_str_equal, wipe_free, g_free);
     nb->probe_wait = sg_keystone_get(nb->ks, on_probe_token, nb);
     return &nb->parent;
-}
-
-guint
-sg_token_nova_request_count(SgTokenBackend *backend)
-{
-    return ((NovaBackend *)backend)->requests;
 }

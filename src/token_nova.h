@@ -18,9 +18,6 @@
  * what it finds, so a misconfiguration shows at start-up. */
 SgTokenBackend *sg_token_nova_new(const SgConfig *cfg, GError **error);
 
-/* How many requests went to Nova's os-console-auth-tokens so far. */
-guint sg_token_nova_request_count(SgTokenBackend *backend);
-
 /* Parses Nova's 200 reply into a target. FALSE with @error (an
  * SG_TOKEN_ERROR) when a field is missing or of the wrong type or range. */
 gboolean sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt,

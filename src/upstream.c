@@ -155,10 +155,11 @@ read_connect_reply(SgUpstream *up)
     /* "HTTP/1.x 200 ..." */
     if (!g_str_has_prefix(buf, "HTTP/") || strchr(buf, ' ') == NULL ||
         strncmp(strchr(buf, ' ') + 1, "200", 3) != 0) {
-        g_autofree char *line = g_strndup(buf, strcspn(buf, "\r\n"));
+        /* The status line is the proxy's, never a secret: log it. */
+        g_autofree char *line = g_strndup(buf, MIN(strcspn(buf, "\r\n"), 80));
+        g_autofree char *why = g_strdup_printf("CONNECT refused: %s", line);
 
-        fail(up, SG_UPSTREAM_ERROR_REFUSED, "CONNECT refused");
-        (void)line;
+        fail(up, SG_UPSTREAM_ERROR_REFUSED, why);
         return;
     }
     /* Consume exactly the header; it is already in the kernel buffer. */

@@ -81,7 +81,7 @@ def _write(path, text, mode=0o600):
         f.write(text)
 
 
-def _http(method, url, body=None, headers=None, timeout=300):
+def http(method, url, body=None, headers=None, timeout=300):
     """Returns (status, headers dict with lower-case names, parsed body)."""
     data = None
     hdrs = {"Accept": "application/json"}
@@ -284,7 +284,7 @@ def _token_password(kurl, user, project=None, domain=DOMAIN):
         auth["scope"] = {"project": {
             "name": project or user["project_name"],
             "domain": {"name": domain}}}
-    st, h, body = _expect("token for %s" % user["username"], _http(
+    st, h, body = _expect("token for %s" % user["username"], http(
         "POST", kurl + "/v3/auth/tokens", {"auth": auth}), 201)
     return h["x-subject-token"], body
 
@@ -295,12 +295,12 @@ def _setup_keystone_objects(kurl, nova_url):
     H = {"X-Auth-Token": tok}
 
     def get_id(coll, name, key):
-        st, _, b = _expect("list " + coll, _http(
+        st, _, b = _expect("list " + coll, http(
             "GET", "%s/v3/%s?name=%s" % (kurl, coll, name), headers=H), 200)
         return b[key][0]["id"] if b[key] else None
 
     def create(coll, key, obj):
-        return _expect("create " + key, _http(
+        return _expect("create " + key, http(
             "POST", "%s/v3/%s" % (kurl, coll), {key: obj}, H), 201)[2][key]
 
     domain_id = get_id("domains", DOMAIN, "domains")
@@ -321,7 +321,7 @@ def _setup_keystone_objects(kurl, nova_url):
             projects[u["project_name"]]})["id"]
 
     def grant(user, project, role):
-        _expect("grant %s" % role, _http(
+        _expect("grant %s" % role, http(
             "PUT", "%s/v3/projects/%s/users/%s/roles/%s"
             % (kurl, projects[project], users[user], roles[role]),
             headers=H), 204)
@@ -340,7 +340,7 @@ def _setup_keystone_objects(kurl, nova_url):
             "region_id": REGION, "url": nova_url})
 
     stok, _ = _token_password(kurl, SERVICE_USER)
-    ac = _expect("create application credential", _http(
+    ac = _expect("create application credential", http(
         "POST", "%s/v3/users/%s/application_credentials"
         % (kurl, users["spicegate"]),
         {"application_credential": {
@@ -427,7 +427,7 @@ def start(d, keystone_token_expiration=3600, token_cache_time=300,
         # Warm up Nova (paste pipeline, keystonemiddleware discovery and its
         # own service token) with an authenticated request that is not a
         # console-token lookup, so count-lookups starts at 0.
-        st = _http("GET", nova_url + "/flavors",
+        st = http("GET", nova_url + "/flavors",
                    headers={"X-Auth-Token": objs["admin_token"]})
         _expect("nova warm-up GET /flavors", st, 200)
         _control({"control_port": cport}, {"op": "ping"})
@@ -577,9 +577,9 @@ def restart(d, service, timeout=15):
             s.close()
     if service == "keystone":
         _expect("keystone after restart",
-                _http("GET", env["keystone_url"] + "/v3"), 200)
+                http("GET", env["keystone_url"] + "/v3"), 200)
     else:
-        _expect("nova after restart", _http(
+        _expect("nova after restart", http(
             "GET", "http://127.0.0.1:%d/" % port), 200)
         _control(env, {"op": "ping"})
     env["pids"][service] = proc.pid

@@ -88,22 +88,7 @@ def setUpModule():
 
 def http(method, url, body=None, headers=None, timeout=30):
     """(status, lower-case headers, parsed JSON body or text)."""
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = {"Accept": "application/json"}
-    if data is not None:
-        hdrs["Content-Type"] = "application/json"
-    hdrs.update(headers or {})
-    req = urllib.request.Request(url, data=data, headers=hdrs, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, rh, raw = resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as e:
-        status, rh, raw = e.code, e.headers, e.read()
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = raw.decode(errors="replace")
-    return status, {k.lower(): v for k, v in rh.items()}, parsed
+    return openstack_env.http(method, url, body=body, headers=headers, timeout=timeout)
 
 
 def keystone_token(env, user):
