@@ -385,8 +385,12 @@ static const struct lws_protocols protocols[] = {
         .callback = on_lws_event,
         .per_session_data_size = sizeof(SgConnData),
         .rx_buffer_size = SG_WS_RX_BUFFER_BYTES,
+        /* Without this lws passes at most rx_buffer_size bytes to each
+         * send(), copies the rest of a message aside and needs a loop turn
+         * per 16 KiB to send it. Room for one whole message and its header. */
+        .tx_packet_size = SG_SESSION_DOWN_MESSAGE_BYTES + 16,
     },
-    { NULL, NULL, 0, 0, 0, NULL, 0 }
+    { 0 }
 };
 
 SgListener *

@@ -41,11 +41,8 @@
 #include "token.h"
 #include "upstream.h"
 
-/* 256 KiB toward the browser: one SPICE read becomes one websocket message,
- * so a large display update goes out in few frames and few loop turns
- * (measured: 64 KiB capped one stream at ~450 MB/s). The storage is only
- * held while bytes are queued (buf.c), so idle sessions cost nothing. */
-#define SG_DOWN_BUF_BYTES (256 * 1024)
+/* SG_SESSION_DOWN_MESSAGE_BYTES (session.h) toward the browser. */
+#define SG_DOWN_BUF_BYTES SG_SESSION_DOWN_MESSAGE_BYTES
 /* Toward the SPICE server. We stop reading the websocket when less than
  * one lws receive chunk (SG_WS_RX_CHUNK_BYTES, listener.c) would fit, so
  * the buffer never has to refuse bytes lws already handed us. */
@@ -140,6 +137,7 @@ set_state(SgSession *sess, SgSessionState state)
 
 static void start_relay(SgSession *sess);
 static void pump_upstream(SgSession *sess);
+static bool down_drained(SgSession *sess);
 
 SgSession *
 sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client)
@@ -313,7 +311,7 @@ static void
 upstream_gone(SgSession *sess, SgCloseReason reason, const char *detail)
 {
     g_clear_pointer(&sess->up, sg_upstream_free);
-    if (sg_buf_is_empty(sess->dbuf)) {
+    if (down_drained(sess)) {
         close_with(sess, reason, detail);
         return;
     }
@@ -329,7 +327,7 @@ wanted_interest(SgSession *sess)
 {
     GIOCondition interest = 0;
 
-    if (sg_buf_space(sess->dbuf) > 0)
+    if (down_drained(sess))
         interest |= G_IO_IN;
     if (sess->link_ok && !sg_buf_is_empty(sess->ubuf))
         interest |= G_IO_OUT;
@@ -343,21 +341,56 @@ update_interest(SgSession *sess)
         sg_upstream_set_interest(sess->up, wanted_interest(sess));
 }
 
-/* Reads what the SPICE server sent into the buffer toward the browser. */
+/* Hands what is queued toward the browser to lws, straight away rather
+ * than from a WRITEABLE callback. Asking lws for WRITEABLE turns POLLOUT on
+ * and off again, and on GLib's loop every poll change is a wakeup: that
+ * doubled the loop turns per message. A socket with room is the common
+ * case. When the socket takes only part of the frame lws keeps the rest and
+ * sends it before anything else on this websocket (its own pongs and close
+ * frames included), so frames never interleave. While it holds such a rest
+ * we neither write nor read the SPICE server (wanted_interest()), which
+ * bounds what a session holds at one message plus that rest. Returns false
+ * when the websocket is broken. */
+static bool
+flush_down(SgSession *sess)
+{
+    gsize len = sg_buf_len(sess->dbuf);
+
+    if (len > 0 && !lws_partial_buffered(sess->ws)) {
+        if (lws_write(sess->ws, sg_buf_data(sess->dbuf), len, LWS_WRITE_BINARY) < (int)len)
+            return false;
+        sg_buf_consume(sess->dbuf, len);
+        sess->bytes_down += len;
+    }
+    if (lws_partial_buffered(sess->ws) || !sg_buf_is_empty(sess->dbuf))
+        lws_callback_on_writable(sess->ws);
+    return true;
+}
+
+/* Nothing is owed to the browser any more, neither by us nor inside lws. */
+static bool
+down_drained(SgSession *sess)
+{
+    return sg_buf_is_empty(sess->dbuf) && !lws_partial_buffered(sess->ws);
+}
+
+/* Reads what the SPICE server sent and passes it on to the browser. */
 static void
 read_upstream(SgSession *sess)
 {
     int fd = sg_upstream_get_fd(sess->up);
     gsize avail;
-    guint8 *dst = sg_buf_reserve(sess->dbuf, &avail);
+    guint8 *dst;
     ssize_t n;
 
-    if (dst == NULL)
+    if (!down_drained(sess))
         return;
+    dst = sg_buf_reserve(sess->dbuf, &avail);
     n = recv(fd, dst, avail, 0);
     if (n > 0) {
         sg_buf_commit(sess->dbuf, (gsize)n);
-        lws_callback_on_writable(sess->ws);
+        if (!flush_down(sess))
+            close_with(sess, SG_CLOSE_CLIENT_CLOSED, "websocket write failed");
         return;
     }
     if (n == 0) {
@@ -501,24 +534,19 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
 int
 sg_session_on_writeable(SgSession *sess)
 {
-    gsize len = sg_buf_len(sess->dbuf);
-
-    if (len > 0 && (sess->state == SG_SESSION_RELAYING || sess->state == SG_SESSION_DRAINING)) {
-        int n = lws_write(sess->ws, sg_buf_data(sess->dbuf), len, LWS_WRITE_BINARY);
-
-        if (n < (int)len) {
+    if (sess->state == SG_SESSION_RELAYING || sess->state == SG_SESSION_DRAINING) {
+        if (!flush_down(sess)) {
             sess_log(G_LOG_LEVEL_DEBUG, sess, "websocket write failed");
             return -1;
         }
-        sg_buf_consume(sess->dbuf, len);
-        sess->bytes_down += len;
         if (sess->state == SG_SESSION_RELAYING) {
             update_interest(sess);
             return 0;
         }
-        /* DRAINING and now empty: say goodbye on the next WRITEABLE, after
-         * lws has flushed this frame. */
-        close_with(sess, sess->reason, sess->detail);
+        /* DRAINING: once lws has flushed the last frame, say goodbye on the
+         * next WRITEABLE. */
+        if (down_drained(sess))
+            close_with(sess, sess->reason, sess->detail);
         return 0;
     }
     if (sess->state == SG_SESSION_CLOSING) {
