@@ -15,6 +15,7 @@
 #include <glib.h>
 
 #include "config.h"
+#include "workers.h"
 
 G_DEFINE_QUARK(sg-config-error-quark, sg_config_error)
 
@@ -117,6 +118,18 @@ static gboolean
 apply_link_timeout(SgConfig *cfg, const char *value, GError **error)
 {
     return parse_uint(value, 1, 300, &cfg->link_timeout_s, error);
+}
+
+/* "auto": one per CPU, which is what spreads a busy host's sessions over
+ * every core; more would only add context switches. */
+static gboolean
+apply_workers(SgConfig *cfg, const char *value, GError **error)
+{
+    if (g_ascii_strcasecmp(value, "auto") == 0) {
+        cfg->workers = (guint)CLAMP(g_get_num_processors(), 1, SG_WORKERS_MAX);
+        return TRUE;
+    }
+    return parse_uint(value, 1, SG_WORKERS_MAX, &cfg->workers, error);
 }
 
 static gboolean
@@ -345,6 +358,9 @@ static const SgConfigKeyInfo sg_keys[] = {
       "seconds to resolve and connect to a SPICE server", apply_connect_timeout },
     { "server", "link_timeout", "10",
       "seconds the browser has to send its SPICE link message", apply_link_timeout },
+    { "server", "workers", "1",
+      "worker processes sharing the port: a number, or auto for one per CPU",
+      apply_workers },
     { "tls", "cert", "", "certificate file (PEM); enables https and wss", apply_cert },
     { "tls", "key", "", "private key file (PEM); default: the cert file", apply_key },
     { "tls", "ssl_only", "false", "refuse plain http and ws connections", apply_ssl_only },

@@ -42,6 +42,7 @@ struct SgConfig {
     char *base_url;               /* Nova's html5proxy_base_url; NULL: no scheme check */
     char *expected_scheme;        /* "http" or "https", from base_url; NULL: any */
     char *port_file;              /* command line only */
+    guint workers;                /* processes sharing the port; "auto" resolved */
     /* [tls] */
     char *cert;
     char *key;

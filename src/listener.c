@@ -10,11 +10,15 @@
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <glib-unix.h>
 #include <glib.h>
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
@@ -54,6 +58,8 @@ struct SgListener {
     GSourceFunc on_shutdown_done;
     gpointer shutdown_data;
     guint shutdown_timer;
+    int listen_fd;                /* shared by the workers (workers.c), or -1 */
+    guint accept_watch;
 };
 
 /* Per-connection storage lws allocates for us. */
@@ -312,6 +318,36 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
         memset(token, 0, strlen(token));   /* a bearer secret: do not leave it lying around */
 }
 
+/* A worker of several: the master's listening socket is shared by all
+ * workers, and whichever wakes first takes the connection (the others get
+ * EAGAIN). One per wakeup, so that a burst of connections spreads over the
+ * workers instead of landing on the first one awake. lws then serves it
+ * exactly as if its own listening socket had accepted it. */
+static gboolean
+on_listen_ready(gint fd, GIOCondition condition, gpointer data)
+{
+    SgListener *listener = data;
+    int conn = accept(fd, NULL, NULL);
+
+    (void)condition;
+    if (conn >= 0 && (fcntl(conn, F_SETFL, O_NONBLOCK) < 0 ||
+                      fcntl(conn, F_SETFD, FD_CLOEXEC) < 0)) {
+        g_warning("accept: %s", g_strerror(errno));
+        close(conn);
+        return G_SOURCE_CONTINUE;
+    }
+    if (conn < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+            errno != ECONNABORTED)
+            g_warning("accept: %s", g_strerror(errno));
+        return G_SOURCE_CONTINUE;
+    }
+    /* On failure lws closes @conn itself. */
+    if (lws_adopt_socket_vhost(listener->vhost, conn) == NULL)
+        g_warning("cannot take on a new connection (out of memory?)");
+    return G_SOURCE_CONTINUE;
+}
+
 /* Every session has gone, or the grace period is over. */
 static gboolean
 on_shutdown_complete(gpointer data)
@@ -394,7 +430,7 @@ static const struct lws_protocols protocols[] = {
 };
 
 SgListener *
-sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
+sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, int listen_fd,
                 GError **error)
 {
     SgListener *listener = g_new0(SgListener, 1);
@@ -403,6 +439,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
     const char *roots[3] = { cfg->pages_dir, cfg->web_dir, NULL };
 
     listener->cfg = cfg;
+    listener->listen_fd = listen_fd;
     listener->env.tokens = tokens;
     listener->env.connect_timeout_s = cfg->connect_timeout_s;
     listener->env.link_timeout_s = cfg->link_timeout_s;
@@ -419,7 +456,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
     info.foreign_loops = foreign_loops;
     info.protocols = protocols;
     info.vhost_name = "spicegate";
-    info.port = cfg->listen_port;
+    info.port = listen_fd >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : cfg->listen_port;
     info.iface = cfg->listen_host;
     /* With IPv6 enabled, lws 4.1.6 opens an AF_INET6 socket and does not
      * bind it to an IPv4 address given as iface: 127.0.0.1 would listen on
@@ -468,12 +505,16 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
         return NULL;
     }
     listener->vhost = lws_get_vhost_by_name(listener->context, "spicegate");
+    if (listen_fd >= 0)
+        listener->accept_watch = g_unix_fd_add(listen_fd, G_IO_IN, on_listen_ready, listener);
     return listener;
 }
 
 guint
 sg_listener_get_port(const SgListener *listener)
 {
+    if (listener->listen_fd >= 0)
+        return listener->cfg->listen_port;
     return (guint)lws_get_vhost_listen_port(listener->vhost);
 }
 
@@ -494,6 +535,8 @@ sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
     listener->shutting_down = true;
     listener->on_shutdown_done = done;
     listener->shutdown_data = user_data;
+    /* A stopping worker takes no more connections; the others may. */
+    g_clear_handle_id(&listener->accept_watch, g_source_remove);
     g_hash_table_iter_init(&iter, listener->sessions);
     while (g_hash_table_iter_next(&iter, &sess, NULL))
         sg_session_shutdown(sess);
@@ -510,6 +553,7 @@ sg_listener_free(SgListener *listener)
     if (listener == NULL)
         return;
     g_clear_handle_id(&listener->shutdown_timer, g_source_remove);
+    g_clear_handle_id(&listener->accept_watch, g_source_remove);
     listener->destroying = true;
     /* Destroying the context closes every wsi; their CLOSED callbacks free
      * the sessions, which still need the registry. */

@@ -10,11 +10,13 @@
 
 #include "sg_types.h"
 
-/* Starts listening as @cfg says. Takes no ownership of @cfg or @tokens;
- * both must outlive the listener. Fails (exit status 1 material) when the
- * address cannot be bound or TLS material cannot be loaded. */
+/* Starts listening as @cfg says, or, with @listen_fd >= 0, takes its
+ * connections from that already listening socket, which the workers share
+ * (workers.c; not owned). Takes no ownership of @cfg or @tokens; both must
+ * outlive the listener. Fails (exit status 1 material) when the address
+ * cannot be bound or TLS material cannot be loaded. */
 SgListener *sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
-                            GError **error);
+                            int listen_fd, GError **error);
 
 /* The port actually bound (useful with port 0). */
 guint sg_listener_get_port(const SgListener *listener);

@@ -15,8 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <glib-unix.h>
@@ -24,11 +23,13 @@
 
 #include "config.h"
 #include "listener.h"
+#include "session.h"
 #include "log.h"
 #include "nova_conf.h"
 #include "token.h"
 #include "token_file.h"
 #include "token_nova.h"
+#include "workers.h"
 
 #define SG_EXIT_RUNTIME 1
 #define SG_EXIT_CONFIG 2
@@ -53,6 +54,7 @@ typedef struct {
     char *cert;
     char *key;
     char *port_file;
+    char *workers;
     gboolean ssl_only;
     gboolean debug;
     gboolean version;
@@ -72,6 +74,7 @@ options_clear(SgOptions *opt)
     g_free(opt->cert);
     g_free(opt->key);
     g_free(opt->port_file);
+    g_free(opt->workers);
 }
 
 /* Parses the command line; returns FALSE after printing why. */
@@ -106,6 +109,9 @@ parse_options(int *argc, char ***argv, SgOptions *opt)
           "Refuse plain http and ws when TLS is on", NULL },
         { "port-file", 0, 0, G_OPTION_ARG_FILENAME, &opt->port_file,
           "Write the bound port here once listening", "FILE" },
+        { "workers", 'w', 0, G_OPTION_ARG_STRING, &opt->workers,
+          "Worker processes sharing the port: a number, or auto for one per CPU "
+          "(default 1)", "N" },
         { "debug", 'd', 0, G_OPTION_ARG_NONE, &opt->debug, "Log debug messages", NULL },
         { "version", 'V', 0, G_OPTION_ARG_NONE, &opt->version, "Print the version and exit",
           NULL },
@@ -192,6 +198,7 @@ build_config(const SgOptions *opt, GError **error)
         { opt->token_file, "tokens", "file", "--token-file" },
         { opt->cert, "tls", "cert", "--cert" },
         { opt->key, "tls", "key", "--key" },
+        { opt->workers, "server", "workers", "--workers" },
     };
 
     if (file == NULL) {
@@ -225,29 +232,6 @@ build_config(const SgOptions *opt, GError **error)
     return g_steal_pointer(&cfg);
 }
 
-/* Tells systemd we are ready (Type=notify), without libsystemd. */
-static void
-notify_systemd(const char *state)
-{
-    const char *path = g_getenv("NOTIFY_SOCKET");
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    socklen_t slen;
-    int fd;
-
-    if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(sun.sun_path))
-        return;
-    memcpy(sun.sun_path, path, strlen(path));
-    if (path[0] == '@')
-        sun.sun_path[0] = '\0';     /* abstract socket */
-    slen = offsetof(struct sockaddr_un, sun_path) + strlen(path);
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    if (sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sun, slen) < 0)
-        g_warning("cannot notify systemd: %s", g_strerror(errno));
-    close(fd);
-}
-
 static gboolean
 write_port_file(const char *path, guint port, GError **error)
 {
@@ -276,7 +260,7 @@ on_terminate(gpointer data)
         return G_SOURCE_CONTINUE;
     d->stopping = true;
     g_message("stopping: closing %u session(s)", sg_listener_count_sessions(d->listener));
-    notify_systemd("STOPPING=1");
+    sg_notify_systemd("STOPPING=1");
     sg_listener_shutdown(d->listener, on_stopped, d);
     return G_SOURCE_CONTINUE;
 }
@@ -287,21 +271,124 @@ on_reload(gpointer data)
     SgDaemon *d = data;
     g_autoptr(GError) error = NULL;
 
-    notify_systemd("RELOADING=1");
+    sg_notify_systemd("RELOADING=1");
     if (!sg_token_backend_reload(d->tokens, &error) && error != NULL)
         g_warning("reload failed, keeping the previous tokens: %s", error->message);
-    notify_systemd("READY=1");
+    sg_notify_systemd("READY=1");
     return G_SOURCE_CONTINUE;
+}
+
+/* The token backend for this process: a file, or Nova. */
+static SgTokenBackend *
+new_token_backend(const SgConfig *cfg, GError **error)
+{
+    if (g_str_equal(cfg->token_backend, "nova"))
+        return sg_token_nova_new(cfg, error);
+    return sg_token_file_new(cfg->token_file, error);
+}
+
+/* Tells whoever waits that we listen: the master through @ready_fd when
+ * we are a worker, else the port file, the log and systemd. */
+static gboolean
+announce(SgDaemon *d, int ready_fd, GError **error)
+{
+    guint port = sg_listener_get_port(d->listener);
+
+    if (ready_fd >= 0) {
+        gboolean ok = write(ready_fd, "ok\n", 3) == 3;
+
+        close(ready_fd);
+        if (!ok)
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot report to the master");
+        return ok;
+    }
+    if (d->cfg->port_file != NULL && !write_port_file(d->cfg->port_file, port, error)) {
+        g_prefix_error(error, "--port-file: ");
+        return FALSE;
+    }
+    g_message("spicegate %s listening on port %u (%s)", PACKAGE_VERSION, port,
+              d->cfg->cert ? "https/wss" : "http/ws");
+    sg_notify_systemd("READY=1");
+    return TRUE;
+}
+
+/* One whole spicegate: the token backend, the loop, the listener. Runs in
+ * the only process (@ready_fd -1) or in worker @index of several. */
+static int
+run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
+{
+    SgDaemon d = { .cfg = data };
+    g_autoptr(GError) error = NULL;
+    guint sig_ids[4] = { 0 };
+    int status = EXIT_SUCCESS;
+
+    if (ready_fd >= 0) {
+        d.cfg->listen_port = (uint16_t)port;
+        sg_session_set_id_space(index, d.cfg->workers);
+    }
+    d.tokens = new_token_backend(d.cfg, &error);
+    if (d.tokens == NULL) {
+        fprintf(stderr, "spicegate: [tokens] %s: %s\n", d.cfg->token_backend, error->message);
+        if (ready_fd >= 0)
+            close(ready_fd);
+        return SG_EXIT_CONFIG;
+    }
+
+    d.loop = g_main_loop_new(NULL, FALSE);
+    /* Before anything can announce us (port file, READY=1): a SIGHUP or
+     * SIGTERM from a supervisor that saw the announcement must find the
+     * handlers in place, not the default action (which kills). The
+     * handlers run from the loop, so only once the listener exists. */
+    sig_ids[0] = g_unix_signal_add(SIGTERM, on_terminate, &d);
+    sig_ids[1] = g_unix_signal_add(SIGINT, on_terminate, &d);
+    sig_ids[2] = g_unix_signal_add(SIGHUP, on_reload, &d);
+    sig_ids[3] = 0;
+    d.listener = sg_listener_new(d.cfg, d.loop, d.tokens, listen_fd, &error);
+    if (d.listener == NULL) {
+        fprintf(stderr, "spicegate: %s\n", error->message);
+        status = SG_EXIT_RUNTIME;
+        goto out;
+    }
+    if (!announce(&d, ready_fd, &error)) {
+        fprintf(stderr, "spicegate: %s\n", error->message);
+        status = SG_EXIT_RUNTIME;
+        goto out;
+    }
+    ready_fd = -1;
+
+    g_main_loop_run(d.loop);
+    g_message("stopped");
+out:
+    if (ready_fd >= 0)
+        close(ready_fd);
+    for (guint i = 0; sig_ids[i] != 0; i++)
+        g_source_remove(sig_ids[i]);
+    sg_listener_free(d.listener);
+    sg_token_backend_free(d.tokens);
+    g_main_loop_unref(d.loop);
+    return status;
+}
+
+static void
+on_workers_ready(guint port, guint count, gpointer data)
+{
+    SgConfig *cfg = data;
+    g_autoptr(GError) error = NULL;
+
+    if (cfg->port_file != NULL && !write_port_file(cfg->port_file, port, &error))
+        g_warning("--port-file: %s", error->message);
+    g_message("spicegate %s listening on port %u (%s, %u workers)", PACKAGE_VERSION, port,
+              cfg->cert ? "https/wss" : "http/ws", count);
+    sg_notify_systemd("READY=1");
 }
 
 int
 main(int argc, char **argv)
 {
     SgOptions opt = { 0 };
-    SgDaemon d = { 0 };
     g_autoptr(GError) error = NULL;
-    guint sig_ids[4] = { 0 };
-    int status = EXIT_SUCCESS;
+    SgConfig *cfg;
+    int status;
 
     if (!parse_options(&argc, &argv, &opt)) {
         options_clear(&opt);
@@ -332,56 +419,37 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
-    d.cfg = build_config(&opt, &error);
+    cfg = build_config(&opt, &error);
     options_clear(&opt);
-    if (d.cfg == NULL) {
+    if (cfg == NULL) {
         fprintf(stderr, "spicegate: %s\n", error->message);
+        curl_global_cleanup();
         return SG_EXIT_CONFIG;
     }
-    if (g_str_equal(d.cfg->token_backend, "nova"))
-        d.tokens = sg_token_nova_new(d.cfg, &error);
-    else
-        d.tokens = sg_token_file_new(d.cfg->token_file, &error);
-    if (d.tokens == NULL) {
-        fprintf(stderr, "spicegate: [tokens] %s: %s\n", d.cfg->token_backend, error->message);
-        sg_config_free(d.cfg);
-        return SG_EXIT_CONFIG;
-    }
+    if (cfg->workers <= 1) {
+        status = run_daemon(0, -1, cfg->listen_port, -1, cfg);
+    } else {
+        /* A bad token file is a configuration error (exit 2) before any
+         * worker starts, as with one process. Nova's backend starts talking
+         * to Keystone when created, so only the workers create it. */
+        if (!g_str_equal(cfg->token_backend, "nova")) {
+            SgTokenBackend *probe = new_token_backend(cfg, &error);
 
-    d.loop = g_main_loop_new(NULL, FALSE);
-    /* Before anything can announce us (port file, READY=1): a SIGHUP or
-     * SIGTERM from a supervisor that saw the announcement must find the
-     * handlers in place, not the default action (which kills). The
-     * handlers run from the loop, so only once the listener exists. */
-    sig_ids[0] = g_unix_signal_add(SIGTERM, on_terminate, &d);
-    sig_ids[1] = g_unix_signal_add(SIGINT, on_terminate, &d);
-    sig_ids[2] = g_unix_signal_add(SIGHUP, on_reload, &d);
-    sig_ids[3] = 0;
-    d.listener = sg_listener_new(d.cfg, d.loop, d.tokens, &error);
-    if (d.listener == NULL) {
-        fprintf(stderr, "spicegate: %s\n", error->message);
-        status = SG_EXIT_RUNTIME;
-        goto out;
+            if (probe == NULL) {
+                fprintf(stderr, "spicegate: [tokens] %s: %s\n", cfg->token_backend,
+                        error->message);
+                sg_config_free(cfg);
+                curl_global_cleanup();
+                return SG_EXIT_CONFIG;
+            }
+            sg_token_backend_free(probe);
+        }
+        status = sg_workers_run(cfg->listen_host, cfg->listen_port, cfg->workers, run_daemon,
+                                on_workers_ready, cfg);
+        if (status == 0)
+            g_message("stopped");
     }
-    if (d.cfg->port_file != NULL &&
-        !write_port_file(d.cfg->port_file, sg_listener_get_port(d.listener), &error)) {
-        fprintf(stderr, "spicegate: --port-file: %s\n", error->message);
-        status = SG_EXIT_RUNTIME;
-        goto out;
-    }
-    g_message("spicegate %s listening on port %u (%s)", PACKAGE_VERSION,
-              sg_listener_get_port(d.listener), d.cfg->cert ? "https/wss" : "http/ws");
-    notify_systemd("READY=1");
-
-    g_main_loop_run(d.loop);
-    g_message("stopped");
-out:
-    for (guint i = 0; sig_ids[i] != 0; i++)
-        g_source_remove(sig_ids[i]);
-    sg_listener_free(d.listener);
-    sg_token_backend_free(d.tokens);
-    g_main_loop_unref(d.loop);
-    sg_config_free(d.cfg);
+    sg_config_free(cfg);
     curl_global_cleanup();
     return status;
 }

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "session.h"
 #include "spice_link.h"
+#include "splice_pipe.h"
 #include "token.h"
 #include "upstream.h"
 
@@ -98,6 +99,8 @@ struct SgSession {
     SgUpstream *up;
     SgBuf *dbuf;                  /* SPICE server -> browser */
     SgBuf *ubuf;                  /* browser -> SPICE server */
+    SgPipe *dpipe;                /* zero-copy: the message in flight, or NULL */
+    bool zero_copy;               /* plain websocket: splice toward the browser */
     bool link_ok;
     bool rx_paused;               /* websocket reads stopped for flow control */
     bool opened;                  /* the "open" line was logged */
@@ -111,6 +114,14 @@ struct SgSession {
 };
 
 static guint64 next_session_id = 1;
+static guint64 session_id_stride = 1;
+
+void
+sg_session_set_id_space(guint index, guint count)
+{
+    next_session_id = (guint64)index + 1;
+    session_id_stride = MAX(count, 1);
+}
 
 uint16_t
 sg_close_reason_code(SgCloseReason reason)
@@ -146,7 +157,8 @@ sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client)
 
     sess->env = env;
     sess->ws = ws;
-    sess->id = next_session_id++;
+    sess->id = next_session_id;
+    next_session_id += session_id_stride;
     sess->client = g_strdup(client);
     sess->started_us = g_get_monotonic_time();
     sess->dbuf = sg_buf_new(SG_DOWN_BUF_BYTES);
@@ -371,7 +383,115 @@ flush_down(SgSession *sess)
 static bool
 down_drained(SgSession *sess)
 {
-    return sg_buf_is_empty(sess->dbuf) && !lws_partial_buffered(sess->ws);
+    return sg_buf_is_empty(sess->dbuf) && !lws_partial_buffered(sess->ws) &&
+           (sess->dpipe == NULL || sess->dpipe->len == 0);
+}
+
+/* The header of one unmasked, final, binary websocket frame of @len bytes
+ * (RFC 6455 5.2); returns its size, 2 to 10 bytes. */
+static gsize
+ws_binary_frame_header(guint8 hdr[10], gsize len)
+{
+    hdr[0] = 0x82;
+    if (len < 126) {
+        hdr[1] = (guint8)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (guint8)(len >> 8);
+        hdr[3] = (guint8)len;
+        return 4;
+    }
+    hdr[1] = 127;
+    for (int i = 0; i < 8; i++)
+        hdr[2 + i] = (guint8)((guint64)len >> (56 - 8 * i));
+    return 10;
+}
+
+/* Sends the message in the pipe as one binary frame, bypassing lws: our
+ * header, then the payload spliced from the pipe straight into the socket.
+ * lws writes nothing of its own meanwhile (we run to the end before it can
+ * run), so frames cannot interleave. When the socket fills up mid-frame,
+ * the rest is copied out of the pipe and handed to lws as raw bytes: lws
+ * then sends it before anything of its own, as for any partial write.
+ * Returns false when the websocket is broken. */
+static bool
+send_spliced(SgSession *sess)
+{
+    int fd = lws_get_socket_fd(sess->ws);
+    guint8 hdr[10];
+    gsize payload = sess->dpipe->len;
+    gsize hlen = ws_binary_frame_header(hdr, payload);
+    gsize hsent = 0, avail, rest;
+    ssize_t n = send(fd, hdr, hlen, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+    guint8 *dst;
+
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return false;
+    hsent = n > 0 ? (gsize)n : 0;
+    if (hsent == hlen && sg_pipe_drain(sess->dpipe, fd) < 0 && errno != EAGAIN &&
+        errno != EWOULDBLOCK)
+        return false;
+    if (sess->dpipe->len > 0) {
+        /* Nothing sent yet: lws frames the payload itself. Else the rest
+         * of our frame goes out raw. */
+        enum lws_write_protocol how = hsent == 0 ? LWS_WRITE_BINARY : LWS_WRITE_RAW;
+
+        gsize total;
+
+        rest = hsent == 0 ? 0 : hlen - hsent;
+        dst = sg_buf_reserve(sess->dbuf, &avail);
+        g_assert(sg_buf_is_empty(sess->dbuf) && avail >= rest + sess->dpipe->len);
+        memcpy(dst, hdr + hsent, rest);
+        total = rest + sess->dpipe->len;
+        if (sg_pipe_read_all(sess->dpipe, dst + rest) < 0)
+            return false;
+        sg_buf_commit(sess->dbuf, total);
+        sess_log(G_LOG_LEVEL_DEBUG, sess, "websocket full mid-message: %" G_GSIZE_FORMAT
+                 " bytes handed to lws", total);
+        if (lws_write(sess->ws, sg_buf_data(sess->dbuf), total, how) < (int)total)
+            return false;
+        sg_buf_consume(sess->dbuf, total);
+        lws_callback_on_writable(sess->ws);
+    }
+    sess->bytes_down += payload;
+    return true;
+}
+
+/* The zero-copy read_upstream(): what the SPICE server sent goes into a
+ * pipe and from there into the websocket. */
+static void
+splice_upstream(SgSession *sess)
+{
+    gssize n;
+
+    if (sess->dpipe == NULL) {
+        sess->dpipe = sg_pipe_get(SG_DOWN_BUF_BYTES);
+        if (sess->dpipe == NULL) {
+            /* Out of file descriptors: copy through memory from now on. */
+            sess_log(G_LOG_LEVEL_DEBUG, sess, "no pipe (%s): copying instead",
+                     g_strerror(errno));
+            sess->zero_copy = false;
+            return;
+        }
+    }
+    /* Leave room for the frame header in dbuf, should the rest of the
+     * message have to go through lws (send_spliced()). */
+    n = sg_pipe_fill(sess->dpipe, sg_upstream_get_fd(sess->up), SG_DOWN_BUF_BYTES - 16);
+    if (n > 0) {
+        bool ok = send_spliced(sess);
+
+        g_clear_pointer(&sess->dpipe, sg_pipe_put);
+        if (!ok)
+            close_with(sess, SG_CLOSE_CLIENT_CLOSED, "websocket write failed");
+        return;
+    }
+    g_clear_pointer(&sess->dpipe, sg_pipe_put);
+    if (n == 0)
+        upstream_gone(sess, SG_CLOSE_TARGET_CLOSED, NULL);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        upstream_gone(sess, SG_CLOSE_TARGET_CLOSED, g_strerror(errno));
 }
 
 /* Reads what the SPICE server sent and passes it on to the browser. */
@@ -385,6 +505,10 @@ read_upstream(SgSession *sess)
 
     if (!down_drained(sess))
         return;
+    if (sess->zero_copy) {
+        splice_upstream(sess);
+        return;
+    }
     dst = sg_buf_reserve(sess->dbuf, &avail);
     n = recv(fd, dst, avail, 0);
     if (n > 0) {
@@ -451,6 +575,9 @@ start_relay(SgSession *sess)
     /* The upstream was created without an I/O callback so nothing could
      * fire before we were ready; install ours now. */
     sg_upstream_set_io_func(sess->up, on_upstream_io, sess);
+    /* TLS needs the bytes in our memory to encrypt them; a plain websocket
+     * can take them straight from the kernel (splice_pipe.h). */
+    sess->zero_copy = !lws_is_ssl(sess->ws);
     log_open(sess);
     pump_upstream(sess);
     update_interest(sess);
@@ -585,6 +712,7 @@ sg_session_free(SgSession *sess)
     g_clear_handle_id(&sess->expiry_timer, g_source_remove);
     sg_buf_free(sess->dbuf);
     sg_buf_free(sess->ubuf);
+    sg_pipe_put(sess->dpipe);
     g_free(sess->client);
     g_free(sess->token_tag);
     g_free(sess->target);

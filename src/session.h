@@ -29,6 +29,10 @@ struct lws;
  * nothing. */
 #define SG_SESSION_DOWN_MESSAGE_BYTES (256 * 1024)
 
+/* Session ids (the "[s:N]" of log lines) in a worker of several: @index,
+ * @index + @count, ... so that ids stay unique across the workers. */
+void sg_session_set_id_space(guint index, guint count);
+
 typedef enum {
     SG_CLOSE_TARGET_CLOSED = 0,   /* 1000 console closed */
     SG_CLOSE_CLIENT_CLOSED,       /* the browser closed first (not sent) */

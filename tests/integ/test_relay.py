@@ -146,12 +146,14 @@ class Relay(IntegTestCase):
     def test_slow_browser_bounded_memory(self):
         """A browser that stops reading while the SPICE server pushes 64 MiB:
         spicegate must stop reading the server instead of buffering it all
-        (RSS growth < 32 MiB), and everything arrives once it reads again."""
+        (RSS growth < 32 MiB), and everything arrives once it reads again.
+        The full socket also sends the zero-copy path's mid-message rest
+        through lws (logged at debug level), which must keep the order."""
         total = 64 * MIB
         data = pattern(21, total)
         peer = FakePeer(self.reg, sink_source_handler(data), "flood")
         token = random_token()
-        sg = self.start_spicegate({token: peer.target})
+        sg = self.start_spicegate({token: peer.target}, extra_args=["--debug"])
         ws = sg.ws(token=token, rcvbuf=65536)
         ws.send_binary(link_message(CHANNEL_MAIN))
         conn = peer.wait_conn()
@@ -177,6 +179,7 @@ class Relay(IntegTestCase):
             n += len(chunk)
             got.update(chunk)
         self.assertEqual(got.hexdigest(), hashlib.sha256(data).hexdigest())
+        self.assertIn("websocket full mid-message", sg.log())
 
     def test_slow_server_bounded_memory(self):
         """A SPICE server that stops reading while the browser pushes up to

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* workers.c - the master process: starts the workers, forwards signals,
+ * restarts a worker that dies.
+ *
+ * The master stays single-threaded and free of GLib sources on purpose: it
+ * forks again whenever a worker must be restarted, and fork() in a process
+ * with other threads (GLib's signal and child-watch helpers) could hand the
+ * child a lock that no thread will ever release. So the master waits on a
+ * signalfd and the workers' ready pipes with plain poll().
+ *
+ * Start-up: the master binds and listens, then forks every worker on that
+ * socket. A worker that exits before it reported ready fails the whole
+ * start, with its status. A worker that dies later is restarted; the
+ * connections waiting in the shared backlog meanwhile go to the others.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+#include <glib.h>
+
+#include "workers.h"
+
+/* A worker that dies is restarted after this long, so a worker that
+ * crashes at once cannot turn the master into a fork loop. */
+#define SG_WORKER_RESTART_DELAY_MS 1000
+/* How long the master waits for the workers to stop after forwarding
+ * SIGTERM before it kills them (their own grace is 3 s). */
+#define SG_WORKER_STOP_GRACE_MS 10000
+
+typedef struct {
+    pid_t pid;                    /* 0: not running */
+    int ready_fd;                 /* read end of its ready pipe, or -1 */
+    bool ready;                   /* it listens */
+    gint64 restart_at_us;         /* 0: no restart due */
+} SgWorker;
+
+typedef struct {
+    guint count;
+    SgWorker *workers;
+    int listen_fd;
+    guint port;
+    bool all_ready_once;
+    bool stopping;
+    gint64 kill_at_us;            /* stopping: SIGKILL what is left then */
+    int start_failure;            /* exit status when start-up failed, else -1 */
+    SgWorkerMain worker_main;
+    SgWorkersReady on_ready;
+    gpointer data;
+    sigset_t old_mask;
+} SgMaster;
+
+void
+sg_notify_systemd(const char *state)
+{
+    const char *path = g_getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    socklen_t slen;
+    int fd;
+
+    if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(sun.sun_path))
+        return;
+    memcpy(sun.sun_path, path, strlen(path));
+    if (path[0] == '@')
+        sun.sun_path[0] = '\0';     /* abstract socket */
+    slen = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sun, slen) < 0)
+        g_warning("cannot notify systemd: %s", g_strerror(errno));
+    close(fd);
+}
+
+/* The one listening socket of all workers. As lws does for one process:
+ * no host means every address, IPv6 and IPv4 (a dual-stack socket). */
+static int
+open_listen_socket(const char *host, guint port, guint *bound_port, GError **error)
+{
+    struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+                              .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res = NULL;
+    struct sockaddr_storage addr;
+    socklen_t alen = sizeof(addr);
+    char service[16];
+    int rc, fd, one = 1, zero = 0;
+
+    g_snprintf(service, sizeof(service), "%u", port);
+    hints.ai_family = host == NULL ? AF_INET6 : AF_UNSPEC;
+    rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot resolve %s: %s",
+                    host ? host : "*", gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "socket: %s",
+                    g_strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    /* TIME_WAIT leftovers of a previous run must not block a restart. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (res->ai_family == AF_INET6 && host == NULL)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0 ||
+        fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &alen) < 0) {
+        g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "cannot listen on %s%s%s:%u: %s", host && strchr(host, ':') ? "[" : "",
+                    host ? host : "*", host && strchr(host, ':') ? "]" : "", port,
+                    g_strerror(errno));
+        close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    *bound_port = ntohs(addr.ss_family == AF_INET6
+                            ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                            : ((struct sockaddr_in *)&addr)->sin_port);
+    return fd;
+}
+
+static void
+start_worker(SgMaster *m, guint index)
+{
+    SgWorker *w = &m->workers[index];
+    int pipefd[2];
+    pid_t pid;
+
+    w->restart_at_us = 0;
+    if (pipe(pipefd) < 0 || fcntl(pipefd[0], F_SETFD, FD_CLOEXEC) < 0) {
+        g_warning("worker %u: cannot create a pipe: %s", index, g_strerror(errno));
+        w->restart_at_us = g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
+        return;
+    }
+    pid = fork();
+    if (pid < 0) {
+        g_warning("worker %u: cannot fork: %s", index, g_strerror(errno));
+        close(pipefd[0]);
+        close(pipefd[1]);
+        w->restart_at_us = g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
+        return;
+    }
+    if (pid == 0) {
+        /* The worker: it must not outlive the master, must not answer to
+         * systemd, and needs the signals the master blocked. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1)
+            _exit(1);
+        g_unsetenv("NOTIFY_SOCKET");
+        for (guint i = 0; i < m->count; i++) {
+            if (m->workers[i].ready_fd >= 0)
+                close(m->workers[i].ready_fd);
+        }
+        close(pipefd[0]);
+        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+        _exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->data));
+    }
+    close(pipefd[1]);
+    w->pid = pid;
+    w->ready_fd = pipefd[0];
+    w->ready = false;
+}
+
+/* Once every worker listens for the first time: the port file, the log
+ * line and READY=1 (through @on_ready). */
+static void
+check_all_ready(SgMaster *m)
+{
+    if (m->all_ready_once)
+        return;
+    for (guint i = 0; i < m->count; i++) {
+        if (!m->workers[i].ready)
+            return;
+    }
+    m->all_ready_once = true;
+    m->on_ready(m->port, m->count, m->data);
+}
+
+static void
+on_ready_report(SgMaster *m, guint index)
+{
+    SgWorker *w = &m->workers[index];
+    char text[4] = "";
+    ssize_t n = read(w->ready_fd, text, sizeof(text) - 1);
+
+    /* EOF without "ok": the worker failed and is exiting; its exit status
+     * tells the rest (on_child_exit). */
+    close(w->ready_fd);
+    w->ready_fd = -1;
+    if (n != 3 || strcmp(text, "ok\n") != 0)
+        return;
+    w->ready = true;
+    if (m->all_ready_once)
+        g_message("worker %u restarted (pid %d)", index, (int)w->pid);
+    check_all_ready(m);
+}
+
+static void
+stop_workers(SgMaster *m, int sig)
+{
+    for (guint i = 0; i < m->count; i++) {
+        if (m->workers[i].pid > 0)
+            kill(m->workers[i].pid, sig);
+    }
+}
+
+static guint
+count_running(const SgMaster *m)
+{
+    guint n = 0;
+
+    for (guint i = 0; i < m->count; i++)
+        n += m->workers[i].pid > 0;
+    return n;
+}
+
+static void
+begin_stop(SgMaster *m)
+{
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    m->kill_at_us = g_get_monotonic_time() + SG_WORKER_STOP_GRACE_MS * 1000;
+    stop_workers(m, SIGTERM);
+}
+
+static void
+on_child_exit(SgMaster *m, pid_t pid, int wstatus)
+{
+    g_autofree char *how = NULL;
+    guint index;
+
+    for (index = 0; index < m->count; index++) {
+        if (m->workers[index].pid == pid)
+            break;
+    }
+    if (index == m->count)
+        return;
+    m->workers[index].pid = 0;
+    if (m->workers[index].ready_fd >= 0) {
+        close(m->workers[index].ready_fd);
+        m->workers[index].ready_fd = -1;
+    }
+    if (m->stopping)
+        return;
+    how = WIFSIGNALED(wstatus) ? g_strdup_printf("killed by signal %d", WTERMSIG(wstatus))
+                               : g_strdup_printf("exited with status %d", WEXITSTATUS(wstatus));
+    if (!m->workers[index].ready && !m->all_ready_once) {
+        /* It said why on stderr already; stop the others and fail alike. */
+        m->start_failure = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0
+                               ? WEXITSTATUS(wstatus)
+                               : 1;
+        begin_stop(m);
+        return;
+    }
+    g_warning("worker %u (pid %d) %s; restarting it in %d ms; its sessions were lost", index,
+              (int)pid, how, SG_WORKER_RESTART_DELAY_MS);
+    m->workers[index].ready = false;
+    m->workers[index].restart_at_us =
+        g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
+}
+
+static void
+on_signal(SgMaster *m, const struct signalfd_siginfo *si)
+{
+    switch (si->ssi_signo) {
+    case SIGCHLD: {
+        int wstatus;
+        pid_t pid;
+
+        while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0)
+            on_child_exit(m, pid, wstatus);
+        break;
+    }
+    case SIGHUP:
+        g_message("reload: passing SIGHUP to %u worker(s)", count_running(m));
+        sg_notify_systemd("RELOADING=1");
+        stop_workers(m, SIGHUP);
+        sg_notify_systemd("READY=1");
+        break;
+    case SIGTERM:
+    case SIGINT:
+        if (!m->stopping) {
+            g_message("stopping: %u worker(s)", count_running(m));
+            sg_notify_systemd("STOPPING=1");
+        }
+        begin_stop(m);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Milliseconds until the next restart or kill deadline, or -1. */
+static int
+next_timeout_ms(const SgMaster *m)
+{
+    gint64 now = g_get_monotonic_time(), next = G_MAXINT64;
+
+    if (m->stopping)
+        next = m->kill_at_us;
+    else {
+        for (guint i = 0; i < m->count; i++) {
+            if (m->workers[i].restart_at_us > 0)
+                next = MIN(next, m->workers[i].restart_at_us);
+        }
+    }
+    if (next == G_MAXINT64)
+        return -1;
+    return next <= now ? 0 : (int)MIN((next - now + 999) / 1000, G_MAXINT);
+}
+
+static void
+on_timeout(SgMaster *m)
+{
+    gint64 now = g_get_monotonic_time();
+
+    if (m->stopping) {
+        if (now >= m->kill_at_us && count_running(m) > 0) {
+            g_warning("%u worker(s) did not stop in time; killing them", count_running(m));
+            stop_workers(m, SIGKILL);
+            m->kill_at_us = G_MAXINT64;
+        }
+        return;
+    }
+    for (guint i = 0; i < m->count; i++) {
+        if (m->workers[i].restart_at_us > 0 && now >= m->workers[i].restart_at_us)
+            start_worker(m, i);
+    }
+}
+
+int
+sg_workers_run(const char *host, guint port, guint count, SgWorkerMain worker_main,
+               SgWorkersReady on_ready, gpointer data)
+{
+    SgMaster m = {
+        .count = count, .start_failure = -1,
+        .worker_main = worker_main, .on_ready = on_ready, .data = data,
+    };
+    g_autoptr(GError) error = NULL;
+    sigset_t mask;
+    int sfd;
+
+    g_return_val_if_fail(count > 0 && count <= SG_WORKERS_MAX, 1);
+    m.listen_fd = open_listen_socket(host, port, &m.port, &error);
+    if (m.listen_fd < 0) {
+        fprintf(stderr, "spicegate: %s\n", error->message);
+        return 1;
+    }
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, &m.old_mask);
+    sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        fprintf(stderr, "spicegate: signalfd: %s\n", g_strerror(errno));
+        sigprocmask(SIG_SETMASK, &m.old_mask, NULL);
+        close(m.listen_fd);
+        return 1;
+    }
+    m.workers = g_new0(SgWorker, count);
+    for (guint i = 0; i < count; i++)
+        m.workers[i].ready_fd = -1;
+    for (guint i = 0; i < count; i++)
+        start_worker(&m, i);
+
+    while (!(m.stopping && count_running(&m) == 0)) {
+        struct pollfd pfds[1 + SG_WORKERS_MAX];
+        guint owner[1 + SG_WORKERS_MAX];
+        nfds_t n = 0;
+        int rc;
+
+        pfds[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+        for (guint i = 0; i < count; i++) {
+            if (m.workers[i].ready_fd >= 0) {
+                owner[n] = i;
+                pfds[n++] = (struct pollfd){ .fd = m.workers[i].ready_fd, .events = POLLIN };
+            }
+        }
+        rc = poll(pfds, n, next_timeout_ms(&m));
+        if (rc < 0 && errno != EINTR) {
+            g_warning("poll: %s", g_strerror(errno));
+            begin_stop(&m);
+            continue;
+        }
+        if (rc <= 0) {
+            on_timeout(&m);
+            continue;
+        }
+        for (nfds_t i = 1; i < n; i++) {
+            if (pfds[i].revents != 0 && m.workers[owner[i]].ready_fd == pfds[i].fd)
+                on_ready_report(&m, owner[i]);
+        }
+        if (pfds[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+
+            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                on_signal(&m, &si);
+        }
+        on_timeout(&m);
+    }
+    close(sfd);
+    close(m.listen_fd);
+    g_free(m.workers);
+    sigprocmask(SIG_SETMASK, &m.old_mask, NULL);
+    return m.start_failure >= 0 ? m.start_failure : 0;
+}

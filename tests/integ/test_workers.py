@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Several worker processes on one port ([server] workers / --workers): each
+worker serves on its own, signals sent to the master reach every worker, a
+worker that dies is restarted, SIGTERM stops them all, and start-up errors
+give the same exit status as with one process."""
+
+import os
+import re
+import signal
+import socket
+
+from harness import (
+    CHANNEL_MAIN, IntegTestCase, link_message, poll_until, random_token, run_spicegate,
+    SPICE_HTML5,
+)
+
+
+def children(pid):
+    """The PIDs whose parent is @pid (the workers of a master)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after it.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(entry))
+    return sorted(kids)
+
+
+def gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+class Workers(IntegTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.peer = self.echo_peer()
+        self.token = random_token()
+        self.sg = self.start_spicegate({self.token: self.peer.target},
+                                       extra_args=["--workers", "2"])
+        poll_until(lambda: len(children(self.sg.pid)) == 2, "two workers")
+        self.workers = children(self.sg.pid)
+
+    def relays(self, token=None):
+        """A fresh session echoes its link message (True), or is closed."""
+        ws = self.sg.ws(token=token or self.token)
+        try:
+            msg = link_message(CHANNEL_MAIN)
+            ws.send_binary(msg)
+            return ws.recv_exact(len(msg)) == msg
+        finally:
+            ws.close()
+
+    def test_each_worker_serves_alone(self):
+        self.assertIn("listening on port %d (http/ws, 2 workers)" % self.sg.port, self.sg.log())
+        # With one worker stopped, the other takes every connection; then
+        # the other way round. Session ids stay unique across the workers.
+        for stopped in self.workers:
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                for _ in range(3):
+                    self.assertTrue(self.relays())
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+        ids = [int(i) for i in re.findall(r"\[s:(\d+)\] open ", self.sg.log())]
+        self.assertEqual(len(ids), 6)
+        self.assertEqual(len(set(ids)), 6, "session ids repeat: %r" % ids)
+        self.assertEqual({i % 2 for i in ids}, {0, 1}, "one worker served everything")
+
+    def test_sighup_reaches_every_worker(self):
+        new = random_token()
+        self.sg.write_tokens({self.token: self.peer.target, new: self.peer.target})
+        os.kill(self.sg.pid, signal.SIGHUP)
+        self.sg.wait_log(r"tokens: 2 loaded", count=2)
+        for stopped in self.workers:
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                self.assertTrue(self.relays(new))
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+
+    def test_dead_worker_is_restarted(self):
+        victim = self.workers[0]
+        os.kill(victim, signal.SIGKILL)
+        self.sg.wait_log(r"worker 0 \(pid %d\) killed by signal 9; restarting" % victim)
+        self.sg.wait_log(r"worker 0 restarted")
+        poll_until(lambda: len(children(self.sg.pid)) == 2
+                   and victim not in children(self.sg.pid), "a new worker 0")
+        self.assertIn(self.workers[1], children(self.sg.pid))
+        for _ in range(4):
+            self.assertTrue(self.relays())
+
+    def test_sigterm_stops_every_worker(self):
+        ws = self.sg.ws(token=self.token)
+        msg = link_message(CHANNEL_MAIN)
+        ws.send_binary(msg)
+        self.assertEqual(ws.recv_exact(len(msg)), msg)
+        os.kill(self.sg.pid, signal.SIGTERM)
+        code, _, _ = ws.wait_close()
+        self.assertEqual(code, 1001)
+        self.assertEqual(self.sg.proc.wait(20), 0)
+        for pid in self.workers:
+            self.assertTrue(gone(pid), "worker %d outlived the master" % pid)
+
+
+class WorkersStartup(IntegTestCase):
+
+    def test_port_in_use_is_exit_1(self):
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        tokens = os.path.join(self.tmp, "tokens")
+        with open(tokens, "w") as f:
+            f.write("")
+        status, _, err = run_spicegate(["--workers", "2", "--token-file", tokens,
+                                        "--web", SPICE_HTML5,
+                                        "--listen", "127.0.0.1:%d" % taken.getsockname()[1]])
+        self.assertEqual(status, 1, err)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % taken.getsockname()[1], err)
+
+    def test_bad_token_file_is_exit_2_before_any_worker(self):
+        status, _, err = run_spicegate(["--workers", "2", "--listen", "127.0.0.1:0",
+                                        "--web", SPICE_HTML5,
+                                        "--token-file", os.path.join(self.tmp, "absent")])
+        self.assertEqual(status, 2, err)
+        self.assertIn("[tokens] file", err)
+
+    def test_bad_worker_count_is_exit_2(self):
+        for value in ("0", "65", "many"):
+            status, _, err = run_spicegate(["--workers", value, "--listen", "127.0.0.1:0"])
+            self.assertEqual(status, 2, err)
+            self.assertIn("--workers", err)
+
+    def test_auto_and_dual_stack(self):
+        sg = self.start_spicegate({}, extra_args=["--workers", "auto"], listen="0.0.0.0:0")
+        poll_until(lambda: len(children(sg.pid)) == (os.cpu_count() or 1)
+                   or (os.cpu_count() or 1) == 1, "one worker per CPU")
+        self.assertEqual(sg.get("/healthz")[0], 200)
+        if socket.has_ipv6 and os.path.exists("/proc/net/tcp6"):
+            self.assertEqual(sg.get("/healthz", host="::1")[0], 200)
