@@ -34,9 +34,9 @@
 
 /* lws hands us websocket payload in chunks of at most this size; session.c
  * sizes its flow-control headroom to match (SG_WS_RX_CHUNK_BYTES). */
-#define SG_WS_RX_BUFFER_BYTES (16 * 1024)
+#define SG_WS_RX_BUFFER_BYTES SG_SESSION_RX_CHUNK_BYTES
 /* See pt_serv_buf_size below; shared by every connection of the thread. */
-#define SG_PT_SERV_BUF_BYTES (64 * 1024)
+#define SG_PT_SERV_BUF_BYTES (SG_SESSION_RX_CHUNK_BYTES + 4096)
 /* How long shutdown waits for sessions to send their close frames. */
 #define SG_SHUTDOWN_GRACE_MS 3000
 /* All request headers together: browsers send every cookie of the domain,

@@ -47,8 +47,8 @@
 /* Toward the SPICE server. We stop reading the websocket when less than
  * one lws receive chunk (SG_WS_RX_CHUNK_BYTES, listener.c) would fit, so
  * the buffer never has to refuse bytes lws already handed us. */
-#define SG_UP_BUF_BYTES (64 * 1024)
-#define SG_WS_RX_CHUNK_BYTES (16 * 1024)
+#define SG_UP_BUF_BYTES (4 * SG_WS_RX_CHUNK_BYTES)
+#define SG_WS_RX_CHUNK_BYTES SG_SESSION_RX_CHUNK_BYTES
 /* Resume reading the websocket once the SPICE server has taken this much. */
 #define SG_UP_RESUME_BYTES (SG_UP_BUF_BYTES / 2)
 

@@ -29,6 +29,12 @@ struct lws;
  * nothing. */
 #define SG_SESSION_DOWN_MESSAGE_BYTES (256 * 1024)
 
+/* lws hands us websocket payload in chunks of at most this size (the
+ * protocol's rx_buffer_size, listener.c), and reads the socket in reads of
+ * this size: one recv() and one RECEIVE callback per chunk, so larger
+ * chunks mean fewer loop turns per MB uploaded. */
+#define SG_SESSION_RX_CHUNK_BYTES (64 * 1024)
+
 /* Session ids (the "[s:N]" of log lines) in a worker of several: @index,
  * @index + @count, ... so that ids stay unique across the workers. */
 void sg_session_set_id_space(guint index, guint count);
