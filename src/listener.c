@@ -361,6 +361,22 @@ on_shutdown_complete(gpointer data)
 
 /* --- the one protocol ------------------------------------------------------------ */
 
+/* GLib blocks a source while it dispatches it, unless it may recurse:
+ * blocking removes its descriptor from the poll set and unblocking puts it
+ * back, and GLib 2.74 wakes its own loop (an eventfd write) for each, so
+ * every websocket event cost two writes, a read and an extra poll(). lws
+ * runs no nested loop from its callbacks, so its per-connection source
+ * (the one dispatching us now) may recurse. Measured: ~7 fewer system calls
+ * per 64-byte round trip. */
+static void
+let_lws_source_recurse(void)
+{
+    GSource *source = g_main_current_source();
+
+    if (source != NULL)
+        g_source_set_can_recurse(source, TRUE);
+}
+
 static int
 on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
              size_t len)
@@ -380,6 +396,7 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         return lws_http_transaction_completed(wsi) ? -1 : 0;
 
     case LWS_CALLBACK_ESTABLISHED:
+        let_lws_source_recurse();
         admit(listener, wsi, conn);
         return 0;
 

@@ -42,6 +42,11 @@
 #include "token.h"
 #include "upstream.h"
 
+/* Splicing costs a system call more than copying (socket -> pipe, header,
+ * pipe -> socket against recv + send), which only pays off for large
+ * reads: a read at least this large makes the next one a splice, a splice
+ * smaller than this makes the next one a copy. */
+#define SG_SPLICE_MIN_BYTES (32 * 1024)
 /* SG_SESSION_DOWN_MESSAGE_BYTES (session.h) toward the browser. */
 #define SG_DOWN_BUF_BYTES SG_SESSION_DOWN_MESSAGE_BYTES
 /* Toward the SPICE server. We stop reading the websocket when less than
@@ -101,6 +106,7 @@ struct SgSession {
     SgBuf *ubuf;                  /* browser -> SPICE server */
     SgPipe *dpipe;                /* zero-copy: the message in flight, or NULL */
     bool zero_copy;               /* plain websocket: splice toward the browser */
+    bool splice_next;             /* the last read was large: splice the next one */
     bool link_ok;
     bool rx_paused;               /* websocket reads stopped for flow control */
     bool opened;                  /* the "open" line was logged */
@@ -480,7 +486,10 @@ splice_upstream(SgSession *sess)
      * message have to go through lws (send_spliced()). */
     n = sg_pipe_fill(sess->dpipe, sg_upstream_get_fd(sess->up), SG_DOWN_BUF_BYTES - 16);
     if (n > 0) {
-        bool ok = send_spliced(sess);
+        bool ok;
+
+        sess->splice_next = n >= SG_SPLICE_MIN_BYTES;
+        ok = send_spliced(sess);
 
         g_clear_pointer(&sess->dpipe, sg_pipe_put);
         if (!ok)
@@ -505,13 +514,14 @@ read_upstream(SgSession *sess)
 
     if (!down_drained(sess))
         return;
-    if (sess->zero_copy) {
+    if (sess->zero_copy && sess->splice_next) {
         splice_upstream(sess);
         return;
     }
     dst = sg_buf_reserve(sess->dbuf, &avail);
     n = recv(fd, dst, avail, 0);
     if (n > 0) {
+        sess->splice_next = sess->zero_copy && n >= SG_SPLICE_MIN_BYTES;
         sg_buf_commit(sess->dbuf, (gsize)n);
         if (!flush_down(sess))
             close_with(sess, SG_CLOSE_CLIENT_CLOSED, "websocket write failed");
