@@ -65,6 +65,7 @@ struct SgListener {
 /* Per-connection storage lws allocates for us. */
 typedef struct {
     SgSession *sess;
+    bool source_recurses;         /* let_lws_source_recurse() done on a RECEIVE */
 } SgConnData;
 
 static const char security_headers[] =
@@ -401,6 +402,12 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         return 0;
 
     case LWS_CALLBACK_RECEIVE:
+        /* Again from the first frame, in case ESTABLISHED came from
+         * another of lws' sources (its idle source, say). */
+        if (!conn->source_recurses) {
+            let_lws_source_recurse();
+            conn->source_recurses = true;
+        }
         if (conn->sess != NULL)
             sg_session_on_receive(conn->sess, in, len, lws_frame_is_binary(wsi));
         return 0;

@@ -110,6 +110,8 @@ struct SgSession {
     SgPipe *dpipe;                /* zero-copy: the message in flight, or NULL */
     bool zero_copy;               /* plain websocket: splice toward the browser */
     bool splice_next;             /* the last read was large: splice the next one */
+    GList flush_link;             /* in flush_queue while an upload waits */
+    bool flush_queued;
     bool link_ok;
     bool rx_paused;               /* websocket reads stopped for flow control */
     bool opened;                  /* the "open" line was logged */
@@ -623,6 +625,81 @@ check_link(SgSession *sess)
     }
 }
 
+/* Uploads: lws parses one read of the websocket into several RECEIVE
+ * callbacks, one per frame. Large chunks are queued and sent once per
+ * loop turn, in one send(), by this single source: it is ready only while
+ * sessions wait in flush_queue, and runs ahead of lws' sources (priority),
+ * so before lws reads again. One source for all sessions, so the loop's
+ * per-turn walk over its sources does not grow with them; and no poll-set
+ * change, which on GLib's loop would cost a wakeup. */
+static GSource *flush_source;
+static GQueue flush_queue = G_QUEUE_INIT;
+
+static gboolean
+flush_prepare(GSource *source, gint *timeout)
+{
+    (void)source;
+    *timeout = -1;
+    return flush_queue.length > 0;
+}
+
+static gboolean
+flush_check(GSource *source)
+{
+    (void)source;
+    return flush_queue.length > 0;
+}
+
+static gboolean
+flush_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+    GList *link;
+
+    (void)source;
+    (void)callback;
+    (void)data;
+    while ((link = g_queue_pop_head_link(&flush_queue)) != NULL) {
+        SgSession *sess = link->data;
+
+        sess->flush_queued = false;
+        pump_upstream(sess);
+        update_interest(sess);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs flush_funcs = {
+    .prepare = flush_prepare,
+    .check = flush_check,
+    .dispatch = flush_dispatch,
+};
+
+static void
+queue_flush(SgSession *sess)
+{
+    if (sess->flush_queued)
+        return;
+    if (flush_source == NULL) {
+        flush_source = g_source_new(&flush_funcs, sizeof(GSource));
+        g_source_set_static_name(flush_source, "spicegate upload flush");
+        g_source_set_priority(flush_source, G_PRIORITY_DEFAULT - 1);
+        g_source_set_can_recurse(flush_source, TRUE);
+        g_source_attach(flush_source, NULL);
+    }
+    sess->flush_link.data = sess;
+    g_queue_push_tail_link(&flush_queue, &sess->flush_link);
+    sess->flush_queued = true;
+}
+
+static void
+unqueue_flush(SgSession *sess)
+{
+    if (!sess->flush_queued)
+        return;
+    g_queue_unlink(&flush_queue, &sess->flush_link);
+    sess->flush_queued = false;
+}
+
 void
 sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary)
 {
@@ -638,8 +715,8 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
     /* Small chunks (input events, acks) go straight from lws' buffer to the
      * SPICE server when nothing is queued: no copy, no wait. Large ones
      * (uploads) are queued and sent once lws has handed us everything it
-     * read, on the next loop turn: one send() per read of the websocket
-     * instead of one per frame, which halved the system calls per MB. */
+     * read (queue_flush()): one send() per read of the websocket instead
+     * of one per frame. */
     batch = len >= SG_UP_BATCH_MIN_BYTES;
     if (!batch && sess->link_ok && sess->state == SG_SESSION_RELAYING && sess->up != NULL &&
         sg_buf_is_empty(sess->ubuf)) {
@@ -671,8 +748,11 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
         sess->rx_paused = true;
         lws_rx_flow_control(sess->ws, 0);
     }
-    if (!batch)
-        pump_upstream(sess);
+    if (batch && sess->link_ok && sess->state == SG_SESSION_RELAYING && sess->up != NULL) {
+        queue_flush(sess);
+        return;
+    }
+    pump_upstream(sess);
     update_interest(sess);
 }
 
@@ -728,6 +808,7 @@ sg_session_free(SgSession *sess)
     g_clear_pointer(&sess->up, sg_upstream_free);
     g_clear_handle_id(&sess->link_timer, g_source_remove);
     g_clear_handle_id(&sess->expiry_timer, g_source_remove);
+    unqueue_flush(sess);
     sg_buf_free(sess->dbuf);
     sg_buf_free(sess->ubuf);
     sg_pipe_put(sess->dpipe);
