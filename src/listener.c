@@ -60,7 +60,6 @@ struct SgListener {
     guint shutdown_timer;
     int listen_fd;                /* shared by the workers (workers.c), or -1 */
     guint accept_watch;
-    GMainContext *loop_context;   /* whose poll function we replaced */
 };
 
 /* Per-connection storage lws allocates for us. */
@@ -361,34 +360,6 @@ on_shutdown_complete(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* --- polling -------------------------------------------------------------------- */
-
-/* lws' GLib plugin attaches an idle source after every socket event it
- * services (it runs lws' timers and buffered input from there). A ready
- * idle source makes GLib poll with a zero timeout before it dispatches it,
- * so every message from a browser cost one poll() that found nothing and
- * then the real, blocking one. We skip a zero-timeout poll that directly
- * follows a real poll: the descriptors were polled a moment ago, and one
- * that became ready since is still ready at the next poll (poll() is
- * level-triggered), which comes straight after the idle source has run.
- * Never two in a row, so a source that stays ready cannot keep the sockets
- * from being polled. Measured: 6 system calls per 64-byte round trip
- * instead of 7; 6 is the minimum for a relay (wait, read, write each way). */
-static bool skipped_last_poll;
-
-static gint
-poll_skipping_repeats(GPollFD *fds, guint nfds, gint timeout_ms)
-{
-    if (timeout_ms == 0 && !skipped_last_poll) {
-        skipped_last_poll = true;
-        for (guint i = 0; i < nfds; i++)
-            fds[i].revents = 0;
-        return 0;
-    }
-    skipped_last_poll = false;
-    return g_poll(fds, nfds, timeout_ms);
-}
-
 /* --- the one protocol ------------------------------------------------------------ */
 
 /* GLib blocks a source while it dispatches it, unless it may recurse:
@@ -558,8 +529,6 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
         return NULL;
     }
     listener->vhost = lws_get_vhost_by_name(listener->context, "spicegate");
-    g_main_context_set_poll_func(g_main_loop_get_context(loop), poll_skipping_repeats);
-    listener->loop_context = g_main_context_ref(g_main_loop_get_context(loop));
     if (listen_fd >= 0)
         listener->accept_watch = g_unix_fd_add(listen_fd, G_IO_IN, on_listen_ready, listener);
     return listener;
@@ -613,10 +582,6 @@ sg_listener_free(SgListener *listener)
     /* Destroying the context closes every wsi; their CLOSED callbacks free
      * the sessions, which still need the registry. */
     g_clear_pointer(&listener->context, lws_context_destroy);
-    if (listener->loop_context != NULL) {
-        g_main_context_set_poll_func(listener->loop_context, NULL);
-        g_main_context_unref(listener->loop_context);
-    }
     g_clear_pointer(&listener->sessions, g_hash_table_unref);
     g_clear_pointer(&listener->web, sg_web_free);
     g_free(listener);
