@@ -83,40 +83,51 @@ decode_token(const char *s, gsize len, bool plus_is_space)
     return percent_decode(s, len, plus_is_space, SG_TOKEN_MAX_BYTES);
 }
 
-/* The last `token` parameter decides, even when its value is empty or bad:
- * a client that sends two tokens meant the last one, and falling back to an
- * earlier one would open a console nobody asked for last. */
+/* Nova's rule (Python's parse_qs, whose blank values are dropped): the last
+ * `token` argument with a non-empty value decides. An over-long value
+ * decides too, as a refusal: falling back to an earlier token would open a
+ * console nobody asked for last. */
+char *
+sg_admission_token_from_args(const char *const *args)
+{
+    const char *value = NULL;
+
+    for (gsize i = 0; args != NULL && args[i] != NULL; i++) {
+        const char *arg = args[i];
+
+        if (g_str_has_prefix(arg, "token=") && arg[sizeof("token=") - 1] != '\0')
+            value = arg + sizeof("token=") - 1;
+    }
+    if (value == NULL || strlen(value) > SG_TOKEN_MAX_BYTES)
+        return NULL;
+    return g_strdup(value);
+}
+
+/* Splits @query the way libwebsockets 4.1 does before the application sees
+ * it (at '&' and ';', '+' as a space, then percent-decoding), so that the
+ * tests and fuzzers drive sg_admission_token_from_args() with exactly what
+ * production hands it. lws refuses the whole request for a bad escape or a
+ * decoded NUL; so does this. */
 char *
 sg_admission_token_from_query(const char *query)
 {
-    const char *value = NULL;
-    gsize value_len = 0;
-    bool found = false;
-    const char *p = query;
+    g_auto(GStrv) parts = NULL;
+    g_autoptr(GPtrArray) args = NULL;
 
     if (query == NULL)
         return NULL;
-    while (*p != '\0') {
-        const char *end = strchr(p, '&');
-        const char *eq;
-        g_autofree char *name = NULL;
+    parts = g_strsplit_set(query, "&;", -1);
+    args = g_ptr_array_new_with_free_func(g_free);
+    for (char **part = parts; *part != NULL; part++) {
+        /* Decoding never lengthens: the input's length is no cap at all. */
+        char *arg = percent_decode(*part, strlen(*part), true, strlen(*part));
 
-        if (end == NULL)
-            end = p + strlen(p);
-        eq = memchr(p, '=', (gsize)(end - p));
-        name = percent_decode(p, (gsize)((eq != NULL ? eq : end) - p), true, NAME_MAX_BYTES);
-        if (name != NULL && strcmp(name, "token") == 0) {
-            found = true;
-            value = eq != NULL ? eq + 1 : end;
-            value_len = (gsize)(end - value);
-        }
-        if (*end == '\0')
-            break;
-        p = end + 1;
+        if (arg == NULL)
+            return NULL;
+        g_ptr_array_add(args, arg);
     }
-    if (!found)
-        return NULL;
-    return decode_token(value, value_len, true);
+    g_ptr_array_add(args, NULL);
+    return sg_admission_token_from_args((const char *const *)args->pdata);
 }
 
 /* RFC 6265 cookie-octet: visible ASCII except DQUOTE, comma, semicolon

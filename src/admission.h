@@ -16,9 +16,18 @@
 /* 512: Nova tokens are 36-character UUIDs; anything this long is not one. */
 #define SG_TOKEN_MAX_BYTES 512
 
-/* The value of the last `token` parameter in the query string @query (no
- * leading '?'), percent-decoded ('+' is a space), or NULL when absent or
- * empty. Returns a newly allocated string. */
+/* The console token among a request's query arguments as libwebsockets
+ * hands them over (split at '&' and ';', '+' made a space, percent-decoded:
+ * "name=value" each), NULL-terminated: the value of the last `token`
+ * argument whose value is not empty, as Nova's parse_qs() picks it. NULL
+ * when there is none, or when that value is longer than
+ * SG_TOKEN_MAX_BYTES. Newly allocated. This is the parser listener.c uses. */
+char *sg_admission_token_from_args(const char *const *args);
+
+/* The same for a raw query string @query (no leading '?'): split and
+ * decoded exactly as libwebsockets does, then sg_admission_token_from_args().
+ * NULL also where lws would refuse the request (a bad escape, an encoded
+ * NUL). For tests, fuzzers and callers that hold the raw query. */
 char *sg_admission_token_from_query(const char *query);
 
 /* The value of the last well-formed `token` cookie in the Cookie header

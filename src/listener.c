@@ -25,6 +25,7 @@
 
 #include "admission.h"
 #include "compat.h"
+#include "http_response.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -64,14 +65,10 @@ struct SgListener {
 
 /* Per-connection storage lws allocates for us. */
 typedef struct {
+    SgHttpFile file;              /* a static file being sent */
     SgSession *sess;
     bool source_recurses;         /* let_lws_source_recurse() done on a RECEIVE */
 } SgConnData;
-
-static const char security_headers[] =
-    "X-Content-Type-Options: nosniff\r\n"
-    "Referrer-Policy: no-referrer\r\n"
-    "Cache-Control: no-cache\r\n";
 
 /* A header's value as a new string, or NULL when absent or too long. */
 static char *
@@ -138,44 +135,6 @@ describe_peer(struct lws *wsi)
 
 /* --- HTTP ------------------------------------------------------------------ */
 
-/* Writes a short plain-text answer: headers and body. Returns -1 when the
- * connection is broken, else 0. */
-static int
-send_text(struct lws *wsi, unsigned int status, const char *body)
-{
-    guint8 buf[LWS_PRE + 1024];
-    guint8 *start = &buf[LWS_PRE];
-    guint8 *p = start;
-    guint8 *end = &buf[sizeof(buf) - 1];
-    size_t len = strlen(body);
-    g_autofree guint8 *out = NULL;
-
-    if (lws_add_http_common_headers(wsi, status, "text/plain; charset=utf-8", len, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const guint8 *)"x-content-type-options:",
-                                    (const guint8 *)"nosniff", 7, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const guint8 *)"cache-control:",
-                                    (const guint8 *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) <= 0 && len > 0) {
-        out = g_malloc(LWS_PRE + len);
-        memcpy(out + LWS_PRE, body, len);
-        if (lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
-            return -1;
-    }
-    return 0;
-}
-
-/* A short plain-text answer that ends the HTTP transaction; returns what
- * the lws HTTP callback must return. */
-static int
-respond_text(struct lws *wsi, unsigned int status, const char *body)
-{
-    if (send_text(wsi, status, body) < 0)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
 /* The upgrade request itself must be a websocket handshake spice-html5
  * could have sent: a key, version 13, and "binary" among the offered
  * subprotocols if any are offered. Anything else gets a 400 here, before
@@ -204,30 +163,29 @@ confirm_upgrade(struct lws *wsi, const char *upgrade)
 
         g_message("refused upgrade from %s: %.*s", peer, (int)strcspn(why, "\n"), why);
     }
-    return send_text(wsi, HTTP_STATUS_BAD_REQUEST, why) < 0 ? -1 : 1;
+    return sg_http_send_text(wsi, HTTP_STATUS_BAD_REQUEST, why) < 0 ? -1 : 1;
 }
 
 static int
-serve_http(SgListener *listener, struct lws *wsi, const char *uri)
+serve_http(SgListener *listener, struct lws *wsi, SgConnData *conn, const char *uri)
 {
     g_autofree char *relpath = NULL;
     g_autofree char *file = NULL;
     g_autofree char *peer = NULL;
     bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
     bool is_head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
-    int n;
 
     if (!is_get && !is_head)
-        return respond_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n");
+        return sg_http_respond_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n");
     if (listener->shutting_down)
-        return respond_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n");
+        return sg_http_respond_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n");
     /* lws decodes %00 into the path it hands us, which then ends early:
      * a stored URI longer than the string we got means an embedded NUL. */
     if ((int)strlen(uri) != lws_hdr_total_length(wsi, is_get ? WSI_TOKEN_GET_URI
                                                               : WSI_TOKEN_HEAD_URI))
-        return respond_text(wsi, HTTP_STATUS_BAD_REQUEST, "bad request\n");
+        return sg_http_respond_text(wsi, HTTP_STATUS_BAD_REQUEST, "bad request\n");
     if (g_str_equal(uri, "/healthz"))
-        return respond_text(wsi, HTTP_STATUS_OK, "ok\n");
+        return sg_http_respond_text(wsi, HTTP_STATUS_OK, "ok\n");
 
     switch (sg_web_normalise_path(uri, &relpath)) {
     case SG_WEB_PATH_OK:
@@ -235,42 +193,49 @@ serve_http(SgListener *listener, struct lws *wsi, const char *uri)
     case SG_WEB_PATH_BAD_REQUEST:
         peer = describe_peer(wsi);
         g_debug("http 400 for %s: bad path", peer);
-        return respond_text(wsi, HTTP_STATUS_BAD_REQUEST, "bad request\n");
+        return sg_http_respond_text(wsi, HTTP_STATUS_BAD_REQUEST, "bad request\n");
     case SG_WEB_PATH_FORBIDDEN:
     default:
-        return respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
+        return sg_http_respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
     }
     file = sg_web_resolve(listener->web, relpath);
     if (file == NULL)
-        return respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
+        return sg_http_respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
 
-    n = lws_serve_http_file(wsi, file, sg_web_mime_type(file), security_headers,
-                            (int)strlen(security_headers));
-    if (n < 0)
-        return -1;
-    if (n > 0)
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
-    return 0;
+    return sg_http_respond_file(wsi, &conn->file, file, sg_web_mime_type(file));
 }
 
 /* --- websocket admission ------------------------------------------------------ */
 
-/* The last `token=` URL argument. lws has already split the query at '&'
- * and percent-decoded each argument, so they are used as they are. */
+/* The console token from the URL's query arguments, through the one
+ * tested parser. lws has already split the query and percent-decoded each
+ * argument; each is copied whole (no fixed buffer that a long argument
+ * could overflow into hiding a later `token=`). */
 static char *
 token_from_url_args(struct lws *wsi)
 {
-    char buf[SG_TOKEN_MAX_BYTES + 16];
-    char *found = NULL;
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+    char *token;
 
-    for (int i = 0; lws_hdr_copy_fragment(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS,
-                                          i) > 0; i++) {
-        if (g_str_has_prefix(buf, "token=") && buf[6] != '\0') {
-            g_free(found);
-            found = g_strdup(buf + 6);
+    for (int i = 0;; i++) {
+        int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        char *arg;
+
+        if (len <= 0)
+            break;
+        arg = g_malloc(len + 1);
+        if (lws_hdr_copy_fragment(wsi, arg, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            g_free(arg);
+            break;
         }
+        g_ptr_array_add(args, arg);
     }
-    return found;
+    g_ptr_array_add(args, NULL);
+    token = sg_admission_token_from_args((const char *const *)args->pdata);
+    /* The arguments held the token too. */
+    for (guint i = 0; i + 1 < args->len; i++)
+        explicit_bzero(args->pdata[i], strlen(args->pdata[i]));
+    return token;
 }
 
 static void
@@ -307,16 +272,19 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     if (token == NULL) {
         g_autofree char *cookie = copy_header(wsi, WSI_TOKEN_HTTP_COOKIE);
 
-        if (cookie != NULL)
+        if (cookie != NULL) {
             token = sg_admission_token_from_cookie(cookie);
+            explicit_bzero(cookie, strlen(cookie));
+        }
     }
-    if (token == NULL || strlen(token) > SG_TOKEN_MAX_BYTES) {
+    if (token == NULL) {
         sg_session_refuse(conn->sess, SG_CLOSE_NO_TOKEN, NULL);
     } else {
         sg_session_start(conn->sess, token);
+        /* A bearer secret: not left lying around in freed memory
+         * (explicit_bzero, unlike memset, is never optimised away). */
+        explicit_bzero(token, strlen(token));
     }
-    if (token != NULL)
-        memset(token, 0, strlen(token));   /* a bearer secret: do not leave it lying around */
 }
 
 /* A worker of several: the master's listening socket is shared by all
@@ -395,13 +363,22 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
-        return serve_http(listener, wsi, (const char *)in);
+        return serve_http(listener, wsi, conn, (const char *)in);
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (conn != NULL && conn->file.open)
+            return sg_http_file_on_writeable(wsi, &conn->file);
+        return 0;
+
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        /* The client left in the middle of a file. */
+        if (conn != NULL)
+            sg_http_file_close(&conn->file);
+        break;
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(wsi, (const char *)in);
-
-    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
 
     case LWS_CALLBACK_ESTABLISHED:
         let_lws_source_recurse();

@@ -112,6 +112,12 @@ sg_web_normalise_path(const char *uri_path, char **relpath)
             return SG_WEB_PATH_FORBIDDEN;
         g_ptr_array_add(kept, *seg);
     }
+    /* "/page.html/" names a directory, and the only directory we answer
+     * for is the root (its index.html): a file with a trailing slash is
+     * not that file. Relative links on such a page would resolve wrongly
+     * too. */
+    if (kept->len > 0 && g_str_has_suffix(decoded, "/"))
+        return SG_WEB_PATH_FORBIDDEN;
     g_ptr_array_add(kept, NULL);
     *relpath = g_strjoinv("/", (char **)kept->pdata);
     return SG_WEB_PATH_OK;

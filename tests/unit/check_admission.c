@@ -45,13 +45,15 @@ static const StringCase query_cases[] = {
     { "title=vm%201%28x%29&token=abc&port=6082", "abc" },
     { "token=one&token=two", "two" },
     { "token=one&title=t&token=two&x=y", "two" },
-    /* The last one decides, even when it is empty or broken. */
-    { "token=one&token=", NO },
-    { "token=one&token", NO },
-    { "token=one&token=%zz", NO },
+    /* Nova's parse_qs drops blank values: the last non-empty one decides. */
+    { "token=one&token=", "one" },
+    { "token=one&token", "one" },
     { "token=&token=two", "two" },
     { "token=", NO },
     { "token", NO },
+    /* A bad escape or an encoded NUL anywhere: lws refuses the request. */
+    { "token=one&token=%zz", NO },
+    { "title=a%00&token=abc", NO },
     { "token=a%2Bb", "a+b" },
     { "token=a+b", "a b" },
     { "token=%41%62%63", "Abc" },
@@ -74,8 +76,45 @@ static const StringCase query_cases[] = {
     { "title=token%3Dabc", NO },
     { "=abc", NO },
     { "?token=abc", NO },
-    { "token=a;b", "a;b" },
+    /* lws splits at ';' as well as '&'. */
+    { "token=a;b", "a" },
+    { "x=1;token=abc", "abc" },
 };
+
+/* --- token from the arguments as lws hands them over -------------------- */
+
+/* The production path: each argument already split and decoded. */
+START_TEST(test_admission_token_from_args)
+{
+    g_autofree char *long_arg = g_strnfill(600, 'x');
+    g_autofree char *long_title = g_strconcat("title=", long_arg, NULL);
+    const char *after_long[] = { long_title, "token=abc", NULL };
+    const char *empty_last[] = { "token=abc", "token=", NULL };
+    const char *decoded[] = { "token=a&b", "x=1", NULL };   /* "%26" decoded by lws */
+    const char *none[] = { "title=vm", "language=de", NULL };
+    const char *nothing[] = { NULL };
+    g_autofree char *too_long_value = g_strnfill(SG_TOKEN_MAX_BYTES + 1, 'a');
+    g_autofree char *too_long = g_strconcat("token=", too_long_value, NULL);
+    const char *long_last[] = { "token=abc", too_long, NULL };
+    g_autofree char *got = NULL;
+
+    /* An argument longer than any fixed buffer does not hide a later one. */
+    got = sg_admission_token_from_args(after_long);
+    ck_assert_str_eq(got, "abc");
+    g_clear_pointer(&got, g_free);
+    got = sg_admission_token_from_args(empty_last);
+    ck_assert_str_eq(got, "abc");
+    g_clear_pointer(&got, g_free);
+    got = sg_admission_token_from_args(decoded);
+    ck_assert_str_eq(got, "a&b");
+    g_clear_pointer(&got, g_free);
+    ck_assert_ptr_null(sg_admission_token_from_args(none));
+    ck_assert_ptr_null(sg_admission_token_from_args(nothing));
+    ck_assert_ptr_null(sg_admission_token_from_args(NULL));
+    /* The last non-empty one decides even when it is refused. */
+    ck_assert_ptr_null(sg_admission_token_from_args(long_last));
+}
+END_TEST
 
 START_TEST(test_admission_token_from_query)
 {
@@ -446,6 +485,7 @@ admission_suite(void)
     tcase_add_loop_test(tokens, test_admission_token_from_query, 0, G_N_ELEMENTS(query_cases));
     tcase_add_loop_test(tokens, test_admission_token_from_cookie, 0, G_N_ELEMENTS(cookie_cases));
     tcase_add_test(tokens, test_admission_token_length_limit);
+    tcase_add_test(tokens, test_admission_token_from_args);
     suite_add_tcase(s, tokens);
 
     tcase_set_timeout(subprotocol, 10);

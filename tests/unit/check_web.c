@@ -40,7 +40,6 @@ static const PathCase path_cases[] = {
     { "/./a", SG_WEB_PATH_OK, "a" },
     { "/.", SG_WEB_PATH_OK, "" },
     { "/%2e", SG_WEB_PATH_OK, "" },                          /* an encoded "." is still "." */
-    { "/foo/", SG_WEB_PATH_OK, "foo" },
     { "/a/b%20c", SG_WEB_PATH_OK, "a/b c" },
     { "/%41%62c", SG_WEB_PATH_OK, "Abc" },
     { "/a+b", SG_WEB_PATH_OK, "a+b" },                       /* '+' is not a space here */
@@ -70,6 +69,10 @@ static const PathCase path_cases[] = {
     { "/a\tb", SG_WEB_PATH_BAD_REQUEST, NULL },
     { "/a%7fb", SG_WEB_PATH_BAD_REQUEST, NULL },
     /* 404 */
+    { "/foo/", SG_WEB_PATH_FORBIDDEN, NULL },                /* no directories but the root */
+    { "/spice_auto.html/", SG_WEB_PATH_FORBIDDEN, NULL },    /* a file is not a directory */
+    { "/a/b.js//", SG_WEB_PATH_FORBIDDEN, NULL },
+    { "/a/./", SG_WEB_PATH_FORBIDDEN, NULL },
     { "/a/../b", SG_WEB_PATH_FORBIDDEN, NULL },
     { "/..", SG_WEB_PATH_FORBIDDEN, NULL },
     { "/../etc/passwd", SG_WEB_PATH_FORBIDDEN, NULL },
