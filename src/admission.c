@@ -100,6 +100,12 @@ sg_admission_token_from_args(const char *const *args)
     }
     if (value == NULL || strlen(value) > SG_TOKEN_MAX_BYTES)
         return NULL;
+    /* Tokens are printable (Nova's are UUIDs); a control byte is an
+     * encoding trick, not a token. */
+    for (const char *p = value; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return NULL;
+    }
     return g_strdup(value);
 }
 

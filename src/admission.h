@@ -21,7 +21,8 @@
  * "name=value" each), NULL-terminated: the value of the last `token`
  * argument whose value is not empty, as Nova's parse_qs() picks it. NULL
  * when there is none, or when that value is longer than
- * SG_TOKEN_MAX_BYTES. Newly allocated. This is the parser listener.c uses. */
+ * SG_TOKEN_MAX_BYTES or holds a control character. Newly allocated. This
+ * is the parser listener.c uses. */
 char *sg_admission_token_from_args(const char *const *args);
 
 /* The same for a raw query string @query (no leading '?'): split and

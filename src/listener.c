@@ -218,15 +218,21 @@ token_from_url_args(struct lws *wsi)
     char *token;
 
     for (int i = 0;; i++) {
-        int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
-        char *arg;
+        /* 0 both for an empty argument ("a&&b") and for none: only the
+         * copy's -1 says the list has ended. */
+        int len = MAX(lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i), 0);
+        char *arg = g_malloc(len + 1);
 
-        if (len <= 0)
-            break;
-        arg = g_malloc(len + 1);
         if (lws_hdr_copy_fragment(wsi, arg, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
             g_free(arg);
             break;
+        }
+        /* lws allows %00 in argument values: keep the NUL visible to the
+         * parser (as a control byte it refuses) rather than let it cut a
+         * token short. */
+        for (int j = 0; j < len; j++) {
+            if (arg[j] == '\0')
+                arg[j] = '\x01';
         }
         g_ptr_array_add(args, arg);
     }

@@ -87,6 +87,30 @@ class TokenRefusals(RefusalTestCase):
         encoded = "".join("%%%02X" % b for b in self.token.encode())
         self.assert_echo_session(self.sg, query="token=" + encoded)
 
+    def test_query_parsed_like_nova(self):
+        # The production path uses the unit-tested parser: a long argument
+        # does not hide a later token (a fixed 528-byte buffer once did), an
+        # empty last token= is dropped as Nova's parse_qs drops it, and
+        # empty arguments are skipped.
+        long_title = "title=" + "x" * 2000
+        for query in (long_title + "&token=" + self.token,
+                      "token=%s&token=" % self.token,
+                      "a=1&&&token=%s&&" % self.token,
+                      "token=&token=" + self.token,
+                      "language=de;token=" + self.token):
+            with self.subTest(query=query[:40]):
+                self.assert_echo_session(self.sg, query=query)
+
+    def test_control_bytes_in_query_token_refused(self):
+        self.assert_refused(self.sg, CLOSE_NO_TOKEN, query="token=%s%%01" % self.token)
+        # lws 4.1 drops the connection at a %00 anywhere in the target;
+        # newer lws passes it inside argument values, and then the token
+        # must not be cut short at it (the prefix is a valid token here).
+        try:
+            self.assert_refused(self.sg, CLOSE_NO_TOKEN, query="token=%s%%00x" % self.token)
+        except HandshakeRefused as e:
+            self.assertEqual(e.status, 0, "only a dropped connection may replace 4401")
+
     def test_large_cookie_header_with_token(self):
         # Not in CONTRACTS.md. Horizon and the console proxy often share a
         # domain, so the browser sends their cookies too; browsers allow

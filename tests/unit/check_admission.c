@@ -64,6 +64,9 @@ static const StringCase query_cases[] = {
     { "token=a%4g", NO },
     { "token=%00abc", NO },
     { "token=abc%00", NO },
+    { "token=abc%01", NO },                                 /* control bytes */
+    { "token=a%0Ab", NO },
+    { "token=a%7Fb", NO },
     { "token=a=b", "a=b" },
     { "&&token=x&", "x" },
     { "a=1&&&token=x", "x" },
