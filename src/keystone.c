@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 
 #include "config.h"
+#include "json_guard.h"
 #include "keystone.h"
 
 G_DEFINE_QUARK(sg-keystone-error-quark, sg_keystone_error)
@@ -189,7 +190,7 @@ sg_keystone_parse_token(const char *body, gsize len, const char *interface,
     JsonObject *token;
     const char *expires_at;
 
-    if (!json_parser_load_from_data(parser, body, (gssize)len, &local)) {
+    if (!sg_json_load_bounded(parser, body, len, &local)) {
         g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
                     "token reply is not JSON: %s", local->message);
         return FALSE;

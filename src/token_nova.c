@@ -16,6 +16,7 @@
 #include "admission.h"
 #include "config.h"
 #include "httpc.h"
+#include "json_guard.h"
 #include "keystone.h"
 #include "log.h"
 #include "token_nova.h"
@@ -98,7 +99,7 @@ sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GE
     gint64 port;
     g_autoptr(SgConsoleTarget) out = NULL;
 
-    if (!json_parser_load_from_data(parser, body, (gssize)len, &local)) {
+    if (!sg_json_load_bounded(parser, body, len, &local)) {
         g_set_error(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNAVAILABLE,
                     "Nova's reply is not JSON: %s", local->message);
         return FALSE;
@@ -450,7 +451,7 @@ on_version_reply(const SgHttpResponse *resp, gpointer data)
                   resp->status, resp->error ? ": " : "", resp->error ? resp->error : "");
         return;
     }
-    if (json_parser_load_from_data(parser, resp->body, (gssize)resp->body_len, NULL) &&
+    if (sg_json_load_bounded(parser, resp->body, resp->body_len, NULL) &&
         (root = json_parser_get_root(parser)) != NULL && JSON_NODE_HOLDS_OBJECT(root)) {
         JsonNode *node = json_object_get_member(json_node_get_object(root), "version");
 
