@@ -257,6 +257,8 @@ STRING_SETTER(apply_nova_password, nova_password)
 STRING_SETTER(apply_nova_user_domain, nova_user_domain_name)
 STRING_SETTER(apply_nova_project, nova_project_name)
 STRING_SETTER(apply_nova_project_domain, nova_project_domain_name)
+STRING_SETTER(apply_nova_user_domain_id, nova_user_domain_id)
+STRING_SETTER(apply_nova_project_domain_id, nova_project_domain_id)
 STRING_SETTER(apply_nova_app_cred_id, nova_app_cred_id)
 STRING_SETTER(apply_nova_app_cred_secret, nova_app_cred_secret)
 STRING_SETTER(apply_nova_region, nova_region)
@@ -376,9 +378,14 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "nova", "username", "", "service user (needs the admin role)", apply_nova_username },
     { "nova", "password", "", "service user's password", apply_nova_password },
     { "nova", "user_domain_name", "Default", "service user's domain", apply_nova_user_domain },
+    { "nova", "user_domain_id", "", "service user's domain by id; wins over user_domain_name",
+      apply_nova_user_domain_id },
     { "nova", "project_name", "", "service project", apply_nova_project },
     { "nova", "project_domain_name", "Default", "service project's domain",
       apply_nova_project_domain },
+    { "nova", "project_domain_id", "",
+      "service project's domain by id; wins over project_domain_name",
+      apply_nova_project_domain_id },
     { "nova", "application_credential_id", "", "application credential instead of a password",
       apply_nova_app_cred_id },
     { "nova", "application_credential_secret", "", "application credential secret",
@@ -474,8 +481,10 @@ sg_config_free(SgConfig *cfg)
         explicit_bzero(cfg->nova_password, strlen(cfg->nova_password));
     g_free(cfg->nova_password);
     g_free(cfg->nova_user_domain_name);
+    g_free(cfg->nova_user_domain_id);
     g_free(cfg->nova_project_name);
     g_free(cfg->nova_project_domain_name);
+    g_free(cfg->nova_project_domain_id);
     g_free(cfg->nova_app_cred_id);
     if (cfg->nova_app_cred_secret != NULL)
         explicit_bzero(cfg->nova_app_cred_secret, strlen(cfg->nova_app_cred_secret));
@@ -485,6 +494,8 @@ sg_config_free(SgConfig *cfg)
     g_free(cfg->nova_endpoint);
     g_free(cfg->nova_api_version);
     g_free(cfg->nova_ca_file);
+    g_free(cfg->nova_conf_files);
+    g_free(cfg->nova_conf_section);
     g_free(cfg);
 }
 
@@ -706,6 +717,64 @@ sg_config_load_file(SgConfig *cfg, const char *filename, GError **error)
     return sg_config_load_data(cfg, data, len, filename, error);
 }
 
+/* "a", "a and b", "a, b and c". */
+static char *
+join_keys(const char *const *keys, guint n, const char *prefix)
+{
+    GString *out = g_string_new(NULL);
+
+    for (guint i = 0; i < n; i++) {
+        if (i > 0)
+            g_string_append(out, i + 1 == n ? " and " : ", ");
+        g_string_append_printf(out, "%s%s", i == 0 ? prefix : "", keys[i]);
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* The nova backend set up from nova.conf: say what is missing in that
+ * file's terms (its sections and keys), and which [nova] key of
+ * spicegate.conf could supply it instead. */
+static gboolean
+validate_nova_conf_credentials(const SgConfig *cfg, GError **error)
+{
+    const char *missing[4];       /* auth_url and at most three credential keys */
+    guint n = 0;
+    bool app_cred = cfg->nova_app_cred_id != NULL || cfg->nova_app_cred_secret != NULL;
+    g_autofree char *keys = NULL;
+    g_autofree char *ours = NULL;
+    const char *pronoun;
+
+    if (cfg->nova_auth_url == NULL)
+        missing[n++] = "auth_url";
+    if (app_cred) {
+        if (cfg->nova_app_cred_id == NULL)
+            missing[n++] = "application_credential_id";
+        if (cfg->nova_app_cred_secret == NULL)
+            missing[n++] = "application_credential_secret";
+    } else {
+        if (cfg->nova_username == NULL)
+            missing[n++] = "username";
+        if (cfg->nova_password == NULL)
+            missing[n++] = "password";
+        if (cfg->nova_project_name == NULL)
+            missing[n++] = "project_name";
+    }
+    if (n == 0)
+        return TRUE;
+    keys = join_keys(missing, n, "");
+    ours = join_keys(missing, n, "[nova] ");
+    pronoun = n == 1 ? "it" : "them";
+    if (cfg->nova_conf_section != NULL)
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "%s: [%s] has no %s; set %s there or %s in spicegate.conf",
+                    cfg->nova_conf_files, cfg->nova_conf_section, keys, pronoun, ours);
+    else
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "%s: no [keystone_authtoken] or [service_user] %s; set %s there or %s in "
+                    "spicegate.conf", cfg->nova_conf_files, keys, pronoun, ours);
+    return FALSE;
+}
+
 gboolean
 sg_config_validate(const SgConfig *cfg, GError **error)
 {
@@ -724,6 +793,8 @@ sg_config_validate(const SgConfig *cfg, GError **error)
                     "[tokens] file is empty: the file backend needs a token file");
         return FALSE;
     }
+    if (g_str_equal(cfg->token_backend, "nova") && cfg->nova_conf_files != NULL)
+        return validate_nova_conf_credentials(cfg, error);
     if (g_str_equal(cfg->token_backend, "nova")) {
         bool app_cred = cfg->nova_app_cred_id != NULL || cfg->nova_app_cred_secret != NULL;
 

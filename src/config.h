@@ -58,8 +58,10 @@ struct SgConfig {
     char *nova_username;
     char *nova_password;
     char *nova_user_domain_name;
+    char *nova_user_domain_id;    /* NULL: by name; set, it wins over the name */
     char *nova_project_name;
     char *nova_project_domain_name;
+    char *nova_project_domain_id; /* NULL: by name; set, it wins over the name */
     char *nova_app_cred_id;
     char *nova_app_cred_secret;
     char *nova_interface;         /* internal, public or admin */
@@ -72,6 +74,11 @@ struct SgConfig {
     guint nova_cache_s;           /* 0: no reuse of answers */
     guint token_ttl_s;
     bool enforce_session_timeout;
+    /* Where the [nova] settings came from, for messages in the operator's
+     * terms (not keys; set by nova_conf.c). */
+    char *nova_conf_files;        /* the nova.conf file(s) read, ", "-joined; NULL: none */
+    char *nova_conf_section;      /* "keystone_authtoken" or "service_user": the section
+                                   * the Keystone credentials came from; NULL: none */
 };
 
 /* One row of the key table, for docs and tests. */
@@ -112,7 +119,9 @@ gboolean sg_config_set(SgConfig *cfg, const char *group, const char *key,
                        const char *value, const char *what, GError **error);
 
 /* Cross-checks after all sources are applied (a key without its cert,
- * ssl_only without a cert, ...). */
+ * ssl_only without a cert, ...). Missing Keystone settings are worded in
+ * nova.conf's terms when a nova.conf was read (nova_conf_files), naming
+ * the spicegate.conf key that could be set instead. */
 gboolean sg_config_validate(const SgConfig *cfg, GError **error);
 
 void sg_config_free(SgConfig *cfg);

@@ -47,6 +47,27 @@ struct SgKeystoneWait {
 
 /* --- pure helpers ---------------------------------------------------------- */
 
+/* "domain": {"id": ...} or {"name": ...}: Keystone v3 takes either, and an
+ * id (OpenStack-Ansible writes user_domain_id = default) wins. */
+static void
+add_domain(JsonBuilder *b, const char *id, const char *name)
+{
+    json_builder_set_member_name(b, "domain");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, id != NULL ? "id" : "name");
+    json_builder_add_string_value(b, id != NULL ? id : name);
+    json_builder_end_object(b);
+}
+
+/* Where the credentials Keystone judged were written, for its messages. */
+static char *
+credentials_origin(const SgConfig *cfg)
+{
+    if (cfg->nova_conf_section != NULL)
+        return g_strdup_printf("[%s] of %s", cfg->nova_conf_section, cfg->nova_conf_files);
+    return g_strdup("[nova] of spicegate.conf");
+}
+
 char *
 sg_keystone_auth_body(const SgConfig *cfg)
 {
@@ -79,11 +100,7 @@ sg_keystone_auth_body(const SgConfig *cfg)
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "name");
         json_builder_add_string_value(b, cfg->nova_username);
-        json_builder_set_member_name(b, "domain");
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "name");
-        json_builder_add_string_value(b, cfg->nova_user_domain_name);
-        json_builder_end_object(b);
+        add_domain(b, cfg->nova_user_domain_id, cfg->nova_user_domain_name);
         json_builder_set_member_name(b, "password");
         json_builder_add_string_value(b, cfg->nova_password);
         json_builder_end_object(b);
@@ -98,11 +115,7 @@ sg_keystone_auth_body(const SgConfig *cfg)
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "name");
         json_builder_add_string_value(b, cfg->nova_project_name);
-        json_builder_set_member_name(b, "domain");
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "name");
-        json_builder_add_string_value(b, cfg->nova_project_domain_name);
-        json_builder_end_object(b);
+        add_domain(b, cfg->nova_project_domain_id, cfg->nova_project_domain_name);
         json_builder_end_object(b);
         json_builder_end_object(b);
     }
@@ -271,6 +284,7 @@ on_login_done(const SgHttpResponse *resp, gpointer data)
     const char *subject = NULL;
     gint64 expires_at_us = 0;
     g_autofree char *compute_url = NULL;
+    g_autofree char *origin = credentials_origin(ks->cfg);
 
     ks->login = NULL;
     if (resp->status == 0) {
@@ -279,9 +293,9 @@ on_login_done(const SgHttpResponse *resp, gpointer data)
                             resp->error);
     } else if (resp->status == 401 || resp->status == 403) {
         error = g_error_new(SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_AUTH,
-                            "Keystone refused the [nova] credentials (HTTP %ld): check "
-                            "username, password, project and domains, or the application "
-                            "credential", resp->status);
+                            "Keystone refused the credentials in %s (HTTP %ld): check "
+                            "username, password, project_name and the domains there, or the "
+                            "application credential", origin, resp->status);
     } else if (resp->status != 201 && resp->status != 200) {
         error = g_error_new(SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_UNAVAILABLE,
                             "Keystone answered HTTP %ld to the login", resp->status);

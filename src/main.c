@@ -158,10 +158,10 @@ check_readable(const char *what, const char *path, GError **error)
 /* oslo.config's --config-dir: every *.conf in the directory, in name order,
  * after the --config-file files. */
 static gboolean
-load_nova_config_dir(SgConfig *cfg, const char *dir, GError **error)
+list_nova_config_dir(GPtrArray *names, const char *dir, GError **error)
 {
     g_autoptr(GDir) d = NULL;
-    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) found = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GError) local = NULL;
     const char *name;
 
@@ -173,13 +173,11 @@ load_nova_config_dir(SgConfig *cfg, const char *dir, GError **error)
     }
     while ((name = g_dir_read_name(d)) != NULL) {
         if (g_str_has_suffix(name, ".conf") && name[0] != '.')
-            g_ptr_array_add(names, g_build_filename(dir, name, NULL));
+            g_ptr_array_add(found, g_build_filename(dir, name, NULL));
     }
-    g_ptr_array_sort(names, (GCompareFunc)g_strcmp0);
-    for (guint i = 0; i < names->len; i++) {
-        if (!sg_nova_conf_load_file(cfg, g_ptr_array_index(names, i), error))
-            return FALSE;
-    }
+    g_ptr_array_sort(found, (GCompareFunc)g_strcmp0);
+    for (guint i = 0; i < found->len; i++)
+        g_ptr_array_add(names, g_strdup(g_ptr_array_index(found, i)));
     return TRUE;
 }
 
@@ -188,6 +186,7 @@ static SgConfig *
 build_config(const SgOptions *opt, GError **error)
 {
     g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autoptr(GPtrArray) nova_files = g_ptr_array_new_with_free_func(g_free);
     const char *file = opt->config_file;
     const struct {
         const char *value, *group, *key, *flag;
@@ -209,11 +208,14 @@ build_config(const SgOptions *opt, GError **error)
     } else if (!sg_config_load_file(cfg, file, error)) {
         return NULL;
     }
-    for (guint i = 0; opt->nova_configs != NULL && opt->nova_configs[i] != NULL; i++) {
-        if (!sg_nova_conf_load_file(cfg, opt->nova_configs[i], error))
-            return NULL;
-    }
-    if (opt->nova_config_dir != NULL && !load_nova_config_dir(cfg, opt->nova_config_dir, error))
+    for (guint i = 0; opt->nova_configs != NULL && opt->nova_configs[i] != NULL; i++)
+        g_ptr_array_add(nova_files, g_strdup(opt->nova_configs[i]));
+    if (opt->nova_config_dir != NULL &&
+        !list_nova_config_dir(nova_files, opt->nova_config_dir, error))
+        return NULL;
+    g_ptr_array_add(nova_files, NULL);
+    /* One merged nova.conf, as oslo.config reads several files. */
+    if (!sg_nova_conf_load_files(cfg, (const char *const *)nova_files->pdata, error))
         return NULL;
     for (guint i = 0; i < G_N_ELEMENTS(overrides); i++) {
         if (overrides[i].value != NULL &&

@@ -6,9 +6,17 @@
  * "key = value" or "key: value", a line that starts with whitespace
  * continues the previous value (joined with a newline), a value wrapped in
  * matching quotes loses them, and a repeated key's last value wins.
+ * Several files (--config-file twice, --config-dir) merge into one table,
+ * as oslo.config merges them, before anything is mapped.
+ *
+ * The Keystone credentials come from one section, whole: [keystone_authtoken]
+ * if it sets auth_url or a credential, else [service_user] (what
+ * kolla-ansible writes for the console proxies). Mixing the two would log in
+ * as nobody in particular.
  */
 #include "autoconfig.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include <glib.h>
@@ -19,6 +27,7 @@
 struct SgNovaConf {
     GHashTable *values;           /* "section\nkey" -> char* */
     GHashTable *lines;            /* "section\nkey" -> line number */
+    GHashTable *files;            /* "section\nkey" -> char* file it was set in */
 };
 
 static char *
@@ -50,6 +59,7 @@ sg_nova_conf_parse(const char *data, gsize len, const char *filename, GError **e
 
     nc->values = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     nc->lines = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    nc->files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     if (memchr(data, '\0', len) != NULL || !g_utf8_validate(data, (gssize)len, NULL)) {
         g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
                     "%s: not a UTF-8 text file", filename);
@@ -114,6 +124,7 @@ sg_nova_conf_parse(const char *data, gsize len, const char *filename, GError **e
         g_hash_table_replace(nc->values, g_strdup(last_slot),
                              g_strdup(unquote(g_strstrip(sep + 1))));
         g_hash_table_replace(nc->lines, g_strdup(last_slot), GUINT_TO_POINTER(lineno));
+        g_hash_table_replace(nc->files, g_strdup(last_slot), g_strdup(filename));
         g_free(line);
     }
     return g_steal_pointer(&nc);
@@ -135,7 +146,25 @@ sg_nova_conf_free(SgNovaConf *nc)
         g_hash_table_unref(nc->values);
     }
     g_clear_pointer(&nc->lines, g_hash_table_unref);
+    g_clear_pointer(&nc->files, g_hash_table_unref);
     g_free(nc);
+}
+
+void
+sg_nova_conf_merge(SgNovaConf *into, const SgNovaConf *from)
+{
+    GHashTableIter iter;
+    gpointer slot_name;
+    gpointer value;
+
+    g_hash_table_iter_init(&iter, from->values);
+    while (g_hash_table_iter_next(&iter, &slot_name, &value)) {
+        g_hash_table_replace(into->values, g_strdup(slot_name), g_strdup(value));
+        g_hash_table_replace(into->lines, g_strdup(slot_name),
+                             g_hash_table_lookup(from->lines, slot_name));
+        g_hash_table_replace(into->files, g_strdup(slot_name),
+                             g_strdup(g_hash_table_lookup(from->files, slot_name)));
+    }
 }
 
 const char *
@@ -154,6 +183,18 @@ sg_nova_conf_get_line(const SgNovaConf *nc, const char *section, const char *key
     return GPOINTER_TO_UINT(g_hash_table_lookup(nc->lines, s));
 }
 
+/* "FILE:LINE" of [@section] @key, for messages; @fallback when unset. */
+static char *
+where(const SgNovaConf *nc, const char *section, const char *key, const char *fallback)
+{
+    g_autofree char *s = slot(section, key);
+    const char *file = g_hash_table_lookup(nc->files, s);
+
+    if (file == NULL)
+        return g_strdup(fallback);
+    return g_strdup_printf("%s:%u", file, GPOINTER_TO_UINT(g_hash_table_lookup(nc->lines, s)));
+}
+
 /* Nova option -> spicegate key, applied in this order. */
 static const struct {
     const char *section, *key;        /* in nova.conf */
@@ -168,39 +209,63 @@ static const struct {
     { "DEFAULT", "console_token_ttl", "nova", "token_ttl" },   /* deprecated name */
     { "consoleauth", "token_ttl", "nova", "token_ttl" },
     { "consoleauth", "enforce_session_timeout", "nova", "enforce_session_timeout" },
-    { "keystone_authtoken", "auth_url", "nova", "auth_url" },
-    { "keystone_authtoken", "username", "nova", "username" },
-    { "keystone_authtoken", "password", "nova", "password" },
-    { "keystone_authtoken", "user_domain_name", "nova", "user_domain_name" },
-    { "keystone_authtoken", "project_name", "nova", "project_name" },
-    { "keystone_authtoken", "project_domain_name", "nova", "project_domain_name" },
-    { "keystone_authtoken", "application_credential_id", "nova", "application_credential_id" },
-    { "keystone_authtoken", "application_credential_secret", "nova",
-      "application_credential_secret" },
-    { "keystone_authtoken", "region_name", "nova", "region_name" },
-    { "keystone_authtoken", "cafile", "nova", "cafile" },
-    { "keystone_authtoken", "insecure", "nova", "insecure" },
+};
+
+/* The sections the Keystone credentials may come from, in order of
+ * preference (keystoneauth's option names in both). */
+static const char *const auth_sections[] = { "keystone_authtoken", "service_user" };
+
+/* A section "has credentials" if it sets one of these. */
+static const char *const auth_markers[] = {
+    "auth_url", "username", "user_id", "password", "application_credential_id",
+    "application_credential_secret", "application_credential_name",
+};
+
+/* Keystone option -> [nova] key, read from the chosen section. The domain
+ * names and ids are handled apart: one of each pair wins. */
+static const char *const auth_keys[] = {
+    "auth_url", "username", "password", "project_name", "application_credential_id",
+    "application_credential_secret", "region_name", "cafile", "insecure",
 };
 
 /* Options with no spicegate equivalent that change behaviour if set: say
- * so rather than ignore them silently. */
+ * so rather than ignore them silently. An empty section means the chosen
+ * credentials section. */
 static const struct {
     const char *section, *key, *why;
 } unsupported[] = {
-    { "keystone_authtoken", "user_domain_id", "use user_domain_name" },
-    { "keystone_authtoken", "project_domain_id", "use project_domain_name" },
-    { "keystone_authtoken", "project_id", "use project_name" },
-    { "keystone_authtoken", "user_id", "use username" },
-    { "keystone_authtoken", "application_credential_name", "use application_credential_id" },
+    { "", "project_id", "use project_name" },
+    { "", "user_id", "use username" },
+    { "", "application_credential_name", "use application_credential_id" },
     { "DEFAULT", "record", "spicegate never records console traffic" },
     { "DEFAULT", "daemon", "spicegate runs in the foreground under systemd" },
 };
 
+static bool
+has_credentials(const SgNovaConf *nc, const char *section)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(auth_markers); i++) {
+        if (sg_nova_conf_get(nc, section, auth_markers[i]) != NULL)
+            return true;
+    }
+    return false;
+}
+
+static const char *
+credentials_section(const SgNovaConf *nc)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(auth_sections); i++) {
+        if (has_credentials(nc, auth_sections[i]))
+            return auth_sections[i];
+    }
+    return NULL;
+}
+
 static gboolean
 apply_one(SgConfig *cfg, const char *group, const char *key, const char *value,
-          const char *filename, guint line, const char *nova_name, GError **error)
+          const char *location, const char *nova_name, GError **error)
 {
-    g_autofree char *what = g_strdup_printf("%s:%u: %s", filename, line, nova_name);
+    g_autofree char *what = g_strdup_printf("%s: %s", location, nova_name);
 
     if (strchr(value, '$') != NULL) {
         g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
@@ -216,6 +281,78 @@ apply_one(SgConfig *cfg, const char *group, const char *key, const char *value,
     return sg_config_set(cfg, group, key, value, what, error);
 }
 
+/* [@section] @key onto [@group] @sg_key, if set. */
+static gboolean
+map_option(const SgNovaConf *nc, SgConfig *cfg, const char *section, const char *key,
+           const char *group, const char *sg_key, const char *filename, GError **error)
+{
+    const char *value = sg_nova_conf_get(nc, section, key);
+    g_autofree char *location = NULL;
+    g_autofree char *name = NULL;
+
+    if (value == NULL)
+        return TRUE;
+    location = where(nc, section, key, filename);
+    name = g_strdup_printf("[%s] %s", section, key);
+    return apply_one(cfg, group, sg_key, value, location, name, error);
+}
+
+/* A domain by id or by name (Keystone v3 takes either). The one nova.conf
+ * sets replaces both, so an id from spicegate.conf cannot outvote a name
+ * written in nova.conf. */
+static gboolean
+map_domain(const SgNovaConf *nc, SgConfig *cfg, const char *section, const char *who,
+           const char *filename, GError **error)
+{
+    g_autofree char *id_key = g_strdup_printf("%s_domain_id", who);
+    g_autofree char *name_key = g_strdup_printf("%s_domain_name", who);
+    bool has_id = sg_nova_conf_get(nc, section, id_key) != NULL;
+    bool has_name = sg_nova_conf_get(nc, section, name_key) != NULL;
+
+    if (!has_id && !has_name)
+        return TRUE;
+    if (!has_id && !sg_config_set(cfg, "nova", id_key, "", filename, error))
+        return FALSE;
+    return map_option(nc, cfg, section, name_key, "nova", name_key, filename, error) &&
+           map_option(nc, cfg, section, id_key, "nova", id_key, filename, error);
+}
+
+static gboolean
+apply_credentials(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GError **error)
+{
+    const char *section = credentials_section(nc);
+    const char *auth_type;
+
+    g_clear_pointer(&cfg->nova_conf_section, g_free);
+    if (section == NULL)
+        return TRUE;              /* sg_config_validate() says what is missing */
+    auth_type = sg_nova_conf_get(nc, section, "auth_type");
+    if (auth_type != NULL && !g_str_equal(auth_type, "password") &&
+        !g_str_equal(auth_type, "v3password") &&
+        !g_str_equal(auth_type, "v3applicationcredential")) {
+        g_autofree char *location = where(nc, section, "auth_type", filename);
+
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "%s: [%s] auth_type = %s is not supported (password, v3password or "
+                    "v3applicationcredential)", location, section, auth_type);
+        return FALSE;
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(auth_sections); i++) {
+        if (!g_str_equal(auth_sections[i], section) && has_credentials(nc, auth_sections[i]))
+            g_message("%s: Keystone credentials from [%s]; [%s] is not used", filename,
+                      section, auth_sections[i]);
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(auth_keys); i++) {
+        if (!map_option(nc, cfg, section, auth_keys[i], "nova", auth_keys[i], filename, error))
+            return FALSE;
+    }
+    if (!map_domain(nc, cfg, section, "user", filename, error) ||
+        !map_domain(nc, cfg, section, "project", filename, error))
+        return FALSE;
+    cfg->nova_conf_section = g_strdup(section);
+    return TRUE;
+}
+
 gboolean
 sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GError **error)
 {
@@ -224,35 +361,32 @@ sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GE
     const char *origins = sg_nova_conf_get(nc, "console", "allowed_origins");
     const char *origins_key = "allowed_origins";
     const char *tls_min = sg_nova_conf_get(nc, "console", "ssl_minimum_version");
-    const char *auth_type = sg_nova_conf_get(nc, "keystone_authtoken", "auth_type");
+    const char *auth_section = credentials_section(nc);
 
     for (guint i = 0; i < G_N_ELEMENTS(unsupported); i++) {
-        if (sg_nova_conf_get(nc, unsupported[i].section, unsupported[i].key) != NULL)
-            g_warning("%s:%u: [%s] %s is not supported and is ignored: %s", filename,
-                      sg_nova_conf_get_line(nc, unsupported[i].section, unsupported[i].key),
-                      unsupported[i].section, unsupported[i].key, unsupported[i].why);
+        const char *section = unsupported[i].section[0] != '\0' ? unsupported[i].section
+                                                                : auth_section;
+        g_autofree char *location = NULL;
+
+        if (section == NULL || sg_nova_conf_get(nc, section, unsupported[i].key) == NULL)
+            continue;
+        location = where(nc, section, unsupported[i].key, filename);
+        g_warning("%s: [%s] %s is not supported and is ignored: %s", location, section,
+                  unsupported[i].key, unsupported[i].why);
     }
-    if (auth_type != NULL && !g_str_equal(auth_type, "password") &&
-        !g_str_equal(auth_type, "v3password") &&
-        !g_str_equal(auth_type, "v3applicationcredential")) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                    "%s:%u: [keystone_authtoken] auth_type = %s is not supported (password, "
-                    "v3password or v3applicationcredential)",
-                    filename, sg_nova_conf_get_line(nc, "keystone_authtoken", "auth_type"),
-                    auth_type);
-        return FALSE;
-    }
+    g_free(cfg->nova_conf_files);
+    cfg->nova_conf_files = g_strdup(filename);
     if (!sg_config_set(cfg, "tokens", "backend", "nova", filename, error))
         return FALSE;
     if (host != NULL || port != NULL) {
         g_autofree char *listen = NULL;
+        g_autofree char *location = where(nc, "spice", host ? "html5proxy_host"
+                                                           : "html5proxy_port", filename);
         const char *h = host ? host : "0.0.0.0";
 
         listen = strchr(h, ':') ? g_strdup_printf("[%s]:%s", h, port ? port : "6082")
                                 : g_strdup_printf("%s:%s", h, port ? port : "6082");
-        if (!apply_one(cfg, "server", "listen", listen, filename,
-                       sg_nova_conf_get_line(nc, "spice", host ? "html5proxy_host"
-                                                               : "html5proxy_port"),
+        if (!apply_one(cfg, "server", "listen", listen, location,
                        "[spice] html5proxy_host/port", error))
             return FALSE;
     }
@@ -264,54 +398,58 @@ sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GE
     if (origins != NULL) {
         /* A list may continue over several lines; its items are what count. */
         g_autofree char *flat = g_strdelimit(g_strdup(origins), "\n", ' ');
+        g_autofree char *location =
+            where(nc, g_str_equal(origins_key, "allowed_origins") ? "console" : "DEFAULT",
+                  origins_key, filename);
 
-        if (!apply_one(cfg, "server", "allowed_origins", flat, filename,
-                   sg_nova_conf_get_line(nc, g_str_equal(origins_key, "allowed_origins")
-                                                 ? "console" : "DEFAULT", origins_key),
-                   "[console] allowed_origins", error))
+        if (!apply_one(cfg, "server", "allowed_origins", flat, location,
+                       "[console] allowed_origins", error))
             return FALSE;
     }
     if (tls_min != NULL) {
         /* Nova allows tlsv1_1; we never go below 1.2, and say so. */
         const char *ours = g_str_equal(tls_min, "tlsv1_3") ? "tlsv1_3" : "tlsv1_2";
+        g_autofree char *location = where(nc, "console", "ssl_minimum_version", filename);
 
         if (g_str_equal(tls_min, "tlsv1_1"))
-            g_warning("%s:%u: [console] ssl_minimum_version = tlsv1_1 raised to tlsv1_2",
-                      filename, sg_nova_conf_get_line(nc, "console", "ssl_minimum_version"));
-        if (!apply_one(cfg, "tls", "minimum_version", ours, filename,
-                       sg_nova_conf_get_line(nc, "console", "ssl_minimum_version"),
+            g_warning("%s: [console] ssl_minimum_version = tlsv1_1 raised to tlsv1_2",
+                      location);
+        if (!apply_one(cfg, "tls", "minimum_version", ours, location,
                        "[console] ssl_minimum_version", error))
             return FALSE;
     }
     for (guint i = 0; i < G_N_ELEMENTS(option_map); i++) {
-        const char *value = sg_nova_conf_get(nc, option_map[i].section, option_map[i].key);
-        g_autofree char *name = NULL;
-
-        if (value == NULL)
-            continue;
-        name = g_strdup_printf("[%s] %s", option_map[i].section, option_map[i].key);
-        if (!apply_one(cfg, option_map[i].group, option_map[i].sg_key, value, filename,
-                       sg_nova_conf_get_line(nc, option_map[i].section, option_map[i].key),
-                       name, error))
+        if (!map_option(nc, cfg, option_map[i].section, option_map[i].key,
+                        option_map[i].group, option_map[i].sg_key, filename, error))
             return FALSE;
     }
-    return TRUE;
+    return apply_credentials(nc, cfg, filename, error);
 }
 
 gboolean
-sg_nova_conf_load_file(SgConfig *cfg, const char *filename, GError **error)
+sg_nova_conf_load_files(SgConfig *cfg, const char *const *filenames, GError **error)
 {
-    g_autofree char *data = NULL;
-    gsize len = 0;
-    g_autoptr(SgNovaConf) nc = NULL;
-    gboolean ok;
+    g_autoptr(SgNovaConf) all = NULL;
+    g_autofree char *names = NULL;
 
-    if (!sg_config_read_file(filename, &data, &len, error))
-        return FALSE;
-    nc = sg_nova_conf_parse(data, len, filename, error);
-    explicit_bzero(data, len);
-    if (nc == NULL)
-        return FALSE;
-    ok = sg_nova_conf_apply(nc, cfg, filename, error);
-    return ok;
+    for (guint i = 0; filenames[i] != NULL; i++) {
+        g_autofree char *data = NULL;
+        gsize len = 0;
+        g_autoptr(SgNovaConf) nc = NULL;
+
+        if (!sg_config_read_file(filenames[i], &data, &len, error))
+            return FALSE;
+        nc = sg_nova_conf_parse(data, len, filenames[i], error);
+        explicit_bzero(data, len);
+        if (nc == NULL)
+            return FALSE;
+        if (all == NULL)
+            all = g_steal_pointer(&nc);
+        else
+            sg_nova_conf_merge(all, nc);
+    }
+    if (all == NULL)
+        return TRUE;
+    names = g_strjoinv(", ", (char **)filenames);
+    return sg_nova_conf_apply(all, cfg, names, error);
 }

@@ -28,9 +28,20 @@ const char *sg_nova_conf_get(const SgNovaConf *nc, const char *section, const ch
 /* The line @key was last set on, for messages; 0 if unset. */
 guint sg_nova_conf_get_line(const SgNovaConf *nc, const char *section, const char *key);
 
+/* Adds @from's options to @into; @from's value wins where both set one,
+ * as with oslo.config's later files. @from stays the caller's. */
+void sg_nova_conf_merge(SgNovaConf *into, const SgNovaConf *from);
+
 /* Applies the Nova options spicegate understands onto @cfg (which then uses
- * the nova token backend). */
+ * the nova token backend). The Keystone credentials come from
+ * [keystone_authtoken] if it sets auth_url or a credential, else from
+ * [service_user]: one section, whole. Domains may be given by name or by
+ * id. @filename names the file(s) in messages about the whole file; an
+ * error about one option names its own file and line. Records the file and
+ * the credentials section in @cfg for sg_config_validate()'s messages. */
 gboolean sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename,
                             GError **error);
 
-gboolean sg_nova_conf_load_file(SgConfig *cfg, const char *filename, GError **error);
+/* Reads, merges (later files win) and applies the NULL-terminated
+ * @filenames; nothing to do for an empty list. */
+gboolean sg_nova_conf_load_files(SgConfig *cfg, const char *const *filenames, GError **error);

@@ -500,6 +500,181 @@ lock_path = /var/lib/nova/tmp
         self.assertGreaterEqual(self.lookups(token, status=200), 1)
         self.assertEqual(self.lookups(token, status=404), 0)
 
+    # nova.conf as kolla-ansible and OpenStack-Ansible write it ----------------
+
+    KOLLA_CONF = """\
+[DEFAULT]
+debug = False
+log_dir = /var/log/kolla/nova
+state_path = /var/lib/nova
+transport_url = rabbit://openstack:rabbit-secret@127.0.0.1:5672//
+
+[oslo_concurrency]
+lock_path = /var/lib/nova/tmp
+
+[spice]
+enabled = true
+server_listen = 127.0.0.1
+server_proxyclient_address = 127.0.0.1
+html5proxy_host = 127.0.0.1
+html5proxy_port = 6082
+html5proxy_base_url = http://127.0.0.1:6082/spice_auto.html
+
+[service_user]
+send_service_user_token = true
+auth_url = {keystone}
+auth_type = password
+project_domain_name = {project_domain}
+user_domain_name = {user_domain}
+project_name = {project}
+username = {username}
+password = {password}
+"""
+
+    def kolla_conf(self, name="nova-kolla.conf", **overrides):
+        """The console proxies' nova.conf of kolla-ansible: Keystone
+        credentials in [service_user] only, no [keystone_authtoken]."""
+        user = self.env["nova_service_user"]
+        values = dict(keystone=self.env["keystone_url"],
+                      project_domain=user["project_domain_name"],
+                      user_domain=user["user_domain_name"], project=user["project_name"],
+                      username=user["username"], password=user["password"])
+        values.update(overrides)
+        return self.write_file(name, self.KOLLA_CONF.format(**values))
+
+    def test_nova_conf_kolla_service_user(self):
+        """A kolla-ansible nova.conf (credentials in [service_user], no
+        [keystone_authtoken]): spicegate logs in with [service_user] and a
+        Nova-minted token opens QEMU's console (link, ticket, MAIN_INIT,
+        relaying). Today's main stopped at start with "[nova] auth_url is
+        needed"."""
+        path = self.kolla_conf()
+        sg = self.start_spicegate(extra_args=("--nova-config", path, "--debug"))
+        sg.wait_log(LOGIN_OK)
+        sg.wait_log(PROBE_OK)
+        token = self.mint()
+        client = self.connect_main(sg, token)
+        self.assert_relaying(client, "main channel")
+        self.assertEqual(self.lookups(token, status=200), 1, "Nova lookups of the token")
+        self.assertNotIn("is not supported", sg.log())
+
+    def test_nova_conf_kolla_errors_name_nova_conf(self):
+        """Errors about a kolla-ansible nova.conf name its file, section and
+        key, and the spicegate.conf key that could be set instead: a
+        [service_user] without password is a configuration error (exit 2);
+        a wrong password is Keystone refusing [service_user] of that file."""
+        path = self.kolla_conf(name="nova-nopass.conf", password="")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("password = \n", ""))
+        status, _, err = run_spicegate(["--nova-config", path, "--listen", "127.0.0.1:0"])
+        self.assertEqual(status, 2, err)
+        self.assertIn("%s: [service_user] has no password; set it there or [nova] password in "
+                      "spicegate.conf" % path, err)
+
+        wrong = "wrong-" + random_token()[:20]
+        self.secrets.append(wrong)
+        path = self.kolla_conf(name="nova-wrong.conf", password=wrong)
+        sg = self.start_spicegate(extra_args=("--nova-config", path, "--debug"))
+        sg.wait_log(r"WARNING.*Keystone refused the credentials in \[service_user\] of %s "
+                    r"\(HTTP 401\): check username, password" % re.escape(path))
+        token = self.mint()
+        self.refused(sg, token, CLOSE_TOKEN_UNAVAILABLE)
+        self.assertEqual(self.lookups(token), 0, "a lookup without a service token")
+
+    OSA_CONF = """\
+[DEFAULT]
+debug = False
+use_journal = True
+my_ip = 127.0.0.1
+transport_url = rabbit://nova:rabbit-secret@127.0.0.1:5671//nova?ssl=1
+web = {web}
+
+[spice]
+enabled = True
+agent_enabled = True
+html5proxy_base_url = http://127.0.0.1:6082/spice_auto.html
+html5proxy_host = 127.0.0.1
+html5proxy_port = 6082
+server_listen = 127.0.0.1
+server_proxyclient_address = 127.0.0.1
+
+[keystone_authtoken]
+insecure = False
+auth_type = password
+auth_url = {keystone}
+www_authenticate_uri = {keystone}
+project_domain_id = {domain_id}
+user_domain_id = {domain_id}
+project_name = {project}
+username = {username}
+password = {password}
+region_name = {region}
+service_token_roles_required = True
+service_token_roles = service
+memcached_servers = 127.0.0.1:11211
+token_cache_time = 300
+
+[service_user]
+send_service_user_token = True
+auth_type = password
+auth_url = {keystone}
+project_domain_id = {domain_id}
+user_domain_id = {domain_id}
+project_name = {project}
+username = {username}
+password = {password}
+region_name = {region}
+"""
+
+    def test_nova_conf_osa_domain_ids(self):
+        """An OpenStack-Ansible nova.conf names domains by id
+        (user_domain_id/project_domain_id). The service user and its
+        project live in a new domain whose name is not "Default", so the
+        login works only if the ids reach Keystone (names are the
+        fallback); then a Nova-minted token opens QEMU's console. Today's
+        main warned "not supported" twice and logged in as nobody."""
+        admin = {"X-Auth-Token": self.admin_token()}
+        au = self.env["auth_url"]
+        suffix = random_token()[:8]
+        st, _, body = http("POST", au + "/domains", {"domain": {"name": "osa-" + suffix}}, admin)
+        self.assertEqual(st, 201, body)
+        domain_id = body["domain"]["id"]
+        self.addCleanup(http, "DELETE", "%s/domains/%s" % (au, domain_id), None, admin)
+        self.addCleanup(http, "PATCH", "%s/domains/%s" % (au, domain_id),
+                        {"domain": {"enabled": False}}, admin)
+        st, _, body = http("POST", au + "/projects", {"project": {
+            "name": "service", "domain_id": domain_id}}, admin)
+        self.assertEqual(st, 201, body)
+        project_id = body["project"]["id"]
+        password = "osa-" + random_token()[:20]
+        self.secrets.append(password)
+        st, _, body = http("POST", au + "/users", {"user": {
+            "name": "nova", "password": password, "domain_id": domain_id}}, admin)
+        self.assertEqual(st, 201, body)
+        uid = body["user"]["id"]
+        st, _, body = http("GET", au + "/roles?name=admin", None, admin)
+        rid = body["roles"][0]["id"]
+        st, _, body = http("PUT", "%s/projects/%s/users/%s/roles/%s" % (
+            au, project_id, uid, rid), None, admin)
+        self.assertEqual(st, 204, body)
+
+        path = self.write_file("nova-osa.conf", self.OSA_CONF.format(
+            web=harness.SPICE_HTML5, keystone=self.env["keystone_url"], domain_id=domain_id,
+            project="service", username="nova", password=password, region=self.env["region"]))
+        sg = self.start_spicegate(extra_args=("--nova-config", path, "--debug"))
+        sg.wait_log(LOGIN_OK)
+        sg.wait_log(PROBE_OK)
+        token = self.mint()
+        client = self.connect_main(sg, token)
+        self.assert_relaying(client, "main channel")
+        self.assertEqual(self.lookups(token, status=200), 1, "Nova lookups of the token")
+        log = sg.log()
+        self.assertNotIn("is not supported", log)
+        self.assertIn("Keystone credentials from [keystone_authtoken]; [service_user] is not "
+                      "used", log)
+
     # 3 ------------------------------------------------------------------------
 
     def test_unknown_token_4404(self):
@@ -662,7 +837,8 @@ lock_path = /var/lib/nova/tmp
         wrong = "wrong-" + random_token()[:20]
         self.secrets.append(wrong)
         sg = self.start_nova_spicegate(wait_for=None, password=wrong)
-        sg.wait_log(r"WARNING.*Keystone refused the \[nova\] credentials \(HTTP 401\).*password")
+        sg.wait_log(r"WARNING.*Keystone refused the credentials in \[nova\] of spicegate\.conf "
+                    r"\(HTTP 401\).*password")
         token = self.mint()
         self.refused(sg, token, CLOSE_TOKEN_UNAVAILABLE)
         self.assertEqual(self.lookups(token), 0, "a lookup without a service token")

@@ -169,6 +169,31 @@ START_TEST(test_config_validate_cross_checks)
 }
 END_TEST
 
+/* Keystone takes a domain by id as well as by name (OpenStack-Ansible
+ * writes ids); without a nova.conf the messages name spicegate.conf's keys. */
+START_TEST(test_config_nova_domain_ids_and_messages)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = load("[tokens]\nbackend = nova\n"
+                                   "[nova]\nuser_domain_id = default\n"
+                                   "project_domain_id = 3a1b\n",
+                                   &error);
+
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(cfg->nova_user_domain_id, "default");
+    ck_assert_str_eq(cfg->nova_project_domain_id, "3a1b");
+    ck_assert_str_eq(cfg->nova_user_domain_name, "Default");   /* kept, but the id wins */
+    ck_assert(!sg_config_validate(cfg, &error));
+    ck_assert_str_eq(error->message, "[nova] auth_url is needed when [tokens] backend = nova");
+    g_clear_error(&error);
+    cfg->nova_auth_url = g_strdup("http://k:5000");
+    ck_assert(!sg_config_validate(cfg, &error));
+    ck_assert_str_eq(error->message, "[nova] needs username, password and project_name, or "
+                                     "application_credential_id and "
+                                     "application_credential_secret");
+}
+END_TEST
+
 START_TEST(test_config_later_value_wins)
 {
     g_autoptr(GError) error = NULL;
@@ -220,6 +245,7 @@ config_suite(void)
     tcase_add_loop_test(tc, test_config_listen_forms, 0, G_N_ELEMENTS(good_listen));
     tcase_add_test(tc, test_config_command_line_names_the_flag);
     tcase_add_test(tc, test_config_validate_cross_checks);
+    tcase_add_test(tc, test_config_nova_domain_ids_and_messages);
     tcase_add_test(tc, test_config_later_value_wins);
     tcase_add_test(tc, test_config_every_key_is_documented);
     suite_add_tcase(s, tc);

@@ -105,7 +105,11 @@ static const struct {
     { "[console]\nallowed_origins = http://x/\n", "[console] allowed_origins" },
     { "[consoleauth]\ntoken_ttl = -1\n", "nova.conf:2: [consoleauth] token_ttl" },
     { "[keystone_authtoken]\nauth_url = $auth_host/v3\n", "'$' substitution" },
-    { "[keystone_authtoken]\nauth_type = token\n", "auth_type = token is not supported" },
+    { "[keystone_authtoken]\nauth_url = http://k:5000\nauth_type = token\n",
+      "auth_type = token is not supported" },
+    { "[service_user]\nauth_url = http://k:5000\n\nauth_type = v3token\n",
+      "nova.conf:4: [service_user] auth_type = v3token is not supported (password, v3password "
+      "or v3applicationcredential)" },
     { "[spice]\nhtml5proxy_base_url = ftp://x/\n", "[spice] html5proxy_base_url" },
 };
 
@@ -121,6 +125,250 @@ START_TEST(test_nova_conf_errors_name_line_and_option)
     ck_assert_ptr_nonnull(error);
     ck_assert_msg(strstr(error->message, bad_nova[_i].expect) != NULL, "case %d: '%s'", _i,
                   error->message);
+}
+END_TEST
+
+
+/* What kolla-ansible writes for nova-spicehtml5proxy: no [keystone_authtoken]. */
+static const char kolla_conf[] =
+    "[DEFAULT]\n"
+    "debug = False\n"
+    "[spice]\n"
+    "enabled = true\n"
+    "html5proxy_host = 192.0.2.10\n"
+    "html5proxy_port = 6082\n"
+    "html5proxy_base_url = https://cloud.example.com:6082/spice_auto.html\n"
+    "[service_user]\n"
+    "send_service_user_token = true\n"
+    "auth_url = http://keystone-internal:5000\n"
+    "auth_type = password\n"
+    "project_domain_name = Default\n"
+    "user_domain_name = Default\n"
+    "project_name = service\n"
+    "username = nova\n"
+    "password = k0lla\n";
+
+/* What OpenStack-Ansible writes: domains by id. */
+static const char osa_conf[] =
+    "[keystone_authtoken]\n"
+    "insecure = False\n"
+    "auth_type = password\n"
+    "auth_url = http://172.29.236.9:5000\n"
+    "www_authenticate_uri = http://172.29.236.9:5000\n"
+    "project_domain_id = default\n"
+    "user_domain_id = default\n"
+    "project_name = service\n"
+    "username = nova\n"
+    "password = 0sa\n"
+    "region_name = RegionOne\n"
+    "memcached_servers = 172.29.236.9:11211\n";
+
+/* Collects warnings, to show that nothing is reported as unsupported. */
+static GString *logged;
+
+static GLogWriterOutput
+collect_log(GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
+{
+    (void)level;
+    (void)data;
+    for (gsize i = 0; i < n; i++) {
+        if (g_str_equal(fields[i].key, "MESSAGE"))
+            g_string_append_printf(logged, "%s\n", (const char *)fields[i].value);
+    }
+    return G_LOG_WRITER_HANDLED;
+}
+
+static SgConfig *
+apply_text(const char *text, const char *filename, GError **error)
+{
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autoptr(SgNovaConf) nc = sg_nova_conf_parse(text, strlen(text), filename, error);
+
+    if (nc == NULL || !sg_nova_conf_apply(nc, cfg, filename, error))
+        return NULL;
+    return g_steal_pointer(&cfg);
+}
+
+static JsonObject *
+member(JsonObject *obj, const char *path)
+{
+    g_auto(GStrv) names = g_strsplit(path, ".", -1);
+
+    for (guint i = 0; names[i] != NULL && obj != NULL; i++)
+        obj = json_object_has_member(obj, names[i]) ? json_object_get_object_member(obj, names[i])
+                                                     : NULL;
+    return obj;
+}
+
+START_TEST(test_nova_conf_kolla_service_user)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = apply_text(kolla_conf, "/etc/kolla/nova.conf", &error);
+
+    ck_assert_ptr_null(error);
+    ck_assert_str_eq(cfg->token_backend, "nova");
+    ck_assert_str_eq(cfg->nova_auth_url, "http://keystone-internal:5000");
+    ck_assert_str_eq(cfg->nova_username, "nova");
+    ck_assert_str_eq(cfg->nova_password, "k0lla");
+    ck_assert_str_eq(cfg->nova_project_name, "service");
+    ck_assert_str_eq(cfg->nova_user_domain_name, "Default");
+    ck_assert_ptr_null(cfg->nova_user_domain_id);
+    ck_assert_str_eq(cfg->nova_conf_section, "service_user");
+    ck_assert_str_eq(cfg->nova_conf_files, "/etc/kolla/nova.conf");
+    ck_assert_str_eq(cfg->listen_host, "192.0.2.10");
+    ck_assert(sg_config_validate(cfg, &error));
+}
+END_TEST
+
+START_TEST(test_nova_conf_osa_domain_ids)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autofree char *body = NULL;
+    JsonObject *auth;
+
+    logged = g_string_new(NULL);
+    g_log_set_writer_func(collect_log, NULL, NULL);
+    cfg = apply_text(osa_conf, "/etc/nova/nova.conf", &error);
+    ck_assert_ptr_null(error);
+    ck_assert_str_eq(logged->str, "");                  /* no "not supported" warnings */
+    ck_assert_str_eq(cfg->nova_user_domain_id, "default");
+    ck_assert_str_eq(cfg->nova_project_domain_id, "default");
+    ck_assert_str_eq(cfg->nova_region, "RegionOne");
+    ck_assert_str_eq(cfg->nova_conf_section, "keystone_authtoken");
+    ck_assert(sg_config_validate(cfg, &error));
+
+    body = sg_keystone_auth_body(cfg);
+    ck_assert(json_parser_load_from_data(parser, body, -1, NULL));
+    auth = member(json_node_get_object(json_parser_get_root(parser)), "auth");
+    ck_assert_str_eq(json_object_get_string_member(
+                         member(auth, "identity.password.user.domain"), "id"), "default");
+    ck_assert(!json_object_has_member(member(auth, "identity.password.user.domain"), "name"));
+    ck_assert_str_eq(json_object_get_string_member(member(auth, "scope.project.domain"), "id"),
+                     "default");
+    ck_assert(!json_object_has_member(member(auth, "scope.project.domain"), "name"));
+}
+END_TEST
+
+/* One section, whole: [keystone_authtoken] wins if it has credentials, and
+ * nothing of [service_user] leaks in; without them, [service_user]. */
+START_TEST(test_nova_conf_credentials_section_choice)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) both = NULL;
+    g_autoptr(SgConfig) fallback = NULL;
+
+    both = apply_text("[keystone_authtoken]\n"
+                      "auth_url = http://k1:5000/v3\nusername = a\npassword = pa\n"
+                      "project_name = pa\n"
+                      "[service_user]\n"
+                      "auth_url = http://k2:5000/v3\nusername = b\npassword = pb\n"
+                      "project_name = pb\nregion_name = R2\nuser_domain_id = d2\n",
+                      "nova.conf", &error);
+    ck_assert_ptr_null(error);
+    ck_assert_str_eq(both->nova_auth_url, "http://k1:5000/v3");
+    ck_assert_str_eq(both->nova_username, "a");
+    ck_assert_ptr_null(both->nova_region);
+    ck_assert_ptr_null(both->nova_user_domain_id);
+    ck_assert_str_eq(both->nova_conf_section, "keystone_authtoken");
+
+    /* Only middleware settings in [keystone_authtoken]: not credentials. */
+    fallback = apply_text("[keystone_authtoken]\n"
+                          "www_authenticate_uri = http://k1:5000\n"
+                          "memcached_servers = m:11211\n"
+                          "[service_user]\n"
+                          "auth_url = http://k2:5000/v3\nusername = b\npassword = pb\n"
+                          "project_name = pb\n",
+                          "nova.conf", &error);
+    ck_assert_ptr_null(error);
+    ck_assert_str_eq(fallback->nova_auth_url, "http://k2:5000/v3");
+    ck_assert_str_eq(fallback->nova_conf_section, "service_user");
+}
+END_TEST
+
+/* A domain name written in nova.conf beats an id from spicegate.conf. */
+START_TEST(test_nova_conf_domain_name_replaces_id)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    static const char text[] = "[service_user]\nauth_url = http://k:5000\n"
+                               "user_domain_name = Users\nproject_domain_id = p1\n";
+    g_autoptr(SgNovaConf) nc = sg_nova_conf_parse(text, strlen(text), "nova.conf", &error);
+
+    ck_assert(sg_config_set(cfg, "nova", "user_domain_id", "from-spicegate", "test", &error));
+    ck_assert(sg_nova_conf_apply(nc, cfg, "nova.conf", &error));
+    ck_assert_ptr_null(cfg->nova_user_domain_id);
+    ck_assert_str_eq(cfg->nova_user_domain_name, "Users");
+    ck_assert_str_eq(cfg->nova_project_domain_id, "p1");
+}
+END_TEST
+
+/* Several files merge into one nova.conf before the section is chosen;
+ * an option's error names its own file and line. */
+START_TEST(test_nova_conf_files_merge)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    static const char first[] = "[keystone_authtoken]\nauth_url = http://k:5000\n"
+                                "username = nova\nproject_name = service\n";
+    static const char second[] = "[DEFAULT]\n\n[keystone_authtoken]\npassword = secret\n"
+                                 "insecure = maybe\n";
+    g_autoptr(SgNovaConf) a = sg_nova_conf_parse(first, strlen(first), "a.conf", &error);
+    g_autoptr(SgNovaConf) b = sg_nova_conf_parse(second, strlen(second), "b.conf", &error);
+
+    sg_nova_conf_merge(a, b);
+    ck_assert_str_eq(sg_nova_conf_get(a, "keystone_authtoken", "password"), "secret");
+    ck_assert(!sg_nova_conf_apply(a, cfg, "a.conf, b.conf", &error));
+    ck_assert_str_eq(error->message, "b.conf:5: [keystone_authtoken] insecure: 'maybe' is "
+                                     "not a boolean (true or false)");
+}
+END_TEST
+
+/* Errors about missing Keystone settings speak nova.conf's language and
+ * name the spicegate.conf key that could be set instead. */
+static const struct {
+    const char *spicegate;        /* [nova] settings from spicegate.conf first */
+    const char *nova;
+    const char *expect;           /* exact message */
+} missing_cases[] = {
+    { "", "[spice]\nhtml5proxy_port = 6082\n",
+      "/etc/nova/nova.conf: no [keystone_authtoken] or [service_user] auth_url, username, "
+      "password and project_name; set them there or [nova] auth_url, username, password and "
+      "project_name in spicegate.conf" },
+    { "username=u\npassword=p\nproject_name=s\n", "[DEFAULT]\nweb = /w\n",
+      "/etc/nova/nova.conf: no [keystone_authtoken] or [service_user] auth_url; set it there "
+      "or [nova] auth_url in spicegate.conf" },
+    { "", "[service_user]\nauth_url = http://k:5000\nusername = nova\nproject_name = s\n",
+      "/etc/nova/nova.conf: [service_user] has no password; set it there or [nova] password "
+      "in spicegate.conf" },
+    { "", "[keystone_authtoken]\nusername = nova\npassword = x\n",
+      "/etc/nova/nova.conf: [keystone_authtoken] has no auth_url and project_name; set them "
+      "there or [nova] auth_url and project_name in spicegate.conf" },
+    { "", "[keystone_authtoken]\nauth_url = http://k:5000\napplication_credential_id = i\n",
+      "/etc/nova/nova.conf: [keystone_authtoken] has no application_credential_secret; set it "
+      "there or [nova] application_credential_secret in spicegate.conf" },
+    { "auth_url = http://k:5000\n", "[service_user]\nusername = nova\npassword = x\n"
+      "project_name = s\n", NULL },
+};
+
+START_TEST(test_nova_conf_missing_credentials_messages)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autofree char *ours = g_strdup_printf("[nova]\n%s", missing_cases[_i].spicegate);
+    const char *text = missing_cases[_i].nova;
+    g_autoptr(SgNovaConf) nc = sg_nova_conf_parse(text, strlen(text), "/etc/nova/nova.conf",
+                                                  &error);
+
+    ck_assert(sg_config_load_data(cfg, ours, strlen(ours), "spicegate.conf", &error));
+    ck_assert(sg_nova_conf_apply(nc, cfg, "/etc/nova/nova.conf", &error));
+    if (missing_cases[_i].expect == NULL) {
+        ck_assert(sg_config_validate(cfg, &error));
+        return;
+    }
+    ck_assert(!sg_config_validate(cfg, &error));
+    ck_assert_str_eq(error->message, missing_cases[_i].expect);
 }
 END_TEST
 
@@ -261,6 +509,13 @@ nova_suite(void)
     tcase_add_test(tc, test_nova_conf_maps_onto_spicegate);
     tcase_add_loop_test(tc, test_nova_conf_errors_name_line_and_option, 0,
                         G_N_ELEMENTS(bad_nova));
+    tcase_add_test(tc, test_nova_conf_kolla_service_user);
+    tcase_add_test(tc, test_nova_conf_osa_domain_ids);
+    tcase_add_test(tc, test_nova_conf_credentials_section_choice);
+    tcase_add_test(tc, test_nova_conf_domain_name_replaces_id);
+    tcase_add_test(tc, test_nova_conf_files_merge);
+    tcase_add_loop_test(tc, test_nova_conf_missing_credentials_messages, 0,
+                        G_N_ELEMENTS(missing_cases));
     tcase_add_test(tc, test_keystone_parse_token_and_catalog);
     tcase_add_loop_test(tc, test_keystone_parse_token_rejects_garbage, 0,
                         G_N_ELEMENTS(bad_token_replies));
