@@ -104,6 +104,40 @@ copy_custom_header(struct lws *wsi, const char *name)
     return value;
 }
 
+/* Every Cookie field of the request, joined with "; " as RFC 6265 5.4
+ * writes them. A client may send several (HTTP/2 clients split cookies
+ * into one field each; RFC 9113 8.2.3), and lws_hdr_copy() glues lws'
+ * fragments of this header together with no separator at all, which
+ * merged the last cookie of one field with the first of the next. NULL
+ * when there is none or all together are too long. */
+static char *
+copy_cookie_fields(struct lws *wsi)
+{
+    g_autoptr(GString) joined = g_string_new(NULL);
+    bool any = false;
+
+    for (int i = 0;; i++) {
+        int len = MAX(lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_COOKIE, i), 0);
+        g_autofree char *field = g_malloc(len + 1);
+
+        if (lws_hdr_copy_fragment(wsi, field, len + 1, WSI_TOKEN_HTTP_COOKIE, i) < 0) {
+            explicit_bzero(field, len + 1);
+            break;
+        }
+        if (joined->len + len + 2 > SG_HEADER_MAX_BYTES) {
+            explicit_bzero(field, len + 1);
+            explicit_bzero(joined->str, joined->len);
+            return NULL;
+        }
+        if (any)
+            g_string_append(joined, "; ");
+        g_string_append_len(joined, field, len);
+        explicit_bzero(field, len + 1);
+        any = true;
+    }
+    return any ? g_string_free(g_steal_pointer(&joined), FALSE) : NULL;
+}
+
 /* "addr:port" of the peer, without reverse DNS. */
 static char *
 describe_peer(struct lws *wsi)
@@ -276,7 +310,7 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     }
     token = token_from_url_args(wsi);
     if (token == NULL) {
-        g_autofree char *cookie = copy_header(wsi, WSI_TOKEN_HTTP_COOKIE);
+        g_autofree char *cookie = copy_cookie_fields(wsi);
 
         if (cookie != NULL) {
             token = sg_admission_token_from_cookie(cookie);

@@ -111,6 +111,15 @@ class TokenRefusals(RefusalTestCase):
         except HandshakeRefused as e:
             self.assertEqual(e.status, 0, "only a dropped connection may replace 4401")
 
+    def test_token_in_second_cookie_field(self):
+        # Clients may send several Cookie fields (HTTP/2 clients send one
+        # per cookie). The token in the second, or split around it, is found.
+        for fields in (("Cookie: lang=en", "Cookie: token=" + self.token),
+                       ("Cookie: token=" + self.token, "Cookie: lang=en"),
+                       ("Cookie: a=1", "Cookie: token=%s; b=2" % self.token, "Cookie: c=3")):
+            with self.subTest(fields=len(fields)):
+                self.assert_echo_session(self.sg, extra_headers=fields)
+
     def test_large_cookie_header_with_token(self):
         # Not in CONTRACTS.md. Horizon and the console proxy often share a
         # domain, so the browser sends their cookies too; browsers allow
