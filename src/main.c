@@ -148,7 +148,7 @@ parse_options(int *argc, char ***argv, SgOptions *opt)
           (gpointer)on_check_config,
           "Check the whole configuration (files, certificates, web roots, tokens) and exit "
           "0 or 2 without listening; =login also logs in to Keystone and finds Nova",
-          "[=login]" },
+          "[login]" },
         { "version", 'V', 0, G_OPTION_ARG_NONE, &opt->version, "Print the version and exit",
           NULL },
         G_OPTION_ENTRY_NULL
