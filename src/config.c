@@ -9,6 +9,8 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -565,19 +567,79 @@ sg_config_set(SgConfig *cfg, const char *group, const char *key, const char *val
     return TRUE;
 }
 
-/* Line numbers of groups and keys, and the first line GKeyFile would
- * choke on, found with GKeyFile's own rules: a line is blank, a '#'
- * comment, "[group]" or "key=value". */
+/* The errors found in one file, each with its line, reported together so
+ * that one run shows every mistake. */
+typedef struct {
+    guint line;
+    SgConfigError code;
+    char *message;
+} FileError;
+
+static void
+file_error_clear(gpointer data)
+{
+    g_free(((FileError *)data)->message);
+}
+
+G_GNUC_PRINTF(4, 5)
+static void
+add_error(GArray *errors, guint line, SgConfigError code, const char *format, ...)
+{
+    FileError e = { line, code, NULL };
+    va_list args;
+
+    va_start(args, format);
+    e.message = g_strdup_vprintf(format, args);
+    va_end(args);
+    g_array_append_val(errors, e);
+}
+
+static gint
+compare_lines(gconstpointer a, gconstpointer b)
+{
+    guint la = ((const FileError *)a)->line;
+    guint lb = ((const FileError *)b)->line;
+
+    return la < lb ? -1 : la > lb;
+}
+
+/* All of @errors as one GError, in line order, one message per line. */
+static void
+set_file_errors(GArray *errors, GError **error)
+{
+    g_autoptr(GString) text = g_string_new(NULL);
+
+    /* g_array_sort() is a stable merge sort: same-line errors keep their
+     * order. */
+    g_array_sort(errors, compare_lines);
+    for (guint i = 0; i < errors->len; i++) {
+        if (i > 0)
+            g_string_append_c(text, '\n');
+        g_string_append(text, g_array_index(errors, FileError, i).message);
+    }
+    g_set_error_literal(error, SG_CONFIG_ERROR, g_array_index(errors, FileError, 0).code,
+                        text->str);
+}
+
+/* Line numbers of groups and keys, found with GKeyFile's own rules: a line
+ * is blank, a '#' comment, "[group]" or "key=value". Every line that is
+ * none of these, or names an unknown group or key, is added to @errors and
+ * blanked in @clean (the text GKeyFile then reads), so that the remaining
+ * lines can still be checked. */
 typedef struct {
     GHashTable *lines;      /* "group\nkey" or "group" -> line number */
 } LineMap;
 
 static gboolean
-map_lines(const char *data, gsize len, const char *filename, LineMap *map, GError **error)
+map_lines(const char *data, gsize len, const char *filename, LineMap *map, GArray *errors,
+          GString *clean, GError **error)
 {
     g_autofree char *text = g_strndup(data, len);
     g_auto(GStrv) lines = NULL;
+    g_auto(GStrv) raw = NULL;
     g_autofree char *group = NULL;
+    bool group_ok = false;
+    bool seen_header = false;
 
     if (memchr(data, '\0', len) != NULL) {
         g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
@@ -590,53 +652,59 @@ map_lines(const char *data, gsize len, const char *filename, LineMap *map, GErro
         return FALSE;
     }
     lines = g_strsplit(text, "\n", -1);
+    raw = g_strsplit(text, "\n", -1);
     for (guint i = 0; lines[i] != NULL; i++) {
         guint lineno = i + 1;
         char *line = g_strstrip(lines[i]);
+        bool keep = false;
         char *eq;
 
-        if (line[0] == '\0' || line[0] == '#')
-            continue;
-        if (line[0] == '[') {
+        if (line[0] == '\0' || line[0] == '#') {
+            keep = true;
+        } else if (line[0] == '[') {
             size_t n = strlen(line);
 
+            g_clear_pointer(&group, g_free);
+            group_ok = false;
+            seen_header = true;
             if (n < 3 || line[n - 1] != ']') {
-                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
-                            "%s:%u: '%s' is not a [group] header", filename, lineno, line);
-                return FALSE;
+                add_error(errors, lineno, SG_CONFIG_ERROR_SYNTAX,
+                          "%s:%u: '%s' is not a [group] header", filename, lineno, line);
+            } else {
+                group = g_strndup(line + 1, n - 2);
+                if (!group_is_known(group)) {
+                    add_error(errors, lineno, SG_CONFIG_ERROR_UNKNOWN,
+                              "%s:%u: [%s]: unknown group (known: server, tls, tokens, nova)",
+                              filename, lineno, group);
+                } else {
+                    g_hash_table_replace(map->lines, g_strdup(group),
+                                         GUINT_TO_POINTER(lineno));
+                    group_ok = keep = true;
+                }
             }
-            g_free(group);
-            group = g_strndup(line + 1, n - 2);
-            if (!group_is_known(group)) {
-                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_UNKNOWN,
-                            "%s:%u: [%s]: unknown group (known: server, tls, tokens, nova)",
-                            filename, lineno, group);
-                return FALSE;
+        } else if ((eq = strchr(line, '=')) == NULL || eq == line) {
+            add_error(errors, lineno, SG_CONFIG_ERROR_SYNTAX,
+                      "%s:%u: not a 'key = value' line, [group] header or # comment",
+                      filename, lineno);
+        } else if (!seen_header) {
+            add_error(errors, lineno, SG_CONFIG_ERROR_SYNTAX,
+                      "%s:%u: key before any [group] header", filename, lineno);
+        } else if (group_ok) {
+            /* (The keys of a bad or unknown group were reported with it.) */
+            *eq = '\0';
+            g_strchomp(line);
+            if (find_key(group, line) == NULL) {
+                add_error(errors, lineno, SG_CONFIG_ERROR_UNKNOWN,
+                          "%s:%u: [%s] %s: unknown key", filename, lineno, group, line);
+            } else {
+                g_hash_table_replace(map->lines, g_strdup_printf("%s\n%s", group, line),
+                                     GUINT_TO_POINTER(lineno));
+                keep = true;
             }
-            g_hash_table_replace(map->lines, g_strdup(group), GUINT_TO_POINTER(lineno));
-            continue;
         }
-        eq = strchr(line, '=');
-        if (eq == NULL || eq == line) {
-            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
-                        "%s:%u: not a 'key = value' line, [group] header or # comment",
-                        filename, lineno);
-            return FALSE;
-        }
-        if (group == NULL) {
-            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
-                        "%s:%u: key before any [group] header", filename, lineno);
-            return FALSE;
-        }
-        *eq = '\0';
-        g_strchomp(line);
-        if (find_key(group, line) == NULL) {
-            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_UNKNOWN,
-                        "%s:%u: [%s] %s: unknown key", filename, lineno, group, line);
-            return FALSE;
-        }
-        g_hash_table_replace(map->lines, g_strdup_printf("%s\n%s", group, line),
-                             GUINT_TO_POINTER(lineno));
+        if (keep)
+            g_string_append(clean, raw[i]);
+        g_string_append_c(clean, '\n');
     }
     return TRUE;
 }
@@ -647,15 +715,20 @@ sg_config_load_data(SgConfig *cfg, const char *data, gsize len, const char *file
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
     g_autoptr(GHashTable) lines = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(GArray) errors = g_array_new(FALSE, FALSE, sizeof(FileError));
+    g_autoptr(GString) clean = g_string_sized_new(len + 1);
     LineMap map = { lines };
     g_autoptr(GError) local = NULL;
     g_auto(GStrv) groups = NULL;
 
-    if (!map_lines(data, len, filename, &map, error))
+    g_array_set_clear_func(errors, file_error_clear);
+    if (!map_lines(data, len, filename, &map, errors, clean, error))
         return FALSE;
-    if (!g_key_file_load_from_data(kf, data, len, G_KEY_FILE_NONE, &local)) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX, "%s: %s", filename,
-                    local->message);
+    if (!g_key_file_load_from_data(kf, clean->str, clean->len, G_KEY_FILE_NONE, &local)) {
+        /* What map_lines() let through, GKeyFile accepts: belt and braces. */
+        add_error(errors, G_MAXUINT, SG_CONFIG_ERROR_SYNTAX, "%s: %s", filename,
+                  local->message);
+        set_file_errors(errors, error);
         return FALSE;
     }
     groups = g_key_file_get_groups(kf, NULL);
@@ -668,28 +741,28 @@ sg_config_load_data(SgConfig *cfg, const char *data, gsize len, const char *file
             const SgConfigKeyInfo *k = find_key(groups[g], keys[i]);
             g_autofree char *value = NULL;
 
+            g_clear_error(&local);
             if (k == NULL) {
                 /* map_lines() saw every key GKeyFile sees; belt and braces. */
-                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_UNKNOWN,
-                            "%s:%u: [%s] %s: unknown key", filename, lineno, groups[g],
-                            keys[i]);
-                return FALSE;
+                add_error(errors, lineno, SG_CONFIG_ERROR_UNKNOWN, "%s:%u: [%s] %s: unknown key",
+                          filename, lineno, groups[g], keys[i]);
+                continue;
             }
             value = g_key_file_get_string(kf, groups[g], keys[i], &local);
             if (value == NULL) {
-                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                            "%s:%u: [%s] %s: %s", filename, lineno, groups[g], keys[i],
-                            local->message);
-                return FALSE;
+                add_error(errors, lineno, SG_CONFIG_ERROR_VALUE, "%s:%u: [%s] %s: %s", filename,
+                          lineno, groups[g], keys[i], local->message);
+                continue;
             }
             g_strstrip(value);
-            if (!k->apply(cfg, value, &local)) {
-                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                            "%s:%u: [%s] %s: %s", filename, lineno, groups[g], keys[i],
-                            local->message);
-                return FALSE;
-            }
+            if (!k->apply(cfg, value, &local))
+                add_error(errors, lineno, SG_CONFIG_ERROR_VALUE, "%s:%u: [%s] %s: %s", filename,
+                          lineno, groups[g], keys[i], local->message);
         }
+    }
+    if (errors->len > 0) {
+        set_file_errors(errors, error);
+        return FALSE;
     }
     return TRUE;
 }

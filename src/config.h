@@ -98,7 +98,8 @@ const SgConfigKeyInfo *sg_config_keys(void);
 SgConfig *sg_config_new_default(void);
 
 /* Applies the file text @data (named @filename in messages) on top of @cfg.
- * Errors read "FILE:LINE: [group] key: what is wrong". */
+ * Errors read "FILE:LINE: [group] key: what is wrong"; every error in the
+ * file is reported, one per line of the message, in line order. */
 gboolean sg_config_load_data(SgConfig *cfg, const char *data, gsize len,
                              const char *filename, GError **error);
 gboolean sg_config_load_file(SgConfig *cfg, const char *filename, GError **error);

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "preflight.h"
 #include "session.h"
 #include "token.h"
 #include "web.h"
@@ -540,11 +541,17 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
             info.ssl_options_set |= SSL_OP_NO_TLSv1_2;
     }
 
+    /* lws only logs why it could not bind: find the errno ourselves. The
+     * TLS files and the event-loop plugin were checked at start (main.c,
+     * preflight.c). */
+    if (listen_fd < 0 && !sg_preflight_listen(cfg->listen_host, cfg->listen_port, error)) {
+        sg_listener_free(listener);
+        return NULL;
+    }
     listener->context = lws_create_context(&info);
     if (listener->context == NULL) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                    "cannot listen on %s%s%s:%u%s (address in use, no permission, or bad "
-                    "TLS files; see the lws line above)",
+                    "libwebsockets could not start on %s%s%s:%u%s; see its error line above",
                     cfg->listen_host && strchr(cfg->listen_host, ':') ? "[" : "",
                     cfg->listen_host ? cfg->listen_host : "*",
                     cfg->listen_host && strchr(cfg->listen_host, ':') ? "]" : "",

@@ -4,8 +4,9 @@
  *
  * Owns the main loop, the configuration, the token backend and the
  * listener, and frees them in the reverse order of their creation. Exit
- * status: 0 after a clean stop, 1 when the service cannot start (bind, TLS),
- * 2 for any usage or configuration error.
+ * status: 0 after a clean stop, 1 when the service cannot start (the address
+ * is taken or forbidden), 2 for any usage, configuration or installation
+ * error (everything --check-config finds).
  */
 #include "autoconfig.h"
 
@@ -26,6 +27,7 @@
 #include "session.h"
 #include "log.h"
 #include "nova_conf.h"
+#include "preflight.h"
 #include "token.h"
 #include "token_file.h"
 #include "token_nova.h"
@@ -59,6 +61,35 @@ typedef struct {
     gboolean debug;
     gboolean version;
 } SgOptions;
+
+typedef enum {
+    SG_CHECK_NONE = 0,
+    SG_CHECK_CONFIG,              /* --check-config */
+    SG_CHECK_LOGIN,               /* --check-config=login */
+} SgCheckMode;
+
+/* Set by on_check_config(): GOption hands an optional argument's value only
+ * to a callback. */
+static SgCheckMode check_mode = SG_CHECK_NONE;
+
+/* How long --check-config=login waits for Keystone and Nova in all. */
+#define SG_CHECK_LOGIN_SLACK_S 5
+
+static gboolean
+on_check_config(const char *name, const char *value, gpointer data, GError **error)
+{
+    if (value == NULL) {
+        check_mode = SG_CHECK_CONFIG;
+        return TRUE;
+    }
+    if (g_str_equal(value, "login")) {
+        check_mode = SG_CHECK_LOGIN;
+        return TRUE;
+    }
+    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                "--check-config takes no value or =login, not '%s'", value);
+    return FALSE;
+}
 
 static void
 options_clear(SgOptions *opt)
@@ -113,6 +144,11 @@ parse_options(int *argc, char ***argv, SgOptions *opt)
           "Worker processes sharing the port: a number, or auto for one per CPU "
           "(default 1)", "N" },
         { "debug", 'd', 0, G_OPTION_ARG_NONE, &opt->debug, "Log debug messages", NULL },
+        { "check-config", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK,
+          (gpointer)on_check_config,
+          "Check the whole configuration (files, certificates, web roots, tokens) and exit "
+          "0 or 2 without listening; =login also logs in to Keystone and finds Nova",
+          "[login]" },
         { "version", 'V', 0, G_OPTION_ARG_NONE, &opt->version, "Print the version and exit",
           NULL },
         G_OPTION_ENTRY_NULL
@@ -132,24 +168,6 @@ parse_options(int *argc, char ***argv, SgOptions *opt)
     if (*argc > 1) {
         fprintf(stderr, "spicegate: unexpected argument '%s'\nTry 'spicegate --help'.\n",
                 (*argv)[1]);
-        return FALSE;
-    }
-    return TRUE;
-}
-
-/* A file the daemon needs must be readable now, so that a typo is a
- * configuration error (exit 2) and not a failure to start (exit 1). */
-static gboolean
-check_readable(const char *what, const char *path, GError **error)
-{
-    g_autoptr(GError) local = NULL;
-    g_autoptr(GMappedFile) map = NULL;
-
-    if (path == NULL)
-        return TRUE;
-    map = g_mapped_file_new(path, FALSE, &local);
-    if (map == NULL) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_IO, "%s: %s", what, local->message);
         return FALSE;
     }
     return TRUE;
@@ -226,11 +244,6 @@ build_config(const SgOptions *opt, GError **error)
     if (opt->ssl_only)
         cfg->ssl_only = true;
     cfg->port_file = g_strdup(opt->port_file);
-    if (!sg_config_validate(cfg, error))
-        return NULL;
-    if (!check_readable("[tls] cert", cfg->cert, error) ||
-        !check_readable("[tls] key", cfg->key, error))
-        return NULL;
     return g_steal_pointer(&cfg);
 }
 
@@ -289,6 +302,70 @@ new_token_backend(const SgConfig *cfg, GError **error)
     return sg_token_file_new(cfg->token_file, error);
 }
 
+/* Everything about @cfg that can be checked without listening, each
+ * problem one line of @error: the cross-checks, the web roots, the TLS
+ * files, the token file (with @load_tokens), libwebsockets' GLib plugin.
+ * A typo is then a configuration error (exit 2) before anything starts,
+ * not a failure to start (exit 1) or a warning nobody reads. */
+static gboolean
+check_setup(const SgConfig *cfg, bool load_tokens, GError **error)
+{
+    g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
+    GError *local = NULL;
+    g_autofree char *text = NULL;
+    bool valid = sg_config_validate(cfg, &local);
+
+    if (!valid)
+        g_ptr_array_add(problems, g_strdup(local->message));
+    g_clear_error(&local);
+    if (!sg_preflight_web_roots(cfg, &local))
+        g_ptr_array_add(problems, g_strdup(local->message));
+    g_clear_error(&local);
+    if (!sg_preflight_tls(cfg, &local))
+        g_ptr_array_add(problems, g_strdup(local->message));
+    g_clear_error(&local);
+    /* Nova's backend starts talking to Keystone when created: only
+     * --check-config=login does that. The daemon loads the token file
+     * itself (and logs what it loaded) just after. */
+    if (load_tokens && valid && !g_str_equal(cfg->token_backend, "nova")) {
+        SgTokenBackend *probe = new_token_backend(cfg, &local);
+
+        if (probe == NULL)
+            g_ptr_array_add(problems, g_strdup_printf("[tokens] %s: %s", cfg->token_backend,
+                                                      local->message));
+        sg_token_backend_free(probe);
+        g_clear_error(&local);
+    }
+    if (!sg_preflight_evlib(sg_preflight_evlib_path(), &local))
+        g_ptr_array_add(problems, g_strdup(local->message));
+    g_clear_error(&local);
+    if (problems->len == 0)
+        return TRUE;
+    g_ptr_array_add(problems, NULL);
+    text = g_strjoinv("\n", (char **)problems->pdata);
+    g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE, text);
+    return FALSE;
+}
+
+/* A message of several lines: each gets the program's name. */
+static void
+print_error(const char *message)
+{
+    g_auto(GStrv) lines = g_strsplit(message, "\n", -1);
+
+    for (guint i = 0; lines[i] != NULL; i++)
+        fprintf(stderr, "spicegate: %s\n", lines[i]);
+}
+
+/* The one line saying what runs. */
+static void
+describe_start(const SgConfig *cfg, guint port, guint workers)
+{
+    g_autofree char *what = sg_preflight_describe(cfg, port, workers);
+
+    g_message("spicegate %s running: %s", PACKAGE_VERSION, what);
+}
+
 /* Tells whoever waits that we listen: the master through @ready_fd when
  * we are a worker, else the port file, the log and systemd. */
 static gboolean
@@ -308,8 +385,7 @@ announce(SgDaemon *d, int ready_fd, GError **error)
         g_prefix_error(error, "--port-file: ");
         return FALSE;
     }
-    g_message("spicegate %s listening on port %u (%s)", PACKAGE_VERSION, port,
-              d->cfg->cert ? "https/wss" : "http/ws");
+    describe_start(d->cfg, port, 1);
     sg_notify_systemd("READY=1");
     return TRUE;
 }
@@ -379,8 +455,7 @@ on_workers_ready(guint port, guint count, gpointer data)
 
     if (cfg->port_file != NULL && !write_port_file(cfg->port_file, port, &error))
         g_warning("--port-file: %s", error->message);
-    g_message("spicegate %s listening on port %u (%s, %u workers)", PACKAGE_VERSION, port,
-              cfg->cert ? "https/wss" : "http/ws", count);
+    describe_start(cfg, port, count);
     sg_notify_systemd("READY=1");
 }
 
@@ -423,10 +498,33 @@ main(int argc, char **argv)
 
     cfg = build_config(&opt, &error);
     options_clear(&opt);
-    if (cfg == NULL) {
-        fprintf(stderr, "spicegate: %s\n", error->message);
+    if (cfg == NULL || !check_setup(cfg, check_mode != SG_CHECK_NONE, &error)) {
+        print_error(error->message);
+        sg_config_free(cfg);
         curl_global_cleanup();
         return SG_EXIT_CONFIG;
+    }
+    if (check_mode != SG_CHECK_NONE) {
+        g_autofree char *compute_url = NULL;
+
+        status = EXIT_SUCCESS;
+        if (check_mode == SG_CHECK_LOGIN &&
+            !sg_preflight_login(cfg, cfg->nova_timeout_s * 2 + SG_CHECK_LOGIN_SLACK_S,
+                                &compute_url, &error)) {
+            print_error(error->message);
+            status = SG_EXIT_CONFIG;
+        } else {
+            g_autofree char *what = sg_preflight_describe(cfg, cfg->listen_port,
+                                                          cfg->workers);
+
+            printf("spicegate: configuration ok: %s\n", what);
+            if (compute_url != NULL)
+                printf("spicegate: logged in to Keystone; compute endpoint %s answers\n",
+                       compute_url);
+        }
+        sg_config_free(cfg);
+        curl_global_cleanup();
+        return status;
     }
     if (cfg->workers <= 1) {
         status = run_daemon(0, -1, cfg->listen_port, -1, cfg);

@@ -28,7 +28,8 @@ SgWebPathResult sg_web_normalise_path(const char *uri_path, char **relpath);
 const char *sg_web_mime_type(const char *filename);
 
 /* @roots: NULL-terminated list of directories, first wins. Missing roots are
- * skipped with a warning. */
+ * skipped with a warning (the daemon does not start with one: preflight.c
+ * checks them first). */
 SgWeb *sg_web_new(const char *const *roots);
 void sg_web_free(SgWeb *web);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgWeb, sg_web_free)

@@ -35,6 +35,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include "preflight.h"
 #include "workers.h"
 
 /* A worker that dies is restarted after this long, so a worker that
@@ -123,10 +124,12 @@ open_listen_socket(const char *host, guint port, guint *bound_port, GError **err
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0 ||
         fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
         getsockname(fd, (struct sockaddr *)&addr, &alen) < 0) {
-        g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
-                    "cannot listen on %s%s%s:%u: %s", host && strchr(host, ':') ? "[" : "",
+        int err = errno;
+
+        g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err),
+                    "cannot listen on %s%s%s:%u: %s%s", host && strchr(host, ':') ? "[" : "",
                     host ? host : "*", host && strchr(host, ':') ? "]" : "", port,
-                    g_strerror(errno));
+                    g_strerror(err), sg_preflight_bind_hint(err));
         close(fd);
         freeaddrinfo(res);
         return -1;

@@ -16,6 +16,9 @@
 # does a build step that fails); the exit status is non-zero if anything
 # failed. Failing tests' logs are printed.
 #
+# Every build is configured with --enable-werror: a warning fails the run
+# here and in CI, while release builds (plain ./configure) only warn.
+#
 # Environment: BUILD_ROOT, JOBS (parallel make jobs, default nproc),
 # CONFIGURE_FLAGS (extra configure arguments for every build).
 
@@ -24,7 +27,7 @@ set -uo pipefail
 srcdir=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 build_root=${BUILD_ROOT:-$srcdir/build-tests}
 jobs=${JOBS:-$(nproc)}
-read -r -a extra_flags <<<"${CONFIGURE_FLAGS:-}"
+read -r -a extra_flags <<<"--enable-werror ${CONFIGURE_FLAGS:-}"
 
 passed=0
 failed=0
@@ -117,7 +120,8 @@ UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} build_and_check sanitizers --
 if [ "$normal_ok" -eq 1 ]; then
     step "distcheck"
     log=$build_root/distcheck.log
-    make -C "$build_root/normal" -j"$jobs" distcheck 2>&1 | tee "$log"
+    make -C "$build_root/normal" -j"$jobs" distcheck \
+        DISTCHECK_CONFIGURE_FLAGS="${extra_flags[*]}" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     if grep -q '^# PASS:' "$log"; then
         count_results distcheck "$log"

@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """Start-up: configuration errors exit 2 with one message naming
-file:line and key; runtime failures exit 1; good options start."""
+file:line and key; a failure to listen exits 1; good options start."""
 
 import os
 import re
 import socket
 
 from harness import (
-    CLOSE_BAD_TOKEN, SPICE_HTML5, IntegTestCase, Spicegate, make_cert, random_token, run_spicegate,
+    CLOSE_BAD_TOKEN, PAGES, SPICE_HTML5, IntegTestCase, Spicegate, make_cert, random_token,
+    run_spicegate,
 )
 
 
@@ -16,7 +17,7 @@ def _run_with_tokens(self, args):
     thing wrong is what the test put in @args."""
     tokens = os.path.join(self.tmp, "empty-tokens")
     open(tokens, "w").close()
-    return run_spicegate(["--token-file", tokens, "--web", SPICE_HTML5] + args)
+    return run_spicegate(["--token-file", tokens, "--web", SPICE_HTML5, "--pages", PAGES] + args)
 
 
 class ConfigErrors(IntegTestCase):
@@ -124,28 +125,28 @@ class StartStop(IntegTestCase):
         self.assertEqual(status, 1, err)
         self.assertTrue(err.strip(), "no message for a failed bind")
 
-    def test_unloadable_tls_exits_1(self):
+    def test_unloadable_tls_exits_2(self):
+        # Certificates and keys are checked with the configuration: a bad
+        # one is a configuration error (test_startup.py has the messages).
         garbage = os.path.join(self.tmp, "garbage.pem")
         with open(garbage, "w") as f:
             f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
         status, _, err = self.run_with_tokens(["--listen", "127.0.0.1:0", "--cert", garbage])
-        self.assertEqual(status, 1, err)
+        self.assertEqual(status, 2, err)
         self.assertIn(garbage, err)
-        # A cert path that does not exist may be caught while checking the
-        # configuration (2) or while loading TLS (1); either way, named.
         missing = os.path.join(self.tmp, "missing.pem")
         status, _, err = self.run_with_tokens(["--listen", "127.0.0.1:0", "--cert", missing])
-        self.assertIn(status, (1, 2), err)
+        self.assertEqual(status, 2, err)
         self.assertIn(missing, err)
 
-    def test_key_not_matching_cert_exits_1(self):
+    def test_key_not_matching_cert_exits_2(self):
         cert, _ = make_cert(self.tmp)
         other = os.path.join(self.tmp, "other")
         os.makedirs(other)
         _, key2 = make_cert(other)
         status, _, err = self.run_with_tokens(["--listen", "127.0.0.1:0", "--cert", cert,
                                                "--key", key2])
-        self.assertEqual(status, 1, err)
+        self.assertEqual(status, 2, err)
 
     def test_config_file_settings_apply(self):
         # listen and the token file from the file; --port-file on the command line.

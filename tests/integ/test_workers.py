@@ -11,7 +11,7 @@ import socket
 
 from harness import (
     CHANNEL_MAIN, IntegTestCase, link_message, poll_until, random_token, run_spicegate,
-    SPICE_HTML5,
+    PAGES, SPICE_HTML5,
 )
 
 
@@ -63,7 +63,8 @@ class Workers(IntegTestCase):
             ws.close()
 
     def test_each_worker_serves_alone(self):
-        self.assertIn("listening on port %d (http/ws, 2 workers)" % self.sg.port, self.sg.log())
+        self.sg.wait_log(r"running: listen 127\.0\.0\.1:%d, TLS off \(http/ws\);.*; "
+                         r"workers 2\n" % self.sg.port)
         # With one worker stopped, the other takes every connection; then
         # the other way round. Session ids stay unique across the workers.
         for stopped in self.workers:
@@ -125,14 +126,14 @@ class WorkersStartup(IntegTestCase):
         with open(tokens, "w") as f:
             f.write("")
         status, _, err = run_spicegate(["--workers", "2", "--token-file", tokens,
-                                        "--web", SPICE_HTML5,
+                                        "--web", SPICE_HTML5, "--pages", PAGES,
                                         "--listen", "127.0.0.1:%d" % taken.getsockname()[1]])
         self.assertEqual(status, 1, err)
         self.assertIn("cannot listen on 127.0.0.1:%d" % taken.getsockname()[1], err)
 
     def test_bad_token_file_is_exit_2_before_any_worker(self):
         status, _, err = run_spicegate(["--workers", "2", "--listen", "127.0.0.1:0",
-                                        "--web", SPICE_HTML5,
+                                        "--web", SPICE_HTML5, "--pages", PAGES,
                                         "--token-file", os.path.join(self.tmp, "absent")])
         self.assertEqual(status, 2, err)
         self.assertIn("[tokens] file", err)

@@ -888,6 +888,68 @@ project_domain_name = Default
         self.refused(sg, token, CLOSE_TOKEN_UNAVAILABLE)
         self.assertEqual(self.lookups(token), 0)
 
+    # --check-config=login ------------------------------------------------------
+
+    def check_login(self, **nova):
+        """spicegate --check-config=login with a [nova] section (overrides
+        in @nova), on a port this test holds: had it tried to listen, it
+        would have failed. Returns (status, stdout, stderr)."""
+        config = self.write_file("check.conf", "[tokens]\nbackend = nova\n[nova]\n"
+                                 + self.nova_section(**nova))
+        held = socket.socket()
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port_file = os.path.join(self.tmp, "check.port")
+        status, out, err = run_spicegate([
+            "--check-config=login", "--config", config, "--pages", harness.PAGES,
+            "--listen", "127.0.0.1:%d" % held.getsockname()[1], "--port-file", port_file])
+        self.assertFalse(os.path.exists(port_file), "--check-config wrote a port file")
+        for secret in self.secrets:
+            self.assertNotIn(secret, out + err, "a password or secret in the output")
+        self.assertIsNone(FERNET.search(out + err), "a Keystone token in the output")
+        return status, out, err
+
+    def test_check_config_login(self):
+        """Logs in to the real Keystone, finds Nova in its catalog, asks
+        Nova for its version document: exit 0, and says which endpoint."""
+        def version_requests():
+            return openstack_env.count_requests(self.env_dir, "nova", "GET",
+                                                path_regex=r"^/v2\.1/?$", status=200)
+        before = version_requests()
+        status, out, err = self.check_login()
+        self.assertEqual(status, 0, err)
+        self.assertIn("spicegate: configuration ok: listen 127.0.0.1:", out)
+        self.assertIn("tokens: nova via %s" % self.env["auth_url"], out)
+        self.assertIn("spicegate: logged in to Keystone; compute endpoint %s answers\n"
+                      % self.env["nova_url"], out)
+        self.assertEqual(version_requests(), before + 1, "Nova did not see the version request")
+
+    def test_check_config_login_wrong_password(self):
+        wrong = "wrong-" + random_token()[:20]
+        self.secrets.append(wrong)
+        status, out, err = self.check_login(password=wrong)
+        self.assertEqual(status, 2, err)
+        self.assertEqual(out, "")
+        self.assertRegex(err, r"(?m)^spicegate: --check-config=login: Keystone refused the "
+                              r"\[nova\] credentials \(HTTP 401\)")
+
+    def test_check_config_login_no_compute_endpoint(self):
+        status, out, err = self.check_login(region_name="Nowhere")
+        self.assertEqual(status, 2, err)
+        self.assertRegex(err, r"(?m)^spicegate: --check-config=login: .*no compute endpoint "
+                              r"for interface internal in region Nowhere")
+
+    def test_check_config_login_keystone_down(self):
+        """Keystone stopped (SIGSTOP): no answer within [nova] timeout;
+        spicegate gives up and says so, exit 2, within its own deadline."""
+        self.pause("keystone")
+        t0 = time.monotonic()
+        status, out, err = self.check_login(timeout="2")
+        self.assertEqual(status, 2, err)
+        self.assertLess(time.monotonic() - t0, 2 * 2 + 5 + 3)
+        self.assertRegex(err, r"(?m)^spicegate: --check-config=login: ")
+
     def test_legacy_project_id_endpoint(self):
         """A catalog whose compute URL still ends in /v2.1/$(project_id)s
         (older deployments): Keystone fills in the project, spicegate

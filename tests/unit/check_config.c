@@ -111,6 +111,79 @@ START_TEST(test_config_nul_byte_is_an_error)
 }
 END_TEST
 
+START_TEST(test_config_every_error_is_reported)
+{
+    g_autoptr(GError) error = NULL;
+    SgConfig *cfg = load("[server]\n"
+                         "link_timeout = soon\n"
+                         "bogus = 1\n"
+                         "not a line\n"
+                         "[nonsense]\n"
+                         "x = 1\n"
+                         "[tls]\n"
+                         "ssl_only = perhaps\n"
+                         "cert = /c.pem\n",
+                         &error);
+
+    ck_assert_ptr_null(cfg);
+    /* In line order, one per line; the keys of an unknown group are not
+     * reported one by one; the good key (cert) is not an error. */
+    ck_assert_str_eq(error->message,
+                     "test.conf:2: [server] link_timeout: 'soon' is not a whole number from 1 "
+                     "to 300\n"
+                     "test.conf:3: [server] bogus: unknown key\n"
+                     "test.conf:4: not a 'key = value' line, [group] header or # comment\n"
+                     "test.conf:5: [nonsense]: unknown group (known: server, tls, tokens, nova)\n"
+                     "test.conf:8: [tls] ssl_only: 'perhaps' is not a boolean (true or false)");
+}
+END_TEST
+
+/* The messages the man pages show as examples, reproduced: the file the
+ * examples describe, and the lines spicegate prints for it. */
+START_TEST(test_config_man_page_examples_are_real)
+{
+    static const char *const pages[] = { "spicegate.8.in", "spicegate.conf.5.in" };
+    static const char text[] = "[server]\n#\n#\n#\n#\n#\n#\n#\n#\n#\n#\n"
+                               "connect_timeout = 0\n\n[tls]\nssl_only = perhaps\n";
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_auto(GStrv) real = NULL;
+
+    ck_assert(!sg_config_load_data(cfg, text, strlen(text), "spicegate.conf", &error));
+    real = g_strsplit(error->message, "\n", -1);
+    for (guint i = 0; real[i] != NULL; i++) {
+        g_autofree char *line = g_strconcat("spicegate: ", real[i], NULL);
+
+        g_free(real[i]);
+        real[i] = g_steal_pointer(&line);
+    }
+    for (guint p = 0; p < G_N_ELEMENTS(pages); p++) {
+        g_autofree char *path = g_build_filename(SRCDIR, "man", pages[p], NULL);
+        g_autofree char *man = NULL;
+        g_auto(GStrv) lines = NULL;
+        guint examples = 0;
+
+        ck_assert(g_file_get_contents(path, &man, NULL, NULL));
+        lines = g_strsplit(man, "\n", -1);
+        for (guint i = 0; lines[i] != NULL; i++) {
+            g_autoptr(GString) plain = NULL;
+
+            if (!g_str_has_prefix(lines[i], "spicegate: spicegate.conf:"))
+                continue;
+            /* The roff escapes these lines use. */
+            plain = g_string_new(lines[i]);
+            g_string_replace(plain, "\\(aq", "'", 0);
+            g_string_replace(plain, "\\-", "-", 0);
+            ck_assert_msg(g_strv_contains((const char *const *)real, plain->str),
+                          "%s:%u: example '%s' is not what spicegate prints:\n%s", path, i + 1,
+                          plain->str, error->message);
+            examples++;
+        }
+        ck_assert_msg(examples >= 2, "%s: no example messages found", path);
+    }
+}
+END_TEST
+
 static const struct {
     const char *value;
     const char *host;     /* NULL: every address */
@@ -242,6 +315,8 @@ config_suite(void)
     tcase_add_test(tc, test_config_file_values);
     tcase_add_loop_test(tc, test_config_errors_name_file_line_key, 0, G_N_ELEMENTS(bad_files));
     tcase_add_test(tc, test_config_nul_byte_is_an_error);
+    tcase_add_test(tc, test_config_every_error_is_reported);
+    tcase_add_test(tc, test_config_man_page_examples_are_real);
     tcase_add_loop_test(tc, test_config_listen_forms, 0, G_N_ELEMENTS(good_listen));
     tcase_add_test(tc, test_config_command_line_names_the_flag);
     tcase_add_test(tc, test_config_validate_cross_checks);
