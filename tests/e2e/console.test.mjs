@@ -1,21 +1,40 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// End to end: the real spice-html5 client in headless Chromium, through
+// End to end: the real spice-html5 client in real browsers, through
 // spicegate, to QEMU's real SPICE server. This is what an OpenStack user
 // gets when Horizon opens Nova's console URL, so nothing here is faked.
+//
+// The same tests run in every combination of
+//   browser: Debian's Chromium (over CDP) and Firefox ESR (over WebDriver
+//            BiDi), both driven by puppeteer-core, which never downloads a
+//            browser of its own;
+//   scheme:  http (page over HTTP/1.1, channels over ws) and https (page
+//            over HTTP/2, negotiated with ALPN h2 as spicegate offers it,
+//            channels over wss), against a spicegate with a certificate
+//            made for this run (openssl, in the temp dir, never kept) and
+//            `ssl_only = true`. The browsers accept the self-signed
+//            certificate (acceptInsecureCerts); HTTP/2 stays on, and the
+//            tests check that the page and every file it loaded came over
+//            h2.
 //
 // The guest is SeaBIOS alone. Booted with `-boot menu=on,splash-time=60000`
 // it prints "Press ESC for boot menu." and waits; an Escape typed in the
 // browser brings up "Select boot device:". That change of the guest's screen
-// is our proof that a keystroke crossed the whole path.
+// is our proof that a keystroke crossed the whole path. Each console test
+// starts a new QEMU first (on the same SPICE port), so that the prompt is
+// back and its 60 seconds start again.
 //
 // Run through run.sh (which `make check` calls). Environment:
 //   SPICEGATE     the daemon under test
 //   top_srcdir    for web/ (spicegate's own pages)
-//   E2E_OUT_DIR   where console.png goes (default: out/ beside this file)
+//   E2E_OUT_DIR   where the screenshots go (default: out/ beside this file):
+//                 console-BROWSER-SCHEME.png on success, and
+//                 FAILED-<test name>.png of the page when a test fails
+//   E2E_BROWSERS  the browsers to test, from "chromium firefox" (default:
+//                 both; one that is not installed is skipped, saying so)
 //   E2E_PROXY     "websockify" runs the same checks against Debian's
 //                 websockify instead of spicegate (to check the test itself);
-//                 the spicegate-only checks (log lines, close codes) are
+//                 the spicegate-only checks (log lines, close codes, h2) are
 //                 then skipped.
 //   E2E_KEEP_LOGS  print spicegate's and QEMU's output even on success
 //                 (on failure they are always printed).
@@ -23,7 +42,7 @@
 // Nothing waits for a fixed time: every wait polls a condition under a
 // deadline and fails with what it last saw.
 
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
@@ -37,14 +56,41 @@ import { fileURLToPath } from 'node:url';
 // CommonJS resolution so that run.sh can point NODE_PATH at a node_modules
 // installed outside a read-only srcdir (ESM imports ignore NODE_PATH).
 const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
+const puppeteer = require('puppeteer-core');
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
 const SPICE_HTML5 = '/usr/share/spice-html5';
 const PROXY = process.env.E2E_PROXY ?? 'spicegate';
 const STANDIN = PROXY === 'websockify';
 const OUT_DIR = process.env.E2E_OUT_DIR ?? path.join(HERE, 'out');
+
+// The browsers, as Debian installs them. Chromium runs as root here (CI),
+// hence --no-sandbox.
+const BROWSERS = {
+    chromium: {
+        executablePath: '/usr/bin/chromium',
+        package: 'chromium',
+        launch: {
+            browser: 'chrome',
+            protocol: 'cdp',
+            args: [
+                '--window-size=1024,640',
+                '--no-sandbox', '--disable-gpu', '--disable-quic',
+                '--no-first-run', '--disable-background-networking',
+                '--disable-component-update', '--disable-sync',
+            ],
+        },
+    },
+    firefox: {
+        executablePath: '/usr/bin/firefox-esr',
+        package: 'firefox-esr',
+        launch: { browser: 'firefox', protocol: 'webDriverBiDi', args: ['-width', '1024', '-height', '640'] },
+    },
+};
+const WANTED = (process.env.E2E_BROWSERS ?? 'chromium firefox').split(/[\s,]+/).filter(Boolean);
+for (const name of WANTED)
+    assert.ok(name in BROWSERS, `E2E_BROWSERS: unknown browser ${name}`);
+const SCHEMES = ['http', 'https'];
 
 // QEMU's numbering of SPICE channel types (spice-protocol's SpiceChannelType),
 // as `query-spice` reports them in "channel-type".
@@ -253,32 +299,55 @@ class Qmp {
     }
 }
 
-// --- the fixture: QEMU, the proxy under test, the browser --------------------
+// --- the fixture: QEMU, the proxies under test, the browsers ------------------
 
 const fx = {
-    dir: null,          // temp dir: QMP socket, token file, port file
+    dir: null,          // temp dir: QMP socket, token file, port files, TLS key
     qemu: null,
-    qemuStartedAt: 0,
+    qemuStartedAt: 0,   // when the guest last started (QEMU start or reset)
     qmp: null,
     spicePort: 0,
-    proxy: null,        // spicegate (or the websockify stand-in)
-    proxyPort: 0,
+    servers: {},        // scheme -> { proxy, port }: spicegate (or websockify)
     token: randomUUID(),
-    browser: null,
+    browsers: {},       // name -> a promise of the launched browser
     page: null,         // the page of the running test, for dumpState()
     failed: false,      // any test failed: after() prints the children's output
 };
 
-// Wrap a test body so that after() knows whether to print logs.
+// One combination of browser and scheme, e.g. { browser: 'firefox',
+// scheme: 'https', label: 'firefox-https' }.
+const combos = [];
+for (const browser of WANTED)
+    for (const scheme of SCHEMES)
+        combos.push({ browser, scheme, label: `${browser}-${scheme}` });
+
+const wsScheme = (combo) => (combo.scheme === 'https' ? 'wss' : 'ws');
+const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 80);
+
+// Wrap a test body so that after() knows whether to print logs, and keep a
+// picture of the page as it was when the test failed.
 const tracked = (fn) => async (t) => {
     try {
         await fn(t);
     } catch (e) {
         fx.failed = true;
+        await screenshotFailure(`FAILED-${slug(t?.name ?? 'setup')}.png`);
         await dumpState();
         throw e;
     }
 };
+
+async function screenshotFailure(name) {
+    if (!fx.page || fx.page.isClosed())
+        return;
+    try {
+        fs.mkdirSync(OUT_DIR, { recursive: true });
+        await fx.page.screenshot({ path: path.join(OUT_DIR, name) });
+        console.error(`# failure screenshot: ${path.join(OUT_DIR, name)}`);
+    } catch (err) {
+        console.error(`# no failure screenshot: ${err.message}`);
+    }
+}
 
 // On failure: what the page and QEMU last showed, for the log.
 async function dumpState() {
@@ -286,10 +355,11 @@ async function dumpState() {
     if (fx.page && !fx.page.isClosed()) {
         const page = fx.page;
         const state = await page.evaluate(() => ({
+            url: location.href,
             messages: [...document.querySelectorAll('#message-div p')].map((p) => p.textContent),
+            sockets: window.__e2eSockets,
             closes: window.__e2eCloses,
         })).catch((err) => ({ error: err.message }));
-        lines.push(`page websockets: ${JSON.stringify(page.e2eSockets)}`);
         lines.push(`page state: ${JSON.stringify(state)}`);
         lines.push(...page.e2eConsole.map((m) => `page console: ${m}`));
     }
@@ -301,13 +371,13 @@ async function dumpState() {
         console.error(`# ${line}`);
 }
 
-async function startQemu() {
+// QEMU on @fixedPort, or else on a picked port. A picked port can be
+// taken before QEMU binds it: then QEMU exits, and we try again with another.
+async function startQemu(fixedPort) {
     const qmpPath = path.join(fx.dir, 'qmp.sock');
     let lastError;
-    // A picked port can be taken before QEMU binds it: then QEMU exits, and
-    // we try again with another.
-    for (let attempt = 1; attempt <= 5; attempt++) {
-        const port = await pickPort();
+    for (let attempt = 1; attempt <= (fixedPort ? 1 : 5); attempt++) {
+        const port = fixedPort ?? await pickPort();
         fs.rmSync(qmpPath, { force: true });
         const qemu = startChild('qemu', [
             'qemu-system-x86_64',
@@ -342,16 +412,47 @@ async function startQemu() {
     throw new Error(`could not start QEMU: ${lastError?.message}`);
 }
 
-async function startSpicegate(tokenFile) {
+// A new QEMU on the same SPICE port (the one the token file names), so
+// that SeaBIOS's "Press ESC" prompt is on screen and its 60 seconds start
+// now. Not QMP's system_reset: QEMU's VGA text mode then redraws only the
+// character cells that changed, and a page that connects after the reset
+// may never be sent the lines that read as before (seen in both browsers).
+// QEMU binds with SO_REUSEADDR, so the port is free again once it exits.
+async function restartGuest() {
+    const port = fx.spicePort;
+    fx.qmp?.close();
+    fx.qmp = null;
+    await stopChild(fx.qemu);
+    fx.qemu = null;
+    await startQemu(port);
+}
+
+// A certificate for 127.0.0.1 made for this run only, in the temp dir.
+function makeCertificate() {
+    const cert = path.join(fx.dir, 'cert.pem');
+    const key = path.join(fx.dir, 'key.pem');
+    execFileSync('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+        '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1',
+        '-addext', 'subjectAltName=IP:127.0.0.1',
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return { cert, key };
+}
+
+// spicegate on an ephemeral port. For https: TLS with the test certificate
+// and ssl_only, so that nothing on that port can be plain http or ws.
+async function startSpicegate(scheme, tokenFile, tls) {
     const exe = process.env.SPICEGATE;
     assert.ok(exe, 'SPICEGATE is not set (run through run.sh or make check)');
     const srcdir = process.env.top_srcdir ?? path.resolve(HERE, '..', '..');
-    const portFile = path.join(fx.dir, 'port');
-    // An empty --config, so that an installed spicegate.conf cannot change
-    // what we test.
-    const config = path.join(fx.dir, 'spicegate.conf');
-    fs.writeFileSync(config, '');
-    const proxy = startChild('spicegate', [
+    const portFile = path.join(fx.dir, `port-${scheme}`);
+    // Our own --config (empty for http), so that an installed
+    // spicegate.conf cannot change what we test.
+    const config = path.join(fx.dir, `spicegate-${scheme}.conf`);
+    fs.writeFileSync(config, tls
+        ? `[tls]\ncert = ${tls.cert}\nkey = ${tls.key}\nssl_only = true\n`
+        : '');
+    const proxy = startChild(`spicegate (${scheme})`, [
         exe,
         '--config', config,
         '--listen', '127.0.0.1:0',
@@ -360,24 +461,25 @@ async function startSpicegate(tokenFile) {
         '--web', SPICE_HTML5,
         '--pages', path.join(srcdir, 'web'),
     ]);
-    fx.proxy = proxy;               // from now on after() stops it
-    const text = await waitFor('spicegate port file', () => {
+    fx.servers[scheme] = { proxy, port: 0 };   // from now on after() stops it
+    const text = await waitFor(`spicegate (${scheme}) port file`, () => {
         if (proxy.exit)
             throw new Hopeless(`spicegate exited ${JSON.stringify(proxy.exit)}: ${proxy.output}`);
         const s = fs.existsSync(portFile) ? fs.readFileSync(portFile, 'utf8') : '';
         return /^\d+\n$/.test(s) && s;    // written whole, newline last
     }, START_MS);
-    fx.proxyPort = Number(text);
+    fx.servers[scheme].port = Number(text);
 }
 
 // Development stand-in: websockify reads the token from the URL only, and
 // cannot listen on port 0, so it gets a picked port and retries.
-async function startWebsockify(tokenFile) {
+async function startWebsockify(scheme, tokenFile, tls) {
     for (let attempt = 1; attempt <= 5; attempt++) {
         const port = await pickPort();
-        const proxy = startChild('websockify', [
+        const proxy = startChild(`websockify (${scheme})`, [
             'websockify', '--web', SPICE_HTML5,
             '--token-plugin', 'TokenFile', '--token-source', tokenFile,
+            ...(tls ? ['--cert', tls.cert, '--key', tls.key, '--ssl-only'] : []),
             `127.0.0.1:${port}`,
         ]);
         try {
@@ -386,8 +488,7 @@ async function startWebsockify(tokenFile) {
                     throw new Hopeless(`websockify exited: ${proxy.output}`);
                 return canConnect({ host: '127.0.0.1', port });
             }, START_MS);
-            fx.proxy = proxy;
-            fx.proxyPort = port;
+            fx.servers[scheme] = { proxy, port };
             return;
         } catch (e) {
             await stopChild(proxy);
@@ -396,43 +497,57 @@ async function startWebsockify(tokenFile) {
     throw new Error('could not start websockify');
 }
 
-before(tracked(async () => {
-    fx.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spicegate-e2e-'));
-
-    // The browser first: SeaBIOS's wait for Escape starts with QEMU.
-    // launch() gives Chromium a fresh temporary profile (--user-data-dir) of
-    // its own and deletes it on close; each test also gets its own context,
-    // so no cookie carries over from one test to the next.
-    fx.browser = await chromium.launch({
-        executablePath: CHROMIUM,
+// The browser @name, launched on first use and kept for the other tests.
+// puppeteer gives it a fresh temporary profile and deletes it on close;
+// each test also gets its own browser context, so no cookie carries over
+// from one test to the next. Both accept the test's self-signed
+// certificate; neither has HTTP/2 turned off.
+function browserFor(name) {
+    fx.browsers[name] ??= puppeteer.launch({
+        ...BROWSERS[name].launch,
+        executablePath: BROWSERS[name].executablePath,
         headless: true,
-        args: [
-            '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic',
-            '--no-first-run', '--disable-background-networking',
-            '--disable-component-update', '--disable-sync',
-        ],
+        acceptInsecureCerts: true,
+        // The window's size, not an emulated viewport: Firefox ESR 140's
+        // BiDi lacks the screen orientation override that setViewport() sends.
+        defaultViewport: null,
         timeout: START_MS,
     });
+    return fx.browsers[name];
+}
 
+const installed = (name) => fs.existsSync(BROWSERS[name].executablePath);
+const notInstalled = (name) =>
+    !installed(name) && `${BROWSERS[name].executablePath} not installed (apt-get install ${BROWSERS[name].package})`;
+
+before(tracked(async () => {
+    fx.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spicegate-e2e-'));
+    const tls = makeCertificate();
     await startQemu();
     const tokenFile = path.join(fx.dir, 'tokens');
     fs.writeFileSync(tokenFile, `# written by console.test.mjs\n${fx.token}: 127.0.0.1:${fx.spicePort}\n`);
-    if (STANDIN)
-        await startWebsockify(tokenFile);
-    else
-        await startSpicegate(tokenFile);
-}), { timeout: 3 * START_MS });
+    for (const scheme of SCHEMES) {
+        const certs = scheme === 'https' ? tls : null;
+        if (STANDIN)
+            await startWebsockify(scheme, tokenFile, certs);
+        else
+            await startSpicegate(scheme, tokenFile, certs);
+    }
+}), { timeout: 4 * START_MS });
 
 after(async () => {
     // Each step on its own, so one failure cannot leave a process behind.
-    await fx.browser?.close().catch(() => {});
+    for (const launched of Object.values(fx.browsers))
+        await launched.then((b) => b.close()).catch(() => {});
     fx.qmp?.close();
-    const proxyExit = await stopChild(fx.proxy);
+    const proxyExits = {};
+    for (const [scheme, { proxy }] of Object.entries(fx.servers))
+        proxyExits[scheme] = await stopChild(proxy);
     await stopChild(fx.qemu);
     for (const child of children)
         await stopChild(child);
     if (process.env.E2E_KEEP_LOGS || fx.failed) {
-        for (const child of [fx.proxy, fx.qemu])
+        for (const child of [...Object.values(fx.servers).map((s) => s.proxy), fx.qemu])
             if (child)
                 console.error(`# --- ${child.name} output ---\n${child.output.replace(/^/gm, '# ')}`);
     }
@@ -440,31 +555,36 @@ after(async () => {
         fs.rmSync(fx.dir, { recursive: true, force: true });
 
     // CONTRACTS: SIGTERM closes the sessions and exits 0.
-    if (proxyExit && !STANDIN && !fx.failed)
-        assert.deepEqual(proxyExit, { code: 0, signal: null }, 'spicegate did not exit 0 on SIGTERM');
+    if (!STANDIN && !fx.failed)
+        for (const [scheme, status] of Object.entries(proxyExits))
+            assert.deepEqual(status, { code: 0, signal: null }, `spicegate (${scheme}) did not exit 0 on SIGTERM`);
 });
 
 // --- the page ----------------------------------------------------------------
 
 // Nova's URL shape for spice-html5 (nova.conf [spice] html5proxy_base_url
 // plus ?token=), with the title Horizon appends.
-function consoleUrl(token) {
-    let url = `http://127.0.0.1:${fx.proxyPort}/spice_auto.html?token=${token}` +
+function consoleUrl(combo, token) {
+    const { port } = fx.servers[combo.scheme];
+    let url = `${combo.scheme}://127.0.0.1:${port}/spice_auto.html?token=${token}` +
               `&title=demo(${randomUUID()})`;
     if (STANDIN)
         url += `&path=${encodeURIComponent(`websockify?token=${token}`)}`;
     return url;
 }
 
-// Record how every websocket of the page closes. spice-html5 shows only
-// "Unexpected protocol mismatch." and drops spicegate's close code and
-// reason; this wrapper keeps them for the assertions and changes nothing.
-function recordWebSocketCloses() {
+// Record the URL of every websocket the page opens and how each closes.
+// spice-html5 shows only "Unexpected protocol mismatch." and drops
+// spicegate's close code and reason; this wrapper keeps them for the
+// assertions and changes nothing.
+function recordWebSockets() {
     const Native = window.WebSocket;
+    window.__e2eSockets = [];
     window.__e2eCloses = [];
     window.WebSocket = class extends Native {
         constructor(...args) {
             super(...args);
+            window.__e2eSockets.push(this.url);
             this.addEventListener('close', (e) => {
                 window.__e2eCloses.push({ url: this.url, code: e.code, reason: e.reason });
             });
@@ -472,19 +592,43 @@ function recordWebSocketCloses() {
     };
 }
 
-async function openConsole(token, url = consoleUrl(token)) {
-    const context = await fx.browser.newContext({ viewport: { width: 1024, height: 640 } });
+async function openConsole(combo, token, url = consoleUrl(combo, token)) {
+    const browser = await browserFor(combo.browser);
+    const context = await browser.createBrowserContext();
     const page = await context.newPage();
-    const sockets = [];
-    page.e2eSockets = sockets;
     page.e2eConsole = [];
-    page.on('websocket', (ws) => sockets.push(ws.url()));
     page.on('console', (msg) => page.e2eConsole.push(msg.text()));
     page.on('pageerror', (err) => page.e2eConsole.push(`uncaught: ${err.message}`));
     fx.page = page;
-    await page.addInitScript(recordWebSocketCloses);
-    await page.goto(url, { timeout: START_MS });
-    return { context, page, sockets };
+    await page.evaluateOnNewDocument(recordWebSockets);
+    const response = await page.goto(url, { timeout: START_MS, waitUntil: 'load' });
+    assert.equal(response?.status(), 200, `${url}: HTTP ${response?.status()}`);
+    return { context, page };
+}
+
+const pageSockets = (page) => page.evaluate(() => window.__e2eSockets);
+
+// The protocol that carried the page and every file it loaded from the
+// proxy, as the page itself saw it (Resource Timing's nextHopProtocol, the
+// same in Chromium and Firefox). Over https spicegate offers h2 by ALPN and
+// the browsers take it: the files must have come over HTTP/2.
+async function checkProtocols(t, page, combo) {
+    const seen = await page.evaluate(() => ({
+        page: performance.getEntriesByType('navigation')[0]?.nextHopProtocol,
+        files: performance.getEntriesByType('resource')
+            .filter((r) => new URL(r.name).origin === location.origin)
+            .map((r) => ({ url: new URL(r.name).pathname, protocol: r.nextHopProtocol })),
+    }));
+    const want = combo.scheme === 'https' ? 'h2' : 'http/1.1';
+    t.diagnostic(`page over ${seen.page}, ${seen.files.length} files from the proxy over ` +
+                 `${[...new Set(seen.files.map((f) => f.protocol))].join(', ')}`);
+    if (STANDIN)
+        return;
+    assert.equal(seen.page, want, 'the protocol of the page itself');
+    // spice_auto.html loads spice-html5's modules (main.js and what it imports).
+    assert.ok(seen.files.some((f) => f.url.endsWith('/main.js')), `files: ${JSON.stringify(seen.files)}`);
+    for (const f of seen.files)
+        assert.equal(f.protocol, want, `${f.url} came over ${f.protocol}`);
 }
 
 // What the primary surface shows, read back with getImageData as a person's
@@ -527,15 +671,21 @@ async function spiceChannels() {
     return spice.channels ?? [];
 }
 
-// --- tests -------------------------------------------------------------------
+// --- the tests, one body for every browser and scheme -------------------------
 
-test('the console shows the guest screen and takes keystrokes', { timeout: 120_000 }, tracked(async (t) => {
+async function consoleShowsGuestAndTakesKeys(t, combo) {
+    const server = fx.servers[combo.scheme];
+    await browserFor(combo.browser);    // launched before the guest's clock starts
+    await restartGuest();
     const earlier = new Set((await spiceChannels()).map(channelKey));
-    const { context, page, sockets } = await openConsole(fx.token);
+    const logMark = server.proxy.output.length;
+    const { context, page } = await openConsole(combo, fx.token);
     t.after(() => context.close().catch(() => {}));
 
+    await checkProtocols(t, page, combo);
+
     // spice_auto.html shows the part of the title before "(".
-    assert.equal((await page.textContent('#hostname')).trim(), 'demo');
+    assert.equal((await page.$eval('#hostname', (e) => e.textContent)).trim(), 'demo');
 
     // The display canvas appears, then shows SeaBIOS's text: its banner,
     // then "Press ESC for boot menu." VGA text mode is two colours here, so
@@ -546,7 +696,7 @@ test('the console shows the guest screen and takes keystrokes', { timeout: 120_0
         return s && s.colours >= 2 && s.lines >= 2 && s;
     }, SCREEN_MS);
     assert.ok(first.width >= 640 && first.height >= 350, `odd screen size ${first.width}x${first.height}`);
-    t.diagnostic(`screen ${first.width}x${first.height} shown ${Date.now() - fx.qemuStartedAt} ms after QEMU started`);
+    t.diagnostic(`screen ${first.width}x${first.height} shown ${Date.now() - fx.qemuStartedAt} ms after the guest started`);
 
     // QEMU sees the four channels spice-html5 opens, all from this page.
     const mine = await waitFor('main, display, inputs and cursor channels in query-spice', async () => {
@@ -560,11 +710,12 @@ test('the console shows the guest screen and takes keystrokes', { timeout: 120_0
         assert.equal(c.host, '127.0.0.1', `channel from an unexpected peer: ${JSON.stringify(c)}`);
 
     // The token went in the cookie only, as nova-spicehtml5proxy expects:
-    // every websocket of the page is plain /websockify.
+    // every websocket of the page is plain /websockify, over wss for https.
     if (!STANDIN) {
+        const sockets = await pageSockets(page);
         assert.ok(sockets.length >= 4, `only ${sockets.length} websockets: ${sockets}`);
         for (const url of sockets)
-            assert.equal(url, `ws://127.0.0.1:${fx.proxyPort}/websockify`);
+            assert.equal(url, `${wsScheme(combo)}://127.0.0.1:${server.port}/websockify`);
         const cookies = await context.cookies();
         assert.ok(cookies.some((c) => c.name === 'token' && c.value === fx.token),
                   'spice_auto.html did not set the token cookie');
@@ -579,10 +730,10 @@ test('the console shows the guest screen and takes keystrokes', { timeout: 120_0
     const still = await page.evaluate(readScreen);
     const elapsed = Date.now() - fx.qemuStartedAt;
     assert.ok(elapsed < SPLASH_MS - SPLASH_MARGIN_MS,
-              `too slow: ${elapsed} ms since QEMU started, SeaBIOS's boot menu prompt ends at ${SPLASH_MS} ms`);
+              `too slow: ${elapsed} ms since the guest started, SeaBIOS's boot menu prompt ends at ${SPLASH_MS} ms`);
     await page.click('#spice_surface_0');
     await page.keyboard.press('Escape');
-    t.diagnostic(`Escape pressed ${elapsed} ms after QEMU started`);
+    t.diagnostic(`Escape pressed ${elapsed} ms after the guest started`);
 
     // "Select boot device:" and its list add lines of text. (A blinking
     // cursor would change the hash, but not the count of lines.)
@@ -594,19 +745,20 @@ test('the console shows the guest screen and takes keystrokes', { timeout: 120_0
     t.diagnostic(`lines of text: ${still.lines} before Escape, ${menu.lines} after`);
 
     fs.mkdirSync(OUT_DIR, { recursive: true });
-    const shot = path.join(OUT_DIR, 'console.png');
+    const shot = path.join(OUT_DIR, `console-${combo.label}.png`);
     await page.screenshot({ path: shot });
     t.diagnostic(`screenshot: ${shot}`);
 
     if (STANDIN)
         return;
 
-    // spicegate logged one "open" line per channel, with the token's tag
-    // only, never the token itself.
+    // spicegate logged one "open" line per channel of this page, with the
+    // token's tag only, never the token itself.
+    const log = () => sessionLogLines(server.proxy.output.slice(logMark));
     const tag = tokenTag(fx.token);
     const channels = ['main', 'display', 'inputs', 'cursor'];
     const opened = await waitFor('spicegate "open" log lines for all four channels', () => {
-        const found = sessionLogLines(fx.proxy.output).filter((l) => l.event === 'open');
+        const found = log().filter((l) => l.event === 'open');
         const names = new Set(found.map((l) => l.fields.channel));
         return channels.every((n) => names.has(n)) && found;
     }, KEY_MS);
@@ -616,7 +768,7 @@ test('the console shows the guest screen and takes keystrokes', { timeout: 120_0
         assert.match(l.fields.client, /^127\.0\.0\.1:\d+$/, l.line);
         assert.equal(l.fields.target, `127.0.0.1:${fx.spicePort}`, l.line);
     }
-    assert.ok(!fx.proxy.output.includes(fx.token), 'spicegate logged a token in full');
+    assert.ok(!server.proxy.output.includes(fx.token), 'spicegate logged a token in full');
 
     // Closing the page ends every session: QEMU drops the channels, and
     // spicegate writes one "close" line for each "open" line.
@@ -626,7 +778,7 @@ test('the console shows the guest screen and takes keystrokes', { timeout: 120_0
         return mine.every((c) => !now.has(channelKey(c)));
     }, KEY_MS);
     const closed = await waitFor('spicegate "close" log lines for every session', () => {
-        const found = sessionLogLines(fx.proxy.output).filter((l) => l.event === 'close');
+        const found = log().filter((l) => l.event === 'close');
         return opened.every((o) => found.some((c) => c.sid === o.sid)) && found;
     }, KEY_MS);
     for (const o of opened) {
@@ -642,12 +794,13 @@ test('the console shows the guest screen and takes keystrokes', { timeout: 120_0
     // The display channel carried the guest's screen to the browser.
     const display = closed.find((l) => l.sid === opened.find((o) => o.fields.channel === 'display').sid);
     assert.ok(Number(display.fields.down) > 1000, display.line);
-}));
+}
 
-test('a wrong token shows no screen and reaches no SPICE server', { timeout: 60_000 }, tracked(async (t) => {
+async function wrongTokenIsRefused(t, combo) {
+    const server = fx.servers[combo.scheme];
     const earlier = new Set((await spiceChannels()).map(channelKey));
     const wrong = randomUUID();
-    const { context, page } = await openConsole(wrong);
+    const { context, page } = await openConsole(combo, wrong);
     t.after(() => context.close().catch(() => {}));
 
     // spice-html5 reports the closed websocket in its message area.
@@ -671,11 +824,11 @@ test('a wrong token shows no screen and reaches no SPICE server', { timeout: 60_
     // land beside the clipped button.)
     await page.click('#login button');
     await page.waitForFunction(() => document.getElementById('Sidenav').getBoundingClientRect().width >= 200,
-                               null, { timeout: KEY_MS });
+                               { timeout: KEY_MS });
     await page.click('#debugLogs');
-    await page.locator('#message-div .spice-message-error').first().waitFor({ state: 'visible', timeout: KEY_MS });
+    await page.waitForSelector('#message-div .spice-message-error', { visible: true, timeout: KEY_MS });
     fs.mkdirSync(OUT_DIR, { recursive: true });
-    await page.screenshot({ path: path.join(OUT_DIR, 'console-refused.png') });
+    await page.screenshot({ path: path.join(OUT_DIR, `console-refused-${combo.label}.png`) });
 
     if (STANDIN)
         return;
@@ -683,23 +836,25 @@ test('a wrong token shows no screen and reaches no SPICE server', { timeout: 60_
     // spicegate refused after the upgrade, with the code the contract gives.
     const closes = await waitFor('the websocket close event', () =>
         page.evaluate(() => window.__e2eCloses).then((c) => c.length > 0 && c), KEY_MS);
-    assert.deepEqual(closes.map(({ code, reason }) => ({ code, reason })),
-                     [{ code: 4404, reason: 'console token invalid or expired' }]);
+    assert.deepEqual(closes.map(({ url, code, reason }) => ({ url, code, reason })),
+                     [{ url: `${wsScheme(combo)}://127.0.0.1:${server.port}/websockify`,
+                        code: 4404, reason: 'console token invalid or expired' }]);
 
     const tag = tokenTag(wrong);
     const refused = await waitFor('spicegate "refused" log line', () =>
-        sessionLogLines(fx.proxy.output).find((l) => l.event === 'refused' && l.tok === tag), KEY_MS);
+        sessionLogLines(server.proxy.output).find((l) => l.event === 'refused' && l.tok === tag), KEY_MS);
     assert.match(refused.fields.client, /^127\.0\.0\.1(:\d+)?$/, refused.line);
     assert.equal(refused.fields.reason, 'console token invalid or expired', refused.line);
-    assert.ok(!fx.proxy.output.includes(wrong), 'spicegate logged a token in full');
-}));
+    assert.ok(!server.proxy.output.includes(wrong), 'spicegate logged a token in full');
+}
 
-test('the token may travel in the websocket URL instead of the cookie', { timeout: 60_000 }, tracked(async (t) => {
+async function tokenInWebSocketUrl(t, combo) {
+    const server = fx.servers[combo.scheme];
     // spice_auto.html without ?token= sets no cookie; its path= parameter
     // puts the token in the websocket URL, as websockify clients do.
-    const url = `http://127.0.0.1:${fx.proxyPort}/spice_auto.html?title=demo` +
+    const url = `${combo.scheme}://127.0.0.1:${server.port}/spice_auto.html?title=demo` +
                 `&path=${encodeURIComponent(`websockify?token=${fx.token}`)}`;
-    const { context, page, sockets } = await openConsole(fx.token, url);
+    const { context, page } = await openConsole(combo, fx.token, url);
     t.after(() => context.close().catch(() => {}));
 
     await waitFor('the guest screen on the canvas', async () => {
@@ -707,10 +862,24 @@ test('the token may travel in the websocket URL instead of the cookie', { timeou
         return s && s.colours >= 2 && s.lines >= 2 && s;
     }, SCREEN_MS);
     assert.deepEqual((await context.cookies()).filter((c) => c.name === 'token'), []);
+    const sockets = await pageSockets(page);
     assert.ok(sockets.length >= 1);
     for (const ws of sockets)
-        assert.equal(ws, `ws://127.0.0.1:${fx.proxyPort}/websockify?token=${fx.token}`);
-}));
+        assert.equal(ws, `${wsScheme(combo)}://127.0.0.1:${server.port}/websockify?token=${fx.token}`);
+}
+
+for (const combo of combos) {
+    const scheme = combo.scheme === 'https' ? 'https (page over HTTP/2, channels over wss)'
+                                            : 'http (page over HTTP/1.1, channels over ws)';
+    describe(`${combo.browser}, ${scheme}`, { skip: notInstalled(combo.browser) }, () => {
+        test(`${combo.label}: the console shows the guest screen and takes keystrokes`,
+             { timeout: 120_000 }, tracked((t) => consoleShowsGuestAndTakesKeys(t, combo)));
+        test(`${combo.label}: a wrong token shows no screen and reaches no SPICE server`,
+             { timeout: 60_000 }, tracked((t) => wrongTokenIsRefused(t, combo)));
+        test(`${combo.label}: the token may travel in the websocket URL instead of the cookie`,
+             { timeout: 60_000 }, tracked((t) => tokenInWebSocketUrl(t, combo)));
+    });
+}
 
 // --- with Nova ----------------------------------------------------------------
 
@@ -719,9 +888,11 @@ test('the token may travel in the websocket URL instead of the cookie', { timeou
 // `openstack console url show --spice`), and spicegate checks it through
 // Nova's API with a Keystone service token. Keystone and Nova run on
 // loopback from Debian's library packages (tests/nova/openstack_env.py).
+// One browser is enough here: the first one installed, over http.
 const PY = '/usr/bin/python3';
 const SRCDIR = process.env.top_srcdir ?? path.resolve(HERE, '..', '..');
 const OPENSTACK_ENV = path.join(SRCDIR, 'tests', 'nova', 'openstack_env.py');
+const NOVA_COMBO = combos.find((c) => c.scheme === 'http' && installed(c.browser));
 
 function haveOpenStack() {
     try {
@@ -732,8 +903,9 @@ function haveOpenStack() {
     }
 }
 
-test('a Nova-minted token opens the console through spice_auto.html?token=T',
+test(`${NOVA_COMBO?.label ?? 'no browser'}: a Nova-minted token opens the console through spice_auto.html?token=T`,
      { timeout: 240_000, skip: (STANDIN && 'spicegate only') ||
+                               (!NOVA_COMBO && 'no browser installed') ||
                                (!haveOpenStack() && 'python3-keystone/python3-nova not installed') },
      tracked(async (t) => {
     const envDir = path.join(fx.dir, 'openstack');
@@ -774,7 +946,7 @@ test('a Nova-minted token opens the console through spice_auto.html?token=T',
     // Nova's URL shape, exactly: html5proxy_base_url + ?token=, plus
     // Horizon's title. The token travels in spice_auto.html's cookie.
     const url = `http://127.0.0.1:${port}/spice_auto.html?token=${token}&title=nova-vm(${env.instance_uuid ?? randomUUID()})`;
-    const { context, page } = await openConsole(token, url);
+    const { context, page } = await openConsole(NOVA_COMBO, token, url);
     t.after(() => context.close().catch(() => {}));
     await waitFor('the guest screen through the Nova-checked token', async () => {
         const s = await page.evaluate(readScreen);

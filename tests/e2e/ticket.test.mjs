@@ -11,12 +11,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { webcrypto } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const SRC = process.env.top_srcdir || path.resolve(import.meta.dirname, '../..');
+const SRC = process.env.top_srcdir || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const THIRDPARTY = '/usr/share/spice-html5/thirdparty';
+
+// ticket.js draws its OAEP seed from crypto.getRandomValues(), a global in
+// browsers and in node >= 19; node 18 (Debian 12's) has it as webcrypto only.
+globalThis.crypto ??= webcrypto;
 
 test('our ticket.js encrypts every ticket to a full-length ciphertext OpenSSL decrypts',
      { skip: !fs.existsSync(THIRDPARTY) && 'spice-html5 is not installed' }, async (t) => {
