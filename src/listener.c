@@ -146,7 +146,8 @@ describe_peer(struct lws *wsi)
     struct sockaddr_storage ss;
     socklen_t slen = sizeof(ss);
     char ip[INET6_ADDRSTRLEN] = "?";
-    int fd = lws_get_socket_fd(wsi);
+    /* An HTTP/2 stream's own wsi has no socket: the connection's has. */
+    int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
 
     if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &slen) != 0)
         return g_strdup("?");
@@ -284,17 +285,20 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
 {
     g_autofree char *peer = describe_peer(wsi);
     g_autofree char *origin = copy_header(wsi, WSI_TOKEN_ORIGIN);
+    /* HTTP/2 has :authority where HTTP/1.1 has Host (RFC 9113 8.3.1). */
     g_autofree char *host = copy_header(wsi, WSI_TOKEN_HOST);
     g_autofree char *proto = copy_custom_header(wsi, "x-forwarded-proto:");
     g_autofree char *token = NULL;
     SgOriginVerdict verdict;
-    int fd = lws_get_socket_fd(wsi);
+    int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
     int one = 1;
 
     /* SPICE input events are tiny and latency-bound: no Nagle on the
      * browser leg either (the upstream leg sets it in upstream.c). */
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (host == NULL)
+        host = copy_header(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
     conn->sess = sg_session_new(&listener->env, wsi, peer);
     g_hash_table_add(listener->sessions, conn->sess);
 

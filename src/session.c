@@ -109,6 +109,11 @@ struct SgSession {
     SgBuf *ubuf;                  /* browser -> SPICE server */
     SgPipe *dpipe;                /* zero-copy: the message in flight, or NULL */
     bool zero_copy;               /* plain websocket: splice toward the browser */
+    /* A websocket on an HTTP/2 stream (RFC 8441: lws 4.1 offers it and
+     * browsers take it over https). lws writes each message as one DATA
+     * frame without splitting it, so messages must fit a frame and the
+     * stream's send window; the TCP socket is the connection's, shared. */
+    bool over_h2;
     bool splice_next;             /* the last read was large: splice the next one */
     GList flush_link;             /* in flush_queue while an upload waits */
     bool flush_queued;
@@ -316,6 +321,12 @@ sg_session_start(SgSession *sess, const char *token)
     sess->lookup = sg_token_lookup(sess->env->tokens, token, on_target, sess);
 }
 
+/* HTTP/2's SETTINGS_MAX_FRAME_SIZE that every peer accepts (RFC 9113 4.2). */
+#define SG_H2_FRAME_BYTES 16384
+/* A server's websocket frame header for a payload under 64 KiB: 4 bytes;
+ * rounded up. */
+#define SG_WS_HEADER_MAX_BYTES 16
+
 /* --- relaying ---------------------------------------------------------------- */
 
 static void
@@ -379,6 +390,15 @@ flush_down(SgSession *sess)
 {
     gsize len = sg_buf_len(sess->dbuf);
 
+    if (sess->over_h2) {
+        /* One message is one DATA frame here (see over_h2), within the
+         * frame size every peer accepts and the stream's send window. */
+        lws_fileofs_t credit = lws_get_peer_write_allowance(sess->ws);
+
+        len = MIN(len, SG_H2_FRAME_BYTES - SG_WS_HEADER_MAX_BYTES);
+        if (credit >= 0)
+            len = MIN(len, (gsize)MAX(credit - SG_WS_HEADER_MAX_BYTES, 0));
+    }
     if (len > 0 && !lws_partial_buffered(sess->ws)) {
         if (lws_write(sess->ws, sg_buf_data(sess->dbuf), len, LWS_WRITE_BINARY) < (int)len)
             return false;
@@ -592,7 +612,8 @@ start_relay(SgSession *sess)
     sg_upstream_set_io_func(sess->up, on_upstream_io, sess);
     /* TLS needs the bytes in our memory to encrypt them; a plain websocket
      * can take them straight from the kernel (splice_pipe.h). */
-    sess->zero_copy = !lws_is_ssl(sess->ws);
+    sess->over_h2 = lws_get_network_wsi(sess->ws) != sess->ws;
+    sess->zero_copy = !sess->over_h2 && !lws_is_ssl(sess->ws);
     log_open(sess);
     pump_upstream(sess);
     update_interest(sess);
