@@ -48,6 +48,9 @@
 
 /* 253: the longest DNS name; anything longer cannot resolve. */
 #define SG_TOKEN_FILE_HOST_MAX_BYTES 253
+/* Bad lines logged per file; past this the file is garbage (a binary
+ * swapped in), and the rest is one count rather than a flood. */
+#define SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES 1000
 
 typedef struct {
     SgTokenBackend parent;
@@ -387,14 +390,13 @@ read_token_file(const char *file, bool reloading, GError **error)
         pos += line_len + 1;
         line[line_len] = '\0';   /* the '\n', or the NUL read_regular_file adds */
 
-        if (strlen(line) != line_len) {
-            g_warning("%s:%u: %s", file, lineno, "NUL byte in line");
-            bad++;
-            continue;
-        }
-        if (!sg_token_file_parse_line(line, &token, &tgt, &reason)) {
-            g_warning("%s:%u: %s", file, lineno, reason);
-            bad++;
+        if (strlen(line) != line_len)
+            reason = "NUL byte in line";
+        else if (!sg_token_file_parse_line(line, &token, &tgt, &reason) && reason == NULL)
+            reason = "bad line";
+        if (reason != NULL) {
+            if (++bad <= SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES)
+                g_warning("%s:%u: %s", file, lineno, reason);
             continue;
         }
         if (token == NULL)
@@ -409,6 +411,9 @@ read_token_file(const char *file, bool reloading, GError **error)
 
     explicit_bzero(contents, len);
     g_free(contents);
+    if (bad > SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES)
+        g_warning("%s: %u more bad line(s) not shown", file,
+                  bad - SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES);
     if (bad > 0) {
         g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: %u bad line(s)", file, bad);
         return NULL;

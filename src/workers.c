@@ -310,7 +310,14 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
         g_message("reload: passing SIGHUP to %u worker(s)", count_running(m));
         sg_notify_systemd_reloading();
         stop_workers(m, SIGHUP);
-        sg_notify_systemd("READY=1");
+        {
+            /* The workers reload on their own; each logs its result. */
+            g_autofree char *state =
+                g_strdup_printf("READY=1\nSTATUS=reload passed to %u worker(s); each logs "
+                                "its result", count_running(m));
+
+            sg_notify_systemd(state);
+        }
         break;
     case SIGTERM:
     case SIGINT:

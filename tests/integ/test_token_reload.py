@@ -236,3 +236,20 @@ class NotifyOnReload(IntegTestCase):
                          r"^reload refused some tokens \(see the log\): .*1 bad line\(s\).*"
                          r"2 token\(s\) in use")
         self.assertEqual(sg.get("/healthz")[0], 200)
+
+    def test_reload_notifies_with_workers(self):
+        # The master speaks for the workers: it reports the reload once it
+        # has passed SIGHUP on (each worker logs its own result).
+        peer = self.echo_peer()
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        sg = self.start_spicegate({random_token(): peer.target}, env=env,
+                                  extra_args=("--workers", "2"))
+        self.assertEqual(self.recv_state(), {"READY": "1"})
+        with open(sg.token_path, "w") as f:
+            f.write("garbage\n")
+        sg.send_signal(signal.SIGHUP)
+        self.assertEqual(self.recv_state().get("RELOADING"), "1")
+        self.assertEqual(self.recv_state(), {
+            "READY": "1", "STATUS": "reload passed to 2 worker(s); each logs its result"})
+        sg.wait_log(r"WARNING.*reload: .*1 bad line", count=2)
+        self.assertEqual(sg.get("/healthz")[0], 200)

@@ -461,6 +461,33 @@ START_TEST(test_token_file_load_refuses_nul_line)
 }
 END_TEST
 
+START_TEST(test_token_file_load_bad_lines_logged_up_to_1000)
+{
+    /* A binary file swapped in is thousands of bad lines: the first 1000
+     * are logged, the rest as a count. */
+    g_autoptr(GString) text = g_string_new(NULL);
+    g_autofree char *path = NULL;
+    g_autofree char *line1000 = NULL;
+    g_autofree char *line1001 = NULL;
+    g_autofree char *more = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgTokenBackend) backend = NULL;
+
+    for (int i = 0; i < 1500; i++)
+        g_string_append(text, "garbage\n");
+    path = write_file("tokens", text->str);
+    backend = sg_token_file_new(path, &error);
+    ck_assert_ptr_null(backend);
+    ck_assert_msg(strstr(error->message, "1500 bad line(s)") != NULL, "%s", error->message);
+    line1000 = g_strdup_printf("%s:1000: ", path);
+    line1001 = g_strdup_printf("%s:1001: ", path);
+    more = g_strdup_printf("%s: 500 more bad line(s) not shown", path);
+    ck_assert(log_contains(line1000));
+    ck_assert(!log_contains(line1001));
+    ck_assert(log_contains(more));
+}
+END_TEST
+
 START_TEST(test_token_file_load_refuses_too_big)
 {
     g_autofree char *path = write_file("tokens", "tok: host:5900\n");
@@ -1079,6 +1106,7 @@ token_file_suite(void)
     tcase_add_test(tc, test_token_file_load_empty_file);
     tcase_add_test(tc, test_token_file_load_refuses_nul_line);
     tcase_add_test(tc, test_token_file_load_refuses_too_big);
+    tcase_add_test(tc, test_token_file_load_bad_lines_logged_up_to_1000);
     tcase_add_test(tc, test_token_file_load_strips_utf8_bom);
     tcase_add_test(tc, test_token_file_load_directory);
     tcase_add_test(tc, test_token_file_load_duplicate_in_one_file);
