@@ -330,6 +330,18 @@ apply_nova_cache_time(SgConfig *cfg, const char *value, GError **error)
 }
 
 static gboolean
+apply_nova_negative_cache_time(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 0, 300, &cfg->nova_negative_cache_s, error);
+}
+
+static gboolean
+apply_nova_max_lookups(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 1, 1024, &cfg->nova_max_lookups, error);
+}
+
+static gboolean
 apply_token_ttl(SgConfig *cfg, const char *value, GError **error)
 {
     return parse_uint(value, 0, 86400 * 365, &cfg->token_ttl_s, error);
@@ -407,6 +419,11 @@ static const SgConfigKeyInfo sg_keys[] = {
       apply_nova_timeout },
     { "nova", "cache_time", "5", "seconds a valid token's answer is reused; 0: never",
       apply_nova_cache_time },
+    { "nova", "negative_cache_time", "5",
+      "seconds an unknown token's answer is reused; 0: never", apply_nova_negative_cache_time },
+    { "nova", "max_concurrent_lookups", "16",
+      "distinct tokens asked about at once; the rest wait up to timeout",
+      apply_nova_max_lookups },
     { "nova", "token_ttl", "600", "Nova's [consoleauth] token_ttl in seconds",
       apply_token_ttl },
     { "nova", "enforce_session_timeout", "false",

@@ -72,6 +72,8 @@ struct SgConfig {
     bool nova_insecure;
     guint nova_timeout_s;
     guint nova_cache_s;           /* 0: no reuse of answers */
+    guint nova_negative_cache_s;  /* "unknown token" answers; 0: no reuse */
+    guint nova_max_lookups;       /* distinct tokens asked about at once */
     guint token_ttl_s;
     bool enforce_session_timeout;
     /* Where the [nova] settings came from, for messages in the operator's

@@ -280,16 +280,31 @@ on_terminate(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* SIGHUP: re-reads the tokens, and tells systemd when it starts and how
+ * it ended (READY=1 with STATUS=, one line). */
 static gboolean
 on_reload(gpointer data)
 {
     SgDaemon *d = data;
     g_autoptr(GError) error = NULL;
+    g_autofree char *state = NULL;
 
-    sg_notify_systemd("RELOADING=1");
-    if (!sg_token_backend_reload(d->tokens, &error) && error != NULL)
-        g_warning("reload failed, keeping the previous tokens: %s", error->message);
-    sg_notify_systemd("READY=1");
+    sg_notify_systemd_reloading();
+    if (sg_token_backend_reload(d->tokens, &error)) {
+        if (g_str_equal(d->cfg->token_backend, "file"))
+            state = g_strdup_printf("READY=1\nSTATUS=reloaded: %u console token(s)",
+                                    sg_token_file_count(d->tokens));
+        else
+            state = g_strdup("READY=1\nSTATUS=reloaded");
+    } else {
+        const char *why = error != NULL ? error->message : "failed";
+
+        g_warning("reload: %s", why);
+        state = g_strdup_printf("READY=1\nSTATUS=reload refused some tokens (see the log): %s",
+                                why);
+        g_strdelimit(state + strlen("READY=1\n"), "\r\n", ' ');
+    }
+    sg_notify_systemd(state);
     return G_SOURCE_CONTINUE;
 }
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* token_file.c - the static token backend (websockify's TokenFile format).
  *
- * Owns a table from console token to SgConsoleTarget, read from one file or
- * from every regular file of a directory, at start and on reload (SIGHUP),
- * never per lookup. Lookups are answered from the table at once, which
+ * Owns a table from console token to SgConsoleTarget per file, read from
+ * one file or from every regular file of a directory, at start and on
+ * reload (SIGHUP), never per lookup, and their merge that lookups use. A
+ * file is taken whole or not at all (see token_file.h). Lookups are answered from the table at once, which
  * token.c turns into an answer from the main loop. Tokens are secrets: they
  * reach a log only as sg_log_redact()'s tag, and their bytes are wiped
  * before the memory holding them is freed.
@@ -32,9 +33,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -44,11 +48,15 @@
 
 /* 253: the longest DNS name; anything longer cannot resolve. */
 #define SG_TOKEN_FILE_HOST_MAX_BYTES 253
+/* Bad lines logged per file; past this the file is garbage (a binary
+ * swapped in), and the rest is one count rather than a flood. */
+#define SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES 1000
 
 typedef struct {
     SgTokenBackend parent;
     char *path;
-    GHashTable *targets;   /* token (wiped on removal) -> SgConsoleTarget */
+    GHashTable *files;     /* file -> its table: token (wiped on removal) -> SgConsoleTarget */
+    GHashTable *targets;   /* what lookups use: every file's, merged; borrowed from files */
 } SgTokenFile;
 
 static const SgTokenBackendVtable token_file_vtable;
@@ -260,21 +268,111 @@ new_table(void)
                                  (GDestroyNotify)sg_console_target_free);
 }
 
-/* Adds the mappings of @file to @table, later lines winning. Fails only
- * when @file cannot be read; bad lines are logged and skipped. */
+/* Reads all of @file, a regular file of at most SG_TOKEN_FILE_MAX_BYTES.
+ * Opened without blocking and checked on the open descriptor: a FIFO or
+ * device swapped in after the caller's stat() is refused, not waited on. */
 static gboolean
-load_file(GHashTable *table, const char *file, GError **error)
+read_regular_file(const char *file, char **contents, gsize *len, GError **error)
 {
+    int fd = open(file, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat st;
+    char *buf;
+    gsize have = 0;
+    gsize cap;
+
+    if (fd < 0) {
+        int saved = errno;
+
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved), "%s: %s", file,
+                    g_strerror(saved));
+        return FALSE;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: not a regular file", file);
+        close(fd);
+        return FALSE;
+    }
+    if (st.st_size > SG_TOKEN_FILE_MAX_BYTES) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                    "%s: %lld bytes, more than the %d MiB a token file may have", file,
+                    (long long)st.st_size, SG_TOKEN_FILE_MAX_BYTES >> 20);
+        close(fd);
+        return FALSE;
+    }
+    /* The file may grow while we read it: read at most one byte past the
+     * cap, which tells a file that grew too big from one that fits. */
+    cap = (gsize)st.st_size + 1;
+    buf = g_malloc(cap + 1);
+    for (;;) {
+        ssize_t n;
+
+        if (have == cap) {
+            if (cap > SG_TOKEN_FILE_MAX_BYTES)
+                break;
+            cap = MIN(cap * 2, (gsize)SG_TOKEN_FILE_MAX_BYTES + 1);
+            buf = g_realloc(buf, cap + 1);
+        }
+        n = read(fd, buf + have, cap - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int saved = errno;
+
+            g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved), "%s: %s", file,
+                        g_strerror(saved));
+            explicit_bzero(buf, have);
+            g_free(buf);
+            close(fd);
+            return FALSE;
+        }
+        if (n == 0)
+            break;
+        have += (gsize)n;
+    }
+    close(fd);
+    if (have > SG_TOKEN_FILE_MAX_BYTES) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                    "%s: more than the %d MiB a token file may have", file,
+                    SG_TOKEN_FILE_MAX_BYTES >> 20);
+        explicit_bzero(buf, have);
+        g_free(buf);
+        return FALSE;
+    }
+    buf[have] = '\0';
+    *contents = buf;
+    *len = have;
+    return TRUE;
+}
+
+/* Reads @file into a new table, later lines winning. All or nothing: every
+ * bad line is logged (file:line and why, never the token), and a file with
+ * any bad line, or that cannot be read, is refused as a whole with @error.
+ * With @reloading a file of 0 bytes is refused too: it is what a write in
+ * progress (or a failed one) leaves, far more often than an intent to drop
+ * every console, which a comment line expresses. At start there is nothing
+ * to keep, and an empty file loads (with a warning) as no tokens. */
+static GHashTable *
+read_token_file(const char *file, bool reloading, GError **error)
+{
+    g_autoptr(GHashTable) table = new_table();
     char *contents = NULL;
     gsize len = 0;
     gsize pos = 0;
     guint lineno = 0;
-    g_autoptr(GError) local = NULL;
+    guint bad = 0;
 
-    if (!g_file_get_contents(file, &contents, &len, &local)) {
-        /* GLib's message already names the file. */
-        g_propagate_prefixed_error(error, g_steal_pointer(&local), "tokens: ");
-        return FALSE;
+    if (!read_regular_file(file, &contents, &len, error))
+        return NULL;
+    if (len == 0) {
+        g_free(contents);
+        if (!reloading) {
+            g_warning("tokens: %s: empty file (0 bytes): no tokens", file);
+            return g_steal_pointer(&table);
+        }
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                    "%s: empty file (0 bytes); a file meant to hold no tokens must hold a "
+                    "comment line", file);
+        return NULL;
     }
     /* A UTF-8 BOM from a Windows editor would otherwise join the first token. */
     if (len >= 3 && memcmp(contents, "\xef\xbb\xbf", 3) == 0)
@@ -290,14 +388,15 @@ load_file(GHashTable *table, const char *file, GError **error)
 
         lineno++;
         pos += line_len + 1;
-        line[line_len] = '\0';   /* the '\n', or the NUL g_file_get_contents adds */
+        line[line_len] = '\0';   /* the '\n', or the NUL read_regular_file adds */
 
-        if (strlen(line) != line_len) {
-            g_warning("%s:%u: %s; line skipped", file, lineno, "NUL byte in line");
-            continue;
-        }
-        if (!sg_token_file_parse_line(line, &token, &tgt, &reason)) {
-            g_warning("%s:%u: %s; line skipped", file, lineno, reason);
+        if (strlen(line) != line_len)
+            reason = "NUL byte in line";
+        else if (!sg_token_file_parse_line(line, &token, &tgt, &reason) && reason == NULL)
+            reason = "bad line";
+        if (reason != NULL) {
+            if (++bad <= SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES)
+                g_warning("%s:%u: %s", file, lineno, reason);
             continue;
         }
         if (token == NULL)
@@ -312,7 +411,14 @@ load_file(GHashTable *table, const char *file, GError **error)
 
     explicit_bzero(contents, len);
     g_free(contents);
-    return TRUE;
+    if (bad > SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES)
+        g_warning("%s: %u more bad line(s) not shown", file,
+                  bad - SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES);
+    if (bad > 0) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: %u bad line(s)", file, bad);
+        return NULL;
+    }
+    return g_steal_pointer(&table);
 }
 
 static int
@@ -321,66 +427,157 @@ compare_names(gconstpointer a, gconstpointer b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Reads @path (a file, or a directory of files) into a new table. Fails
- * only when @path itself cannot be read. */
-static GHashTable *
-load_path(const char *path, GError **error)
+/* What one load of the path found. */
+typedef struct {
+    GHashTable *prev;             /* file -> table of the last load; NULL at start */
+    GHashTable *files;            /* file -> table, built by this load */
+    guint failed;                 /* files refused by this load */
+    guint kept;                   /* ...of which the previous table was kept */
+    GError *first;                /* the first refusal */
+} Load;
+
+/* Adds @file to @load: @table (its new contents), or when that is NULL,
+ * for the reason @why, its previous table (a reload) or nothing (at start,
+ * where the error then fails the start). Takes both. */
+static void
+settle(Load *load, const char *file, GHashTable *table, GError *why)
 {
-    g_autoptr(GHashTable) table = new_table();
+    g_autoptr(GError) local = why;
+    GHashTable *prev = load->prev != NULL ? g_hash_table_lookup(load->prev, file) : NULL;
+
+    if (table != NULL) {
+        g_hash_table_replace(load->files, g_strdup(file), table);
+        return;
+    }
+    load->failed++;
+    if (prev != NULL) {
+        load->kept++;
+        g_warning("tokens: %s; keeping the %u token(s) it had before", local->message,
+                  g_hash_table_size(prev));
+        g_hash_table_replace(load->files, g_strdup(file), g_hash_table_ref(prev));
+    } else if (load->prev != NULL) {
+        g_warning("tokens: %s; none of its tokens loaded", local->message);
+    } else {
+        g_warning("tokens: %s", local->message);
+    }
+    if (load->first == NULL)
+        load->first = g_steal_pointer(&local);
+}
+
+static void
+load_one(Load *load, const char *file)
+{
+    GError *why = NULL;
+    GHashTable *table = read_token_file(file, load->prev != NULL, &why);
+
+    settle(load, file, table, why);
+}
+
+/* Reads @path (a file, or a directory of files) into @load->files. Fails
+ * when @path itself cannot be read (then nothing changes), and at start
+ * (@load->prev NULL) when any file has an error. */
+static gboolean
+load_path(const char *path, Load *load, GError **error)
+{
     g_autoptr(GDir) dir = NULL;
     g_autoptr(GPtrArray) names = NULL;
     const char *name;
     struct stat st;
 
+    load->files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                        (GDestroyNotify)g_hash_table_unref);
     if (stat(path, &st) != 0) {
         int saved = errno;
 
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved),
                     "token file %s: %s", path, g_strerror(saved));
-        return NULL;
+        return FALSE;
     }
     if (S_ISREG(st.st_mode)) {
-        if (!load_file(table, path, error))
-            return NULL;
-        return g_steal_pointer(&table);
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        /* A FIFO or device could block the loop or never end. */
-        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                    "token file %s: not a regular file or directory", path);
-        return NULL;
-    }
-
-    dir = g_dir_open(path, 0, error);
-    if (dir == NULL)
-        return NULL;
-    names = g_ptr_array_new_with_free_func(g_free);
-    while ((name = g_dir_read_name(dir)) != NULL) {
-        if (name[0] != '.')   /* editors' swap files, `.keep`, and the like */
-            g_ptr_array_add(names, g_strdup(name));
-    }
-    /* Sorted, so that which of two duplicate tokens wins does not depend
-     * on the directory's order: the file sorting last does. */
-    g_ptr_array_sort(names, compare_names);
-
-    for (guint i = 0; i < names->len; i++) {
-        g_autofree char *file = g_build_filename(path, names->pdata[i], NULL);
-        g_autoptr(GError) local = NULL;
-
-        if (stat(file, &st) != 0) {
-            /* A dangling symlink, most likely: the operator should know. */
-            g_warning("token file %s: %s; file skipped", file, g_strerror(errno));
-            continue;
+        load_one(load, path);
+    } else if (!S_ISDIR(st.st_mode)) {
+        /* A FIFO or device could block the loop or never end: not even
+         * opened. Refused like a bad file, so a reload keeps its tokens. */
+        settle(load, path, NULL,
+               g_error_new(G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                           "%s: not a regular file or directory", path));
+    } else {
+        dir = g_dir_open(path, 0, error);
+        if (dir == NULL)
+            return FALSE;
+        names = g_ptr_array_new_with_free_func(g_free);
+        while ((name = g_dir_read_name(dir)) != NULL) {
+            if (name[0] != '.')   /* editors' swap files, `.keep`, and the like */
+                g_ptr_array_add(names, g_build_filename(path, name, NULL));
         }
-        if (!S_ISREG(st.st_mode)) {
-            g_debug("token file %s: not a regular file; skipped", file);
-            continue;
+        /* Sorted, so that which of two duplicate tokens wins does not depend
+         * on the directory's order: the file sorting last does. */
+        g_ptr_array_sort(names, compare_names);
+
+        for (guint i = 0; i < names->len; i++) {
+            const char *file = names->pdata[i];
+            bool had = load->prev != NULL && g_hash_table_contains(load->prev, file);
+
+            /* A name that held tokens before is read whatever it is now, so
+             * that a FIFO or a dangling link in its place is an error that
+             * keeps its tokens. Other names that are no regular file are
+             * not token files: subdirectories, sockets, dangling links. */
+            if (!had && stat(file, &st) != 0) {
+                g_warning("token file %s: %s; file skipped", file, g_strerror(errno));
+                continue;
+            }
+            if (!had && !S_ISREG(st.st_mode)) {
+                g_debug("token file %s: not a regular file; skipped", file);
+                continue;
+            }
+            load_one(load, file);
         }
-        /* One unreadable file must not take the others' consoles away. */
-        if (!load_file(table, file, &local))
-            g_warning("%s; file skipped", local->message);
     }
-    return g_steal_pointer(&table);
+    if (load->prev == NULL && load->failed > 0) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                    "%s%s (every error is logged above; fix them, or move the file away)",
+                    load->first->message,
+                    load->failed > 1 ? ", and errors in other files" : "");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static void
+load_clear(Load *load)
+{
+    g_clear_pointer(&load->files, g_hash_table_unref);
+    g_clear_error(&load->first);
+}
+
+/* The table lookups use: every file's entries, in file name order, later
+ * files winning. Keys and values are borrowed from @files. */
+static GHashTable *
+merge(GHashTable *files)
+{
+    GHashTable *merged = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autofree gpointer *names = NULL;
+    guint n = 0;
+
+    names = g_hash_table_get_keys_as_array(files, &n);
+    qsort(names, n, sizeof(*names), compare_names);
+    for (guint i = 0; i < n; i++) {
+        GHashTable *table = g_hash_table_lookup(files, names[i]);
+        GHashTableIter iter;
+        gpointer token, tgt;
+
+        g_hash_table_iter_init(&iter, table);
+        while (g_hash_table_iter_next(&iter, &token, &tgt)) {
+            if (g_hash_table_contains(merged, token)) {
+                g_autofree char *tag = sg_log_redact(token);
+
+                g_warning("%s: duplicate token %s, also in an earlier file; this file wins",
+                          (const char *)names[i], tag);
+            }
+            g_hash_table_insert(merged, token, tgt);
+        }
+    }
+    return merged;
 }
 
 static SgTokenFile *
@@ -408,18 +605,39 @@ token_file_start(SgTokenBackend *backend, SgTokenLookup *lookup)
     sg_token_lookup_complete(lookup, NULL, error);
 }
 
+/* Reload, all or nothing per file: a file with any error (a bad line, too
+ * big, not a regular file, unreadable, empty) keeps the table it had;
+ * files that read cleanly replace theirs; files gone from a directory take
+ * their tokens with them. A path that cannot be read at all changes
+ * nothing. FALSE with @error when anything was refused. */
 static gboolean
 token_file_reload(SgTokenBackend *backend, GError **error)
 {
     SgTokenFile *tf = token_file_of(backend);
-    GHashTable *table = load_path(tf->path, error);
+    Load load = { .prev = tf->files };
+    g_autoptr(GError) local = NULL;
 
-    if (table == NULL)
-        return FALSE;   /* the old table keeps serving */
-    g_hash_table_unref(tf->targets);
-    tf->targets = table;
-    g_message("tokens: %u loaded from %s", g_hash_table_size(table), tf->path);
-    return TRUE;
+    if (!load_path(tf->path, &load, &local)) {
+        g_set_error(error, local->domain, local->code, "%s; the previous tokens stay in use",
+                    local->message);
+        load_clear(&load);
+        return FALSE;
+    }
+    g_hash_table_unref(tf->targets);   /* borrows from tf->files: first */
+    g_hash_table_unref(tf->files);
+    tf->files = g_steal_pointer(&load.files);
+    tf->targets = merge(tf->files);
+    if (load.failed == 0) {
+        g_message("tokens: %u loaded from %s", g_hash_table_size(tf->targets), tf->path);
+        load_clear(&load);
+        return TRUE;
+    }
+    g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                "%s; %u file(s) refused, %u of them keep their previous tokens; "
+                "%u token(s) in use from %s", load.first->message, load.failed, load.kept,
+                g_hash_table_size(tf->targets), tf->path);
+    load_clear(&load);
+    return FALSE;
 }
 
 static void
@@ -428,6 +646,7 @@ token_file_free(SgTokenBackend *backend)
     SgTokenFile *tf = token_file_of(backend);
 
     g_clear_pointer(&tf->targets, g_hash_table_unref);
+    g_clear_pointer(&tf->files, g_hash_table_unref);
     g_free(tf->path);
     g_free(tf);
 }
@@ -444,18 +663,21 @@ SgTokenBackend *
 sg_token_file_new(const char *path, GError **error)
 {
     SgTokenFile *tf;
-    GHashTable *table;
+    Load load = { .prev = NULL };
 
     g_return_val_if_fail(path != NULL, NULL);
-    table = load_path(path, error);
-    if (table == NULL)
+    if (!load_path(path, &load, error)) {
+        load_clear(&load);
         return NULL;
+    }
 
     tf = g_new0(SgTokenFile, 1);
     tf->parent.vtable = &token_file_vtable;
     tf->path = g_strdup(path);
-    tf->targets = table;
-    g_message("tokens: %u loaded from %s", g_hash_table_size(table), path);
+    tf->files = g_steal_pointer(&load.files);
+    tf->targets = merge(tf->files);
+    load_clear(&load);
+    g_message("tokens: %u loaded from %s", g_hash_table_size(tf->targets), path);
     return &tf->parent;
 }
 

@@ -2,9 +2,12 @@
 /* token_nova.c - the Nova API token backend; see token_nova.h.
  *
  * Owns the HTTP client, the Keystone session, the in-flight lookups (one per
- * distinct token, shared by every websocket waiting on it), the short-lived
- * answer cache and the first-use times that bound session lifetimes. Must
- * not log a console token: only its sg_log_redact() tag.
+ * distinct token, shared by every websocket waiting on it; at most [nova]
+ * max_concurrent_lookups asking at once, the others queued under the same
+ * deadline), the short-lived answer cache (positive and "unknown token"
+ * answers, bounded in size and age, keyed by the token's SHA-256) and the
+ * first-use times that bound session lifetimes. Must not log a console
+ * token: only its sg_log_redact() tag.
  */
 #include "autoconfig.h"
 
@@ -24,15 +27,39 @@
 /* First-use records are pruned once there are this many, so a flood of
  * distinct tokens cannot grow the table without bound. */
 #define SG_NOVA_FIRST_USE_PRUNE 1024
+/* Expired cache entries are freed this often, whether or not their token
+ * is ever seen again. */
+#define SG_NOVA_CACHE_SWEEP_S 10
+/* At most one warning per this many seconds about lookups refused while
+ * queued; it carries the count since the last one. */
+#define SG_NOVA_QUEUE_LOG_INTERVAL_S 10
+
+struct SgNovaCache {
+    GHashTable *entries;          /* SHA-256 hex of the token -> CacheEntry* */
+    GQueue order;                 /* CacheEntry*, oldest insertion first */
+    guint max_entries;
+};
+
+typedef struct {
+    char *key;                    /* owned by the entry; also the hash table's key */
+    SgConsoleTarget *tgt;         /* NULL: Nova said "unknown token" */
+    gint64 until_us;              /* monotonic */
+    GList link;                   /* in SgNovaCache.order */
+} CacheEntry;
 
 typedef struct {
     SgTokenBackend parent;
     const SgConfig *cfg;
     SgHttpc *hc;
     SgKeystone *ks;
-    GHashTable *pending;          /* token -> Pending* */
-    GHashTable *cache;            /* token -> CacheEntry* */
-    GHashTable *first_use;        /* token -> gint64* (real time, us) */
+    GHashTable *pending;          /* token -> Pending* (asking or queued) */
+    SgNovaCache *cache;
+    guint sweep_id;               /* frees expired cache entries; 0 when empty */
+    GHashTable *first_use;        /* SHA-256 hex of the token -> gint64* (real time, us) */
+    guint asking;                 /* Pendings holding a lookup slot */
+    GQueue queue;                 /* Pending* waiting for a slot, oldest first */
+    guint queue_refusals;         /* refused while queued since the last warning */
+    gint64 queue_log_us;          /* monotonic time of that warning; 0: none yet */
     SgKeystoneWait *probe_wait;   /* start-up check */
     SgHttpRequest *probe;
 } NovaBackend;
@@ -45,14 +72,13 @@ typedef struct {
     SgKeystoneWait *ks_wait;
     SgHttpRequest *req;
     char *service_token;          /* the one the request used */
+    guint deadline_id;            /* set once queued: the lookup's deadline */
+    GList qlink;                  /* in NovaBackend.queue while queued */
+    bool queued;
+    bool asking;                  /* holds a lookup slot */
     bool retried;
     bool finishing;               /* finish() is answering the lookups */
 } Pending;
-
-typedef struct {
-    SgConsoleTarget *tgt;
-    gint64 until_us;              /* monotonic */
-} CacheEntry;
 
 static void
 wipe_free(gpointer data)
@@ -64,18 +90,161 @@ wipe_free(gpointer data)
     g_free(s);
 }
 
+/* --- the answer cache ------------------------------------------------------- */
+
+char *
+sg_token_nova_cache_key(const char *token)
+{
+    return g_compute_checksum_for_string(G_CHECKSUM_SHA256, token, -1);
+}
+
 static void
 cache_entry_free(gpointer data)
 {
     CacheEntry *ce = data;
 
     sg_console_target_free(ce->tgt);
+    g_free(ce->key);
     g_free(ce);
 }
 
+SgNovaCache *
+sg_nova_cache_new(guint max_entries)
+{
+    SgNovaCache *c = g_new0(SgNovaCache, 1);
+
+    /* The entry owns its key: the table frees nothing itself. */
+    c->entries = g_hash_table_new(g_str_hash, g_str_equal);
+    g_queue_init(&c->order);
+    c->max_entries = MAX(max_entries, 1u);
+    return c;
+}
+
+static void
+cache_remove(SgNovaCache *c, CacheEntry *ce)
+{
+    g_hash_table_remove(c->entries, ce->key);
+    g_queue_unlink(&c->order, &ce->link);
+    cache_entry_free(ce);
+}
+
+void
+sg_nova_cache_free(SgNovaCache *c)
+{
+    if (c == NULL)
+        return;
+    while (!g_queue_is_empty(&c->order))
+        cache_remove(c, c->order.head->data);
+    g_hash_table_unref(c->entries);
+    g_free(c);
+}
+
+guint
+sg_nova_cache_sweep(SgNovaCache *c, gint64 now_us)
+{
+    guint removed = 0;
+    GList *l = c->order.head;
+
+    while (l != NULL) {
+        GList *next = l->next;
+        CacheEntry *ce = l->data;
+
+        if (now_us >= ce->until_us) {
+            cache_remove(c, ce);
+            removed++;
+        }
+        l = next;
+    }
+    return removed;
+}
+
+void
+sg_nova_cache_put(SgNovaCache *c, const char *token, const SgConsoleTarget *tgt,
+                  gint64 until_us, gint64 now_us)
+{
+    g_autofree char *key = sg_token_nova_cache_key(token);
+    CacheEntry *ce = g_hash_table_lookup(c->entries, key);
+
+    if (ce != NULL)
+        cache_remove(c, ce);
+    if (g_hash_table_size(c->entries) >= c->max_entries)
+        sg_nova_cache_sweep(c, now_us);
+    /* Still full of live entries: the oldest goes. With one lifetime per
+     * kind of answer, insertion order is nearly expiry order. */
+    while (g_hash_table_size(c->entries) >= c->max_entries)
+        cache_remove(c, c->order.head->data);
+    ce = g_new0(CacheEntry, 1);
+    ce->key = g_steal_pointer(&key);
+    ce->tgt = sg_console_target_copy(tgt);
+    ce->until_us = until_us;
+    ce->link.data = ce;
+    g_hash_table_insert(c->entries, ce->key, ce);
+    g_queue_push_tail_link(&c->order, &ce->link);
+}
+
+gboolean
+sg_nova_cache_get(SgNovaCache *c, const char *token, gint64 now_us,
+                  const SgConsoleTarget **tgt)
+{
+    g_autofree char *key = sg_token_nova_cache_key(token);
+    CacheEntry *ce = g_hash_table_lookup(c->entries, key);
+
+    *tgt = NULL;
+    if (ce == NULL)
+        return FALSE;
+    if (now_us >= ce->until_us) {
+        cache_remove(c, ce);
+        return FALSE;
+    }
+    *tgt = ce->tgt;
+    return TRUE;
+}
+
+guint
+sg_nova_cache_size(const SgNovaCache *c)
+{
+    return g_hash_table_size(c->entries);
+}
+
+static gboolean
+on_cache_sweep(gpointer data)
+{
+    NovaBackend *nb = data;
+
+    sg_nova_cache_sweep(nb->cache, g_get_monotonic_time());
+    if (sg_nova_cache_size(nb->cache) > 0)
+        return G_SOURCE_CONTINUE;
+    nb->sweep_id = 0;
+    return G_SOURCE_REMOVE;
+}
+
+/* Caches Nova's answer for @token (@tgt NULL: unknown) for @seconds. */
+static void
+remember(NovaBackend *nb, const char *token, const SgConsoleTarget *tgt, guint seconds)
+{
+    gint64 now = g_get_monotonic_time();
+
+    if (seconds == 0)
+        return;
+    sg_nova_cache_put(nb->cache, token, tgt, now + (gint64)seconds * G_USEC_PER_SEC, now);
+    if (nb->sweep_id == 0)
+        nb->sweep_id = g_timeout_add_seconds(SG_NOVA_CACHE_SWEEP_S, on_cache_sweep, nb);
+}
+
+/* --- lookup slots -------------------------------------------------------------- */
+
+/* Frees @p and gives back what it held: its slot, its place in the queue.
+ * The caller then calls promote() unless the whole backend goes. */
 static void
 pending_free(Pending *p)
 {
+    NovaBackend *nb = p->nb;
+
+    if (p->queued)
+        g_queue_unlink(&nb->queue, &p->qlink);
+    if (p->asking)
+        nb->asking--;
+    g_clear_handle_id(&p->deadline_id, g_source_remove);
     sg_keystone_wait_cancel(p->ks_wait);
     sg_httpc_cancel(p->req);
     wipe_free(p->service_token);
@@ -159,6 +328,23 @@ sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GE
     return TRUE;
 }
 
+static void ask_keystone(Pending *p);
+
+/* Gives free slots to queued lookups, oldest first. Their deadline keeps
+ * running: a lookup's time counts from when a browser asked. */
+static void
+promote(NovaBackend *nb)
+{
+    while (nb->asking < nb->cfg->nova_max_lookups && !g_queue_is_empty(&nb->queue)) {
+        Pending *p = g_queue_pop_head_link(&nb->queue)->data;
+
+        p->queued = false;
+        p->asking = true;
+        nb->asking++;
+        ask_keystone(p);
+    }
+}
+
 /* --- answering -------------------------------------------------------------- */
 
 /* Answers and forgets every lookup waiting on @p, then frees it. A
@@ -179,6 +365,7 @@ finish(Pending *p, const SgConsoleTarget *tgt, const GError *error)
         sg_token_lookup_complete(lookup, tgt, error);
     }
     pending_free(p);
+    promote(nb);
 }
 
 static void
@@ -202,7 +389,8 @@ static gint64
 first_use_of(NovaBackend *nb, const char *token)
 {
     gint64 now = g_get_real_time();
-    gint64 *first = g_hash_table_lookup(nb->first_use, token);
+    g_autofree char *key = sg_token_nova_cache_key(token);
+    gint64 *first = g_hash_table_lookup(nb->first_use, key);
 
     if (first != NULL)
         return *first;
@@ -218,11 +406,9 @@ first_use_of(NovaBackend *nb, const char *token)
     }
     first = g_new(gint64, 1);
     *first = now;
-    g_hash_table_insert(nb->first_use, g_strdup(token), first);
+    g_hash_table_insert(nb->first_use, g_steal_pointer(&key), first);
     return now;
 }
-
-static void ask_keystone(Pending *p);
 
 static void
 on_nova_reply(const SgHttpResponse *resp, gpointer data)
@@ -243,19 +429,15 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
         if (nb->cfg->enforce_session_timeout)
             tgt->expires_at_us = first_use_of(nb, p->token) +
                                  (gint64)nb->cfg->token_ttl_s * G_USEC_PER_SEC;
-        if (nb->cfg->nova_cache_s > 0) {
-            CacheEntry *ce = g_new0(CacheEntry, 1);
-
-            ce->tgt = sg_console_target_copy(tgt);
-            ce->until_us = g_get_monotonic_time() +
-                           (gint64)nb->cfg->nova_cache_s * G_USEC_PER_SEC;
-            g_hash_table_replace(nb->cache, g_strdup(p->token), ce);
-        }
+        remember(nb, p->token, tgt, nb->cfg->nova_cache_s);
         g_debug("nova: %s -> %s:%u (instance %s)", p->tag, tgt->host, tgt->port,
                 tgt->instance_uuid ? tgt->instance_uuid : "?");
         finish(p, tgt, NULL);
         return;
     case 404:
+        /* Remembered briefly, so that one bad token (a browser retrying, or
+         * someone guessing) does not ask Nova again and again. */
+        remember(nb, p->token, NULL, nb->cfg->nova_negative_cache_s);
         finish_error(p, SG_TOKEN_ERROR_UNKNOWN, "console token invalid or expired");
         return;
     case 401:
@@ -345,6 +527,34 @@ ask_keystone(Pending *p)
     p->ks_wait = sg_keystone_get(p->nb->ks, on_service_token, p);
 }
 
+/* The deadline of a lookup that had to queue: [nova] timeout after the
+ * browser asked, whether it still waits for a slot or has one by now. */
+static gboolean
+on_deadline(gpointer data)
+{
+    Pending *p = data;
+    NovaBackend *nb = p->nb;
+    gint64 now = g_get_monotonic_time();
+
+    p->deadline_id = 0;
+    /* These come in floods: one line per interval, with the count; each
+     * one at debug level. */
+    g_debug("nova: %s refused: no answer within %u s (%s)", p->tag, nb->cfg->nova_timeout_s,
+            p->queued ? "still queued" : "queued first");
+    nb->queue_refusals++;
+    if (nb->queue_log_us == 0 ||
+        now - nb->queue_log_us >= SG_NOVA_QUEUE_LOG_INTERVAL_S * G_USEC_PER_SEC) {
+        g_warning("nova: %u lookup(s) refused: no answer within %u s while all %u lookup "
+                  "slots were busy ([nova] max_concurrent_lookups); Nova is slow, or flooded "
+                  "with unknown tokens", nb->queue_refusals, nb->cfg->nova_timeout_s,
+                  nb->cfg->nova_max_lookups);
+        nb->queue_refusals = 0;
+        nb->queue_log_us = now;
+    }
+    finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "no answer from Nova in time");
+    return G_SOURCE_REMOVE;
+}
+
 /* --- the backend vtable -------------------------------------------------------- */
 
 static void
@@ -352,7 +562,7 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
 {
     NovaBackend *nb = (NovaBackend *)backend;
     const char *token = sg_token_lookup_get_token(lookup);
-    CacheEntry *ce;
+    const SgConsoleTarget *cached;
     Pending *p;
 
     /* Refuse what cannot be a Nova token before asking Nova about it. */
@@ -364,13 +574,14 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
         sg_token_lookup_complete(lookup, NULL, error);
         return;
     }
-    ce = g_hash_table_lookup(nb->cache, token);
-    if (ce != NULL) {
-        if (g_get_monotonic_time() < ce->until_us) {
-            sg_token_lookup_complete(lookup, ce->tgt, NULL);
-            return;
-        }
-        g_hash_table_remove(nb->cache, token);
+    if (sg_nova_cache_get(nb->cache, token, g_get_monotonic_time(), &cached)) {
+        g_autoptr(GError) error = NULL;
+
+        if (cached == NULL)
+            error = g_error_new_literal(SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNKNOWN,
+                                        "console token invalid or expired");
+        sg_token_lookup_complete(lookup, cached, error);
+        return;
     }
     p = g_hash_table_lookup(nb->pending, token);
     if (p == NULL) {
@@ -379,8 +590,21 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
         p->token = g_strdup(token);
         p->tag = sg_log_redact(token);
         p->lookups = g_ptr_array_new();
+        p->qlink.data = p;
         g_hash_table_insert(nb->pending, p->token, p);
-        ask_keystone(p);
+        if (nb->asking < nb->cfg->nova_max_lookups) {
+            p->asking = true;
+            nb->asking++;
+            ask_keystone(p);
+        } else {
+            /* Every slot is taken (Nova slow, or flooded with made-up
+             * tokens): wait, under the deadline a lookup has anyway. */
+            p->queued = true;
+            g_queue_push_tail_link(&nb->queue, &p->qlink);
+            p->deadline_id = g_timeout_add(nb->cfg->nova_timeout_s * 1000, on_deadline, p);
+            g_debug("nova: %s queued: %u lookups in flight (max_concurrent_lookups), "
+                    "%u queued", p->tag, nb->asking, nb->queue.length);
+        }
     }
     g_ptr_array_add(p->lookups, lookup);
     sg_token_lookup_set_backend_data(lookup, p);
@@ -400,6 +624,7 @@ nova_cancel(SgTokenBackend *backend, SgTokenLookup *lookup)
     if (p->lookups->len == 0 && !p->finishing) {
         g_hash_table_steal(nb->pending, p->token);
         pending_free(p);
+        promote(nb);
     }
 }
 
@@ -418,7 +643,8 @@ nova_free(SgTokenBackend *backend)
     sg_keystone_wait_cancel(nb->probe_wait);
     sg_httpc_cancel(nb->probe);
     g_hash_table_unref(nb->pending);
-    g_hash_table_unref(nb->cache);
+    g_clear_handle_id(&nb->sweep_id, g_source_remove);
+    sg_nova_cache_free(nb->cache);
     g_hash_table_unref(nb->first_use);
     sg_keystone_free(nb->ks);
     sg_httpc_free(nb->hc);
@@ -524,8 +750,9 @@ sg_token_nova_new(const SgConfig *cfg, GError **error)
     nb->hc = sg_httpc_new(&opts);
     nb->ks = sg_keystone_new(nb->hc, cfg);
     nb->pending = g_hash_table_new(g_str_hash, g_str_equal);
-    nb->cache = g_hash_table_new_full(g_str_hash, g_str_equal, wipe_free, cache_entry_free);
-    nb->first_use = g_hash_table_new_full(g_str_hash, g_str_equal, wipe_free, g_free);
+    nb->cache = sg_nova_cache_new(SG_NOVA_CACHE_MAX_ENTRIES);
+    nb->first_use = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    g_queue_init(&nb->queue);
     nb->probe_wait = sg_keystone_get(nb->ks, on_probe_token, nb);
     return &nb->parent;
 }

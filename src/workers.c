@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
@@ -87,6 +88,20 @@ sg_notify_systemd(const char *state)
     if (sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sun, slen) < 0)
         g_warning("cannot notify systemd: %s", g_strerror(errno));
     close(fd);
+}
+
+void
+sg_notify_systemd_reloading(void)
+{
+    /* systemd 253+ (Type=notify-reload) wants the CLOCK_MONOTONIC time of
+     * the reload's start with RELOADING=1; older ones ignore the field. */
+    struct timespec ts;
+    g_autofree char *state = NULL;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    state = g_strdup_printf("RELOADING=1\nMONOTONIC_USEC=%" G_GINT64_FORMAT,
+                            (gint64)ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000);
+    sg_notify_systemd(state);
 }
 
 /* The one listening socket of all workers. As lws does for one process:
@@ -296,9 +311,16 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
     }
     case SIGHUP:
         g_message("reload: passing SIGHUP to %u worker(s)", count_running(m));
-        sg_notify_systemd("RELOADING=1");
+        sg_notify_systemd_reloading();
         stop_workers(m, SIGHUP);
-        sg_notify_systemd("READY=1");
+        {
+            /* The workers reload on their own; each logs its result. */
+            g_autofree char *state =
+                g_strdup_printf("READY=1\nSTATUS=reload passed to %u worker(s); each logs "
+                                "its result", count_running(m));
+
+            sg_notify_systemd(state);
+        }
         break;
     case SIGTERM:
     case SIGINT:

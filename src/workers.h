@@ -36,3 +36,6 @@ int sg_workers_run(const char *host, guint port, guint count, SgWorkerMain worke
 /* Tells systemd about our state (Type=notify), without libsystemd. Workers
  * never reach systemd: the master speaks for all of them. */
 void sg_notify_systemd(const char *state);
+/* RELOADING=1 with MONOTONIC_USEC=, as systemd 253's Type=notify-reload
+ * requires (systemd 252 ignores the second field). */
+void sg_notify_systemd_reloading(void);

@@ -19,6 +19,7 @@ library only.
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -165,6 +166,60 @@ class Silent:
     def seen(self):
         with self.lock:
             return list(self.received.values())
+
+
+class Stalling:
+    """Fault-injection fake, not a Nova: accepts, reads a request head, and
+    never answers, like an overloaded API server. Counts the console token
+    lookups it holds open at once and in all; other requests (the start-up
+    version check) are held too but not counted.
+
+    A lookup is open from its request head until spicegate closes the
+    connection. The count is taken when a new head arrives, by asking the
+    kernel which earlier connections have reached end of file, so that a
+    handler thread that has not yet run cannot make a closed connection
+    look open (spicegate closes before it sends the next request)."""
+
+    def __init__(self, registry):
+        self.lock = threading.Lock()
+        self.lookups = []           # sockets of the lookups still open
+        self.peak = 0
+        self.total = 0
+        self.peer = FakePeer(registry, self._handle, "stalling-nova")
+        self.port = self.peer.port
+
+    @staticmethod
+    def _at_eof(sock):
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _handle(self, conn):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            try:
+                chunk = conn.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                conn.eof.set()
+                return
+            head += chunk
+        if b"/os-console-auth-tokens/" in head.split(b"\r\n", 1)[0]:
+            with self.lock:
+                self.lookups = [s for s in self.lookups if not self._at_eof(s)]
+                self.lookups.append(conn.sock)
+                self.total += 1
+                self.peak = max(self.peak, len(self.lookups))
+        # Hold it open, never answer, until spicegate gives up.
+        try:
+            while conn.sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        conn.eof.set()
 
 
 class Forwarder:
@@ -678,9 +733,9 @@ region_name = {region}
     # 3 ------------------------------------------------------------------------
 
     def test_unknown_token_4404(self):
-        """A token Nova does not know: 4404, after asking Nova (a 404), and
-        never cached: asking again asks Nova again."""
-        sg = self.start_nova_spicegate()
+        """A token Nova does not know: 4404, after asking Nova (a 404); with
+        negative_cache_time = 0 asking again asks Nova again."""
+        sg = self.start_nova_spicegate(negative_cache_time=0)
         token = random_token()
         self.tokens.append(token)
         self.refused(sg, token, CLOSE_BAD_TOKEN)
@@ -688,6 +743,28 @@ region_name = {region}
         self.refused(sg, token, CLOSE_BAD_TOKEN)
         self.assertEqual(self.lookups(token, status=404), 2, "an unknown token was cached")
         sg.wait_log(r"\[s:\d+\] refused client=\S+ .*%s" % re.escape(token_tag(token)))
+
+    def test_unknown_token_cached_briefly(self):
+        """negative_cache_time = 3: the same unknown token twice within 3 s
+        asks Nova once (both get 4404); after the 3 s it asks again. A
+        valid token minted meanwhile is not affected."""
+        sg = self.start_nova_spicegate(negative_cache_time=3, cache_time=0)
+        token = random_token()
+        self.tokens.append(token)
+        self.refused(sg, token, CLOSE_BAD_TOKEN)
+        answered = time.monotonic()      # Nova's 404 came before this
+        self.assertEqual(self.lookups(token, status=404), 1)
+        self.refused(sg, token, CLOSE_BAD_TOKEN)
+        self.refused(sg, token, CLOSE_BAD_TOKEN)
+        self.assertLess(time.monotonic() - answered, 2.5,
+                        "too slow to test the 3 s negative cache (machine overloaded?)")
+        self.assertEqual(self.lookups(token), 1, "Nova asked again within negative_cache_time")
+        self.link_and_close(sg, self.mint())
+
+        poll_until(lambda: time.monotonic() > answered + 3.3, "negative_cache_time to pass",
+                   seconds=10)
+        self.refused(sg, token, CLOSE_BAD_TOKEN)
+        self.assertEqual(self.lookups(token, status=404), 2, "no new request after the 3 s")
 
     def test_expired_token_4404(self):
         """A token past its Nova ttl (--ttl 2; polled until Nova itself
@@ -1138,6 +1215,40 @@ application_credential_secret = {secret}
                                         % token), head.split("\r\n")[0])
         self.assertRegex(head, r"(?im)^OpenStack-API-Version: compute 2\.31\r$")
         self.assertRegex(head, r"(?im)^X-Auth-Token: gAAAAA")
+
+    def test_lookups_capped_while_nova_stalls(self):
+        """Fault injection (a fake that stalls, not a Nova: the real one
+        cannot be made to hold requests open on demand): 20 websockets with
+        20 distinct made-up tokens while "Nova" accepts and never answers.
+        With max_concurrent_lookups = 4 never more than 4 lookups are open
+        at it at once (counted there), the other 16 wait in spicegate's
+        queue, and every websocket gets 4503 within [nova] timeout = 3."""
+        stall = Stalling(self.reg)
+        sg = self.start_nova_spicegate(
+            wait_for=LOGIN_OK, timeout=3, max_concurrent_lookups=4, cache_time=0,
+            endpoint_override="http://127.0.0.1:%d/v2.1" % stall.port)
+        tokens = [random_token() for _ in range(20)]
+        self.tokens.extend(tokens)
+        sockets = []
+        for token in tokens:
+            ws = sg.ws(token=token)
+            ws.send_binary(link_message(CHANNEL_MAIN))
+            sockets.append((time.monotonic(), ws))
+        for i, (t0, ws) in enumerate(sockets):
+            self.assert_closed(ws, CLOSE_TOKEN_UNAVAILABLE, sg, seconds=10)
+            self.assertLess(time.monotonic() - t0, 3 + 2.5,
+                            "websocket %d: 4503 long after [nova] timeout = 3" % i)
+        self.assertEqual(stall.peak, 4, "lookups open at once at the stalled Nova")
+        sg.wait_log(r"WARNING.*nova: \d+ lookup\(s\) refused: no answer within 3 s while "
+                    r"all 4 lookup slots were busy")
+        # Still serving: /healthz, and the queue is empty again (a new
+        # lookup goes straight to the fake).
+        self.assertEqual(sg.get("/healthz")[0], 200)
+        before = stall.total
+        token = random_token()
+        self.tokens.append(token)
+        self.refused(sg, token, CLOSE_TOKEN_UNAVAILABLE, seconds=10)
+        self.assertEqual(stall.total, before + 1)
 
     # 10 -----------------------------------------------------------------------
 

@@ -498,6 +498,117 @@ START_TEST(test_nova_reply_validated)
 }
 END_TEST
 
+/* ---- the answer cache ------------------------------------------------------ */
+
+#define SEC G_USEC_PER_SEC
+
+START_TEST(test_nova_cache_key_is_sha256)
+{
+    g_autofree char *key = sg_token_nova_cache_key("abc");
+
+    ck_assert_str_eq(key, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+END_TEST
+
+START_TEST(test_nova_cache_positive_and_negative)
+{
+    SgNovaCache *c = sg_nova_cache_new(16);
+    g_autoptr(SgConsoleTarget) tgt = sg_console_target_new("host", 5900);
+    const SgConsoleTarget *got = NULL;
+
+    sg_nova_cache_put(c, "good", tgt, 5 * SEC, 0);
+    sg_nova_cache_put(c, "bad", NULL, 3 * SEC, 0);
+    ck_assert(sg_nova_cache_get(c, "good", 1 * SEC, &got));
+    ck_assert_ptr_nonnull(got);
+    ck_assert_ptr_ne(got, tgt);                  /* a copy */
+    ck_assert_str_eq(got->host, "host");
+    ck_assert(sg_nova_cache_get(c, "bad", 1 * SEC, &got));
+    ck_assert_ptr_null(got);                     /* "unknown token" */
+    ck_assert(!sg_nova_cache_get(c, "other", 1 * SEC, &got));
+    /* Expiry is exclusive, and a lookup frees an expired answer. */
+    ck_assert(!sg_nova_cache_get(c, "bad", 3 * SEC, &got));
+    ck_assert_uint_eq(sg_nova_cache_size(c), 1);
+    ck_assert(sg_nova_cache_get(c, "good", 5 * SEC - 1, &got));
+    ck_assert(!sg_nova_cache_get(c, "good", 5 * SEC, &got));
+    ck_assert_uint_eq(sg_nova_cache_size(c), 0);
+    /* A new answer replaces the old one. */
+    sg_nova_cache_put(c, "t", NULL, 5 * SEC, 0);
+    sg_nova_cache_put(c, "t", tgt, 9 * SEC, 1 * SEC);
+    ck_assert_uint_eq(sg_nova_cache_size(c), 1);
+    ck_assert(sg_nova_cache_get(c, "t", 6 * SEC, &got));
+    ck_assert_ptr_nonnull(got);
+    sg_nova_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_nova_cache_sweep_frees_unasked)
+{
+    /* Tokens never seen again must not stay: the sweep frees them. */
+    SgNovaCache *c = sg_nova_cache_new(1000);
+
+    for (int i = 0; i < 100; i++) {
+        g_autofree char *token = g_strdup_printf("made-up-%d", i);
+
+        sg_nova_cache_put(c, token, NULL, (i < 60 ? 5 : 50) * SEC, 0);
+    }
+    ck_assert_uint_eq(sg_nova_cache_size(c), 100);
+    ck_assert_uint_eq(sg_nova_cache_sweep(c, 4 * SEC), 0);
+    ck_assert_uint_eq(sg_nova_cache_sweep(c, 5 * SEC), 60);
+    ck_assert_uint_eq(sg_nova_cache_size(c), 40);
+    ck_assert_uint_eq(sg_nova_cache_sweep(c, 60 * SEC), 40);
+    ck_assert_uint_eq(sg_nova_cache_size(c), 0);
+    sg_nova_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_nova_cache_bounded)
+{
+    SgNovaCache *c = sg_nova_cache_new(3);
+    const SgConsoleTarget *got = NULL;
+
+    sg_nova_cache_put(c, "a", NULL, 10 * SEC, 0);
+    sg_nova_cache_put(c, "b", NULL, 2 * SEC, 0);
+    sg_nova_cache_put(c, "c", NULL, 10 * SEC, 0);
+    /* Full; "b" has expired by now: it goes, not the oldest. */
+    sg_nova_cache_put(c, "d", NULL, 10 * SEC, 3 * SEC);
+    ck_assert_uint_eq(sg_nova_cache_size(c), 3);
+    ck_assert(sg_nova_cache_get(c, "a", 3 * SEC, &got));
+    ck_assert(!sg_nova_cache_get(c, "b", 3 * SEC, &got));
+    /* Full of live answers: the oldest ("a") goes. */
+    sg_nova_cache_put(c, "e", NULL, 10 * SEC, 3 * SEC);
+    ck_assert_uint_eq(sg_nova_cache_size(c), 3);
+    ck_assert(!sg_nova_cache_get(c, "a", 3 * SEC, &got));
+    ck_assert(sg_nova_cache_get(c, "c", 3 * SEC, &got));
+    ck_assert(sg_nova_cache_get(c, "d", 3 * SEC, &got));
+    ck_assert(sg_nova_cache_get(c, "e", 3 * SEC, &got));
+    /* A flood of distinct tokens never grows it past its cap. */
+    for (int i = 0; i < 10000; i++) {
+        g_autofree char *token = g_strdup_printf("flood-%d", i);
+
+        sg_nova_cache_put(c, token, NULL, 10 * SEC, 4 * SEC);
+        ck_assert_uint_le(sg_nova_cache_size(c), 3);
+    }
+    sg_nova_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_nova_cache_config_keys)
+{
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autoptr(GError) error = NULL;
+
+    ck_assert_uint_eq(cfg->nova_max_lookups, 16);
+    ck_assert_uint_eq(cfg->nova_negative_cache_s, 5);
+    ck_assert(sg_config_set(cfg, "nova", "max_concurrent_lookups", "1", "test", &error));
+    ck_assert_uint_eq(cfg->nova_max_lookups, 1);
+    ck_assert(!sg_config_set(cfg, "nova", "max_concurrent_lookups", "0", "test", &error));
+    g_clear_error(&error);
+    ck_assert(sg_config_set(cfg, "nova", "negative_cache_time", "0", "test", &error));
+    ck_assert_uint_eq(cfg->nova_negative_cache_s, 0);
+    ck_assert(!sg_config_set(cfg, "nova", "negative_cache_time", "301", "test", &error));
+}
+END_TEST
+
 static Suite *
 nova_suite(void)
 {
@@ -522,6 +633,11 @@ nova_suite(void)
     tcase_add_test(tc, test_keystone_auth_body_shapes);
     tcase_add_test(tc, test_nova_reply_parsed);
     tcase_add_loop_test(tc, test_nova_reply_validated, 0, G_N_ELEMENTS(bad_nova_replies));
+    tcase_add_test(tc, test_nova_cache_key_is_sha256);
+    tcase_add_test(tc, test_nova_cache_positive_and_negative);
+    tcase_add_test(tc, test_nova_cache_sweep_frees_unasked);
+    tcase_add_test(tc, test_nova_cache_bounded);
+    tcase_add_test(tc, test_nova_cache_config_keys);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -370,8 +370,10 @@ lookup_host(SgTokenBackend *backend, const char *token, uint16_t *port)
     return host;
 }
 
-START_TEST(test_token_file_load_skips_bad_lines)
+START_TEST(test_token_file_load_refuses_bad_lines)
 {
+    /* At start a file with any bad line is refused whole (the caller exits
+     * 2), and every bad line is logged, not only the first. */
     g_autofree char *path = write_file("tokens",
                                        "# spicegate tokens\r\n"
                                        "good1: host-a:5900\r\n"
@@ -383,16 +385,42 @@ START_TEST(test_token_file_load_skips_bad_lines)
                                        "good3: 192.0.2.9:65535");   /* no final newline */
     g_autoptr(GError) error = NULL;
     g_autoptr(SgTokenBackend) backend = sg_token_file_new(path, &error);
-    g_autofree char *host = NULL;
-    g_autofree char *line4 = g_strdup_printf("%s:4: missing ':PORT' in HOST:PORT; line skipped",
-                                             path);
+    g_autofree char *line4 = g_strdup_printf("%s:4: missing ':PORT' in HOST:PORT", path);
     g_autofree char *line5 = g_strdup_printf("%s:5: ", path);
     g_autofree char *line7 = g_strdup_printf("%s:7: port out of range", path);
+    g_autofree char *summary = g_strdup_printf("%s: 3 bad line(s)", path);
+
+    ck_assert_ptr_null(backend);
+    ck_assert_ptr_nonnull(error);
+    ck_assert_msg(strstr(error->message, summary) != NULL, "%s", error->message);
+
+    /* The operator sees file:line and why, never the token. */
+    ck_assert_msg(log_contains(line4), "log:\n%s", captured_log->str);
+    ck_assert_msg(log_contains(line5), "log:\n%s", captured_log->str);
+    ck_assert_msg(log_contains(line7), "log:\n%s", captured_log->str);
+    ck_assert(!log_contains("bad1"));
+    ck_assert(!log_contains("bad2"));
+    ck_assert(!log_contains("bad3"));
+    ck_assert(!log_contains("good"));
+    ck_assert(!log_contains("loaded from"));
+}
+END_TEST
+
+START_TEST(test_token_file_load_good_lines)
+{
+    g_autofree char *path = write_file("tokens",
+                                       "# spicegate tokens\r\n"
+                                       "good1: host-a:5900\r\n"
+                                       "\r\n"
+                                       "good2: [::1]:5901\n"
+                                       "good3: 192.0.2.9:65535");   /* no final newline */
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgTokenBackend) backend = sg_token_file_new(path, &error);
+    g_autofree char *host = NULL;
     uint16_t port = 0;
 
     ck_assert_msg(backend != NULL, "%s", error ? error->message : "?");
     ck_assert_uint_eq(sg_token_file_count(backend), 3);
-
     host = lookup_host(backend, "good2", &port);
     ck_assert_str_eq(host, "::1");
     ck_assert_uint_eq(port, 5901);
@@ -400,34 +428,26 @@ START_TEST(test_token_file_load_skips_bad_lines)
     host = lookup_host(backend, "good3", &port);
     ck_assert_str_eq(host, "192.0.2.9");
     ck_assert_uint_eq(port, 65535);
-    g_clear_pointer(&host, g_free);
-    host = lookup_host(backend, "bad1", NULL);
-    ck_assert_ptr_null(host);
-
-    /* The operator sees file:line and why, never the token. */
-    ck_assert_msg(log_contains(line4), "log:\n%s", captured_log->str);
-    ck_assert_msg(log_contains(line5), "log:\n%s", captured_log->str);
-    ck_assert_msg(log_contains(line7), "log:\n%s", captured_log->str);
     ck_assert_msg(log_contains("tokens: 3 loaded from "), "log:\n%s", captured_log->str);
-    ck_assert(!log_contains("bad1"));
-    ck_assert(!log_contains("bad2"));
-    ck_assert(!log_contains("bad3"));
-    ck_assert(!log_contains("good"));
 }
 END_TEST
 
 START_TEST(test_token_file_load_empty_file)
 {
+    /* At start an empty file is no tokens, with a warning (a reload refuses
+     * it: see test_token_file_reload_keeps_empty_file). */
     g_autofree char *path = write_file("tokens", "");
     g_autoptr(GError) error = NULL;
     g_autoptr(SgTokenBackend) backend = sg_token_file_new(path, &error);
 
-    ck_assert_ptr_nonnull(backend);
+    ck_assert_msg(backend != NULL, "%s", error ? error->message : "?");
     ck_assert_uint_eq(sg_token_file_count(backend), 0);
+    ck_assert_msg(log_contains("empty file (0 bytes): no tokens"), "log:\n%s",
+                  captured_log->str);
 }
 END_TEST
 
-START_TEST(test_token_file_load_skips_nul_line)
+START_TEST(test_token_file_load_refuses_nul_line)
 {
     static const char contents[] = "a: h:1\nb\0x: h:2\nc: h:3\n";
     g_autofree char *path = g_build_filename(tmpdir, "tokens", NULL);
@@ -436,9 +456,57 @@ START_TEST(test_token_file_load_skips_nul_line)
 
     ck_assert(g_file_set_contents(path, contents, sizeof(contents) - 1, &error));
     backend = sg_token_file_new(path, &error);
-    ck_assert_ptr_nonnull(backend);
-    ck_assert_uint_eq(sg_token_file_count(backend), 2);
-    ck_assert(log_contains(":2: NUL byte in line; line skipped"));
+    ck_assert_ptr_null(backend);
+    ck_assert(log_contains(":2: NUL byte in line"));
+}
+END_TEST
+
+START_TEST(test_token_file_load_bad_lines_logged_up_to_1000)
+{
+    /* A binary file swapped in is thousands of bad lines: the first 1000
+     * are logged, the rest as a count. */
+    g_autoptr(GString) text = g_string_new(NULL);
+    g_autofree char *path = NULL;
+    g_autofree char *line1000 = NULL;
+    g_autofree char *line1001 = NULL;
+    g_autofree char *more = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgTokenBackend) backend = NULL;
+
+    for (int i = 0; i < 1500; i++)
+        g_string_append(text, "garbage\n");
+    path = write_file("tokens", text->str);
+    backend = sg_token_file_new(path, &error);
+    ck_assert_ptr_null(backend);
+    ck_assert_msg(strstr(error->message, "1500 bad line(s)") != NULL, "%s", error->message);
+    line1000 = g_strdup_printf("%s:1000: ", path);
+    line1001 = g_strdup_printf("%s:1001: ", path);
+    more = g_strdup_printf("%s: 500 more bad line(s) not shown", path);
+    ck_assert(log_contains(line1000));
+    ck_assert(!log_contains(line1001));
+    ck_assert(log_contains(more));
+}
+END_TEST
+
+START_TEST(test_token_file_load_refuses_too_big)
+{
+    g_autofree char *path = write_file("tokens", "tok: host:5900\n");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgTokenBackend) backend = NULL;
+
+    /* Sparse: no 16 MiB written to disk. */
+    ck_assert_int_eq(truncate(path, SG_TOKEN_FILE_MAX_BYTES + 1), 0);
+    backend = sg_token_file_new(path, &error);
+    ck_assert_ptr_null(backend);
+    ck_assert_ptr_nonnull(error);
+    ck_assert_msg(strstr(error->message, "more than the 16 MiB") != NULL, "%s",
+                  error->message);
+    /* Exactly at the cap is read (and here refused for its NUL bytes). */
+    g_clear_error(&error);
+    ck_assert_int_eq(truncate(path, SG_TOKEN_FILE_MAX_BYTES), 0);
+    backend = sg_token_file_new(path, &error);
+    ck_assert_ptr_null(backend);
+    ck_assert_msg(strstr(error->message, "bad line") != NULL, "%s", error->message);
 }
 END_TEST
 
@@ -498,7 +566,7 @@ START_TEST(test_token_file_load_directory)
     ck_assert_msg(log_contains("15-dangling: No such file or directory; file skipped"),
                   "log:\n%s", captured_log->str);
     /* The duplicate is reported with its place and tag, not its text. */
-    dup_line = g_strdup_printf("%s:1: duplicate token tok:", f2);
+    dup_line = g_strdup_printf("%s: duplicate token tok:", f2);
     ck_assert_msg(log_contains(dup_line), "log:\n%s", captured_log->str);
     ck_assert(!log_contains("shared-secret"));
 }
@@ -607,6 +675,157 @@ START_TEST(test_token_file_reload_keeps_table_when_directory_vanished)
     ck_assert(!sg_token_backend_reload(backend, &error));
     ck_assert_ptr_nonnull(error);
     ck_assert_uint_eq(sg_token_file_count(backend), 1);
+}
+END_TEST
+
+/* Reloads @backend after @path was replaced by something bad: the reload
+ * reports it, the log says so and that the old tokens stay, and "tok"
+ * still leads to "host". */
+static void
+assert_reload_keeps(SgTokenBackend *backend, const char *path, const char *why)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *host = NULL;
+
+    ck_assert(!sg_token_backend_reload(backend, &error));
+    ck_assert_ptr_nonnull(error);
+    ck_assert_msg(strstr(error->message, path) != NULL, "%s", error->message);
+    ck_assert_msg(strstr(error->message, why) != NULL, "%s", error->message);
+    ck_assert_msg(log_contains("keeping the 1 token(s) it had before"), "log:\n%s",
+                  captured_log->str);
+    ck_assert_uint_eq(sg_token_file_count(backend), 1);
+    host = lookup_host(backend, "tok", NULL);
+    ck_assert_str_eq(host, "host");
+    ck_assert(!log_contains("tokn"));
+}
+
+START_TEST(test_token_file_reload_keeps_garbled_file)
+{
+    g_autofree char *path = write_file("tokens", "tok: host:5900\n");
+    g_autoptr(SgTokenBackend) backend = sg_token_file_new(path, NULL);
+    g_autofree char *line2 = NULL;
+    g_autofree char *line3 = NULL;
+
+    ck_assert_ptr_nonnull(backend);
+    /* One good line among bad ones: the file is still refused whole. */
+    g_free(write_file("tokens", "tok: other:1\n\x8b\x1f garbage tokn\ntokn:host:1\n"));
+    assert_reload_keeps(backend, path, "2 bad line(s)");
+    line2 = g_strdup_printf("%s:2: ", path);
+    line3 = g_strdup_printf("%s:3: ", path);
+    ck_assert(log_contains(line2));
+    ck_assert(log_contains(line3));
+}
+END_TEST
+
+START_TEST(test_token_file_reload_keeps_truncated_file)
+{
+    g_autofree char *path = write_file("tokens", "tok: host:5900\n");
+    g_autoptr(SgTokenBackend) backend = sg_token_file_new(path, NULL);
+
+    ck_assert_ptr_nonnull(backend);
+    g_free(write_file("tokens", "tok: host:5900\ntokn: hos"));
+    assert_reload_keeps(backend, path, "1 bad line(s)");
+}
+END_TEST
+
+START_TEST(test_token_file_reload_keeps_empty_file)
+{
+    g_autofree char *path = write_file("tokens", "tok: host:5900\n");
+    g_autoptr(SgTokenBackend) backend = sg_token_file_new(path, NULL);
+
+    ck_assert_ptr_nonnull(backend);
+    g_free(write_file("tokens", ""));
+    assert_reload_keeps(backend, path, "empty file");
+}
+END_TEST
+
+START_TEST(test_token_file_reload_keeps_too_big_file)
+{
+    g_autofree char *path = write_file("tokens", "tok: host:5900\n");
+    g_autoptr(SgTokenBackend) backend = sg_token_file_new(path, NULL);
+
+    ck_assert_ptr_nonnull(backend);
+    ck_assert_int_eq(truncate(path, SG_TOKEN_FILE_MAX_BYTES + 1), 0);
+    assert_reload_keeps(backend, path, "more than the 16 MiB");
+}
+END_TEST
+
+START_TEST(test_token_file_reload_keeps_on_fifo)
+{
+    g_autofree char *path = write_file("tokens", "tok: host:5900\n");
+    g_autoptr(SgTokenBackend) backend = sg_token_file_new(path, NULL);
+    g_autoptr(GError) error = NULL;
+    g_autofree char *host = NULL;
+
+    ck_assert_ptr_nonnull(backend);
+    ck_assert_int_eq(g_unlink(path), 0);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    /* Nobody writes the FIFO: a blocking open would hang the test. */
+    ck_assert(!sg_token_backend_reload(backend, &error));
+    ck_assert_msg(strstr(error->message, "not a regular file") != NULL, "%s", error->message);
+    ck_assert_uint_eq(sg_token_file_count(backend), 1);
+    host = lookup_host(backend, "tok", NULL);
+    ck_assert_str_eq(host, "host");
+}
+END_TEST
+
+START_TEST(test_token_file_reload_directory_per_file)
+{
+    g_autofree char *dir = g_build_filename(tmpdir, "tokens.d", NULL);
+    g_autofree char *a = g_build_filename(dir, "a", NULL);
+    g_autofree char *b = g_build_filename(dir, "b", NULL);
+    g_autofree char *c = g_build_filename(dir, "c", NULL);
+    g_autofree char *d = g_build_filename(dir, "d", NULL);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgTokenBackend) backend = NULL;
+    g_autofree char *host = NULL;
+
+    ck_assert_int_eq(g_mkdir(dir, 0700), 0);
+    ck_assert(g_file_set_contents(a, "ta: host-a:1\n", -1, NULL));
+    ck_assert(g_file_set_contents(b, "tb: host-b:1\n", -1, NULL));
+    ck_assert(g_file_set_contents(c, "tc: host-c:1\n", -1, NULL));
+    backend = sg_token_file_new(dir, &error);
+    ck_assert_ptr_nonnull(backend);
+    ck_assert_uint_eq(sg_token_file_count(backend), 3);
+
+    /* a: garbled (keeps ta); b: a good change (tb2 replaces tb); c: a FIFO
+     * in its place (keeps tc); d: new and bad (adds nothing). */
+    ck_assert(g_file_set_contents(a, "ta: host-a:1\nta2 host-a:2\n", -1, NULL));
+    ck_assert(g_file_set_contents(b, "tb2: host-b:2\n", -1, NULL));
+    ck_assert_int_eq(g_unlink(c), 0);
+    ck_assert_int_eq(mkfifo(c, 0600), 0);
+    ck_assert(g_file_set_contents(d, "td: host-d\n", -1, NULL));
+    ck_assert(!sg_token_backend_reload(backend, &error));
+    ck_assert_msg(strstr(error->message, "3 file(s) refused, 2 of them keep their previous")
+                  != NULL, "%s", error->message);
+    ck_assert_uint_eq(sg_token_file_count(backend), 3);   /* ta, tb2, tc */
+    host = lookup_host(backend, "ta", NULL);
+    ck_assert_str_eq(host, "host-a");
+    g_clear_pointer(&host, g_free);
+    host = lookup_host(backend, "tb2", NULL);
+    ck_assert_str_eq(host, "host-b");
+    g_clear_pointer(&host, g_free);
+    host = lookup_host(backend, "tc", NULL);
+    ck_assert_str_eq(host, "host-c");
+    g_clear_pointer(&host, g_free);
+    host = lookup_host(backend, "tb", NULL);
+    ck_assert_ptr_null(host);
+    host = lookup_host(backend, "td", NULL);
+    ck_assert_ptr_null(host);
+    ck_assert_msg(log_contains("none of its tokens loaded"), "log:\n%s", captured_log->str);
+
+    /* Removing a file from the directory removes its tokens; fixing one
+     * brings its new contents. */
+    g_clear_error(&error);
+    ck_assert_int_eq(g_unlink(c), 0);
+    ck_assert_int_eq(g_unlink(d), 0);
+    ck_assert(g_file_set_contents(a, "ta2: host-a:2\n", -1, NULL));
+    ck_assert_msg(sg_token_backend_reload(backend, &error), "%s", error->message);
+    ck_assert_uint_eq(sg_token_file_count(backend), 2);   /* ta2, tb2 */
+    host = lookup_host(backend, "tc", NULL);
+    ck_assert_ptr_null(host);
+    host = lookup_host(backend, "ta2", NULL);
+    ck_assert_str_eq(host, "host-a");
 }
 END_TEST
 
@@ -882,9 +1101,12 @@ token_file_suite(void)
     tc = tcase_create("load");
     tcase_set_timeout(tc, TEST_TIMEOUT_S);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_token_file_load_skips_bad_lines);
+    tcase_add_test(tc, test_token_file_load_refuses_bad_lines);
+    tcase_add_test(tc, test_token_file_load_good_lines);
     tcase_add_test(tc, test_token_file_load_empty_file);
-    tcase_add_test(tc, test_token_file_load_skips_nul_line);
+    tcase_add_test(tc, test_token_file_load_refuses_nul_line);
+    tcase_add_test(tc, test_token_file_load_refuses_too_big);
+    tcase_add_test(tc, test_token_file_load_bad_lines_logged_up_to_1000);
     tcase_add_test(tc, test_token_file_load_strips_utf8_bom);
     tcase_add_test(tc, test_token_file_load_directory);
     tcase_add_test(tc, test_token_file_load_duplicate_in_one_file);
@@ -893,6 +1115,12 @@ token_file_suite(void)
     tcase_add_test(tc, test_token_file_reload_picks_up_changes);
     tcase_add_test(tc, test_token_file_reload_keeps_table_when_path_vanished);
     tcase_add_test(tc, test_token_file_reload_keeps_table_when_directory_vanished);
+    tcase_add_test(tc, test_token_file_reload_keeps_garbled_file);
+    tcase_add_test(tc, test_token_file_reload_keeps_truncated_file);
+    tcase_add_test(tc, test_token_file_reload_keeps_empty_file);
+    tcase_add_test(tc, test_token_file_reload_keeps_too_big_file);
+    tcase_add_test(tc, test_token_file_reload_keeps_on_fifo);
+    tcase_add_test(tc, test_token_file_reload_directory_per_file);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lookup");
