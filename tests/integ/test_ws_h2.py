@@ -257,3 +257,9 @@ class WebSocketOverHttp2(IntegTestCase):
         msg = link_message(CHANNEL_MAIN)
         ws.send_binary(msg)
         self.assertEqual(ws.recv_exact(len(msg)), msg)
+        # Horizon's cookies next to it: 6 KiB, over the 4 KiB header list
+        # that lws advertises (advisory; browsers send them anyway).
+        horizon = "; ".join("horizon_%d=%s" % (i, "v" * 1000) for i in range(6))
+        ws = self.open(sg, path="/websockify", cookie=horizon + "; token=" + self.token)
+        ws.send_binary(msg)
+        self.assertEqual(ws.recv_exact(len(msg)), msg)
