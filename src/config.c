@@ -772,9 +772,12 @@ sg_config_load_data(SgConfig *cfg, const char *data, gsize len, const char *file
                 continue;
             }
             g_strstrip(value);
-            if (!k->apply(cfg, value, &local))
+            if (!k->apply(cfg, value, &local)) {
                 add_error(errors, lineno, SG_CONFIG_ERROR_VALUE, "%s:%u: [%s] %s: %s", filename,
                           lineno, groups[g], keys[i], local->message);
+                if (g_str_equal(groups[g], "nova"))
+                    cfg->nova_credentials_failed = true;
+            }
         }
     }
     if (errors->len > 0) {
@@ -824,8 +827,8 @@ join_keys(const char *const *keys, guint n, const char *prefix)
 /* The nova backend set up from nova.conf: say what is missing in that
  * file's terms (its sections and keys), and which [nova] key of
  * spicegate.conf could supply it instead. */
-static gboolean
-validate_nova_conf_credentials(const SgConfig *cfg, GError **error)
+static void
+validate_nova_conf_credentials(const SgConfig *cfg, GPtrArray *problems)
 {
     const char *missing[4];       /* auth_url and at most three credential keys */
     guint n = 0;
@@ -850,62 +853,68 @@ validate_nova_conf_credentials(const SgConfig *cfg, GError **error)
             missing[n++] = "project_name";
     }
     if (n == 0)
-        return TRUE;
+        return;
     keys = join_keys(missing, n, "");
     ours = join_keys(missing, n, "[nova] ");
     pronoun = n == 1 ? "it" : "them";
     if (cfg->nova_conf_section != NULL)
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                    "%s: [%s] has no %s; set %s there or %s in spicegate.conf",
-                    cfg->nova_conf_files, cfg->nova_conf_section, keys, pronoun, ours);
+        g_ptr_array_add(problems,
+                        g_strdup_printf("%s: [%s] has no %s; set %s there or %s in "
+                                        "spicegate.conf", cfg->nova_conf_files,
+                                        cfg->nova_conf_section, keys, pronoun, ours));
     else
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                    "%s: no [keystone_authtoken] or [service_user] %s; set %s there or %s in "
-                    "spicegate.conf", cfg->nova_conf_files, keys, pronoun, ours);
-    return FALSE;
+        g_ptr_array_add(problems,
+                        g_strdup_printf("%s: no [keystone_authtoken] or [service_user] %s; set "
+                                        "%s there or %s in spicegate.conf",
+                                        cfg->nova_conf_files, keys, pronoun, ours));
+}
+
+/* The same from spicegate.conf's [nova] alone. */
+static void
+validate_nova_credentials(const SgConfig *cfg, GPtrArray *problems)
+{
+    bool app_cred = cfg->nova_app_cred_id != NULL || cfg->nova_app_cred_secret != NULL;
+
+    if (cfg->nova_auth_url == NULL)
+        g_ptr_array_add(problems,
+                        g_strdup("[nova] auth_url is needed when [tokens] backend = nova"));
+    if (app_cred && (cfg->nova_app_cred_id == NULL || cfg->nova_app_cred_secret == NULL))
+        g_ptr_array_add(problems,
+                        g_strdup("[nova] application_credential_id and "
+                                 "application_credential_secret go together"));
+    if (!app_cred && (cfg->nova_username == NULL || cfg->nova_password == NULL ||
+                      cfg->nova_project_name == NULL))
+        g_ptr_array_add(problems,
+                        g_strdup("[nova] needs username, password and project_name, or "
+                                 "application_credential_id and application_credential_secret"));
 }
 
 gboolean
 sg_config_validate(const SgConfig *cfg, GError **error)
 {
-    if (cfg->key != NULL && cfg->cert == NULL) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                    "[tls] key is set but [tls] cert is not");
-        return FALSE;
-    }
-    if (cfg->ssl_only && cfg->cert == NULL) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                    "[tls] ssl_only needs [tls] cert (and key)");
-        return FALSE;
-    }
-    if (g_str_equal(cfg->token_backend, "file") && cfg->token_file == NULL) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                    "[tokens] file is empty: the file backend needs a token file");
-        return FALSE;
-    }
-    if (g_str_equal(cfg->token_backend, "nova") && cfg->nova_conf_files != NULL)
-        return validate_nova_conf_credentials(cfg, error);
-    if (g_str_equal(cfg->token_backend, "nova")) {
-        bool app_cred = cfg->nova_app_cred_id != NULL || cfg->nova_app_cred_secret != NULL;
+    g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *text = NULL;
 
-        if (cfg->nova_auth_url == NULL) {
-            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                        "[nova] auth_url is needed when [tokens] backend = nova");
-            return FALSE;
-        }
-        if (app_cred && (cfg->nova_app_cred_id == NULL || cfg->nova_app_cred_secret == NULL)) {
-            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                        "[nova] application_credential_id and application_credential_secret "
-                        "go together");
-            return FALSE;
-        }
-        if (!app_cred && (cfg->nova_username == NULL || cfg->nova_password == NULL ||
-                          cfg->nova_project_name == NULL)) {
-            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                        "[nova] needs username, password and project_name, or "
-                        "application_credential_id and application_credential_secret");
-            return FALSE;
-        }
+    /* Every check runs, so that one run shows every mistake. */
+    if (cfg->key != NULL && cfg->cert == NULL)
+        g_ptr_array_add(problems, g_strdup("[tls] key is set but [tls] cert is not"));
+    if (cfg->ssl_only && cfg->cert == NULL)
+        g_ptr_array_add(problems, g_strdup("[tls] ssl_only needs [tls] cert (and key)"));
+    if (g_str_equal(cfg->token_backend, "file") && cfg->token_file == NULL)
+        g_ptr_array_add(problems,
+                        g_strdup("[tokens] file is empty: the file backend needs a token file"));
+    /* A Keystone setting already reported wrong would only be called
+     * missing here as well. */
+    if (g_str_equal(cfg->token_backend, "nova") && !cfg->nova_credentials_failed) {
+        if (cfg->nova_conf_files != NULL)
+            validate_nova_conf_credentials(cfg, problems);
+        else
+            validate_nova_credentials(cfg, problems);
     }
-    return TRUE;
+    if (problems->len == 0)
+        return TRUE;
+    g_ptr_array_add(problems, NULL);
+    text = g_strjoinv("\n", (char **)problems->pdata);
+    g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE, text);
+    return FALSE;
 }

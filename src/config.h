@@ -81,6 +81,10 @@ struct SgConfig {
     char *nova_conf_files;        /* the nova.conf file(s) read, ", "-joined; NULL: none */
     char *nova_conf_section;      /* "keystone_authtoken" or "service_user": the section
                                    * the Keystone credentials came from; NULL: none */
+    bool nova_credentials_failed; /* a Keystone setting (of spicegate.conf or nova.conf)
+                                   * was reported wrong, or a nova.conf line or file was
+                                   * not read: sg_config_validate() then does not also
+                                   * call the credentials missing */
 };
 
 /* One row of the key table, for docs and tests. */
@@ -124,7 +128,9 @@ gboolean sg_config_set(SgConfig *cfg, const char *group, const char *key,
 /* Cross-checks after all sources are applied (a key without its cert,
  * ssl_only without a cert, ...). Missing Keystone settings are worded in
  * nova.conf's terms when a nova.conf was read (nova_conf_files), naming
- * the spicegate.conf key that could be set instead. */
+ * the spicegate.conf key that could be set instead, and are not checked
+ * after nova_credentials_failed. Every problem is reported, one per line
+ * of the message. */
 gboolean sg_config_validate(const SgConfig *cfg, GError **error);
 
 void sg_config_free(SgConfig *cfg);

@@ -199,12 +199,26 @@ list_nova_config_dir(GPtrArray *names, const char *dir, GError **error)
     return TRUE;
 }
 
-/* Defaults, then the file(s), then the command line. */
+/* Adds @local's message to @problems and clears it. */
+static void
+note_problem(GPtrArray *problems, GError **local)
+{
+    g_ptr_array_add(problems, g_strdup((*local)->message));
+    g_clear_error(local);
+}
+
+/* Defaults, then the file(s), then the command line. A mistake in one
+ * source does not stop the others: spicegate.conf's errors, then
+ * nova.conf's, then the options', then the failed cross-checks, all in one
+ * @error, one per line. */
 static SgConfig *
 build_config(const SgOptions *opt, GError **error)
 {
     g_autoptr(SgConfig) cfg = sg_config_new_default();
     g_autoptr(GPtrArray) nova_files = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GError) local = NULL;
+    g_autofree char *text = NULL;
     const char *file = opt->config_file;
     const struct {
         const char *value, *group, *key, *flag;
@@ -221,28 +235,38 @@ build_config(const SgOptions *opt, GError **error)
     if (file == NULL) {
         /* The packaged default may be absent: then built-in defaults. */
         file = SG_SYSCONFDIR "/spicegate/spicegate.conf";
-        if (g_file_test(file, G_FILE_TEST_EXISTS) && !sg_config_load_file(cfg, file, error))
-            return NULL;
-    } else if (!sg_config_load_file(cfg, file, error)) {
-        return NULL;
+        if (g_file_test(file, G_FILE_TEST_EXISTS) && !sg_config_load_file(cfg, file, &local))
+            note_problem(problems, &local);
+    } else if (!sg_config_load_file(cfg, file, &local)) {
+        note_problem(problems, &local);
     }
     for (guint i = 0; opt->nova_configs != NULL && opt->nova_configs[i] != NULL; i++)
         g_ptr_array_add(nova_files, g_strdup(opt->nova_configs[i]));
     if (opt->nova_config_dir != NULL &&
-        !list_nova_config_dir(nova_files, opt->nova_config_dir, error))
-        return NULL;
+        !list_nova_config_dir(nova_files, opt->nova_config_dir, &local))
+        note_problem(problems, &local);
     g_ptr_array_add(nova_files, NULL);
     /* One merged nova.conf, as oslo.config reads several files. */
-    if (!sg_nova_conf_load_files(cfg, (const char *const *)nova_files->pdata, error))
-        return NULL;
+    if (!sg_nova_conf_load_files(cfg, (const char *const *)nova_files->pdata, &local))
+        note_problem(problems, &local);
     for (guint i = 0; i < G_N_ELEMENTS(overrides); i++) {
         if (overrides[i].value != NULL &&
             !sg_config_set(cfg, overrides[i].group, overrides[i].key, overrides[i].value,
-                           overrides[i].flag, error))
-            return NULL;
+                           overrides[i].flag, &local))
+            note_problem(problems, &local);
     }
     if (opt->ssl_only)
         cfg->ssl_only = true;
+    if (problems->len > 0) {
+        /* The cross-checks too, on what did apply (check_setup() runs them
+         * with the rest once the files are clean). */
+        if (!sg_config_validate(cfg, &local))
+            note_problem(problems, &local);
+        g_ptr_array_add(problems, NULL);
+        text = g_strjoinv("\n", (char **)problems->pdata);
+        g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE, text);
+        return NULL;
+    }
     cfg->port_file = g_strdup(opt->port_file);
     return g_steal_pointer(&cfg);
 }

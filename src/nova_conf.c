@@ -16,6 +16,7 @@
  */
 #include "autoconfig.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -28,12 +29,124 @@ struct SgNovaConf {
     GHashTable *values;           /* "section\nkey" -> char* */
     GHashTable *lines;            /* "section\nkey" -> line number */
     GHashTable *files;            /* "section\nkey" -> char* file it was set in */
+    GPtrArray *read;              /* the files parsed or merged in, in order,
+                                   * NULL-terminated: the order of errors */
 };
 
 static char *
 slot(const char *section, const char *key)
 {
     return g_strdup_printf("%s\n%s", section, key);
+}
+
+/* --- every error, not only the first ------------------------------------- */
+
+/* One error; all of them are reported together, by file (in the order the
+ * files were read) and line, so that one run shows every mistake. */
+typedef struct {
+    char *file;                   /* NULL: about no one file (sorts last) */
+    guint line;                   /* 0: about the whole file (sorts first) */
+    SgConfigError code;
+    char *message;                /* the whole text, location included */
+} NovaError;
+
+static void
+nova_error_clear(gpointer data)
+{
+    NovaError *e = data;
+
+    g_free(e->file);
+    g_free(e->message);
+}
+
+static GArray *
+errors_new(void)
+{
+    GArray *errors = g_array_new(FALSE, FALSE, sizeof(NovaError));
+
+    g_array_set_clear_func(errors, nova_error_clear);
+    return errors;
+}
+
+static void
+add_error_literal(GArray *errors, const char *file, guint line, SgConfigError code,
+                  const char *message)
+{
+    NovaError e = { g_strdup(file), line, code, g_strdup(message) };
+
+    g_array_append_val(errors, e);
+}
+
+G_GNUC_PRINTF(5, 6)
+static void
+add_error(GArray *errors, const char *file, guint line, SgConfigError code,
+          const char *format, ...)
+{
+    NovaError e = { g_strdup(file), line, code, NULL };
+    va_list args;
+
+    va_start(args, format);
+    e.message = g_strdup_vprintf(format, args);
+    va_end(args);
+    g_array_append_val(errors, e);
+}
+
+/* An option's error, placed at the file and line that set it. */
+static void
+add_option_error(GArray *errors, const SgNovaConf *nc, const char *section, const char *key,
+                 const GError *error)
+{
+    g_autofree char *s = slot(section, key);
+
+    add_error_literal(errors, g_hash_table_lookup(nc->files, s),
+                      GPOINTER_TO_UINT(g_hash_table_lookup(nc->lines, s)), error->code,
+                      error->message);
+}
+
+static guint
+file_rank(const char *const *order, const char *file)
+{
+    if (file == NULL)
+        return G_MAXUINT;
+    for (guint i = 0; order[i] != NULL; i++) {
+        if (g_str_equal(order[i], file))
+            return i;
+    }
+    return G_MAXUINT - 1;
+}
+
+static gint
+compare_errors(gconstpointer a, gconstpointer b, gpointer order)
+{
+    const NovaError *ea = a;
+    const NovaError *eb = b;
+    guint ra = file_rank(order, ea->file);
+    guint rb = file_rank(order, eb->file);
+
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    return ea->line < eb->line ? -1 : ea->line > eb->line;
+}
+
+/* All of @errors as one GError, one per line, sorted by file (in @order)
+ * and line; g_array_sort_with_data() is stable, so errors of one line keep
+ * the order they were found in. FALSE if there were any. */
+static gboolean
+take_errors(GArray *errors, const char *const *order, GError **error)
+{
+    g_autoptr(GString) text = g_string_new(NULL);
+
+    if (errors->len == 0)
+        return TRUE;
+    g_array_sort_with_data(errors, compare_errors, (gpointer)order);
+    for (guint i = 0; i < errors->len; i++) {
+        if (i > 0)
+            g_string_append_c(text, '\n');
+        g_string_append(text, g_array_index(errors, NovaError, i).message);
+    }
+    g_set_error_literal(error, SG_CONFIG_ERROR, g_array_index(errors, NovaError, 0).code,
+                        text->str);
+    return FALSE;
 }
 
 static char *
@@ -48,21 +161,48 @@ unquote(char *value)
     return value;
 }
 
-SgNovaConf *
-sg_nova_conf_parse(const char *data, gsize len, const char *filename, GError **error)
+static SgNovaConf *
+nova_conf_new(void)
 {
-    g_autoptr(SgNovaConf) nc = g_new0(SgNovaConf, 1);
-    g_autofree char *text = NULL;
-    g_auto(GStrv) lines = NULL;
-    g_autofree char *section = NULL;
-    g_autofree char *last_slot = NULL;     /* for continuation lines */
+    SgNovaConf *nc = g_new0(SgNovaConf, 1);
 
     nc->values = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     nc->lines = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     nc->files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    nc->read = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(nc->read, NULL);
+    return nc;
+}
+
+/* Adds @file to the files read, if new. */
+static void
+note_file(SgNovaConf *nc, const char *file)
+{
+    for (guint i = 0; i + 1 < nc->read->len; i++) {
+        if (g_str_equal(g_ptr_array_index(nc->read, i), file))
+            return;
+    }
+    g_ptr_array_insert(nc->read, (gint)nc->read->len - 1, g_strdup(file));
+}
+
+/* Parses @data into a table; every line that is not a comment, a section
+ * header or an option is added to @errors and skipped, so that the rest of
+ * the file can still be checked. NULL (and one error) for a file that is
+ * not text at all. */
+static SgNovaConf *
+parse(const char *data, gsize len, const char *filename, GArray *errors)
+{
+    g_autoptr(SgNovaConf) nc = nova_conf_new();
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+    g_autofree char *section = NULL;
+    g_autofree char *last_slot = NULL;     /* for continuation lines */
+    bool seen_header = false;
+
+    note_file(nc, filename);
     if (memchr(data, '\0', len) != NULL || !g_utf8_validate(data, (gssize)len, NULL)) {
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
-                    "%s: not a UTF-8 text file", filename);
+        add_error(errors, filename, 0, SG_CONFIG_ERROR_SYNTAX, "%s: not a UTF-8 text file",
+                  filename);
         return NULL;
     }
     text = g_strndup(data, len);
@@ -70,63 +210,72 @@ sg_nova_conf_parse(const char *data, gsize len, const char *filename, GError **e
     for (guint i = 0; lines[i] != NULL; i++) {
         char *raw = lines[i];
         guint lineno = i + 1;
-        char *line;
+        g_autofree char *line = NULL;
         char *sep;
         size_t n = strlen(raw);
 
         if (n > 0 && raw[n - 1] == '\r')
             raw[n - 1] = '\0';
         line = g_strstrip(g_strdup(raw));
-        if (line[0] == '\0' || line[0] == '#' || line[0] == ';') {
-            g_free(line);
+        if (line[0] == '\0' || line[0] == '#' || line[0] == ';')
             continue;                       /* a blank line also ends a value */
-        }
         if ((raw[0] == ' ' || raw[0] == '\t') && last_slot != NULL) {
             const char *prev = g_hash_table_lookup(nc->values, last_slot);
 
             g_hash_table_replace(nc->values, g_strdup(last_slot),
                                  g_strconcat(prev, "\n", line, NULL));
-            g_free(line);
             continue;
         }
+        /* A bad line ends the value before it: what follows it indented
+         * is not taken for that value's continuation. */
+        g_clear_pointer(&last_slot, g_free);
         if (line[0] == '[') {
             size_t m = strlen(line);
 
-            if (m < 3 || line[m - 1] != ']') {
-                g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
-                            "%s:%u: '%s' is not a [section] header", filename, lineno, line);
-                g_free(line);
-                return NULL;
-            }
-            g_free(section);
-            section = g_strstrip(g_strndup(line + 1, m - 2));
-            g_clear_pointer(&last_slot, g_free);
-            g_free(line);
+            /* A bad header leaves no section: its options are not taken
+             * for the previous section's (and are not reported again). */
+            g_clear_pointer(&section, g_free);
+            seen_header = true;
+            if (m < 3 || line[m - 1] != ']')
+                add_error(errors, filename, lineno, SG_CONFIG_ERROR_SYNTAX,
+                          "%s:%u: '%s' is not a [section] header", filename, lineno, line);
+            else
+                section = g_strstrip(g_strndup(line + 1, m - 2));
             continue;
         }
         sep = strpbrk(line, "=:");
         if (sep == NULL || sep == line) {
-            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
-                        "%s:%u: not a 'key = value' line, [section] or comment", filename,
-                        lineno);
-            g_free(line);
-            return NULL;
+            add_error(errors, filename, lineno, SG_CONFIG_ERROR_SYNTAX,
+                      "%s:%u: not a 'key = value' line, [section] or comment", filename,
+                      lineno);
+            continue;
         }
         if (section == NULL) {
-            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_SYNTAX,
-                        "%s:%u: option before any [section]", filename, lineno);
-            g_free(line);
-            return NULL;
+            /* Under a bad header, that header was the error. */
+            if (!seen_header)
+                add_error(errors, filename, lineno, SG_CONFIG_ERROR_SYNTAX,
+                          "%s:%u: option before any [section]", filename, lineno);
+            continue;
         }
         *sep = '\0';
-        g_free(last_slot);
         last_slot = slot(section, g_strchomp(line));
         g_hash_table_replace(nc->values, g_strdup(last_slot),
                              g_strdup(unquote(g_strstrip(sep + 1))));
         g_hash_table_replace(nc->lines, g_strdup(last_slot), GUINT_TO_POINTER(lineno));
         g_hash_table_replace(nc->files, g_strdup(last_slot), g_strdup(filename));
-        g_free(line);
     }
+    return g_steal_pointer(&nc);
+}
+
+SgNovaConf *
+sg_nova_conf_parse(const char *data, gsize len, const char *filename, GError **error)
+{
+    g_autoptr(GArray) errors = errors_new();
+    g_autoptr(SgNovaConf) nc = parse(data, len, filename, errors);
+    const char *const order[] = { filename, NULL };
+
+    if (!take_errors(errors, order, error))
+        return NULL;
     return g_steal_pointer(&nc);
 }
 
@@ -147,6 +296,7 @@ sg_nova_conf_free(SgNovaConf *nc)
     }
     g_clear_pointer(&nc->lines, g_hash_table_unref);
     g_clear_pointer(&nc->files, g_hash_table_unref);
+    g_clear_pointer(&nc->read, g_ptr_array_unref);
     g_free(nc);
 }
 
@@ -165,6 +315,8 @@ sg_nova_conf_merge(SgNovaConf *into, const SgNovaConf *from)
         g_hash_table_replace(into->files, g_strdup(slot_name),
                              g_strdup(g_hash_table_lookup(from->files, slot_name)));
     }
+    for (guint i = 0; i + 1 < from->read->len; i++)
+        note_file(into, g_ptr_array_index(from->read, i));
 }
 
 const char *
@@ -281,28 +433,39 @@ apply_one(SgConfig *cfg, const char *group, const char *key, const char *value,
     return sg_config_set(cfg, group, key, value, what, error);
 }
 
-/* [@section] @key onto [@group] @sg_key, if set. */
-static gboolean
+/* A value that cannot be wrong (a fixed text of ours). */
+static void
+set_string_option(SgConfig *cfg, const char *group, const char *key, const char *value)
+{
+    gboolean ok = sg_config_set(cfg, group, key, value, group, NULL);
+
+    g_warn_if_fail(ok);
+}
+
+/* [@section] @key onto [@group] @sg_key, if set; an error goes to @errors. */
+static void
 map_option(const SgNovaConf *nc, SgConfig *cfg, const char *section, const char *key,
-           const char *group, const char *sg_key, const char *filename, GError **error)
+           const char *group, const char *sg_key, const char *filename, GArray *errors)
 {
     const char *value = sg_nova_conf_get(nc, section, key);
     g_autofree char *location = NULL;
     g_autofree char *name = NULL;
+    g_autoptr(GError) local = NULL;
 
     if (value == NULL)
-        return TRUE;
+        return;
     location = where(nc, section, key, filename);
     name = g_strdup_printf("[%s] %s", section, key);
-    return apply_one(cfg, group, sg_key, value, location, name, error);
+    if (!apply_one(cfg, group, sg_key, value, location, name, &local))
+        add_option_error(errors, nc, section, key, local);
 }
 
 /* A domain by id or by name (Keystone v3 takes either). The one nova.conf
  * sets replaces both, so an id from spicegate.conf cannot outvote a name
  * written in nova.conf. */
-static gboolean
+static void
 map_domain(const SgNovaConf *nc, SgConfig *cfg, const char *section, const char *who,
-           const char *filename, GError **error)
+           const char *filename, GArray *errors)
 {
     g_autofree char *id_key = g_strdup_printf("%s_domain_id", who);
     g_autofree char *name_key = g_strdup_printf("%s_domain_name", who);
@@ -310,51 +473,54 @@ map_domain(const SgNovaConf *nc, SgConfig *cfg, const char *section, const char 
     bool has_name = sg_nova_conf_get(nc, section, name_key) != NULL;
 
     if (!has_id && !has_name)
-        return TRUE;
-    if (!has_id && !sg_config_set(cfg, "nova", id_key, "", filename, error))
-        return FALSE;
-    return map_option(nc, cfg, section, name_key, "nova", name_key, filename, error) &&
-           map_option(nc, cfg, section, id_key, "nova", id_key, filename, error);
+        return;
+    if (!has_id)
+        set_string_option(cfg, "nova", id_key, "");
+    map_option(nc, cfg, section, name_key, "nova", name_key, filename, errors);
+    map_option(nc, cfg, section, id_key, "nova", id_key, filename, errors);
 }
 
-static gboolean
-apply_credentials(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GError **error)
+static void
+apply_credentials(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GArray *errors)
 {
     const char *section = credentials_section(nc);
     const char *auth_type;
+    guint before = errors->len;
 
     g_clear_pointer(&cfg->nova_conf_section, g_free);
     if (section == NULL)
-        return TRUE;              /* sg_config_validate() says what is missing */
+        return;                   /* sg_config_validate() says what is missing */
     auth_type = sg_nova_conf_get(nc, section, "auth_type");
     if (auth_type != NULL && !g_str_equal(auth_type, "password") &&
         !g_str_equal(auth_type, "v3password") &&
         !g_str_equal(auth_type, "v3applicationcredential")) {
         g_autofree char *location = where(nc, section, "auth_type", filename);
+        g_autoptr(GError) local =
+            g_error_new(SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "%s: [%s] auth_type = %s is not supported (password, v3password or "
+                        "v3applicationcredential)", location, section, auth_type);
 
-        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
-                    "%s: [%s] auth_type = %s is not supported (password, v3password or "
-                    "v3applicationcredential)", location, section, auth_type);
-        return FALSE;
+        /* The options below are still checked: one run, every mistake. */
+        add_option_error(errors, nc, section, "auth_type", local);
     }
     for (guint i = 0; i < G_N_ELEMENTS(auth_sections); i++) {
         if (!g_str_equal(auth_sections[i], section) && has_credentials(nc, auth_sections[i]))
             g_message("%s: Keystone credentials from [%s]; [%s] is not used", filename,
                       section, auth_sections[i]);
     }
-    for (guint i = 0; i < G_N_ELEMENTS(auth_keys); i++) {
-        if (!map_option(nc, cfg, section, auth_keys[i], "nova", auth_keys[i], filename, error))
-            return FALSE;
-    }
-    if (!map_domain(nc, cfg, section, "user", filename, error) ||
-        !map_domain(nc, cfg, section, "project", filename, error))
-        return FALSE;
+    for (guint i = 0; i < G_N_ELEMENTS(auth_keys); i++)
+        map_option(nc, cfg, section, auth_keys[i], "nova", auth_keys[i], filename, errors);
+    map_domain(nc, cfg, section, "user", filename, errors);
+    map_domain(nc, cfg, section, "project", filename, errors);
     cfg->nova_conf_section = g_strdup(section);
-    return TRUE;
+    if (errors->len > before)
+        cfg->nova_credentials_failed = true;
 }
 
-gboolean
-sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GError **error)
+/* Every option of @nc onto @cfg; every error goes to @errors, and the other
+ * options are still applied and checked. */
+static void
+apply_all(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GArray *errors)
 {
     const char *host = sg_nova_conf_get(nc, "spice", "html5proxy_host");
     const char *port = sg_nova_conf_get(nc, "spice", "html5proxy_port");
@@ -362,6 +528,7 @@ sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GE
     const char *origins_key = "allowed_origins";
     const char *tls_min = sg_nova_conf_get(nc, "console", "ssl_minimum_version");
     const char *auth_section = credentials_section(nc);
+    g_autoptr(GError) local = NULL;
 
     for (guint i = 0; i < G_N_ELEMENTS(unsupported); i++) {
         const char *section = unsupported[i].section[0] != '\0' ? unsupported[i].section
@@ -376,19 +543,19 @@ sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GE
     }
     g_free(cfg->nova_conf_files);
     cfg->nova_conf_files = g_strdup(filename);
-    if (!sg_config_set(cfg, "tokens", "backend", "nova", filename, error))
-        return FALSE;
+    set_string_option(cfg, "tokens", "backend", "nova");
     if (host != NULL || port != NULL) {
         g_autofree char *listen = NULL;
-        g_autofree char *location = where(nc, "spice", host ? "html5proxy_host"
-                                                           : "html5proxy_port", filename);
+        const char *key = host ? "html5proxy_host" : "html5proxy_port";
+        g_autofree char *location = where(nc, "spice", key, filename);
         const char *h = host ? host : "0.0.0.0";
 
         listen = strchr(h, ':') ? g_strdup_printf("[%s]:%s", h, port ? port : "6082")
                                 : g_strdup_printf("%s:%s", h, port ? port : "6082");
         if (!apply_one(cfg, "server", "listen", listen, location,
-                       "[spice] html5proxy_host/port", error))
-            return FALSE;
+                       "[spice] html5proxy_host/port", &local))
+            add_option_error(errors, nc, "spice", key, local);
+        g_clear_error(&local);
     }
     if (origins == NULL) {
         /* The deprecated name Nova still reads. */
@@ -398,13 +565,14 @@ sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GE
     if (origins != NULL) {
         /* A list may continue over several lines; its items are what count. */
         g_autofree char *flat = g_strdelimit(g_strdup(origins), "\n", ' ');
-        g_autofree char *location =
-            where(nc, g_str_equal(origins_key, "allowed_origins") ? "console" : "DEFAULT",
-                  origins_key, filename);
+        const char *section = g_str_equal(origins_key, "allowed_origins") ? "console"
+                                                                         : "DEFAULT";
+        g_autofree char *location = where(nc, section, origins_key, filename);
 
         if (!apply_one(cfg, "server", "allowed_origins", flat, location,
-                       "[console] allowed_origins", error))
-            return FALSE;
+                       "[console] allowed_origins", &local))
+            add_option_error(errors, nc, section, origins_key, local);
+        g_clear_error(&local);
     }
     if (tls_min != NULL) {
         /* Nova allows tlsv1_1; we never go below 1.2, and say so. */
@@ -415,41 +583,60 @@ sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GE
             g_warning("%s: [console] ssl_minimum_version = tlsv1_1 raised to tlsv1_2",
                       location);
         if (!apply_one(cfg, "tls", "minimum_version", ours, location,
-                       "[console] ssl_minimum_version", error))
-            return FALSE;
+                       "[console] ssl_minimum_version", &local))
+            add_option_error(errors, nc, "console", "ssl_minimum_version", local);
+        g_clear_error(&local);
     }
-    for (guint i = 0; i < G_N_ELEMENTS(option_map); i++) {
-        if (!map_option(nc, cfg, option_map[i].section, option_map[i].key,
-                        option_map[i].group, option_map[i].sg_key, filename, error))
-            return FALSE;
-    }
-    return apply_credentials(nc, cfg, filename, error);
+    for (guint i = 0; i < G_N_ELEMENTS(option_map); i++)
+        map_option(nc, cfg, option_map[i].section, option_map[i].key, option_map[i].group,
+                   option_map[i].sg_key, filename, errors);
+    apply_credentials(nc, cfg, filename, errors);
+}
+
+gboolean
+sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename, GError **error)
+{
+    g_autoptr(GArray) errors = errors_new();
+
+    apply_all(nc, cfg, filename, errors);
+    return take_errors(errors, (const char *const *)nc->read->pdata, error);
 }
 
 gboolean
 sg_nova_conf_load_files(SgConfig *cfg, const char *const *filenames, GError **error)
 {
     g_autoptr(SgNovaConf) all = NULL;
+    g_autoptr(GArray) errors = errors_new();
     g_autofree char *names = NULL;
 
+    /* A file that cannot be read or parsed does not stop the others: every
+     * error of every file is reported at once. */
     for (guint i = 0; filenames[i] != NULL; i++) {
         g_autofree char *data = NULL;
         gsize len = 0;
         g_autoptr(SgNovaConf) nc = NULL;
+        g_autoptr(GError) local = NULL;
 
-        if (!sg_config_read_file(filenames[i], &data, &len, error))
-            return FALSE;
-        nc = sg_nova_conf_parse(data, len, filenames[i], error);
+        if (!sg_config_read_file(filenames[i], &data, &len, &local)) {
+            add_error_literal(errors, filenames[i], 0, local->code, local->message);
+            continue;
+        }
+        nc = parse(data, len, filenames[i], errors);
         explicit_bzero(data, len);
         if (nc == NULL)
-            return FALSE;
+            continue;
         if (all == NULL)
             all = g_steal_pointer(&nc);
         else
             sg_nova_conf_merge(all, nc);
     }
-    if (all == NULL)
+    if (filenames[0] == NULL)
         return TRUE;
+    /* A line or file not read may have held the credentials. */
+    if (errors->len > 0)
+        cfg->nova_credentials_failed = true;
     names = g_strjoinv(", ", (char **)filenames);
-    return sg_nova_conf_apply(all, cfg, names, error);
+    if (all != NULL)
+        apply_all(all, cfg, names, errors);
+    return take_errors(errors, filenames, error);
 }

@@ -15,7 +15,8 @@
 
 typedef struct SgNovaConf SgNovaConf;
 
-/* Parses @data. Errors name @filename and the line. */
+/* Parses @data. Errors name @filename and the line; every bad line is
+ * reported, one per line of the message, in line order. */
 SgNovaConf *sg_nova_conf_parse(const char *data, gsize len, const char *filename,
                                GError **error);
 void sg_nova_conf_free(SgNovaConf *nc);
@@ -37,11 +38,15 @@ void sg_nova_conf_merge(SgNovaConf *into, const SgNovaConf *from);
  * [keystone_authtoken] if it sets auth_url or a credential, else from
  * [service_user]: one section, whole. Domains may be given by name or by
  * id. @filename names the file(s) in messages about the whole file; an
- * error about one option names its own file and line. Records the file and
- * the credentials section in @cfg for sg_config_validate()'s messages. */
+ * error about one option names its own file and line. Every option that
+ * cannot be used is reported, one per line of the message, by file and
+ * line; the others are still applied. Records the file and the
+ * credentials section in @cfg for sg_config_validate()'s messages. */
 gboolean sg_nova_conf_apply(const SgNovaConf *nc, SgConfig *cfg, const char *filename,
                             GError **error);
 
 /* Reads, merges (later files win) and applies the NULL-terminated
- * @filenames; nothing to do for an empty list. */
+ * @filenames; nothing to do for an empty list. A file that cannot be read
+ * or parsed does not stop the others: every error of every file is
+ * reported, in the order of @filenames, then by line. */
 gboolean sg_nova_conf_load_files(SgConfig *cfg, const char *const *filenames, GError **error);

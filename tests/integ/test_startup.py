@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Start-up errors an operator can act on, checked word for word: web roots,
-TLS files, the listen address, libwebsockets' GLib plugin, every error of a
-configuration file at once; --check-config and its exit codes (it never
-listens); the one line saying what runs; the messages listed under
-DIAGNOSTICS in spicegate(8) are the ones spicegate prints."""
+TLS files, the listen address, libwebsockets' GLib plugin, every error of
+spicegate.conf and nova.conf at once, every failed cross-check;
+--check-config and its exit codes (it never listens); the one line saying
+what runs; the messages listed under DIAGNOSTICS in spicegate(8) are the
+ones spicegate prints."""
 
 import os
 import re
@@ -84,6 +85,44 @@ class StartupCase(IntegTestCase):
                                + list(args), prefix)
         self.seen += error_lines(err)
         return status, out, err
+
+    def both_files_with_errors(self):
+        """spicegate.conf with four different mistakes (one a cross-check),
+        and three nova.conf files (--config-file twice, and --config-dir)
+        with some each: (args, expected lines). nova.conf's Keystone
+        options are reported wrong, so they are not also called missing."""
+        conf = os.path.join(self.tmp, "spicegate.conf")
+        with open(conf, "w") as f:
+            f.write("[server]\nlink_timeout = soon\nbogus = 1\njust words\n[tls]\nkey = %s\n"
+                    % os.path.join(self.tmp, "key.pem"))
+        nova1 = os.path.join(self.tmp, "nova.conf")
+        with open(nova1, "w") as f:
+            f.write("[DEFAULT]\nssl_only = maybe\n[keystone_authtoken]\n"
+                    "auth_url = $keystone/v3\nusername = nova\n")
+        nova2 = os.path.join(self.tmp, "nova-override.conf")
+        with open(nova2, "w") as f:
+            f.write("[spice\n[consoleauth]\ntoken_ttl = -1\n")
+        nova_d = os.path.join(self.tmp, "nova.conf.d")
+        os.makedirs(nova_d)
+        nova3 = os.path.join(nova_d, "50-console.conf")
+        with open(nova3, "w") as f:
+            f.write("[console]\n\n\nallowed_origins = https://horizon.example\n")
+        args = ["--config", conf, "--config-file", nova1, "--config-file", nova2,
+                "--config-dir", nova_d]
+        return args, [
+            "%s:2: [server] link_timeout: 'soon' is not a whole number from 1 to 300" % conf,
+            "%s:3: [server] bogus: unknown key" % conf,
+            "%s:4: not a 'key = value' line, [group] header or # comment" % conf,
+            "%s:2: [DEFAULT] ssl_only: 'maybe' is not a boolean (true or false)" % nova1,
+            "%s:4: [keystone_authtoken] auth_url: '$' substitution of oslo.config is not "
+            "supported; write the value out" % nova1,
+            "%s:1: '[spice' is not a [section] header" % nova2,
+            "%s:3: [consoleauth] token_ttl: '-1' is not a whole number from 0 to 31536000"
+            % nova2,
+            "%s:4: [console] allowed_origins: 'https://horizon.example' is not a hostname "
+            "(list hostnames, not URLs)" % nova3,
+            "[tls] key is set but [tls] cert is not",
+        ]
 
     def assert_errors(self, result, status, *lines):
         """Exit @status, and exactly these error @lines, in order."""
@@ -233,6 +272,25 @@ class StartupErrors(StartupCase):
                            "%s:5: [tls] ssl_only: 'perhaps' is not a boolean (true or false)"
                            % conf)
 
+    def test_every_error_of_every_file(self):
+        """spicegate.conf's errors, then nova.conf's, all in one run."""
+        args, lines = self.both_files_with_errors()
+        self.assert_errors(self.sg(*args), 2, *lines)
+
+    def test_every_cross_check(self):
+        """Settings that need each other: every problem, not the first."""
+        conf = os.path.join(self.tmp, "spicegate.conf")
+        with open(conf, "w") as f:
+            f.write("[tls]\nkey = %s\nssl_only = true\n[tokens]\nbackend = nova\n"
+                    "[nova]\napplication_credential_id = 1d\n"
+                    % os.path.join(self.tmp, "key.pem"))
+        self.assert_errors(self.sg("--config", conf), 2,
+                           "[tls] key is set but [tls] cert is not",
+                           "[tls] ssl_only needs [tls] cert (and key)",
+                           "[nova] auth_url is needed when [tokens] backend = nova",
+                           "[nova] application_credential_id and "
+                           "application_credential_secret go together")
+
     def test_every_setup_problem(self):
         cert, _ = make_cert(self.tmp)
         web = os.path.join(self.tmp, "nothing")
@@ -288,6 +346,14 @@ class CheckConfig(StartupCase):
                 self.assertEqual(status, 2, err)
                 self.assertEqual(out, "")
                 self.assertTrue(error_lines(err), err)
+
+    def test_every_error_of_every_file(self):
+        """--check-config reports what the daemon would, and exits 2."""
+        args, lines = self.both_files_with_errors()
+        (status, out, err), _ = self.check(*args)
+        self.assertEqual(status, 2, err)
+        self.assertEqual(out, "")
+        self.assertEqual(error_lines(err), ["spicegate: " + l for l in lines], err)
 
     def test_login_needs_nova(self):
         (status, _, err), _ = self.check("--check-config=login")

@@ -233,12 +233,40 @@ START_TEST(test_config_validate_cross_checks)
     ck_assert(sg_config_validate(cfg, &error));
     cfg->ssl_only = true;
     ck_assert(!sg_config_validate(cfg, &error));
-    ck_assert_ptr_nonnull(strstr(error->message, "ssl_only"));
+    ck_assert_str_eq(error->message, "[tls] ssl_only needs [tls] cert (and key)");
     g_clear_error(&error);
     cfg->ssl_only = false;
     cfg->key = g_strdup("/k.pem");
     ck_assert(!sg_config_validate(cfg, &error));
-    ck_assert_ptr_nonnull(strstr(error->message, "key"));
+    ck_assert_str_eq(error->message, "[tls] key is set but [tls] cert is not");
+}
+END_TEST
+
+/* Every cross-check that fails is reported, one per line, not only the
+ * first. */
+START_TEST(test_config_validate_every_problem)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = load("[tls]\nkey = /k.pem\nssl_only = true\n"
+                                   "[tokens]\nfile =\n",
+                                   &error);
+
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert(!sg_config_validate(cfg, &error));
+    ck_assert_str_eq(error->message,
+                     "[tls] key is set but [tls] cert is not\n"
+                     "[tls] ssl_only needs [tls] cert (and key)\n"
+                     "[tokens] file is empty: the file backend needs a token file");
+    g_clear_error(&error);
+    ck_assert(sg_config_set(cfg, "tokens", "backend", "nova", "test", &error));
+    ck_assert(sg_config_set(cfg, "nova", "application_credential_id", "i", "test", &error));
+    ck_assert(!sg_config_validate(cfg, &error));
+    ck_assert_str_eq(error->message,
+                     "[tls] key is set but [tls] cert is not\n"
+                     "[tls] ssl_only needs [tls] cert (and key)\n"
+                     "[nova] auth_url is needed when [tokens] backend = nova\n"
+                     "[nova] application_credential_id and application_credential_secret go "
+                     "together");
 }
 END_TEST
 
@@ -257,13 +285,33 @@ START_TEST(test_config_nova_domain_ids_and_messages)
     ck_assert_str_eq(cfg->nova_project_domain_id, "3a1b");
     ck_assert_str_eq(cfg->nova_user_domain_name, "Default");   /* kept, but the id wins */
     ck_assert(!sg_config_validate(cfg, &error));
-    ck_assert_str_eq(error->message, "[nova] auth_url is needed when [tokens] backend = nova");
+    ck_assert_str_eq(error->message, "[nova] auth_url is needed when [tokens] backend = nova\n"
+                                     "[nova] needs username, password and project_name, or "
+                                     "application_credential_id and "
+                                     "application_credential_secret");
     g_clear_error(&error);
     cfg->nova_auth_url = g_strdup("http://k:5000");
     ck_assert(!sg_config_validate(cfg, &error));
     ck_assert_str_eq(error->message, "[nova] needs username, password and project_name, or "
                                      "application_credential_id and "
                                      "application_credential_secret");
+}
+END_TEST
+
+/* A [nova] setting reported wrong is not also called missing. */
+START_TEST(test_config_nova_error_not_repeated)
+{
+    static const char text[] = "[tokens]\nbackend = nova\n[nova]\nauth_url = keystone:5000\n";
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+
+    ck_assert(!sg_config_load_data(cfg, text, strlen(text), "test.conf", &error));
+    ck_assert_str_eq(error->message, "test.conf:4: [nova] auth_url: 'keystone:5000' is not an "
+                                     "http:// or https:// URL");
+    g_clear_error(&error);
+    ck_assert(sg_config_validate(cfg, &error));
+    cfg->nova_credentials_failed = false;
+    ck_assert(!sg_config_validate(cfg, &error));
 }
 END_TEST
 
@@ -320,6 +368,8 @@ config_suite(void)
     tcase_add_loop_test(tc, test_config_listen_forms, 0, G_N_ELEMENTS(good_listen));
     tcase_add_test(tc, test_config_command_line_names_the_flag);
     tcase_add_test(tc, test_config_validate_cross_checks);
+    tcase_add_test(tc, test_config_validate_every_problem);
+    tcase_add_test(tc, test_config_nova_error_not_repeated);
     tcase_add_test(tc, test_config_nova_domain_ids_and_messages);
     tcase_add_test(tc, test_config_later_value_wins);
     tcase_add_test(tc, test_config_every_key_is_documented);

@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
 #include "config.h"
@@ -325,6 +326,144 @@ START_TEST(test_nova_conf_files_merge)
 }
 END_TEST
 
+/* Every syntax error of a file is reported, in line order; the lines
+ * under a bad header are not reported again, and the good options around
+ * the bad lines are still read. */
+START_TEST(test_nova_conf_every_syntax_error)
+{
+    g_autoptr(GError) error = NULL;
+    static const char text[] = "web = /w\n"
+                               "[DEFAULT]\n"
+                               "just words\n"
+                               "cert = /c.pem\n"
+                               "[spice\n"
+                               "html5proxy_port = 1\n"
+                               "[console]\n"
+                               "= x\n";
+    g_autoptr(SgNovaConf) nc = sg_nova_conf_parse(text, strlen(text), "nova.conf", &error);
+
+    ck_assert_ptr_null(nc);
+    ck_assert_str_eq(error->message,
+                     "nova.conf:1: option before any [section]\n"
+                     "nova.conf:3: not a 'key = value' line, [section] or comment\n"
+                     "nova.conf:5: '[spice' is not a [section] header\n"
+                     "nova.conf:8: not a 'key = value' line, [section] or comment");
+}
+END_TEST
+
+/* Every option that cannot be used is reported with its file, line,
+ * section and key, in line order (not the order they are mapped in). */
+START_TEST(test_nova_conf_every_option_error)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    static const char text[] = "[keystone_authtoken]\n"
+                               "auth_type = token\n"
+                               "auth_url = http://k:5000/v3\n"
+                               "insecure = maybe\n"
+                               "[DEFAULT]\n"
+                               "ssl_only = sometimes\n"
+                               "[spice]\n"
+                               "html5proxy_port = 99999\n"
+                               "[consoleauth]\n"
+                               "token_ttl = -1\n";
+    g_autoptr(SgNovaConf) nc = sg_nova_conf_parse(text, strlen(text), "nova.conf", &error);
+
+    ck_assert_ptr_nonnull(nc);
+    ck_assert(!sg_nova_conf_apply(nc, cfg, "nova.conf", &error));
+    ck_assert_str_eq(error->message,
+                     "nova.conf:2: [keystone_authtoken] auth_type = token is not supported "
+                     "(password, v3password or v3applicationcredential)\n"
+                     "nova.conf:4: [keystone_authtoken] insecure: 'maybe' is not a boolean "
+                     "(true or false)\n"
+                     "nova.conf:6: [DEFAULT] ssl_only: 'sometimes' is not a boolean (true or "
+                     "false)\n"
+                     "nova.conf:8: [spice] html5proxy_host/port: port: '99999' is not a whole "
+                     "number from 0 to 65535\n"
+                     "nova.conf:10: [consoleauth] token_ttl: '-1' is not a whole number from 0 "
+                     "to 31536000");
+    /* The good options were still applied. */
+    ck_assert_str_eq(cfg->nova_auth_url, "http://k:5000/v3");
+}
+END_TEST
+
+/* A Keystone option reported wrong is not also called missing; a missing
+ * one still is when only other options are wrong. */
+START_TEST(test_nova_conf_credentials_not_called_missing_when_wrong)
+{
+    g_autoptr(GError) error = NULL;
+    static const char wrong[] = "[service_user]\nauth_url = $keystone/v3\nusername = nova\n";
+    static const char other[] = "[DEFAULT]\nssl_only = maybe\n"
+                                "[service_user]\nauth_url = http://k:5000/v3\n"
+                                "username = nova\nproject_name = service\n";
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autoptr(SgConfig) cfg2 = sg_config_new_default();
+    g_autoptr(SgNovaConf) nc = sg_nova_conf_parse(wrong, strlen(wrong), "nova.conf", &error);
+    g_autoptr(SgNovaConf) nc2 = sg_nova_conf_parse(other, strlen(other), "nova.conf", &error);
+
+    ck_assert(!sg_nova_conf_apply(nc, cfg, "nova.conf", &error));
+    ck_assert_str_eq(error->message, "nova.conf:2: [service_user] auth_url: '$' substitution "
+                                     "of oslo.config is not supported; write the value out");
+    g_clear_error(&error);
+    ck_assert(sg_config_validate(cfg, &error));
+
+    ck_assert(!sg_nova_conf_apply(nc2, cfg2, "nova.conf", &error));
+    ck_assert_str_eq(error->message, "nova.conf:2: [DEFAULT] ssl_only: 'maybe' is not a "
+                                     "boolean (true or false)");
+    g_clear_error(&error);
+    ck_assert(!sg_config_validate(cfg2, &error));
+    ck_assert_str_eq(error->message, "nova.conf: [service_user] has no password; set it there "
+                                     "or [nova] password in spicegate.conf");
+}
+END_TEST
+
+static char *
+write_file(const char *dir, const char *name, const char *text)
+{
+    char *path = g_build_filename(dir, name, NULL);
+
+    ck_assert(g_file_set_contents(path, text, -1, NULL));
+    return path;
+}
+
+/* Several files (--config-file twice, --config-dir): one that cannot be
+ * read does not hide the others' errors; syntax and option errors of every
+ * file come in file order, then line order. */
+START_TEST(test_nova_conf_every_error_of_every_file)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+    g_autofree char *dir = g_dir_make_tmp("check_nova-XXXXXX", NULL);
+    g_autofree char *a = NULL;
+    g_autofree char *b = NULL;
+    g_autofree char *missing = NULL;
+    g_autofree char *expect = NULL;
+    const char *files[4];
+
+    ck_assert_ptr_nonnull(dir);
+    a = write_file(dir, "a.conf", "[consoleauth]\ntoken_ttl = soon\nnot a line\n");
+    b = write_file(dir, "b.conf", "[DEFAULT]\nssl_only = maybe\n[spice\n");
+    missing = g_build_filename(dir, "missing.conf", NULL);
+    files[0] = b;
+    files[1] = missing;
+    files[2] = a;
+    files[3] = NULL;
+    ck_assert(!sg_nova_conf_load_files(cfg, files, &error));
+    expect = g_strdup_printf("%s:2: [DEFAULT] ssl_only: 'maybe' is not a boolean (true or "
+                             "false)\n"
+                             "%s:3: '[spice' is not a [section] header\n"
+                             "Failed to open file \u201c%s\u201d: No such file or directory\n"
+                             "%s:2: [consoleauth] token_ttl: 'soon' is not a whole number from "
+                             "0 to 31536000\n"
+                             "%s:3: not a 'key = value' line, [section] or comment",
+                             b, b, missing, a, a);
+    ck_assert_str_eq(error->message, expect);
+    ck_assert_int_eq(g_unlink(a), 0);
+    ck_assert_int_eq(g_unlink(b), 0);
+    ck_assert_int_eq(g_rmdir(dir), 0);
+}
+END_TEST
+
 /* Errors about missing Keystone settings speak nova.conf's language and
  * name the spicegate.conf key that could be set instead. */
 static const struct {
@@ -625,6 +764,10 @@ nova_suite(void)
     tcase_add_test(tc, test_nova_conf_credentials_section_choice);
     tcase_add_test(tc, test_nova_conf_domain_name_replaces_id);
     tcase_add_test(tc, test_nova_conf_files_merge);
+    tcase_add_test(tc, test_nova_conf_every_syntax_error);
+    tcase_add_test(tc, test_nova_conf_every_option_error);
+    tcase_add_test(tc, test_nova_conf_every_error_of_every_file);
+    tcase_add_test(tc, test_nova_conf_credentials_not_called_missing_when_wrong);
     tcase_add_loop_test(tc, test_nova_conf_missing_credentials_messages, 0,
                         G_N_ELEMENTS(missing_cases));
     tcase_add_test(tc, test_keystone_parse_token_and_catalog);
