@@ -1009,7 +1009,7 @@ project_domain_name = Default
         self.assertEqual(status, 2, err)
         self.assertEqual(out, "")
         self.assertRegex(err, r"(?m)^spicegate: --check-config=login: Keystone refused the "
-                              r"\[nova\] credentials \(HTTP 401\)")
+                              r"credentials in \[nova\] of spicegate\.conf \(HTTP 401\)")
 
     def test_check_config_login_no_compute_endpoint(self):
         status, out, err = self.check_login(region_name="Nowhere")
