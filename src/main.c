@@ -40,6 +40,7 @@ typedef struct {
     SgTokenBackend *tokens;
     SgListener *listener;
     bool stopping;
+    bool worker;                  /* one of several: the master speaks for all */
 } SgDaemon;
 
 typedef struct {
@@ -259,7 +260,8 @@ on_terminate(gpointer data)
     if (d->stopping)
         return G_SOURCE_CONTINUE;
     d->stopping = true;
-    g_message("stopping: closing %u session(s)", sg_listener_count_sessions(d->listener));
+    g_log(G_LOG_DOMAIN, d->worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
+          "stopping: closing %u session(s)", sg_listener_count_sessions(d->listener));
     sg_notify_systemd("STOPPING=1");
     sg_listener_shutdown(d->listener, on_stopped, d);
     return G_SOURCE_CONTINUE;
@@ -272,6 +274,8 @@ on_reload(gpointer data)
     g_autoptr(GError) error = NULL;
 
     sg_notify_systemd("RELOADING=1");
+    /* First, so that what the reload says lands in the new file. */
+    sg_log_reopen();
     if (!sg_token_backend_reload(d->tokens, &error) && error != NULL)
         g_warning("reload failed, keeping the previous tokens: %s", error->message);
     sg_notify_systemd("READY=1");
@@ -325,6 +329,10 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
     if (ready_fd >= 0) {
         d.cfg->listen_port = (uint16_t)port;
         sg_session_set_id_space(index, d.cfg->workers);
+        /* What every worker would say alike (tokens loaded, logged in to
+         * Keystone), worker 0 says for all. */
+        sg_log_set_quiet_once(index != 0);
+        d.worker = true;
     }
     d.tokens = new_token_backend(d.cfg, &error);
     if (d.tokens == NULL) {
@@ -357,7 +365,7 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
     ready_fd = -1;
 
     g_main_loop_run(d.loop);
-    g_message("stopped");
+    g_log(G_LOG_DOMAIN, d.worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE, "stopped");
 out:
     if (ready_fd >= 0)
         close(ready_fd);
@@ -399,19 +407,13 @@ main(int argc, char **argv)
         options_clear(&opt);
         return EXIT_SUCCESS;
     }
-    if (opt.log_file != NULL) {
-        int fd = open(opt.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-
-        if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) {
-            fprintf(stderr, "spicegate: --log-file %s: %s\n", opt.log_file, g_strerror(errno));
-            options_clear(&opt);
-            return SG_EXIT_CONFIG;
-        }
-        close(fd);
+    if (opt.log_file != NULL && !sg_log_open_file(opt.log_file, &error)) {
+        fprintf(stderr, "spicegate: --log-file %s\n", error->message);
+        options_clear(&opt);
+        return SG_EXIT_CONFIG;
     }
-    /* GLib's default writer sends debug and info lines to stdout; every
-     * log line belongs on stderr (journald, --log-file). */
-    g_log_writer_default_set_use_stderr(TRUE);
+    /* Every line on stderr (the journal, --log-file), stamped (log.h). */
+    sg_log_init();
     if (opt.debug)
         sg_log_enable_debug();
     sg_log_setup_lws(opt.debug);
@@ -426,6 +428,7 @@ main(int argc, char **argv)
         curl_global_cleanup();
         return SG_EXIT_CONFIG;
     }
+    sg_log_set_format(cfg->log_format);
     if (cfg->workers <= 1) {
         status = run_daemon(0, -1, cfg->listen_port, -1, cfg);
     } else {
@@ -433,7 +436,12 @@ main(int argc, char **argv)
          * worker starts, as with one process. Nova's backend starts talking
          * to Keystone when created, so only the workers create it. */
         if (!g_str_equal(cfg->token_backend, "nova")) {
-            SgTokenBackend *probe = new_token_backend(cfg, &error);
+            SgTokenBackend *probe;
+
+            /* Worker 0 says what it loaded; the probe keeps quiet. */
+            sg_log_set_quiet_once(true);
+            probe = new_token_backend(cfg, &error);
+            sg_log_set_quiet_once(false);
 
             if (probe == NULL) {
                 fprintf(stderr, "spicegate: [tokens] %s: %s\n", cfg->token_backend,

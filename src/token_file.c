@@ -293,11 +293,11 @@ load_file(GHashTable *table, const char *file, GError **error)
         line[line_len] = '\0';   /* the '\n', or the NUL g_file_get_contents adds */
 
         if (strlen(line) != line_len) {
-            g_warning("%s:%u: %s; line skipped", file, lineno, "NUL byte in line");
+            sg_warning_once("%s:%u: %s; line skipped", file, lineno, "NUL byte in line");
             continue;
         }
         if (!sg_token_file_parse_line(line, &token, &tgt, &reason)) {
-            g_warning("%s:%u: %s; line skipped", file, lineno, reason);
+            sg_warning_once("%s:%u: %s; line skipped", file, lineno, reason);
             continue;
         }
         if (token == NULL)
@@ -305,7 +305,7 @@ load_file(GHashTable *table, const char *file, GError **error)
         if (g_hash_table_contains(table, token)) {
             g_autofree char *tag = sg_log_redact(token);
 
-            g_warning("%s:%u: duplicate token %s; this line wins", file, lineno, tag);
+            sg_warning_once("%s:%u: duplicate token %s; this line wins", file, lineno, tag);
         }
         g_hash_table_replace(table, token, tgt);   /* takes both */
     }
@@ -369,7 +369,7 @@ load_path(const char *path, GError **error)
 
         if (stat(file, &st) != 0) {
             /* A dangling symlink, most likely: the operator should know. */
-            g_warning("token file %s: %s; file skipped", file, g_strerror(errno));
+            sg_warning_once("token file %s: %s; file skipped", file, g_strerror(errno));
             continue;
         }
         if (!S_ISREG(st.st_mode)) {
@@ -378,7 +378,7 @@ load_path(const char *path, GError **error)
         }
         /* One unreadable file must not take the others' consoles away. */
         if (!load_file(table, file, &local))
-            g_warning("%s; file skipped", local->message);
+            sg_warning_once("%s; file skipped", local->message);
     }
     return g_steal_pointer(&table);
 }
@@ -418,7 +418,7 @@ token_file_reload(SgTokenBackend *backend, GError **error)
         return FALSE;   /* the old table keeps serving */
     g_hash_table_unref(tf->targets);
     tf->targets = table;
-    g_message("tokens: %u loaded from %s", g_hash_table_size(table), tf->path);
+    sg_message_once("tokens: %u loaded from %s", g_hash_table_size(table), tf->path);
     return TRUE;
 }
 
@@ -455,7 +455,7 @@ sg_token_file_new(const char *path, GError **error)
     tf->parent.vtable = &token_file_vtable;
     tf->path = g_strdup(path);
     tf->targets = table;
-    g_message("tokens: %u loaded from %s", g_hash_table_size(table), path);
+    sg_message_once("tokens: %u loaded from %s", g_hash_table_size(table), path);
     return &tf->parent;
 }
 

@@ -35,6 +35,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include "log.h"
 #include "workers.h"
 
 /* A worker that dies is restarted after this long, so a worker that
@@ -292,6 +293,7 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
         break;
     }
     case SIGHUP:
+        sg_log_reopen();          /* the workers reopen theirs themselves */
         g_message("reload: passing SIGHUP to %u worker(s)", count_running(m));
         sg_notify_systemd("RELOADING=1");
         stop_workers(m, SIGHUP);

@@ -1299,7 +1299,8 @@ def make_cert(directory, cn="localhost"):
 # ---------------------------------------------------------------------------
 # Test case bases.
 
-BAD_LOG_LINE = re.compile(r"-CRITICAL \*\*|-ERROR \*\*|ERROR: AddressSanitizer|"
+BAD_LOG_LINE = re.compile(r"\] CRITICAL: |\] ERROR: |\"level\":\"(?:critical|error)\"|"
+                          r"-CRITICAL \*\*|-ERROR \*\*|ERROR: AddressSanitizer|"
                           r"runtime error: |ERROR: LeakSanitizer")
 
 
