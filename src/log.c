@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -342,20 +343,45 @@ sg_log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpo
         return G_LOG_WRITER_HANDLED;
 
     line = g_string_sized_new(256);
-    /* JSON lines in the journal: journald reads the priority from "<N>". */
-    if (log_to_journal && log_format == SG_LOG_JSON)
+    /* Lines on the journal's stream: journald reads the priority from a
+     * "<N>" prefix and stamps the time itself (JSON keeps its "time"). */
+    if (log_to_journal)
         g_string_append_printf(line, "<%d>", level_priority(level));
     sg_log_format_time(g_get_real_time(), timestamp);
-    sg_log_format_line(line, log_format, timestamp, (int)getpid(), level, fields, n_fields);
+    sg_log_format_line(line, log_format,
+                       log_to_journal && log_format == SG_LOG_TEXT ? NULL : timestamp,
+                       (int)getpid(), level, fields, n_fields);
     write_all(STDERR_FILENO, line->str, line->len);
     g_string_free(line, TRUE);
     return G_LOG_WRITER_HANDLED;
 }
 
+/* systemd's documented test (systemd.exec(5), $JOURNAL_STREAM): stderr is
+ * the journal when its device and inode are the ones the variable names.
+ * GLib's own test only knows a socket connected to journald's path. */
+static bool
+stderr_is_journal(void)
+{
+    const char *env = g_getenv("JOURNAL_STREAM");
+    const char *colon = env ? strchr(env, ':') : NULL;
+    struct stat st;
+    guint64 dev, ino;
+
+    if (colon != NULL && fstat(STDERR_FILENO, &st) == 0) {
+        g_autofree char *dev_text = g_strndup(env, (gsize)(colon - env));
+
+        if (g_ascii_string_to_unsigned(dev_text, 10, 0, G_MAXUINT64, &dev, NULL) &&
+            g_ascii_string_to_unsigned(colon + 1, 10, 0, G_MAXUINT64, &ino, NULL) &&
+            (guint64)st.st_dev == dev && (guint64)st.st_ino == ino)
+            return true;
+    }
+    return g_log_writer_is_journald(STDERR_FILENO);
+}
+
 void
 sg_log_init(void)
 {
-    log_to_journal = log_path == NULL && g_log_writer_is_journald(STDERR_FILENO);
+    log_to_journal = log_path == NULL && stderr_is_journal();
     g_log_set_writer_func(sg_log_writer, NULL, NULL);
 }
 

@@ -2,12 +2,14 @@
 /* log.h - spicegate's log writer, secret redaction and the lws log bridge.
  *
  * Every GLib log line of the process goes through one writer (sg_log_init()):
- * under systemd's journal (stderr is the journal stream) text lines go to
- * the journal natively, with their structured fields and without a
- * timestamp, since the journal stamps each entry; anywhere else (a
- * terminal, a pipe, --log-file) each line starts with an ISO 8601 time with
- * milliseconds and the zone offset. [server] log_format = json writes one
- * JSON object per line instead, wherever stderr goes.
+ * under systemd's journal (stderr is the stream $JOURNAL_STREAM names) text
+ * lines go to the journal natively, with their structured fields and
+ * without a timestamp, since the journal stamps each entry (or, should the
+ * journal's socket be out of reach, as "<N>" prefixed lines on the stream,
+ * still without one); anywhere else (a terminal, a pipe, --log-file) each
+ * line starts with an ISO 8601 time with milliseconds and the zone offset.
+ * [server] log_format = json writes one JSON object per line instead, with
+ * its time, wherever stderr goes ("<N>" prefixed on the journal's stream).
  *
  * Console tokens are bearer secrets: they reach a log line only as the tag
  * that sg_log_redact() makes, never in full, at any level.

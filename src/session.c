@@ -197,8 +197,10 @@ log_refused(SgSession *sess, const char *reason, const char *detail)
         .token_tag = sess->token_tag ? sess->token_tag : "tok:-", .reason = full,
     };
 
+    /* The detail goes after the quoted reason, as it always has. */
     sg_log_session(G_LOG_LEVEL_MESSAGE, &f, "[s:%" G_GUINT64_FORMAT "] refused client=%s %s "
-                   "reason=\"%s\"", sess->id, f.client, f.token_tag, full);
+                   "reason=\"%s\"%s%s", sess->id, f.client, f.token_tag, reason,
+                   detail ? ": " : "", detail ? detail : "");
 }
 
 /* Ends the session with @reason: stops everything that could call back,
@@ -918,9 +920,11 @@ sg_session_free(SgSession *sess)
         sg_log_session(G_LOG_LEVEL_MESSAGE, &f,
                        "[s:%" G_GUINT64_FORMAT "] close client=%s %s target=%s channel=%s%s "
                        "duration=%.3fs up=%" G_GUINT64_FORMAT " down=%" G_GUINT64_FORMAT
-                       " reason=\"%s\"",
+                       " reason=\"%s\"%s%s",
                        sess->id, sess->client, sess->token_tag, sess->target, sess->channel,
-                       words, secs, sess->bytes_up, sess->bytes_down, reason);
+                       words, secs, sess->bytes_up, sess->bytes_down,
+                       sg_close_reason_text(sess->reason), sess->detail ? ": " : "",
+                       sess->detail ? sess->detail : "");
     } else if (sess->state != SG_SESSION_CLOSING) {
         log_refused(sess, "browser left", NULL);
     }

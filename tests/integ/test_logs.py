@@ -12,8 +12,8 @@ import struct
 from harness import (
     CHANNEL_CURSOR, CHANNEL_DISPLAY, CHANNEL_INPUTS, CHANNEL_MAIN, CLOSE_BAD_TOKEN,
     CLOSE_NORMAL, LINK_ERR_OK, SPICE_MSG_INPUTS_INIT, SPICE_MSG_MAIN_INIT, FakePeer,
-    IntegTestCase, QemuTestCase, QmpClient, SpiceClient, WsClosed, link_message, pattern,
-    poll_until, random_token, sink_source_handler, token_tag,
+    IntegTestCase, QemuTestCase, QmpClient, Spicegate, SpiceClient, WsClosed, link_message,
+    pattern, poll_until, random_token, sink_source_handler, token_tag,
 )
 
 # "2026-12-07T01:02:03.456+00:00 spicegate[4711] MESSAGE: ..."
@@ -180,6 +180,47 @@ class Stamps(IntegTestCase):
         sg = case.start_spicegate(tokens, extra_args=["--log-file", log_path] + list(extra))
         sg.log_path = log_path
         return sg
+
+
+class JournalStream(IntegTestCase):
+    """Under systemd, stderr is the journal's stream, named by
+    $JOURNAL_STREAM (device:inode): the journal stamps the lines, so text
+    lines carry no time, and each line starts with its syslog priority
+    "<N>". (Where journald itself listens, text goes to it natively; this
+    machine's tests stand in for the stream with a file.)"""
+
+    def start_on_stream(self, tokens, config=None):
+        sg = Spicegate(self.reg, self.tmp, tokens, config=config)
+        open(sg.stderr_path, "w").close()      # the inode the stream names
+        st = os.stat(sg.stderr_path)
+        sg.env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+        return sg.start()
+
+    def test_text_lines_unstamped(self):
+        if os.path.exists("/run/systemd/journal/socket"):
+            self.skipTest("journald listens here: text lines would go to it natively")
+        peer = self.echo_peer()
+        token = random_token()
+        sg = self.start_on_stream({token: peer.target})
+        self.assert_echo_session(sg, token=token)
+        sg.wait_log(r"\[s:\w+\] close ")
+        for line in sg.log().splitlines():
+            self.assertRegex(line, r"^<[3-7]>spicegate\[%d\] [A-Z]+: " % sg.pid)
+        self.assertRegex(sg.log(), r"<5>spicegate\[%d\] MESSAGE: \[s:\w+\] open " % sg.pid)
+
+    def test_json_lines_keep_their_time(self):
+        peer = self.echo_peer()
+        token = random_token()
+        sg = self.start_on_stream({token: peer.target}, config="[server]\nlog_format = json\n")
+        self.assert_echo_session(sg, token=token)
+        sg.wait_log(r'"event":"close"')
+        for line in sg.log().splitlines():
+            m = re.match(r"^<([3-7])>(\{.*\})$", line)
+            self.assertTrue(m, line)
+            obj = json.loads(m.group(2))
+            self.assertIn("time", obj)
+            self.assertEqual(int(m.group(1)), {"warning": 4, "message": 5, "info": 6,
+                                               "debug": 7}[obj["level"]])
 
 
 class LogFileReopen(IntegTestCase):
@@ -351,6 +392,8 @@ class ConsoleId(QemuTestCase):
         # The main channel's id comes from QEMU (MAIN_INIT), not the client.
         sg.wait_log(r"\[s:\w+\] open .*channel=main console=%d\b" % session_id)
 
+        # As test_spice closes them (closing display, inputs and cursor
+        # while main stays up crashes QEMU 7.2's SPICE server here).
         for client in [main] + list(others.values()):
             client.stream.send_close()
             client.stream.wait_close()
