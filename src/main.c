@@ -277,7 +277,7 @@ on_reload(gpointer data)
     /* First, so that what the reload says lands in the new file. */
     sg_log_reopen();
     if (!sg_token_backend_reload(d->tokens, &error) && error != NULL)
-        g_warning("reload failed, keeping the previous tokens: %s", error->message);
+        sg_warning_once("reload failed, keeping the previous tokens: %s", error->message);
     sg_notify_systemd("READY=1");
     return G_SOURCE_CONTINUE;
 }
