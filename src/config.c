@@ -135,6 +135,22 @@ apply_workers(SgConfig *cfg, const char *value, GError **error)
 }
 
 static gboolean
+apply_log_format(SgConfig *cfg, const char *value, GError **error)
+{
+    if (g_str_equal(value, "text")) {
+        cfg->log_format = SG_LOG_TEXT;
+        return TRUE;
+    }
+    if (g_str_equal(value, "json")) {
+        cfg->log_format = SG_LOG_JSON;
+        return TRUE;
+    }
+    g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                "'%s' is not one of text, json", value);
+    return FALSE;
+}
+
+static gboolean
 apply_cert(SgConfig *cfg, const char *value, GError **error)
 {
     set_string(&cfg->cert, value);
@@ -377,6 +393,9 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "workers", "1",
       "worker processes sharing the port: a number, or auto for one per CPU",
       apply_workers },
+    { "server", "log_format", "text",
+      "log lines as text, or as one JSON object per line for log pipelines",
+      apply_log_format },
     { "tls", "cert", "", "certificate file (PEM); enables https and wss", apply_cert },
     { "tls", "key", "", "private key file (PEM); default: the cert file", apply_key },
     { "tls", "ssl_only", "false", "refuse plain http and ws connections", apply_ssl_only },

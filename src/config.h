@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "log.h"
 #include "sg_types.h"
 
 #define SG_CONFIG_ERROR (sg_config_error_quark())
@@ -43,6 +44,7 @@ struct SgConfig {
     char *expected_scheme;        /* "http" or "https", from base_url; NULL: any */
     char *port_file;              /* command line only */
     guint workers;                /* processes sharing the port; "auto" resolved */
+    SgLogFormat log_format;       /* text or json */
     /* [tls] */
     char *cert;
     char *key;

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "json_guard.h"
 #include "keystone.h"
+#include "log.h"
 
 G_DEFINE_QUARK(sg-keystone-error-quark, sg_keystone_error)
 
@@ -315,7 +316,7 @@ on_login_done(const SgHttpResponse *resp, gpointer data)
                                       : g_strdup(ks->cfg->nova_endpoint);
         ks->renew_at_us = expires_at_us - MAX(margin, 0);
         ks->expires_at_us = expires_at_us;
-        g_message("nova: logged in to Keystone; token valid for %" G_GINT64_FORMAT
+        sg_message_once("nova: logged in to Keystone; token valid for %" G_GINT64_FORMAT
                   " s, compute endpoint %s",
                   (expires_at_us - now) / G_USEC_PER_SEC, ks->compute_url);
     }

@@ -42,6 +42,7 @@ typedef struct {
     SgTokenBackend *tokens;
     SgListener *listener;
     bool stopping;
+    bool worker;                  /* one of several: the master speaks for all */
 } SgDaemon;
 
 typedef struct {
@@ -298,7 +299,8 @@ on_terminate(gpointer data)
     if (d->stopping)
         return G_SOURCE_CONTINUE;
     d->stopping = true;
-    g_message("stopping: closing %u session(s)", sg_listener_count_sessions(d->listener));
+    g_log(G_LOG_DOMAIN, d->worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
+          "stopping: closing %u session(s)", sg_listener_count_sessions(d->listener));
     sg_notify_systemd("STOPPING=1");
     sg_listener_shutdown(d->listener, on_stopped, d);
     return G_SOURCE_CONTINUE;
@@ -314,6 +316,8 @@ on_reload(gpointer data)
     g_autofree char *state = NULL;
 
     sg_notify_systemd_reloading();
+    /* First, so that what the reload says lands in the new file. */
+    sg_log_reopen();
     if (sg_token_backend_reload(d->tokens, &error)) {
         if (g_str_equal(d->cfg->token_backend, "file"))
             state = g_strdup_printf("READY=1\nSTATUS=reloaded: %u console token(s)",
@@ -323,7 +327,7 @@ on_reload(gpointer data)
     } else {
         const char *why = error != NULL ? error->message : "failed";
 
-        g_warning("reload: %s", why);
+        sg_warning_once("reload: %s", why);
         state = g_strdup_printf("READY=1\nSTATUS=reload refused some tokens (see the log): %s",
                                 why);
         g_strdelimit(state + strlen("READY=1\n"), "\r\n", ' ');
@@ -442,6 +446,10 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
     if (ready_fd >= 0) {
         d.cfg->listen_port = (uint16_t)port;
         sg_session_set_id_space(index, d.cfg->workers);
+        /* What every worker would say alike (tokens loaded, logged in to
+         * Keystone), worker 0 says for all. */
+        sg_log_set_quiet_once(index != 0);
+        d.worker = true;
     }
     d.tokens = new_token_backend(d.cfg, &error);
     if (d.tokens == NULL) {
@@ -474,7 +482,7 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
     ready_fd = -1;
 
     g_main_loop_run(d.loop);
-    g_message("stopped");
+    g_log(G_LOG_DOMAIN, d.worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE, "stopped");
 out:
     if (ready_fd >= 0)
         close(ready_fd);
@@ -515,19 +523,13 @@ main(int argc, char **argv)
         options_clear(&opt);
         return EXIT_SUCCESS;
     }
-    if (opt.log_file != NULL) {
-        int fd = open(opt.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-
-        if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) {
-            fprintf(stderr, "spicegate: --log-file %s: %s\n", opt.log_file, g_strerror(errno));
-            options_clear(&opt);
-            return SG_EXIT_CONFIG;
-        }
-        close(fd);
+    if (opt.log_file != NULL && !sg_log_open_file(opt.log_file, &error)) {
+        fprintf(stderr, "spicegate: --log-file %s\n", error->message);
+        options_clear(&opt);
+        return SG_EXIT_CONFIG;
     }
-    /* GLib's default writer sends debug and info lines to stdout; every
-     * log line belongs on stderr (journald, --log-file). */
-    g_log_writer_default_set_use_stderr(TRUE);
+    /* Every line on stderr (the journal, --log-file), stamped (log.h). */
+    sg_log_init();
     if (opt.debug)
         sg_log_enable_debug();
     sg_log_setup_lws(opt.debug);
@@ -543,6 +545,7 @@ main(int argc, char **argv)
         curl_global_cleanup();
         return SG_EXIT_CONFIG;
     }
+    sg_log_set_format(cfg->log_format);
     if (check_mode != SG_CHECK_NONE) {
         g_autofree char *compute_url = NULL;
 
@@ -572,7 +575,12 @@ main(int argc, char **argv)
          * worker starts, as with one process. Nova's backend starts talking
          * to Keystone when created, so only the workers create it. */
         if (!g_str_equal(cfg->token_backend, "nova")) {
-            SgTokenBackend *probe = new_token_backend(cfg, &error);
+            SgTokenBackend *probe;
+
+            /* Worker 0 says what it loaded; the probe keeps quiet. */
+            sg_log_set_quiet_once(true);
+            probe = new_token_backend(cfg, &error);
+            sg_log_set_quiet_once(false);
 
             if (probe == NULL) {
                 fprintf(stderr, "spicegate: [tokens] %s: %s\n", cfg->token_backend,

@@ -32,6 +32,7 @@
 
 #include <glib.h>
 #include <libwebsockets.h>
+#include <spice/protocol.h>
 
 #include "buf.h"
 #include "compat.h"
@@ -103,6 +104,11 @@ struct SgSession {
     char *token_tag;              /* sg_log_redact() of the token */
     char *target;                 /* "host:port" once known */
     const char *channel;          /* SPICE channel name once the link parsed */
+    char *instance;               /* the backend's instance UUID, or NULL */
+    uint32_t console;             /* SPICE connection id (see has_console) */
+    bool has_console;
+    SgSpiceMainScan *scan;        /* main channel: looking for the session id */
+    bool open_deferred;           /* the open line waits for the scan */
     SgTokenLookup *lookup;
     SgUpstream *up;
     SgBuf *dbuf;                  /* SPICE server -> browser */
@@ -151,8 +157,11 @@ sg_close_reason_text(SgCloseReason reason)
     return close_table[reason].text;
 }
 
-#define sess_log(level, sess, fmt, ...) \
-    g_log(G_LOG_DOMAIN, level, "[s:%" G_GUINT64_FORMAT "] " fmt, (sess)->id, ##__VA_ARGS__)
+#define sess_log(level, sess, fmt, ...)                                               \
+    sg_log_session(level, &(SgLogSession){ .session = (sess)->id },                   \
+                   "[s:%" G_GUINT64_FORMAT "] " fmt, (sess)->id, ##__VA_ARGS__)
+
+static void end_scan(SgSession *sess);
 
 static void
 set_state(SgSession *sess, SgSessionState state)
@@ -183,6 +192,22 @@ sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client)
     return sess;
 }
 
+/* The one line of a session that never opened. */
+static void
+log_refused(SgSession *sess, const char *reason, const char *detail)
+{
+    g_autofree char *full = g_strconcat(reason, detail ? ": " : "", detail, NULL);
+    SgLogSession f = {
+        .session = sess->id, .event = "refused", .client = sess->client,
+        .token_tag = sess->token_tag ? sess->token_tag : "tok:-", .reason = full,
+    };
+
+    /* The detail goes after the quoted reason, as it always has. */
+    sg_log_session(G_LOG_LEVEL_MESSAGE, &f, "[s:%" G_GUINT64_FORMAT "] refused client=%s %s "
+                   "reason=\"%s\"%s%s", sess->id, f.client, f.token_tag, reason,
+                   detail ? ": " : "", detail ? detail : "");
+}
+
 /* Ends the session with @reason: stops everything that could call back,
  * and has lws send the close frame from the next WRITEABLE. */
 static void
@@ -205,11 +230,9 @@ close_with(SgSession *sess, SgCloseReason reason, const char *detail)
     g_clear_pointer(&sess->up, sg_upstream_free);
     g_clear_handle_id(&sess->link_timer, g_source_remove);
     g_clear_handle_id(&sess->expiry_timer, g_source_remove);
-    if (!sess->opened) {
-        sess_log(G_LOG_LEVEL_MESSAGE, sess, "refused client=%s %s reason=\"%s\"%s%s",
-                 sess->client, sess->token_tag ? sess->token_tag : "tok:-",
-                 sg_close_reason_text(reason), detail ? ": " : "", detail ? detail : "");
-    }
+    end_scan(sess);
+    if (!sess->opened)
+        log_refused(sess, sg_close_reason_text(reason), detail);
     set_state(sess, SG_SESSION_CLOSING);
     lws_callback_on_writable(sess->ws);
 }
@@ -291,6 +314,7 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
         close_with(sess, reason, error->message);
         return;
     }
+    sess->instance = g_strdup(tgt->instance_uuid);
     sess->target = (strchr(tgt->host, ':') != NULL)
                        ? g_strdup_printf("[%s]:%u", tgt->host, tgt->port)
                        : g_strdup_printf("%s:%u", tgt->host, tgt->port);
@@ -329,14 +353,91 @@ sg_session_start(SgSession *sess, const char *token)
 
 /* --- relaying ---------------------------------------------------------------- */
 
+/* " console=N instance=UUID", each part only when known. */
+static char *
+console_words(SgSession *sess)
+{
+    GString *words = g_string_new(NULL);
+
+    if (sess->has_console)
+        g_string_append_printf(words, " console=%" G_GUINT32_FORMAT, sess->console);
+    if (sess->instance != NULL)
+        g_string_append_printf(words, " instance=%s", sess->instance);
+    return g_string_free(words, FALSE);
+}
+
+static void
+write_open_line(SgSession *sess)
+{
+    g_autofree char *words = console_words(sess);
+    SgLogSession f = {
+        .session = sess->id, .event = "open", .client = sess->client,
+        .token_tag = sess->token_tag, .target = sess->target, .channel = sess->channel,
+        .instance = sess->instance, .has_console = sess->has_console, .console = sess->console,
+    };
+
+    sess->opened = true;
+    sg_log_session(G_LOG_LEVEL_MESSAGE, &f,
+                   "[s:%" G_GUINT64_FORMAT "] open client=%s %s target=%s channel=%s%s",
+                   sess->id, sess->client, sess->token_tag, sess->target, sess->channel, words);
+}
+
+/* The open line, once both the link and the connection are there. A main
+ * channel's waits until the SPICE server has named the console (end_scan()),
+ * normally a few milliseconds later, so that it carries console= too. */
 static void
 log_open(SgSession *sess)
 {
-    if (sess->opened || !sess->link_ok || sess->state != SG_SESSION_RELAYING)
+    if (sess->opened || sess->open_deferred || !sess->link_ok ||
+        sess->state != SG_SESSION_RELAYING)
         return;
-    sess->opened = true;
-    sess_log(G_LOG_LEVEL_MESSAGE, sess, "open client=%s %s target=%s channel=%s",
-             sess->client, sess->token_tag, sess->target, sess->channel);
+    if (sess->scan != NULL) {
+        sess->open_deferred = true;
+        return;
+    }
+    write_open_line(sess);
+}
+
+/* The main channel's scan is over (found, given up, or the session ends):
+ * the open line may go out. */
+static void
+end_scan(SgSession *sess)
+{
+    g_clear_pointer(&sess->scan, g_free);
+    if (sess->open_deferred) {
+        sess->open_deferred = false;
+        write_open_line(sess);
+    }
+}
+
+/* Off the relay path: runs only on a main channel's first reads from the
+ * SPICE server, until MAIN_INIT has passed. */
+static void
+scan_down(SgSession *sess, const guint8 *data, gsize len)
+{
+    const char *why = NULL;
+    uint32_t id = 0;
+
+    switch (sg_spice_main_scan_feed(sess->scan, data, len, &id, &why)) {
+    case SG_PARSE_OK:
+        sess->console = id;
+        sess->has_console = true;
+        end_scan(sess);
+        break;
+    case SG_PARSE_INVALID:
+        sess_log(G_LOG_LEVEL_DEBUG, sess, "no console id: %s", why);
+        end_scan(sess);
+        break;
+    case SG_PARSE_AGAIN:
+    default:
+        /* A read large enough to splice the next one: the next bytes
+         * would bypass us. Not seen before MAIN_INIT in practice. */
+        if (sess->splice_next) {
+            sess_log(G_LOG_LEVEL_DEBUG, sess, "no console id: large reads before MAIN_INIT");
+            end_scan(sess);
+        }
+        break;
+    }
 }
 
 /* The SPICE server is gone: whatever the browser is still owed goes out,
@@ -547,6 +648,8 @@ read_upstream(SgSession *sess)
     n = recv(fd, dst, avail, 0);
     if (n > 0) {
         sess->splice_next = sess->zero_copy && n >= SG_SPLICE_MIN_BYTES;
+        if (G_UNLIKELY(sess->scan != NULL))
+            scan_down(sess, dst, (gsize)n);
         sg_buf_commit(sess->dbuf, (gsize)n);
         if (!flush_down(sess))
             close_with(sess, SG_CLOSE_CLIENT_CLOSED, "websocket write failed");
@@ -633,6 +736,15 @@ check_link(SgSession *sess)
         sess->link_ok = true;
         sess->channel = sg_spice_channel_name(link.channel_type);
         g_clear_handle_id(&sess->link_timer, g_source_remove);
+        /* The console's id: other channels carry it in their link; the
+         * main channel learns it from the server (scan_down()). */
+        if (link.channel_type == SPICE_CHANNEL_MAIN) {
+            sess->scan = g_new(SgSpiceMainScan, 1);
+            sg_spice_main_scan_init(sess->scan, &link);
+        } else if (link.connection_id != 0) {
+            sess->console = link.connection_id;
+            sess->has_console = true;
+        }
         sess_log(G_LOG_LEVEL_DEBUG, sess, "link ok: channel %s id %u", sess->channel,
                  link.channel_id);
         log_open(sess);
@@ -812,18 +924,30 @@ sg_session_free(SgSession *sess)
         return;
     if (sess->state != SG_SESSION_CLOSING)
         sess->reason = SG_CLOSE_CLIENT_CLOSED;
+    end_scan(sess);
     if (sess->opened) {
         double secs = (double)(g_get_monotonic_time() - sess->started_us) / G_USEC_PER_SEC;
+        g_autofree char *words = console_words(sess);
+        g_autofree char *reason = g_strconcat(sg_close_reason_text(sess->reason),
+                                              sess->detail ? ": " : "", sess->detail, NULL);
+        SgLogSession f = {
+            .session = sess->id, .event = "close", .client = sess->client,
+            .token_tag = sess->token_tag, .target = sess->target, .channel = sess->channel,
+            .instance = sess->instance, .has_console = sess->has_console,
+            .console = sess->console, .reason = reason, .has_totals = true,
+            .duration_s = secs, .bytes_up = sess->bytes_up, .bytes_down = sess->bytes_down,
+        };
 
-        sess_log(G_LOG_LEVEL_MESSAGE, sess,
-                 "close client=%s %s target=%s channel=%s duration=%.3fs up=%" G_GUINT64_FORMAT
-                 " down=%" G_GUINT64_FORMAT " reason=\"%s\"%s%s",
-                 sess->client, sess->token_tag, sess->target, sess->channel, secs,
-                 sess->bytes_up, sess->bytes_down, sg_close_reason_text(sess->reason),
-                 sess->detail ? ": " : "", sess->detail ? sess->detail : "");
+        sg_log_session(G_LOG_LEVEL_MESSAGE, &f,
+                       "[s:%" G_GUINT64_FORMAT "] close client=%s %s target=%s channel=%s%s "
+                       "duration=%.3fs up=%" G_GUINT64_FORMAT " down=%" G_GUINT64_FORMAT
+                       " reason=\"%s\"%s%s",
+                       sess->id, sess->client, sess->token_tag, sess->target, sess->channel,
+                       words, secs, sess->bytes_up, sess->bytes_down,
+                       sg_close_reason_text(sess->reason), sess->detail ? ": " : "",
+                       sess->detail ? sess->detail : "");
     } else if (sess->state != SG_SESSION_CLOSING) {
-        sess_log(G_LOG_LEVEL_MESSAGE, sess, "refused client=%s %s reason=\"browser left\"",
-                 sess->client, sess->token_tag ? sess->token_tag : "tok:-");
+        log_refused(sess, "browser left", NULL);
     }
     g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
     g_clear_pointer(&sess->up, sg_upstream_free);
@@ -836,6 +960,7 @@ sg_session_free(SgSession *sess)
     g_free(sess->client);
     g_free(sess->token_tag);
     g_free(sess->target);
+    g_free(sess->instance);
     g_free(sess->detail);
     g_free(sess);
 }

@@ -120,11 +120,156 @@ sg_spice_link_parse(const guint8 *buf, gsize len, SgSpiceLink *out,
         out->channel_id = mess[OFF_CHANNEL_ID];
         out->num_common_caps = read_le32(mess + OFF_NUM_COMMON_CAPS);
         out->num_channel_caps = read_le32(mess + OFF_NUM_CHANNEL_CAPS);
+        out->common_caps0 = read_le32(mess + OFF_NUM_COMMON_CAPS) > 0
+                                ? read_le32(mess + caps_offset)
+                                : 0;
         out->total_bytes = total;
     }
     if (consumed != NULL)
         *consumed = total;
     return SG_PARSE_OK;
+}
+
+/* --- the server's side of a main channel ------------------------------------ */
+
+#define REPLY_BYTES sizeof(SpiceLinkReply)           /* 178 */
+#define OFF_REPLY_ERROR 0
+#define OFF_REPLY_NUM_COMMON_CAPS (4 + SPICE_TICKET_PUBKEY_BYTES)
+#define OFF_REPLY_CAPS_OFFSET (OFF_REPLY_NUM_COMMON_CAPS + 8)
+#define MINI_HEADER_BYTES sizeof(SpiceMiniDataHeader)  /* 6: type, size */
+#define FULL_HEADER_BYTES sizeof(SpiceDataHeader)      /* 18: serial, type, size, sub_list */
+/* spice-server sends MAIN_INIT first; allow a few others before it. */
+#define MAX_MESSAGES_BEFORE_INIT 8
+
+G_STATIC_ASSERT(sizeof(SpiceLinkReply) == 178);
+G_STATIC_ASSERT(sizeof(SpiceMiniDataHeader) == 6);
+G_STATIC_ASSERT(sizeof(SpiceDataHeader) == 18);
+
+enum {
+    SCAN_REPLY_HEADER = 0,
+    SCAN_REPLY_BODY,
+    SCAN_RESULT,
+    SCAN_MESSAGE_HEADER,
+    SCAN_SKIP_BODY,
+    SCAN_INIT_BODY,
+};
+
+static uint16_t
+read_le16(const guint8 *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+void
+sg_spice_main_scan_init(SgSpiceMainScan *scan, const SgSpiceLink *client_link)
+{
+    memset(scan, 0, sizeof(*scan));
+    scan->stage = SCAN_REPLY_HEADER;
+    scan->need = HEADER_BYTES;
+    scan->client_mini = (client_link->common_caps0 & (1u << SPICE_COMMON_CAP_MINI_HEADER)) != 0;
+}
+
+static void
+expect(SgSpiceMainScan *scan, uint8_t stage, uint32_t need)
+{
+    scan->stage = stage;
+    scan->need = need;
+    scan->have = 0;
+}
+
+/* One stage's bytes are complete in scan->buf: check them and move on. */
+static SgParseResult
+scan_step(SgSpiceMainScan *scan, uint32_t *session_id, const char **reason)
+{
+    const uint32_t magic = SPICE_MAGIC;
+    uint32_t size, ncaps, caps_offset, server_caps0 = 0;
+    uint16_t type;
+
+    switch (scan->stage) {
+    case SCAN_REPLY_HEADER:
+        if (memcmp(scan->buf + OFF_MAGIC, &magic, sizeof(magic)) != 0)
+            return fail(reason, "link reply: bad magic");
+        if (read_le32(scan->buf + OFF_MAJOR) != SPICE_VERSION_MAJOR)
+            return fail(reason, "link reply: other major version");
+        size = read_le32(scan->buf + OFF_SIZE);
+        if (size < REPLY_BYTES || size > SG_MAIN_SCAN_REPLY_MAX)
+            return fail(reason, "link reply: unexpected size");
+        expect(scan, SCAN_REPLY_BODY, size);
+        return SG_PARSE_AGAIN;
+    case SCAN_REPLY_BODY:
+        if (read_le32(scan->buf + OFF_REPLY_ERROR) != SPICE_LINK_ERR_OK)
+            return fail(reason, "link refused by the SPICE server");
+        ncaps = read_le32(scan->buf + OFF_REPLY_NUM_COMMON_CAPS);
+        caps_offset = read_le32(scan->buf + OFF_REPLY_CAPS_OFFSET);
+        if (ncaps > 0 && caps_offset >= REPLY_BYTES && caps_offset <= scan->need - 4)
+            server_caps0 = read_le32(scan->buf + caps_offset);
+        scan->mini = scan->client_mini &&
+                     (server_caps0 & (1u << SPICE_COMMON_CAP_MINI_HEADER)) != 0;
+        expect(scan, SCAN_RESULT, 4);
+        return SG_PARSE_AGAIN;
+    case SCAN_RESULT:
+        /* Anything but OK: a refused ticket, or SASL data (not followed). */
+        if (read_le32(scan->buf) != SPICE_LINK_ERR_OK)
+            return fail(reason, "no successful link result");
+        expect(scan, SCAN_MESSAGE_HEADER, scan->mini ? MINI_HEADER_BYTES : FULL_HEADER_BYTES);
+        return SG_PARSE_AGAIN;
+    case SCAN_MESSAGE_HEADER:
+        type = read_le16(scan->buf + (scan->mini ? 0 : 8));
+        size = read_le32(scan->buf + (scan->mini ? 2 : 10));
+        if (type == SPICE_MSG_MAIN_INIT) {
+            if (size < 4)
+                return fail(reason, "MAIN_INIT too short");
+            expect(scan, SCAN_INIT_BODY, 4);
+            return SG_PARSE_AGAIN;
+        }
+        if (++scan->messages > MAX_MESSAGES_BEFORE_INIT)
+            return fail(reason, "no MAIN_INIT among the first messages");
+        scan->skip = size;
+        expect(scan, size > 0 ? SCAN_SKIP_BODY : SCAN_MESSAGE_HEADER,
+               scan->mini ? MINI_HEADER_BYTES : FULL_HEADER_BYTES);
+        return SG_PARSE_AGAIN;
+    case SCAN_INIT_BODY:
+        *session_id = read_le32(scan->buf);
+        return SG_PARSE_OK;
+    default:
+        return fail(reason, "scan already over");
+    }
+}
+
+SgParseResult
+sg_spice_main_scan_feed(SgSpiceMainScan *scan, const guint8 *data, gsize len,
+                        uint32_t *session_id, const char **reason)
+{
+    if (reason != NULL)
+        *reason = NULL;
+    while (len > 0) {
+        gsize take;
+        SgParseResult res;
+
+        if (scan->stage == SCAN_SKIP_BODY) {
+            take = MIN(len, (gsize)scan->skip);
+            scan->skip -= (uint32_t)take;
+            data += take;
+            len -= take;
+            if (scan->skip == 0)
+                expect(scan, SCAN_MESSAGE_HEADER,
+                       scan->mini ? MINI_HEADER_BYTES : FULL_HEADER_BYTES);
+            continue;
+        }
+        take = MIN(len, (gsize)(scan->need - scan->have));
+        memcpy(scan->buf + scan->have, data, take);
+        scan->have += (uint32_t)take;
+        data += take;
+        len -= take;
+        if (scan->have < scan->need)
+            break;
+        res = scan_step(scan, session_id, reason);
+        if (res != SG_PARSE_AGAIN) {
+            scan->stage = 0xff;   /* over: a later feed fails */
+            return res;
+        }
+    }
+    return SG_PARSE_AGAIN;
 }
 
 const char *

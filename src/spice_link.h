@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sg_types.h"
@@ -25,6 +26,7 @@ typedef struct {
     uint8_t channel_id;
     uint32_t num_common_caps;
     uint32_t num_channel_caps;
+    uint32_t common_caps0;      /* first common capability word, 0 if none */
     gsize total_bytes;          /* header + body: the whole link message */
 } SgSpiceLink;
 
@@ -38,3 +40,34 @@ SgParseResult sg_spice_link_parse(const guint8 *buf, gsize len, SgSpiceLink *out
 
 /* "main", "display", ... or "unknown" for a type this build does not name. */
 const char *sg_spice_channel_name(uint8_t channel_type);
+
+/* The SPICE server's side of a main channel, read only as far as the
+ * session id it assigns: link reply, link result, then messages up to
+ * SPICE_MSG_MAIN_INIT, whose first field is that id. The client puts it
+ * into the link message of every other channel of the console
+ * (connection_id), so it names the console in every channel's log line.
+ * Fed the server's bytes as they pass, in any pieces; keeps no pointer to
+ * them. 512: spice-server's link reply is 178 bytes plus a few capability
+ * words; anything larger is not worth following. */
+#define SG_MAIN_SCAN_REPLY_MAX 512
+
+typedef struct {
+    uint8_t stage;
+    bool client_mini;           /* the client offered mini headers */
+    bool mini;                  /* both sides did: 6-byte message headers */
+    uint32_t need;              /* bytes to collect for this stage */
+    uint32_t have;
+    uint32_t skip;              /* body bytes of a message before MAIN_INIT */
+    uint32_t messages;          /* messages seen before MAIN_INIT */
+    uint8_t buf[SG_MAIN_SCAN_REPLY_MAX];
+} SgSpiceMainScan;
+
+/* Starts a scan for the main channel whose link message was @client_link. */
+void sg_spice_main_scan_init(SgSpiceMainScan *scan, const SgSpiceLink *client_link);
+
+/* Reads @len more bytes from the server. OK: *session_id is the id (stop
+ * feeding). AGAIN: every byte was used, feed more. INVALID: the stream is
+ * not what a main channel that links successfully sends (refused link or
+ * ticket, SASL, an odd server); *reason says why; stop feeding. */
+SgParseResult sg_spice_main_scan_feed(SgSpiceMainScan *scan, const guint8 *data, gsize len,
+                                      uint32_t *session_id, const char **reason);

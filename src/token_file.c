@@ -366,7 +366,7 @@ read_token_file(const char *file, bool reloading, GError **error)
     if (len == 0) {
         g_free(contents);
         if (!reloading) {
-            g_warning("tokens: %s: empty file (0 bytes): no tokens", file);
+            sg_warning_once("tokens: %s: empty file (0 bytes): no tokens", file);
             return g_steal_pointer(&table);
         }
         g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
@@ -396,7 +396,7 @@ read_token_file(const char *file, bool reloading, GError **error)
             reason = "bad line";
         if (reason != NULL) {
             if (++bad <= SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES)
-                g_warning("%s:%u: %s", file, lineno, reason);
+                sg_warning_once("%s:%u: %s", file, lineno, reason);
             continue;
         }
         if (token == NULL)
@@ -404,7 +404,7 @@ read_token_file(const char *file, bool reloading, GError **error)
         if (g_hash_table_contains(table, token)) {
             g_autofree char *tag = sg_log_redact(token);
 
-            g_warning("%s:%u: duplicate token %s; this line wins", file, lineno, tag);
+            sg_warning_once("%s:%u: duplicate token %s; this line wins", file, lineno, tag);
         }
         g_hash_table_replace(table, token, tgt);   /* takes both */
     }
@@ -412,7 +412,7 @@ read_token_file(const char *file, bool reloading, GError **error)
     explicit_bzero(contents, len);
     g_free(contents);
     if (bad > SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES)
-        g_warning("%s: %u more bad line(s) not shown", file,
+        sg_warning_once("%s: %u more bad line(s) not shown", file,
                   bad - SG_TOKEN_FILE_MAX_LOGGED_BAD_LINES);
     if (bad > 0) {
         g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: %u bad line(s)", file, bad);
@@ -452,13 +452,13 @@ settle(Load *load, const char *file, GHashTable *table, GError *why)
     load->failed++;
     if (prev != NULL) {
         load->kept++;
-        g_warning("tokens: %s; keeping the %u token(s) it had before", local->message,
+        sg_warning_once("tokens: %s; keeping the %u token(s) it had before", local->message,
                   g_hash_table_size(prev));
         g_hash_table_replace(load->files, g_strdup(file), g_hash_table_ref(prev));
     } else if (load->prev != NULL) {
-        g_warning("tokens: %s; none of its tokens loaded", local->message);
+        sg_warning_once("tokens: %s; none of its tokens loaded", local->message);
     } else {
-        g_warning("tokens: %s", local->message);
+        sg_warning_once("tokens: %s", local->message);
     }
     if (load->first == NULL)
         load->first = g_steal_pointer(&local);
@@ -523,7 +523,7 @@ load_path(const char *path, Load *load, GError **error)
              * keeps its tokens. Other names that are no regular file are
              * not token files: subdirectories, sockets, dangling links. */
             if (!had && stat(file, &st) != 0) {
-                g_warning("token file %s: %s; file skipped", file, g_strerror(errno));
+                sg_warning_once("token file %s: %s; file skipped", file, g_strerror(errno));
                 continue;
             }
             if (!had && !S_ISREG(st.st_mode)) {
@@ -571,7 +571,7 @@ merge(GHashTable *files)
             if (g_hash_table_contains(merged, token)) {
                 g_autofree char *tag = sg_log_redact(token);
 
-                g_warning("%s: duplicate token %s, also in an earlier file; this file wins",
+                sg_warning_once("%s: duplicate token %s, also in an earlier file; this file wins",
                           (const char *)names[i], tag);
             }
             g_hash_table_insert(merged, token, tgt);
@@ -628,7 +628,7 @@ token_file_reload(SgTokenBackend *backend, GError **error)
     tf->files = g_steal_pointer(&load.files);
     tf->targets = merge(tf->files);
     if (load.failed == 0) {
-        g_message("tokens: %u loaded from %s", g_hash_table_size(tf->targets), tf->path);
+        sg_message_once("tokens: %u loaded from %s", g_hash_table_size(tf->targets), tf->path);
         load_clear(&load);
         return TRUE;
     }
@@ -677,7 +677,7 @@ sg_token_file_new(const char *path, GError **error)
     tf->files = g_steal_pointer(&load.files);
     tf->targets = merge(tf->files);
     load_clear(&load);
-    g_message("tokens: %u loaded from %s", g_hash_table_size(tf->targets), path);
+    sg_message_once("tokens: %u loaded from %s", g_hash_table_size(tf->targets), path);
     return &tf->parent;
 }
 

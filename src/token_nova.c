@@ -708,7 +708,7 @@ on_version_reply(const SgHttpResponse *resp, gpointer data)
                       "every token check will fail with 406", nb->cfg->nova_api_version,
                       min ? min : "?", max);
         else
-            g_message("nova: compute API supports %s..%s; using %s", min ? min : "?", max,
+            sg_message_once("nova: compute API supports %s..%s; using %s", min ? min : "?", max,
                       nb->cfg->nova_api_version);
     }
 }

@@ -20,6 +20,7 @@
 
 #include <glib.h>
 
+#include "log.h"
 #include "web.h"
 
 /* 4096: PATH_MAX on Linux; no file we serve has a longer name, so a longer
@@ -179,11 +180,11 @@ sg_web_new(const char *const *roots)
         struct stat st;
 
         if (real == NULL) {
-            g_warning("web root %s: %s; skipped", roots[i], g_strerror(errno));
+            sg_warning_once("web root %s: %s; skipped", roots[i], g_strerror(errno));
             continue;
         }
         if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            g_warning("web root %s: not a directory; skipped", roots[i]);
+            sg_warning_once("web root %s: not a directory; skipped", roots[i]);
             free(real);
             continue;
         }

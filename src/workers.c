@@ -37,6 +37,7 @@
 #include <glib.h>
 
 #include "preflight.h"
+#include "log.h"
 #include "workers.h"
 
 /* A worker that dies is restarted after this long, so a worker that
@@ -310,6 +311,7 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
         break;
     }
     case SIGHUP:
+        sg_log_reopen();          /* the workers reopen theirs themselves */
         g_message("reload: passing SIGHUP to %u worker(s)", count_running(m));
         sg_notify_systemd_reloading();
         stop_workers(m, SIGHUP);

@@ -769,6 +769,13 @@ async function consoleShowsGuestAndTakesKeys(t, combo) {
         assert.equal(l.fields.target, `127.0.0.1:${fx.spicePort}`, l.line);
     }
     assert.ok(!server.proxy.output.includes(fx.token), 'spicegate logged a token in full');
+    // One console, one id: every channel's line says console=N, the
+    // connection id QEMU lists for this page's channels (a signed 32-bit
+    // number in query-spice).
+    const consoleIds = new Set(opened.map((l) => l.fields.console));
+    assert.equal(consoleIds.size, 1, `console ids:\n${opened.map((l) => l.line).join('\n')}`);
+    const qemuIds = new Set(mine.map((c) => String(c['connection-id'] >>> 0)));
+    assert.deepEqual([...consoleIds], [...qemuIds], 'console= is QEMU\'s connection id');
 
     // Closing the page ends every session: QEMU drops the channels, and
     // spicegate writes one "close" line for each "open" line.

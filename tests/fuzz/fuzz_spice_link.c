@@ -3,7 +3,9 @@
  *
  * Besides crashes, it checks the parser's promises: AGAIN never once the
  * cap is reached, OK only within the cap and the input, the same answer
- * for the message alone, and AGAIN for it one byte short.
+ * for the message alone, and AGAIN for it one byte short. The same bytes
+ * then go, as a SPICE server's side of a main channel, through the
+ * session-id scan, whole and in two pieces, which must agree.
  */
 #include "autoconfig.h"
 
@@ -46,6 +48,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     default:
         abort();
+    }
+
+    {
+        SgSpiceLink client = { .common_caps0 = size > 0 && (data[0] & 1) ? 1u << 3 : 0 };
+        SgSpiceMainScan whole, split;
+        uint32_t id_whole = 0, id_split = 0;
+        SgParseResult r_whole, r_split;
+        gsize cut = size / 2;
+
+        sg_spice_main_scan_init(&whole, &client);
+        sg_spice_main_scan_init(&split, &client);
+        r_whole = sg_spice_main_scan_feed(&whole, data, size, &id_whole, &reason);
+        if (r_whole == SG_PARSE_INVALID && reason == NULL)
+            abort();
+        r_split = sg_spice_main_scan_feed(&split, data, cut, &id_split, NULL);
+        if (r_split == SG_PARSE_AGAIN)
+            r_split = sg_spice_main_scan_feed(&split, data + cut, size - cut, &id_split, NULL);
+        if (r_split != r_whole || id_split != id_whole)
+            abort();
     }
     return 0;
 }

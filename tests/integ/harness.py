@@ -1299,7 +1299,8 @@ def make_cert(directory, cn="localhost"):
 # ---------------------------------------------------------------------------
 # Test case bases.
 
-BAD_LOG_LINE = re.compile(r"-CRITICAL \*\*|-ERROR \*\*|ERROR: AddressSanitizer|"
+BAD_LOG_LINE = re.compile(r"\] CRITICAL: |\] ERROR: |\"level\":\"(?:critical|error)\"|"
+                          r"-CRITICAL \*\*|-ERROR \*\*|ERROR: AddressSanitizer|"
                           r"runtime error: |ERROR: LeakSanitizer")
 
 
@@ -1404,6 +1405,17 @@ class QemuTestCase(IntegTestCase):
         super().setUp()
         self.assert_qemu_alive("before the test")
         self.addCleanup(self.assert_qemu_alive, "after the test")
+        # QEMU 7.2's SPICE server tears a client down after its sockets
+        # close; a new console linking meanwhile has crashed it (SIGSEGV,
+        # "got disconnected while connecting channel"), more often on a
+        # loaded machine. Start each test once the previous test's (or
+        # setUpClass's probe's) channels are gone.
+        qmp = QmpClient(self.qemu.qmp_path)
+        try:
+            poll_until(lambda: not qmp.spice_channels(),
+                       "QEMU to drop the channels of earlier connections")
+        finally:
+            qmp.close()
 
     def assert_qemu_alive(self, when):
         """QEMU must outlive every test: if it dies, say so with its stderr

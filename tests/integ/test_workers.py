@@ -10,8 +10,8 @@ import signal
 import socket
 
 from harness import (
-    CHANNEL_MAIN, IntegTestCase, link_message, poll_until, random_token, run_spicegate,
-    PAGES, SPICE_HTML5,
+    CHANNEL_MAIN, IntegTestCase, WsClosed, link_message, poll_until, random_token,
+    run_spicegate, PAGES, SPICE_HTML5,
 )
 
 
@@ -83,13 +83,68 @@ class Workers(IntegTestCase):
         new = random_token()
         self.sg.write_tokens({self.token: self.peer.target, new: self.peer.target})
         os.kill(self.sg.pid, signal.SIGHUP)
-        self.sg.wait_log(r"tokens: 2 loaded", count=2)
+        # Only worker 0 says so (test_startup_messages_once); that every
+        # worker reloaded shows in each one alone accepting the new token.
+        self.sg.wait_log(r"tokens: 2 loaded")
         for stopped in self.workers:
             os.kill(stopped, signal.SIGSTOP)
             try:
-                self.assertTrue(self.relays(new))
+                poll_until(lambda: self._relays_on(self.sg, new),
+                           "the worker other than %d to accept the new token" % stopped)
             finally:
                 os.kill(stopped, signal.SIGCONT)
+
+    def test_startup_messages_once(self):
+        """What every worker would say alike at start and on reload (tokens
+        loaded, a bad token line) appears once, not once per worker."""
+        token = random_token()
+        sg = self.start_spicegate({token: self.peer.target}, token_lines=("not a token line",),
+                                  extra_args=["--workers", "3"])
+        poll_until(lambda: len(children(sg.pid)) == 3, "three workers")
+        workers = children(sg.pid)
+        # The master logs this once all three workers have loaded the file.
+        sg.wait_log(r"listening on port %d \(http/ws, 3 workers\)" % sg.port)
+        self.assertEqual(len(re.findall(r"tokens: 1 loaded", sg.log())), 1, sg.log_tail())
+        self.assertEqual(len(re.findall(r"tokens:\d+: .*line skipped", sg.log())), 1,
+                         sg.log_tail())
+        new = random_token()
+        sg.write_tokens({token: self.peer.target, new: self.peer.target},
+                        ("not a token line",))
+        os.kill(sg.pid, signal.SIGHUP)
+        sg.wait_log(r"tokens: 2 loaded")
+        # Every worker has reloaded once each alone accepts the new token.
+        for stopped in workers:
+            for other in workers:
+                if other != stopped:
+                    os.kill(other, signal.SIGSTOP)
+            try:
+                ws_ok = poll_until(lambda: self._relays_on(sg, new),
+                                   "worker %d to accept the new token" % stopped)
+                self.assertTrue(ws_ok)
+            finally:
+                for other in workers:
+                    if other != stopped:
+                        os.kill(other, signal.SIGCONT)
+        self.assertEqual(len(re.findall(r"tokens: 2 loaded", sg.log())), 1, sg.log_tail())
+        self.assertEqual(len(re.findall(r"tokens:\d+: .*line skipped", sg.log())), 2,
+                         sg.log_tail())
+        # Stopping: the master's lines, not one set per worker.
+        os.kill(sg.pid, signal.SIGTERM)
+        self.assertEqual(sg.wait_exit(), 0)
+        self.assertEqual(len(re.findall(r"\bstopped$", sg.log(), re.M)), 1, sg.log_tail())
+
+    def _relays_on(self, sg, token):
+        """A fresh session on @sg echoes its link message (True), or is
+        refused (False: a worker that has not reloaded yet)."""
+        ws = sg.ws(token=token)
+        try:
+            msg = link_message(CHANNEL_MAIN)
+            ws.send_binary(msg)
+            return ws.recv_exact(len(msg)) == msg
+        except WsClosed:
+            return False
+        finally:
+            ws.close()
 
     def test_dead_worker_is_restarted(self):
         victim = self.workers[0]

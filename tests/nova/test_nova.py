@@ -348,6 +348,10 @@ class NovaTestCase(IntegTestCase):
 
     # -- OpenStack -------------------------------------------------------------
 
+    def instance_uuid(self):
+        """The instance every minted token belongs to (openstack_env's)."""
+        return openstack_env.load_env(self.env_dir)["instance_uuid"]
+
     def mint(self, ttl=600, console_type="spice-html5", host="127.0.0.1", port=None,
              internal_access_path=None):
         """A console token stored in Nova for QEMU's SPICE port, as
@@ -472,8 +476,12 @@ class NovaBackend(NovaTestCase):
         lines = lookup_lines(self.env_dir, token)
         self.assertEqual(len(lines), 1, lines)
         self.assertIn('microversion: "compute 2.31"', lines[0])
-        sg.wait_log(r"\[s:\d+\] open client=\S+ %s target=127\.0\.0\.1:%d channel=main"
-                    % (re.escape(token_tag(token)), self.qemu.port))
+        # Nova knows the instance: the open line names it, at the default
+        # level, after the console id QEMU gave the main channel.
+        sg.wait_log(r"\[s:\d+\] open client=\S+ %s target=127\.0\.0\.1:%d channel=main "
+                    r"console=\d+ instance=%s\n"
+                    % (re.escape(token_tag(token)), self.qemu.port,
+                       re.escape(self.instance_uuid())))
 
     # 2 ------------------------------------------------------------------------
 

@@ -354,6 +354,210 @@ START_TEST(test_spice_link_names_channels)
 }
 END_TEST
 
+/* --- the server's side of a main channel (sg_spice_main_scan_feed) -------- */
+
+/* What a SPICE server sends on a main channel, built here from the spec:
+ * link header + SpiceLinkReply (+ one common caps word), the link result,
+ * @n_before other messages, then MAIN_INIT with @session_id. */
+typedef struct {
+    uint32_t reply_error;
+    bool server_mini;           /* SPICE_COMMON_CAP_MINI_HEADER in the reply */
+    uint32_t result;
+    guint n_before;             /* messages before MAIN_INIT */
+    uint32_t before_size;       /* body size of each */
+    bool mini;                  /* headers the stream uses */
+} ServerSpec;
+
+static void
+put_le16(guint8 *p, uint16_t v)
+{
+    p[0] = v & 0xff;
+    p[1] = (v >> 8) & 0xff;
+}
+
+static void
+append_message(GByteArray *out, bool mini, uint16_t type, const guint8 *body, uint32_t size)
+{
+    guint8 hdr[18] = { 0 };
+
+    if (mini) {
+        put_le16(hdr, type);
+        put_le32(hdr + 2, size);
+        g_byte_array_append(out, hdr, 6);
+    } else {
+        hdr[0] = 1;             /* serial */
+        put_le16(hdr + 8, type);
+        put_le32(hdr + 10, size);
+        g_byte_array_append(out, hdr, 18);
+    }
+    if (size > 0)
+        g_byte_array_append(out, body, size);
+}
+
+static GByteArray *
+server_stream(const ServerSpec *spec, uint32_t session_id)
+{
+    GByteArray *out = g_byte_array_new();
+    guint8 hdr[16], reply[178 + 4] = { 0 }, word[4], init[32] = { 0 };
+    g_autofree guint8 *filler = g_malloc0(MAX(spec->before_size, 1));
+
+    memcpy(hdr, "REDQ", 4);
+    put_le32(hdr + 4, SPICE_VERSION_MAJOR);
+    put_le32(hdr + 8, SPICE_VERSION_MINOR);
+    put_le32(hdr + 12, sizeof(reply));
+    g_byte_array_append(out, hdr, sizeof(hdr));
+    put_le32(reply, spec->reply_error);
+    reply[4] = 0x30;            /* a public key's first byte; never read */
+    put_le32(reply + 166, 1);   /* one common caps word */
+    put_le32(reply + 170, 0);
+    put_le32(reply + 174, 178); /* caps right after SpiceLinkReply */
+    put_le32(reply + 178, (1u << SPICE_COMMON_CAP_AUTH_SPICE) |
+                              (spec->server_mini ? 1u << SPICE_COMMON_CAP_MINI_HEADER : 0));
+    g_byte_array_append(out, reply, sizeof(reply));
+    put_le32(word, spec->result);
+    g_byte_array_append(out, word, 4);
+    for (guint i = 0; i < spec->n_before; i++)
+        append_message(out, spec->mini, SPICE_MSG_PING, filler, spec->before_size);
+    put_le32(init, session_id);
+    put_le32(init + 4, 1);      /* display_channels_hint, so the id is not alone */
+    append_message(out, spec->mini, SPICE_MSG_MAIN_INIT, init, sizeof(init));
+    return out;
+}
+
+static void
+scan_init_for(SgSpiceMainScan *scan, bool client_mini)
+{
+    SgSpiceLink client = { .channel_type = SPICE_CHANNEL_MAIN,
+                           .common_caps0 = client_mini ? 1u << SPICE_COMMON_CAP_MINI_HEADER : 0 };
+
+    sg_spice_main_scan_init(scan, &client);
+}
+
+static const struct {
+    const char *name;
+    bool client_mini;
+    ServerSpec server;
+} scan_found[] = {
+    { "mini headers", true, { .server_mini = true, .mini = true } },
+    { "client without mini headers", false, { .server_mini = true, .mini = false } },
+    { "server without mini headers", true, { .server_mini = false, .mini = false } },
+    { "messages before MAIN_INIT", true,
+      { .server_mini = true, .mini = true, .n_before = 3, .before_size = 1000 } },
+    { "empty messages before MAIN_INIT", false,
+      { .server_mini = true, .mini = false, .n_before = 8, .before_size = 0 } },
+};
+
+/* Whole stream at once, then in two pieces cut anywhere, then byte by
+ * byte: the same id each time, found as soon as its 4 bytes are in (the
+ * 28 bytes after them in MAIN_INIT are not needed). */
+START_TEST(test_spice_main_scan_finds_session_id)
+{
+    g_autoptr(GByteArray) stream = server_stream(&scan_found[_i].server, 0xdeadbeef);
+    guint id_end = stream->len - 28;
+    SgSpiceMainScan scan;
+    uint32_t id = 0;
+    const char *why = NULL;
+
+    scan_init_for(&scan, scan_found[_i].client_mini);
+    ck_assert_msg(sg_spice_main_scan_feed(&scan, stream->data, stream->len, &id, &why) ==
+                  SG_PARSE_OK, "%s: %s", scan_found[_i].name, why ? why : "AGAIN");
+    ck_assert_uint_eq(id, 0xdeadbeef);
+
+    for (guint cut = 1; cut < id_end; cut++) {
+        id = 0;
+        scan_init_for(&scan, scan_found[_i].client_mini);
+        ck_assert_int_eq(sg_spice_main_scan_feed(&scan, stream->data, cut, &id, &why),
+                         SG_PARSE_AGAIN);
+        ck_assert_int_eq(sg_spice_main_scan_feed(&scan, stream->data + cut, stream->len - cut,
+                                                 &id, &why), SG_PARSE_OK);
+        ck_assert_uint_eq(id, 0xdeadbeef);
+    }
+
+    id = 0;
+    scan_init_for(&scan, scan_found[_i].client_mini);
+    for (guint i = 0; i + 1 < id_end; i++)
+        ck_assert_int_eq(sg_spice_main_scan_feed(&scan, stream->data + i, 1, &id, &why),
+                         SG_PARSE_AGAIN);
+    ck_assert_int_eq(sg_spice_main_scan_feed(&scan, stream->data + id_end - 1, 1, &id, &why),
+                     SG_PARSE_OK);
+    ck_assert_uint_eq(id, 0xdeadbeef);
+}
+END_TEST
+
+static const struct {
+    const char *name;
+    bool client_mini;
+    ServerSpec server;
+    gssize patch_at;            /* >= 0: overwrite the byte there */
+    guint8 patch;
+} scan_given_up[] = {
+    { "link refused", true, { .reply_error = SPICE_LINK_ERR_BAD_CONNECTION_ID,
+                              .server_mini = true, .mini = true }, -1, 0 },
+    { "ticket refused", true, { .result = SPICE_LINK_ERR_PERMISSION_DENIED,
+                                .server_mini = true, .mini = true }, -1, 0 },
+    { "too many messages first", true,
+      { .server_mini = true, .mini = true, .n_before = 9, .before_size = 4 }, -1, 0 },
+    { "bad magic", true, { .server_mini = true, .mini = true }, 0, 'X' },
+    { "other major version", true, { .server_mini = true, .mini = true }, 4, 3 },
+    { "reply larger than the cap", true, { .server_mini = true, .mini = true }, 13, 0x10 },
+    { "reply smaller than SpiceLinkReply", true, { .server_mini = true, .mini = true }, 12, 10 },
+};
+
+START_TEST(test_spice_main_scan_gives_up)
+{
+    g_autoptr(GByteArray) stream = server_stream(&scan_given_up[_i].server, 42);
+    SgSpiceMainScan scan;
+    uint32_t id = 0;
+    const char *why = NULL;
+
+    if (scan_given_up[_i].patch_at >= 0)
+        stream->data[scan_given_up[_i].patch_at] = scan_given_up[_i].patch;
+    scan_init_for(&scan, scan_given_up[_i].client_mini);
+    ck_assert_msg(sg_spice_main_scan_feed(&scan, stream->data, stream->len, &id, &why) ==
+                  SG_PARSE_INVALID, "%s: not given up", scan_given_up[_i].name);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_uint_eq(id, 0);
+    /* Over is over: more bytes do not revive it. */
+    ck_assert_int_eq(sg_spice_main_scan_feed(&scan, stream->data, stream->len, &id, &why),
+                     SG_PARSE_INVALID);
+}
+END_TEST
+
+/* A MAIN_INIT whose header says 3 bytes cannot hold the id. */
+START_TEST(test_spice_main_scan_short_init)
+{
+    ServerSpec spec = { .server_mini = true, .mini = true };
+    g_autoptr(GByteArray) stream = server_stream(&spec, 42);
+    SgSpiceMainScan scan;
+    uint32_t id = 0;
+    const char *why = NULL;
+
+    /* The MAIN_INIT header is the 6 bytes before its 32-byte body. */
+    put_le32(stream->data + stream->len - 32 - 4, 3);
+    scan_init_for(&scan, true);
+    ck_assert_int_eq(sg_spice_main_scan_feed(&scan, stream->data, stream->len, &id, &why),
+                     SG_PARSE_INVALID);
+}
+END_TEST
+
+/* The client's first common caps word, which decides mini headers. */
+START_TEST(test_spice_link_reports_common_caps)
+{
+    LinkSpec spec = valid_spec(SPICE_CHANNEL_MAIN);
+    gsize len;
+    g_autofree guint8 *buf = build(&spec, 4096, &len);
+    SgSpiceLink link;
+
+    ck_assert_int_eq(sg_spice_link_parse(buf, len, &link, NULL, NULL), SG_PARSE_OK);
+    ck_assert_uint_eq(link.common_caps0, 0xaaaaaaaa);
+    spec.num_common_caps = 0;
+    g_free(buf);
+    buf = build(&spec, 4096, &len);
+    ck_assert_int_eq(sg_spice_link_parse(buf, len, &link, NULL, NULL), SG_PARSE_OK);
+    ck_assert_uint_eq(link.common_caps0, 0);
+}
+END_TEST
+
 static Suite *
 spice_link_suite(void)
 {
@@ -369,6 +573,10 @@ spice_link_suite(void)
     tcase_add_loop_test(tc, test_spice_link_rejects_invalid, 0, G_N_ELEMENTS(invalid_cases));
     tcase_add_loop_test(tc, test_spice_link_accepts_boundaries, 0, G_N_ELEMENTS(valid_cases));
     tcase_add_test(tc, test_spice_link_never_again_at_cap);
+    tcase_add_loop_test(tc, test_spice_main_scan_finds_session_id, 0, G_N_ELEMENTS(scan_found));
+    tcase_add_loop_test(tc, test_spice_main_scan_gives_up, 0, G_N_ELEMENTS(scan_given_up));
+    tcase_add_test(tc, test_spice_main_scan_short_init);
+    tcase_add_test(tc, test_spice_link_reports_common_caps);
     suite_add_tcase(s, tc);
 
     tcase_set_timeout(names, 10);
