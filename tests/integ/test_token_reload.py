@@ -12,8 +12,8 @@ import socket
 import time
 
 from harness import (
-    CHANNEL_MAIN, CLOSE_BAD_TOKEN, Deadline, IntegTestCase, Spicegate, WsClosed, link_message,
-    poll_until, random_token, run_spicegate,
+    CHANNEL_MAIN, CLOSE_BAD_TOKEN, PAGES, SPICE_HTML5, Deadline, IntegTestCase, Spicegate,
+    WsClosed, link_message, poll_until, random_token, run_spicegate,
 )
 
 # The cap of src/token_file.h (SG_TOKEN_FILE_MAX_BYTES).
@@ -167,7 +167,8 @@ class StartWithBadFile(IntegTestCase):
         path = os.path.join(self.tmp, "tokens")
         with open(path, "w") as f:
             f.write("%s: 127.0.0.1:5900\n%s 127.0.0.1:1\n%s: 127.0.0.1:0\n" % (good, bad, bad))
-        status, _, err = run_spicegate(["--listen", "127.0.0.1:0", "--token-file", path])
+        status, _, err = run_spicegate(["--listen", "127.0.0.1:0", "--token-file", path,
+                                        "--web", SPICE_HTML5, "--pages", PAGES])
         self.assertEqual(status, 2, err)
         self.assertRegex(err, re.escape(path) + r":2: expected 'TOKEN: HOST:PORT'")
         self.assertRegex(err, re.escape(path) + r":3: port out of range")
