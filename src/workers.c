@@ -316,10 +316,11 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
         sg_notify_systemd_reloading();
         stop_workers(m, SIGHUP);
         {
-            /* The workers reload on their own; each logs its result. */
+            /* The workers reload on their own; worker 0 logs the result
+             * (they all read the same files). */
             g_autofree char *state =
-                g_strdup_printf("READY=1\nSTATUS=reload passed to %u worker(s); each logs "
-                                "its result", count_running(m));
+                g_strdup_printf("READY=1\nSTATUS=reload passed to %u worker(s); see the "
+                                "log for its result", count_running(m));
 
             sg_notify_systemd(state);
         }
