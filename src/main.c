@@ -583,6 +583,10 @@ main(int argc, char **argv)
             sg_log_set_quiet_once(false);
 
             if (probe == NULL) {
+                /* Now loudly, so that every bad line is listed. */
+                g_clear_error(&error);
+                probe = new_token_backend(cfg, &error);
+                g_clear_pointer(&probe, sg_token_backend_free);
                 fprintf(stderr, "spicegate: [tokens] %s: %s\n", cfg->token_backend,
                         error->message);
                 sg_config_free(cfg);

@@ -167,14 +167,17 @@ class StartWithBadFile(IntegTestCase):
         path = os.path.join(self.tmp, "tokens")
         with open(path, "w") as f:
             f.write("%s: 127.0.0.1:5900\n%s 127.0.0.1:1\n%s: 127.0.0.1:0\n" % (good, bad, bad))
-        status, _, err = run_spicegate(["--listen", "127.0.0.1:0", "--token-file", path,
-                                        "--web", SPICE_HTML5, "--pages", PAGES])
-        self.assertEqual(status, 2, err)
-        self.assertRegex(err, re.escape(path) + r":2: expected 'TOKEN: HOST:PORT'")
-        self.assertRegex(err, re.escape(path) + r":3: port out of range")
-        self.assertRegex(err, r"spicegate: \[tokens\] file: .*2 bad line\(s\)")
-        self.assertNotIn(good, err)
-        self.assertNotIn(bad, err)
+        for workers in ("1", "2"):   # with workers, the master checks the file first
+            with self.subTest(workers=workers):
+                status, _, err = run_spicegate(["--listen", "127.0.0.1:0", "--token-file", path,
+                                                "--web", SPICE_HTML5, "--pages", PAGES,
+                                                "--workers", workers])
+                self.assertEqual(status, 2, err)
+                self.assertRegex(err, re.escape(path) + r":2: expected 'TOKEN: HOST:PORT'")
+                self.assertRegex(err, re.escape(path) + r":3: port out of range")
+                self.assertRegex(err, r"spicegate: \[tokens\] file: .*2 bad line\(s\)")
+                self.assertNotIn(good, err)
+                self.assertNotIn(bad, err)
 
     def test_empty_file_at_start_is_no_tokens(self):
         # Nothing to keep at start: an empty file is no tokens, logged (a
