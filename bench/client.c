@@ -6,8 +6,14 @@
  * that "binary" came back, then sends masked binary frames (a fresh random
  * mask per frame) and opens with a SPICE link message. With --tcp it skips
  * the websocket layer (plain TCP straight to the target, the physical
- * limit) but still sends the link message. One epoll thread; all output
- * is one line of key=value pairs on stdout, errors on stderr.
+ * limit) but still sends the link message. With --tls it speaks wss: a
+ * non-blocking OpenSSL client under the same loop, offering ALPN http/1.1
+ * only (as a browser's websocket does over HTTP/1.1), TLS 1.2 or 1.3 with
+ * the cipher suites in a browser's order, no certificate check (the
+ * certificate is self-signed; a browser's check costs the browser, not the
+ * proxy) and, unless --tls-resume, a full handshake on every connection.
+ * One epoll thread; all output is one line of key=value pairs on stdout,
+ * errors on stderr.
  *
  * Tests (--test):
  *   down     N connections receive the pattern for --secs; MB/s
@@ -37,6 +43,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "common.h"
 
 #define SGB_READ_BYTES (256 * 1024)
@@ -47,6 +56,8 @@
 #define SGB_RESPONSE_MAX_BYTES 4096
 /* Time allowed for a whole hold-mode check round (ping every session). */
 #define SGB_CHECK_SECS 20.0
+/* The largest TLS record's plaintext: SSL_read() never returns more. */
+#define SGB_TLS_RECORD_BYTES 16384
 
 typedef enum {
     TEST_DOWN = 0,
@@ -58,6 +69,7 @@ typedef enum {
 
 typedef enum {
     C_CONNECTING = 0,             /* non-blocking connect in progress */
+    C_TLS,                        /* TLS handshake in progress (--tls) */
     C_HANDSHAKE,                  /* upgrade request sent, reading the 101 */
     C_OPEN,                       /* link sent; test traffic */
     C_DONE,
@@ -65,6 +77,8 @@ typedef enum {
 
 typedef struct {
     int fd;
+    SSL *ssl;                     /* --tls */
+    uint32_t tls_wait;            /* C_TLS: the event the handshake waits for */
     ConnState state;
     double t_start;               /* socket() */
     double t_first;               /* first payload byte */
@@ -89,6 +103,8 @@ typedef struct {
 static struct {
     Test test;
     bool ws;
+    bool tls;
+    bool tls_resume;
     const char *host;
     int port;
     const char *token;
@@ -108,6 +124,10 @@ static struct {
 };
 
 static int epfd;
+static SSL_CTX *ssl_ctx;
+static SSL_SESSION *tls_session;  /* --tls-resume: the newest ticket */
+static char tls_info[160];        /* "tls=... cipher=... alpn=...", once known */
+static uint64_t tls_resumed;      /* handshakes that resumed a session */
 static struct sockaddr_in target_addr;
 static uint8_t readbuf[SGB_READ_BYTES];
 
@@ -196,6 +216,8 @@ update_events(Conn *c)
 
     if (c->state == C_CONNECTING)
         ev = EPOLLOUT;
+    else if (c->state == C_TLS)
+        ev = c->tls_wait;
     else if (c->state != C_DONE)
         ev = EPOLLIN | ((c->out_off < c->out_len || c->want_out) ? EPOLLOUT : 0);
     set_events(c, ev);
@@ -204,6 +226,14 @@ update_events(Conn *c)
 static void
 conn_close(Conn *c)
 {
+    if (c->ssl != NULL) {
+        /* A browser sends close_notify too; it costs one small record. */
+        if (c->state != C_TLS && c->state != C_CONNECTING && c->fd >= 0)
+            SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+    }
     if (c->fd >= 0) {
         epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -219,6 +249,97 @@ conn_free(Conn *c)
     conn_close(c);
     free(c->out);
     free(c);
+}
+
+/* The first OpenSSL error on the queue, after @what; clears the queue. */
+static const char *
+tls_error_text(const char *what)
+{
+    static char msg[300];
+    unsigned long e = ERR_get_error();
+    char buf[256];
+
+    if (e == 0)
+        snprintf(msg, sizeof(msg), "%s (%s)", what, errno ? strerror(errno) : "no detail");
+    else
+        snprintf(msg, sizeof(msg), "%s: %s", what, ERR_error_string(e, buf));
+    ERR_clear_error();
+    return msg;
+}
+
+/* Maps an SSL_read()/SSL_write() result <= 0 to the recv()/send()
+ * convention: 0 for a clean end (close_notify, or an EOF without one, as
+ * browsers accept), -1 with errno EAGAIN when the call has to wait, -1
+ * with errno EPROTO (and the error printed) when TLS failed. */
+static ssize_t
+tls_result(Conn *c, int n)
+{
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0)
+            return 0;
+        ERR_clear_error();
+        return -1;
+    default:
+        if (first_error_printed < 5)
+            fprintf(stderr, "sgbench-client: fd %d: %s\n", c->fd, tls_error_text("TLS error"));
+        else
+            ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t
+conn_send(Conn *c, const void *buf, size_t len)
+{
+    int n;
+
+    if (c->ssl == NULL)
+        return send(c->fd, buf, len, MSG_NOSIGNAL);
+    if (len > INT32_MAX)
+        len = INT32_MAX;
+    n = SSL_write(c->ssl, buf, (int)len);
+    return n > 0 ? n : tls_result(c, n);
+}
+
+/* recv(), or with TLS as many whole records as fit in @len: SSL_read()
+ * returns one record at a time, and with room for a whole record left each
+ * call no decrypted byte stays behind. Records read ahead but not yet
+ * decrypted can stay in OpenSSL where epoll cannot see them: on_event()
+ * comes back for those (SSL_has_pending()). *@eof is set when the stream
+ * ended or failed after some bytes were read: the caller uses the bytes,
+ * then closes. */
+static ssize_t
+conn_recv(Conn *c, uint8_t *buf, size_t len, bool *eof)
+{
+    size_t got = 0;
+
+    *eof = false;
+    if (c->ssl == NULL)
+        return recv(c->fd, buf, len, 0);
+    while (len - got >= SGB_TLS_RECORD_BYTES) {
+        int n = SSL_read(c->ssl, buf + got, (int)(len - got));
+        ssize_t r;
+
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        r = tls_result(c, n);
+        if (got == 0)
+            return r;
+        if (r == 0 || errno != EAGAIN)
+            *eof = true;
+        break;
+    }
+    return (ssize_t)got;
 }
 
 static void
@@ -257,7 +378,7 @@ static bool
 flush_out(Conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->out + c->out_off, c->out_len - c->out_off);
 
         if (n < 0)
             return errno == EAGAIN || errno == EINTR;
@@ -546,27 +667,41 @@ send_upgrade(Conn *c)
     c->parser.ctx = c;
 }
 
+static bool on_bytes(Conn *c, uint8_t *data, size_t len);
+
+static bool
+server_closed(void)
+{
+    if (opt.test != TEST_HOLD)
+        fail_conn(NULL, "connection closed by the server");
+    peer_closes++;
+    return false;
+}
+
 /* Returns false if the connection is finished (closed or failed). */
 static bool
 on_readable(Conn *c)
 {
-    ssize_t n = recv(c->fd, readbuf, sizeof(readbuf), 0);
-    uint8_t *data = readbuf;
-    size_t len;
+    bool eof;
+    ssize_t n = conn_recv(c, readbuf, sizeof(readbuf), &eof);
 
-    if (n == 0) {
-        if (opt.test != TEST_HOLD)
-            fail_conn(c, "connection closed by the server");
-        peer_closes++;
-        return false;
-    }
+    if (n == 0)
+        return server_closed();
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return true;
         fail_conn(c, strerror(errno));
         return false;
     }
-    len = (size_t)n;
+    if (!on_bytes(c, readbuf, (size_t)n))
+        return false;
+    return eof ? server_closed() : true;
+}
+
+/* Bytes from the server (decrypted, with --tls). */
+static bool
+on_bytes(Conn *c, uint8_t *data, size_t len)
+{
     if (c->state == C_HANDSHAKE) {
         size_t room = SGB_RESPONSE_MAX_BYTES - c->resp_len;
         size_t take = len < room ? len : room;
@@ -594,6 +729,61 @@ on_readable(Conn *c)
     return on_payload(c, data, len) && c->state == C_OPEN;
 }
 
+/* --tls: a TLS client on the connected socket. */
+static bool
+tls_start(Conn *c)
+{
+    c->ssl = SSL_new(ssl_ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+        fail_conn(c, tls_error_text("cannot set up TLS"));
+        return false;
+    }
+    SSL_set_connect_state(c->ssl);
+    if (opt.tls_resume && tls_session != NULL)
+        SSL_set_session(c->ssl, tls_session);
+    c->state = C_TLS;
+    c->tls_wait = EPOLLOUT;
+    return true;
+}
+
+/* --tls: one step of the handshake; once it is done, the upgrade request
+ * goes out. False if the handshake failed. */
+static bool
+tls_step(Conn *c)
+{
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    int r = SSL_do_handshake(c->ssl);
+
+    if (r != 1) {
+        switch (SSL_get_error(c->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            c->tls_wait = EPOLLIN;
+            return true;
+        case SSL_ERROR_WANT_WRITE:
+            c->tls_wait = EPOLLOUT;
+            return true;
+        default:
+            fail_conn(c, tls_error_text("TLS handshake failed"));
+            return false;
+        }
+    }
+    if (SSL_session_reused(c->ssl))
+        tls_resumed++;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+    if (tls_info[0] == '\0')
+        snprintf(tls_info, sizeof(tls_info), " tls=%s cipher=%s alpn=%.*s",
+                 SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+                 alpn_len ? (int)alpn_len : 4, alpn_len ? (const char *)alpn : "none");
+    /* No ALPN at all (websockify) means HTTP/1.1 too. */
+    if (alpn_len != 0 && (alpn_len != 8 || memcmp(alpn, "http/1.1", 8) != 0)) {
+        fail_conn(c, "the server chose an ALPN protocol we did not offer");
+        return false;
+    }
+    send_upgrade(c);
+    return true;
+}
+
 static void
 on_event(Conn *c, uint32_t events)
 {
@@ -607,15 +797,45 @@ on_event(Conn *c, uint32_t events)
             conn_close(c);
             return;
         }
-        if (opt.ws) {
+        if (opt.tls) {
+            if (!tls_start(c)) {
+                conn_close(c);
+                return;
+            }
+        } else if (opt.ws) {
             send_upgrade(c);
         } else {
             conn_opened(c);
         }
     }
+    if (c->state == C_TLS) {
+        if (!tls_step(c)) {
+            conn_close(c);
+            return;
+        }
+        if (c->state == C_TLS) {
+            update_events(c);
+            return;
+        }
+        /* Anything that came with the last handshake flight is read below:
+         * SSL_read() returns "wait" when there is nothing. */
+        events |= EPOLLIN;
+    }
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !on_readable(c)) {
         conn_close(c);
         return;
+    }
+    /* Whole records already read ahead from the socket: epoll will not
+     * report them. A partial one needs the socket, which it will. */
+    while (c->ssl != NULL && c->state == C_OPEN && SSL_has_pending(c->ssl)) {
+        uint64_t before = c->rx;
+
+        if (!on_readable(c)) {
+            conn_close(c);
+            return;
+        }
+        if (c->rx == before)
+            break;
     }
     if (!flush_out(c)) {
         fail_conn(c, "write failed");
@@ -743,12 +963,12 @@ test_down_up(void)
         }
     }
     printf("test=%s conns=%d mbps=%.1f window_bytes=%llu window_secs=%.3f total_bytes=%llu "
-           "errors=%llu\n",
+           "errors=%llu%s\n",
            opt.test == TEST_DOWN ? "down" : "up", opt.conns,
            t1 > t0 ? (double)(b1 - b0) / (t1 - t0) / 1e6 : 0.0,
            (unsigned long long)(b1 - b0), t1 - t0,
            (unsigned long long)(opt.test == TEST_DOWN ? total_rx : total_acked),
-           (unsigned long long)errors);
+           (unsigned long long)errors, tls_info);
     return errors ? 1 : 0;
 }
 
@@ -791,9 +1011,9 @@ test_rtt(void)
         if (t0 >= warm_end)
             samples_add(&rtt_samples, sgb_now() - t0);
     }
-    printf("test=rtt msg=%zu count=%zu p50_us=%.1f p99_us=%.1f errors=%llu\n", opt.msg,
+    printf("test=rtt msg=%zu count=%zu p50_us=%.1f p99_us=%.1f errors=%llu%s\n", opt.msg,
            rtt_samples.n, samples_pct(&rtt_samples, 50) * 1e6,
-           samples_pct(&rtt_samples, 99) * 1e6, (unsigned long long)errors);
+           samples_pct(&rtt_samples, 99) * 1e6, (unsigned long long)errors, tls_info);
     return errors ? 1 : 0;
 }
 
@@ -828,12 +1048,13 @@ test_connect(void)
     for (int i = 0; i < opt.concurrency; i++)
         conn_free(live[i]);
     printf("test=connect concurrency=%d started=%llu completed=%llu cps=%.1f ttfb_p50_ms=%.3f "
-           "ttfb_p99_ms=%.3f setup_p50_ms=%.3f setup_p99_ms=%.3f errors=%llu\n",
+           "ttfb_p99_ms=%.3f setup_p50_ms=%.3f setup_p99_ms=%.3f errors=%llu "
+           "tls_resumed=%llu%s\n",
            opt.concurrency, (unsigned long long)started, (unsigned long long)completed,
            (double)completed / elapsed,
            samples_pct(&ttfb_samples, 50) * 1e3, samples_pct(&ttfb_samples, 99) * 1e3,
            samples_pct(&setup_samples, 50) * 1e3, samples_pct(&setup_samples, 99) * 1e3,
-           (unsigned long long)errors);
+           (unsigned long long)errors, (unsigned long long)tls_resumed, tls_info);
     free(live);
     return errors ? 1 : 0;
 }
@@ -946,8 +1167,8 @@ test_hold(void)
         }
         run_loop(sgb_now() + 0.02, NULL);
     }
-    printf("held=%d opened=%d failed=%llu open_secs=%.2f stop=%s\n", established, opened,
-           (unsigned long long)errors, sgb_now() - t0, stop);
+    printf("held=%d opened=%d failed=%llu open_secs=%.2f stop=%s%s\n", established, opened,
+           (unsigned long long)errors, sgb_now() - t0, stop, tls_info);
     fflush(stdout);
 
     /* Idle until told; sessions that die meanwhile are seen as closes. */
@@ -965,11 +1186,59 @@ test_hold(void)
     return 0;
 }
 
+/* Keeps the newest session (TLS 1.3: the newest ticket) for --tls-resume,
+ * as a browser reuses one for its next connection to the same origin. */
+static int
+on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    if (tls_session != NULL)
+        SSL_SESSION_free(tls_session);
+    tls_session = sess;
+    return 1;                     /* we hold the reference now */
+}
+
+/* The client side as a browser sets it up, minus the certificate check. */
+static bool
+tls_init(void)
+{
+    static const unsigned char alpn[] = "\x08http/1.1";
+
+    ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (ssl_ctx == NULL ||
+        !SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_2_VERSION) ||
+        /* Chromium's order: AES-128-GCM first. */
+        !SSL_CTX_set_ciphersuites(ssl_ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                           "TLS_CHACHA20_POLY1305_SHA256") ||
+        !SSL_CTX_set1_groups_list(ssl_ctx, "X25519:P-256:P-384") ||
+        SSL_CTX_set_alpn_protos(ssl_ctx, alpn, sizeof(alpn) - 1) != 0) {
+        fprintf(stderr, "sgbench-client: %s\n", tls_error_text("cannot set up TLS"));
+        return false;
+    }
+    SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Read the socket in large gulps, as browsers do, not a 5-byte header
+     * and then one record per read(): the client must not be what limits
+     * the rate. */
+    SSL_CTX_set_read_ahead(ssl_ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ssl_ctx, SGB_READ_BYTES);
+    if (opt.tls_resume) {
+        SSL_CTX_set_session_cache_mode(ssl_ctx, SSL_SESS_CACHE_CLIENT |
+                                                SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ssl_ctx, on_new_session);
+    } else {
+        SSL_CTX_set_session_cache_mode(ssl_ctx, SSL_SESS_CACHE_OFF);
+    }
+    return true;
+}
+
 static void
 usage(void)
 {
     fprintf(stderr,
             "usage: sgbench-client --port PORT --test down|up|rtt|connect|hold [--tcp]\n"
+            "  [--tls [--tls-resume]]\n"
             "  [--host 127.0.0.1] [--token T] [--path /] [--conns N] [--concurrency C]\n"
             "  [--secs S] [--warmup S] [--frame BYTES] [--msg BYTES] [--budget S]\n"
             "  [--min-avail-mb MB]\n");
@@ -987,6 +1256,14 @@ main(int argc, char **argv)
 
         if (strcmp(a, "--tcp") == 0) {
             opt.ws = false;
+            continue;
+        }
+        if (strcmp(a, "--tls") == 0) {
+            opt.tls = true;
+            continue;
+        }
+        if (strcmp(a, "--tls-resume") == 0) {
+            opt.tls_resume = true;
             continue;
         }
         if (v == NULL)
@@ -1034,7 +1311,8 @@ main(int argc, char **argv)
         }
     }
     if (opt.port <= 0 || opt.conns < 1 || opt.concurrency < 1 || opt.frame < 1 ||
-        opt.frame > SGB_PATTERN_MAX_CHUNK || opt.msg < 1 || opt.msg > SGB_PATTERN_MAX_CHUNK)
+        opt.frame > SGB_PATTERN_MAX_CHUNK || opt.msg < 1 || opt.msg > SGB_PATTERN_MAX_CHUNK ||
+        (opt.tls && !opt.ws) || (opt.tls_resume && !opt.tls))
         usage();
     target_addr.sin_family = AF_INET;
     target_addr.sin_port = htons((uint16_t)opt.port);
@@ -1045,6 +1323,8 @@ main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
+    if (opt.tls && !tls_init())
+        return 2;
     sgb_pattern();
     epfd = epoll_create1(EPOLL_CLOEXEC);
     switch (opt.test) {

@@ -4,7 +4,7 @@
 # Input lines: "METRIC SYSTEM VALUE", one per measurement (a round), in any
 # order. Each cell is the median with min..max when there are several
 # rounds; the ratios are spicegate's median over the peer's median. Targets
-# come from the table below: "ws>=1.3" means spicegate/websockify >= 1.3,
+# come from the table below (issues #4 and #10): "ws>=1.3" means spicegate/websockify >= 1.3,
 # "abs>=N"/"abs<=N" compares spicegate's own median. mawk-compatible (no
 # asort).
 
@@ -108,6 +108,8 @@ BEGIN {
     # metric | label | printf format | target spec
     nrows = split("down1 down8 up rtt_p50 rtt_p99 rttpin_p50 rttpin_p99 cps1 cps16 " \
                   "ttfb_p50 ttfb_p99 cpu_gb_down cpu_gb_up cpu_ms_conn " \
+                  "wss_down1 wss_down8 wss_up wss_cps1 wss_cps16 wss_cps1r " \
+                  "wss_ttfb_p50 wss_ttfb_p99 wss_cpu_gb_down wss_cpu_gb_up wss_cpu_ms_conn " \
                   "hold1k_alive hold1k_pss hold1k_secs hold10k_alive hold10k_pss hold10k_secs",
                   rows, " ")
     label["down1"] = "Downstream, 1 conn (MB/s)"
@@ -124,6 +126,17 @@ BEGIN {
     label["cpu_gb_down"] = "Proxy CPU per GB down (s)"
     label["cpu_gb_up"] = "Proxy CPU per GB up (s)"
     label["cpu_ms_conn"] = "Proxy CPU per connection (ms)"
+    label["wss_down1"] = "wss downstream, 1 conn (MB/s)"
+    label["wss_down8"] = "wss downstream, 8 conns (MB/s)"
+    label["wss_up"] = "wss upstream, 16 KiB masked frames (MB/s)"
+    label["wss_cps1"] = "wss connections/s, 1 at a time"
+    label["wss_cps16"] = "wss connections/s, 16 at a time"
+    label["wss_cps1r"] = "wss connections/s, 1 at a time, TLS resumed"
+    label["wss_ttfb_p50"] = "wss time to first byte p50 (ms)"
+    label["wss_ttfb_p99"] = "wss time to first byte p99 (ms)"
+    label["wss_cpu_gb_down"] = "wss proxy CPU per GB down (s)"
+    label["wss_cpu_gb_up"] = "wss proxy CPU per GB up (s)"
+    label["wss_cpu_ms_conn"] = "wss proxy CPU per connection (ms)"
     label["hold1k_alive"] = "1,000 idle sessions: alive"
     label["hold1k_pss"] = "1,000 idle: PSS per session (KiB)"
     label["hold1k_secs"] = "1,000 idle: time to open (s)"
@@ -131,6 +144,10 @@ BEGIN {
     label["hold10k_pss"] = "10,000 idle: PSS per session (KiB)"
     label["hold10k_secs"] = "10,000 idle: time to open (s)"
     f["down1"] = f["down8"] = f["up"] = "%.0f"
+    f["wss_down1"] = f["wss_down8"] = f["wss_up"] = "%.0f"
+    f["wss_cps1"] = f["wss_cps16"] = f["wss_cps1r"] = "%.0f"
+    f["wss_ttfb_p50"] = f["wss_ttfb_p99"] = "%.2f"
+    f["wss_cpu_gb_down"] = f["wss_cpu_gb_up"] = f["wss_cpu_ms_conn"] = "%.2f"
     f["rtt_p50"] = f["rtt_p99"] = f["rttpin_p50"] = f["rttpin_p99"] = "%.0f"
     f["cps1"] = f["cps16"] = "%.0f"
     f["ttfb_p50"] = f["ttfb_p99"] = "%.2f"
@@ -146,6 +163,9 @@ BEGIN {
     target["ttfb_p50"] = "ws<=0.1"
     target["cpu_gb_down"] = target["cpu_gb_up"] = "ws<=0.7"
     target["hold10k_alive"] = "abs>=10000"
+    # Issue #10.
+    target["wss_down1"] = target["wss_down8"] = "ws>=1.3"
+    target["wss_cps1"] = target["wss_cps16"] = "ws>=3"
     target["hold1k_pss"] = target["hold10k_pss"] = "abs<=32"
     nsys = split("plain wsdirect spicegate websockify socat", sys, " ")
     sysname["plain"] = "plain TCP"
