@@ -88,7 +88,7 @@ decode_token(const char *s, gsize len, bool plus_is_space)
  * decides too, as a refusal: falling back to an earlier token would open a
  * console nobody asked for last. */
 char *
-sg_admission_token_from_args(const char *const *args)
+sg_admission_token_from_args(const char *const *args, bool *present)
 {
     const char *value = NULL;
 
@@ -98,6 +98,8 @@ sg_admission_token_from_args(const char *const *args)
         if (g_str_has_prefix(arg, "token=") && arg[sizeof("token=") - 1] != '\0')
             value = arg + sizeof("token=") - 1;
     }
+    if (present != NULL)
+        *present = value != NULL;
     if (value == NULL || strlen(value) > SG_TOKEN_MAX_BYTES)
         return NULL;
     /* Tokens are printable (Nova's are UUIDs); a control byte is an
@@ -133,7 +135,7 @@ sg_admission_token_from_query(const char *query)
         g_ptr_array_add(args, arg);
     }
     g_ptr_array_add(args, NULL);
-    return sg_admission_token_from_args((const char *const *)args->pdata);
+    return sg_admission_token_from_args((const char *const *)args->pdata, NULL);
 }
 
 /* RFC 6265 cookie-octet: visible ASCII except DQUOTE, comma, semicolon

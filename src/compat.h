@@ -25,3 +25,13 @@ sg_close_fd(int *fd)
  * is closed. Never use it; this helper closes exactly the wsi it is given. */
 #define sg_lws_close_async(w) \
     lws_set_timeout((w), PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE, LWS_TO_KILL_ASYNC)
+
+/* lws 4.1.6 writes each lws_write() on an HTTP/2 stream as one DATA frame
+ * and never splits it: anything over 16 KiB, the SETTINGS_MAX_FRAME_SIZE
+ * every peer accepts (RFC 9113 4.2), makes curl and browsers drop the
+ * connection. */
+#define SG_HTTP2_MAX_FRAME_BYTES 16384
+
+/* Whether @wsi is a stream inside an HTTP/2 connection (its own wsi has no
+ * socket, and writes become DATA frames) rather than a connection. */
+#define sg_lws_is_h2_stream(wsi) (lws_get_network_wsi(wsi) != (wsi))

@@ -705,7 +705,8 @@ map_lines(const char *data, gsize len, const char *filename, LineMap *map, GArra
             seen_header = true;
             if (n < 3 || line[n - 1] != ']') {
                 add_error(errors, lineno, SG_CONFIG_ERROR_SYNTAX,
-                          "%s:%u: '%s' is not a [group] header", filename, lineno, line);
+                          "%s:%u: '%.*s' is not a [group] header", filename, lineno,
+                          sg_config_quotable_len(line), line);
             } else {
                 group = g_strndup(line + 1, n - 2);
                 if (!group_is_known(group)) {
@@ -936,4 +937,14 @@ sg_config_validate(const SgConfig *cfg, GError **error)
     text = g_strjoinv("\n", (char **)problems->pdata);
     g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE, text);
     return FALSE;
+}
+
+int
+sg_config_quotable_len(const char *line)
+{
+    size_t n = strcspn(line, "]=:");
+
+    if (line[n] == ']')
+        n++;
+    return (int)MIN(n, (size_t)SG_CONFIG_QUOTE_MAX_BYTES);
 }

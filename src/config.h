@@ -137,3 +137,12 @@ gboolean sg_config_validate(const SgConfig *cfg, GError **error);
 
 void sg_config_free(SgConfig *cfg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgConfig, sg_config_free)
+
+/* Error messages quote at most this much of a bad line. */
+#define SG_CONFIG_QUOTE_MAX_BYTES 40
+
+/* How much of the bad line @line an error message may quote: up to and
+ * including the first ']', or up to the first '=' or ':', and at most
+ * SG_CONFIG_QUOTE_MAX_BYTES. What follows an '=' may be a secret (a
+ * password, a database URL with one), and messages go to logs. */
+int sg_config_quotable_len(const char *line);

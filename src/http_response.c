@@ -20,15 +20,12 @@
 #include <glib.h>
 #include <libwebsockets.h>
 
+#include "compat.h"
 #include "http_response.h"
 
 /* One body piece per writeable callback: big enough that a page is a few
  * round trips of the loop, small enough for a stack buffer. */
 #define SG_HTTP_FILE_CHUNK_BYTES (32 * 1024)
-/* HTTP/2's SETTINGS_MAX_FRAME_SIZE that every peer accepts (RFC 9113
- * 4.2); lws 4.1 sends one DATA frame per write and does not split it, and
- * curl and browsers reset the connection on a larger one. */
-#define SG_HTTP2_FRAME_BYTES 16384
 /* Room for the status and every header we add, HPACK-coded or not. */
 #define SG_HTTP_HEADERS_BYTES 1024
 
@@ -160,18 +157,20 @@ sg_http_file_on_writeable(struct lws *wsi, SgHttpFile *file)
 {
     guint8 buf[LWS_PRE + SG_HTTP_FILE_CHUNK_BYTES];
     size_t want = (size_t)MIN(file->remaining, (uint64_t)SG_HTTP_FILE_CHUNK_BYTES);
-    /* -1 over HTTP/1.1; over HTTP/2 the stream's flow-control window. */
-    lws_fileofs_t allowance = lws_get_peer_write_allowance(wsi);
     ssize_t got;
     bool last;
 
-    if (allowance == 0) {
-        /* lws calls again once the peer's WINDOW_UPDATE arrives. */
-        lws_callback_on_writable(wsi);
-        return 0;
+    if (sg_lws_is_h2_stream(wsi)) {
+        /* The stream's and the connection's send windows, the smaller. */
+        lws_fileofs_t window = lws_get_peer_write_allowance(wsi);
+
+        /* None: wait, without asking for WRITEABLE (which lws would grant
+         * at once, again and again): the peer's WINDOW_UPDATE makes lws
+         * call every waiting stream back. */
+        if (window <= 0)
+            return 0;
+        want = MIN(want, (size_t)MIN(window, (lws_fileofs_t)SG_HTTP2_MAX_FRAME_BYTES));
     }
-    if (allowance > 0)
-        want = MIN(want, (size_t)MIN(allowance, (lws_fileofs_t)SG_HTTP2_FRAME_BYTES));
     do
         got = read(file->fd, buf + LWS_PRE, want);
     while (got < 0 && errno == EINTR);

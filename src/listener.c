@@ -105,6 +105,45 @@ copy_custom_header(struct lws *wsi, const char *name)
     return value;
 }
 
+/* Each fragment lws keeps of header @h, whole, NUL-terminated, in order:
+ * every field of a repeated header, or every argument of the query
+ * (WSI_TOKEN_HTTP_URI_ARGS, split and decoded). lws_hdr_fragment_length()
+ * says 0 both for an empty fragment ("a&&b") and for none: only the copy's
+ * -1 ends the list. A NUL inside a fragment (newer lws keeps %00 in
+ * argument values) becomes 0x01, so the parsers refuse what it was in
+ * rather than see it cut short. The caller wipes and frees the array. */
+static GPtrArray *
+copy_fragments(struct lws *wsi, enum lws_token_indexes h)
+{
+    GPtrArray *frags = g_ptr_array_new_with_free_func(g_free);
+
+    for (int i = 0;; i++) {
+        int len = MAX(lws_hdr_fragment_length(wsi, h, i), 0);
+        char *frag = g_malloc(len + 1);
+
+        if (lws_hdr_copy_fragment(wsi, frag, len + 1, h, i) < 0) {
+            g_free(frag);
+            break;
+        }
+        for (int j = 0; j < len; j++) {
+            if (frag[j] == '\0')
+                frag[j] = '\x01';
+        }
+        g_ptr_array_add(frags, frag);
+    }
+    g_ptr_array_add(frags, NULL);
+    return frags;
+}
+
+/* Fragments hold tokens: no copy stays in freed memory. */
+static void
+wipe_fragments(GPtrArray *frags)
+{
+    for (guint i = 0; i + 1 < frags->len; i++)
+        explicit_bzero(frags->pdata[i], strlen(frags->pdata[i]));
+    g_ptr_array_unref(frags);
+}
+
 /* Every Cookie field of the request, joined with "; " as RFC 6265 5.4
  * writes them. A client may send several (HTTP/2 clients split cookies
  * into one field each; RFC 9113 8.2.3), and lws_hdr_copy() glues lws'
@@ -114,29 +153,18 @@ copy_custom_header(struct lws *wsi, const char *name)
 static char *
 copy_cookie_fields(struct lws *wsi)
 {
-    g_autoptr(GString) joined = g_string_new(NULL);
-    bool any = false;
+    GPtrArray *fields = copy_fragments(wsi, WSI_TOKEN_HTTP_COOKIE);
+    char *joined = NULL;
 
-    for (int i = 0;; i++) {
-        int len = MAX(lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_COOKIE, i), 0);
-        g_autofree char *field = g_malloc(len + 1);
-
-        if (lws_hdr_copy_fragment(wsi, field, len + 1, WSI_TOKEN_HTTP_COOKIE, i) < 0) {
-            explicit_bzero(field, len + 1);
-            break;
+    if (fields->len > 1) {
+        joined = g_strjoinv("; ", (char **)fields->pdata);
+        if (strlen(joined) > SG_HEADER_MAX_BYTES) {
+            explicit_bzero(joined, strlen(joined));
+            g_clear_pointer(&joined, g_free);
         }
-        if (joined->len + len + 2 > SG_HEADER_MAX_BYTES) {
-            explicit_bzero(field, len + 1);
-            explicit_bzero(joined->str, joined->len);
-            return NULL;
-        }
-        if (any)
-            g_string_append(joined, "; ");
-        g_string_append_len(joined, field, len);
-        explicit_bzero(field, len + 1);
-        any = true;
     }
-    return any ? g_string_free(g_steal_pointer(&joined), FALSE) : NULL;
+    wipe_fragments(fields);
+    return joined;
 }
 
 /* "addr:port" of the peer, without reverse DNS. */
@@ -246,37 +274,15 @@ serve_http(SgListener *listener, struct lws *wsi, SgConnData *conn, const char *
 /* The console token from the URL's query arguments, through the one
  * tested parser. lws has already split the query and percent-decoded each
  * argument; each is copied whole (no fixed buffer that a long argument
- * could overflow into hiding a later `token=`). */
+ * could overflow into hiding a later `token=`). @present: whether the URL
+ * named a token at all, even one refused. */
 static char *
-token_from_url_args(struct lws *wsi)
+token_from_url_args(struct lws *wsi, bool *present)
 {
-    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
-    char *token;
+    GPtrArray *args = copy_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    char *token = sg_admission_token_from_args((const char *const *)args->pdata, present);
 
-    for (int i = 0;; i++) {
-        /* 0 both for an empty argument ("a&&b") and for none: only the
-         * copy's -1 says the list has ended. */
-        int len = MAX(lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i), 0);
-        char *arg = g_malloc(len + 1);
-
-        if (lws_hdr_copy_fragment(wsi, arg, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
-            g_free(arg);
-            break;
-        }
-        /* lws allows %00 in argument values: keep the NUL visible to the
-         * parser (as a control byte it refuses) rather than let it cut a
-         * token short. */
-        for (int j = 0; j < len; j++) {
-            if (arg[j] == '\0')
-                arg[j] = '\x01';
-        }
-        g_ptr_array_add(args, arg);
-    }
-    g_ptr_array_add(args, NULL);
-    token = sg_admission_token_from_args((const char *const *)args->pdata);
-    /* The arguments held the token too. */
-    for (guint i = 0; i + 1 < args->len; i++)
-        explicit_bzero(args->pdata[i], strlen(args->pdata[i]));
+    wipe_fragments(args);
     return token;
 }
 
@@ -289,6 +295,7 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     g_autofree char *host = copy_header(wsi, WSI_TOKEN_HOST);
     g_autofree char *proto = copy_custom_header(wsi, "x-forwarded-proto:");
     g_autofree char *token = NULL;
+    bool token_in_url = false;
     SgOriginVerdict verdict;
     int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
     int one = 1;
@@ -313,8 +320,9 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
         sg_session_refuse(conn->sess, SG_CLOSE_ORIGIN, sg_origin_verdict_to_string(verdict));
         return;
     }
-    token = token_from_url_args(wsi);
-    if (token == NULL) {
+    token = token_from_url_args(wsi, &token_in_url);
+    /* Nova's rule: the cookie counts only when the URL names no token. */
+    if (!token_in_url) {
         g_autofree char *cookie = copy_cookie_fields(wsi);
 
         if (cookie != NULL) {

@@ -58,7 +58,11 @@ sg_log_setup_lws(bool verbose)
 {
     int levels = LLL_ERR | LLL_WARN;
 
-    if (verbose)
+    /* lws' notice and info lines print request headers as they come
+     * (HTTP/2 ones under 256 bytes, query and cookie included): console
+     * tokens in full. --debug alone never turns them on; a developer who
+     * wants them says so in the environment, knowing that. */
+    if (verbose && g_strcmp0(g_getenv("SPICEGATE_LWS_DEBUG"), "1") == 0)
         levels |= LLL_NOTICE | LLL_INFO;
     lws_set_log_level(levels, on_lws_log);
 }

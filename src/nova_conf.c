@@ -217,8 +217,13 @@ parse(const char *data, gsize len, const char *filename, GArray *errors)
         if (n > 0 && raw[n - 1] == '\r')
             raw[n - 1] = '\0';
         line = g_strstrip(g_strdup(raw));
-        if (line[0] == '\0' || line[0] == '#' || line[0] == ';')
-            continue;                       /* a blank line also ends a value */
+        /* oslo.config's parser: a blank line ends a multi-line value, an
+         * indented line (even "# ...") continues it, and a comment at the
+         * start of a line ends it too. */
+        if (line[0] == '\0') {
+            g_clear_pointer(&last_slot, g_free);
+            continue;
+        }
         if ((raw[0] == ' ' || raw[0] == '\t') && last_slot != NULL) {
             const char *prev = g_hash_table_lookup(nc->values, last_slot);
 
@@ -229,6 +234,8 @@ parse(const char *data, gsize len, const char *filename, GArray *errors)
         /* A bad line ends the value before it: what follows it indented
          * is not taken for that value's continuation. */
         g_clear_pointer(&last_slot, g_free);
+        if (line[0] == '#' || line[0] == ';')
+            continue;
         if (line[0] == '[') {
             size_t m = strlen(line);
 
@@ -238,7 +245,8 @@ parse(const char *data, gsize len, const char *filename, GArray *errors)
             seen_header = true;
             if (m < 3 || line[m - 1] != ']')
                 add_error(errors, filename, lineno, SG_CONFIG_ERROR_SYNTAX,
-                          "%s:%u: '%s' is not a [section] header", filename, lineno, line);
+                          "%s:%u: '%.*s' is not a [section] header", filename, lineno,
+                          sg_config_quotable_len(line), line);
             else
                 section = g_strstrip(g_strndup(line + 1, m - 2));
             continue;
@@ -413,13 +421,27 @@ credentials_section(const SgNovaConf *nc)
     return NULL;
 }
 
+/* Whether @value uses oslo.config's "$name" / "${name}" substitution. "$$"
+ * is its escape for a literal '$' (a password such as "pa$$word" is one of
+ * those), handled by unescape_dollars(). */
+static bool
+has_substitution(const char *value)
+{
+    for (const char *p = strchr(value, '$'); p != NULL; p = strchr(p, '$')) {
+        if (p[1] != '$')
+            return true;
+        p += 2;
+    }
+    return false;
+}
+
 static gboolean
 apply_one(SgConfig *cfg, const char *group, const char *key, const char *value,
           const char *location, const char *nova_name, GError **error)
 {
     g_autofree char *what = g_strdup_printf("%s: %s", location, nova_name);
 
-    if (strchr(value, '$') != NULL) {
+    if (has_substitution(value)) {
         g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
                     "%s: '$' substitution of oslo.config is not supported; write the value "
                     "out", what);
@@ -429,6 +451,14 @@ apply_one(SgConfig *cfg, const char *group, const char *key, const char *value,
         g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
                     "%s: a multi-line value is not supported for this option", what);
         return FALSE;
+    }
+    if (strstr(value, "$$") != NULL) {
+        g_auto(GStrv) parts = g_strsplit(value, "$$", -1);
+        g_autofree char *plain = g_strjoinv("$", parts);
+        gboolean ok = sg_config_set(cfg, group, key, plain, what, error);
+
+        explicit_bzero(plain, strlen(plain));   /* it may be a password */
+        return ok;
     }
     return sg_config_set(cfg, group, key, value, what, error);
 }

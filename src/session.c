@@ -345,8 +345,6 @@ sg_session_start(SgSession *sess, const char *token)
     sess->lookup = sg_token_lookup(sess->env->tokens, token, on_target, sess);
 }
 
-/* HTTP/2's SETTINGS_MAX_FRAME_SIZE that every peer accepts (RFC 9113 4.2). */
-#define SG_H2_FRAME_BYTES 16384
 /* A server's websocket frame header for a payload under 64 KiB: 4 bytes;
  * rounded up. */
 #define SG_WS_HEADER_MAX_BYTES 16
@@ -491,15 +489,13 @@ flush_down(SgSession *sess)
 {
     gsize len = sg_buf_len(sess->dbuf);
 
-    if (sess->over_h2) {
-        /* One message is one DATA frame here (see over_h2), within the
-         * frame size every peer accepts and the stream's send window. */
-        lws_fileofs_t credit = lws_get_peer_write_allowance(sess->ws);
-
-        len = MIN(len, SG_H2_FRAME_BYTES - SG_WS_HEADER_MAX_BYTES);
-        if (credit >= 0)
-            len = MIN(len, (gsize)MAX(credit - SG_WS_HEADER_MAX_BYTES, 0));
-    }
+    /* One message is one DATA frame here (see over_h2): within the frame
+     * size every peer accepts. The stream's send window is not ours to
+     * see: lws 4.1.6 keeps it internal for websocket streams (the public
+     * allowance is -1 there) and sends past it; browsers open windows of
+     * several MB and consume as the page reads. */
+    if (sess->over_h2)
+        len = MIN(len, SG_HTTP2_MAX_FRAME_BYTES - SG_WS_HEADER_MAX_BYTES);
     if (len > 0 && !lws_partial_buffered(sess->ws)) {
         if (lws_write(sess->ws, sg_buf_data(sess->dbuf), len, LWS_WRITE_BINARY) < (int)len)
             return false;
@@ -715,7 +711,7 @@ start_relay(SgSession *sess)
     sg_upstream_set_io_func(sess->up, on_upstream_io, sess);
     /* TLS needs the bytes in our memory to encrypt them; a plain websocket
      * can take them straight from the kernel (splice_pipe.h). */
-    sess->over_h2 = lws_get_network_wsi(sess->ws) != sess->ws;
+    sess->over_h2 = sg_lws_is_h2_stream(sess->ws);
     sess->zero_copy = !sess->over_h2 && !lws_is_ssl(sess->ws);
     log_open(sess);
     pump_upstream(sess);

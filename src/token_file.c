@@ -309,8 +309,16 @@ read_regular_file(const char *file, char **contents, gsize *len, GError **error)
         if (have == cap) {
             if (cap > SG_TOKEN_FILE_MAX_BYTES)
                 break;
-            cap = MIN(cap * 2, (gsize)SG_TOKEN_FILE_MAX_BYTES + 1);
-            buf = g_realloc(buf, cap + 1);
+            gsize grown = MIN(cap * 2, (gsize)SG_TOKEN_FILE_MAX_BYTES + 1);
+            char *bigger = g_malloc(grown + 1);
+
+            /* Not g_realloc(): the old block holds tokens, and freed
+             * memory keeps no copy of them. */
+            memcpy(bigger, buf, have);
+            explicit_bzero(buf, have);
+            g_free(buf);
+            buf = bigger;
+            cap = grown;
         }
         n = read(fd, buf + have, cap - have);
         if (n < 0 && errno == EINTR)

@@ -38,6 +38,7 @@ struct SgNovaCache {
     GHashTable *entries;          /* SHA-256 hex of the token -> CacheEntry* */
     GQueue order;                 /* CacheEntry*, oldest insertion first */
     guint max_entries;
+    gint64 full_sweep_us;         /* when a full cache was last swept, or 0 */
 };
 
 typedef struct {
@@ -167,10 +168,16 @@ sg_nova_cache_put(SgNovaCache *c, const char *token, const SgConsoleTarget *tgt,
 
     if (ce != NULL)
         cache_remove(c, ce);
-    if (g_hash_table_size(c->entries) >= c->max_entries)
+    /* Full: expired answers go first, but a sweep costs every entry, so a
+     * flood of unknown tokens that keeps the cache full gets at most one a
+     * second; between sweeps the oldest goes, in O(1). With one lifetime
+     * per kind of answer, insertion order is nearly expiry order, and a
+     * lost answer costs one more Nova request. */
+    if (g_hash_table_size(c->entries) >= c->max_entries &&
+        (c->full_sweep_us == 0 || now_us - c->full_sweep_us >= G_USEC_PER_SEC)) {
+        c->full_sweep_us = now_us;
         sg_nova_cache_sweep(c, now_us);
-    /* Still full of live entries: the oldest goes. With one lifetime per
-     * kind of answer, insertion order is nearly expiry order. */
+    }
     while (g_hash_table_size(c->entries) >= c->max_entries)
         cache_remove(c, c->order.head->data);
     ce = g_new0(CacheEntry, 1);

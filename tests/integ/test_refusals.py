@@ -111,6 +111,16 @@ class TokenRefusals(RefusalTestCase):
         except HandshakeRefused as e:
             self.assertEqual(e.status, 0, "only a dropped connection may replace 4401")
 
+    def test_refused_url_token_is_not_replaced_by_the_cookie(self):
+        # Nova's rule: the cookie counts only when the URL names no token.
+        # A URL token that is refused (too long, a control byte) is still
+        # the one asked for; a good cookie next to it must not open.
+        for query in ("token=" + "a" * 600, "token=%s%%01" % self.token):
+            with self.subTest(query=query[:20]):
+                self.assert_refused(self.sg, CLOSE_NO_TOKEN, query=query,
+                                    cookie="token=" + self.token)
+        self.assertEqual(self.peer_bytes(), 0)
+
     def test_token_in_second_cookie_field(self):
         # Clients may send several Cookie fields (HTTP/2 clients send one
         # per cookie). The token in the second, or split around it, is found.

@@ -263,3 +263,110 @@ class WebSocketOverHttp2(IntegTestCase):
         ws = self.open(sg, path="/websockify", cookie=horizon + "; token=" + self.token)
         ws.send_binary(msg)
         self.assertEqual(ws.recv_exact(len(msg)), msg)
+
+
+def process_cpu_seconds(pid):
+    """User plus system CPU time of @pid, from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Http2FlowControl(IntegTestCase):
+    """Static files over HTTP/2 against a peer whose window is closed."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certdir = tempfile.mkdtemp(prefix="sg-integ-h2fc-")
+        if not KEEP:
+            cls.addClassCleanup(shutil.rmtree, cls.certdir, True)
+        cls.cert, cls.key = make_cert(cls.certdir)
+
+    def test_zero_window_waits_without_spinning(self):
+        sg = self.start_spicegate({}, extra_args=("--cert", self.cert, "--key", self.key))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", sg.port), timeout=WAIT_S),
+                               server_hostname="localhost")
+        self.addCleanup(sock.close)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.local_settings = h2.settings.Settings(client=True, initial_values={
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        conn.initiate_connection()
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "GET"), (":scheme", "https"),
+                                (":path", "/display.js"), (":authority", "localhost")],
+                          end_stream=True)
+        sock.sendall(conn.data_to_send())
+        body = bytearray()
+        status = None
+        ended = False
+
+        def pump(seconds):
+            """Handles what arrives within @seconds; False when nothing did."""
+            nonlocal status, ended
+            sock.settimeout(seconds)
+            try:
+                data = sock.recv(1 << 16)
+            except socket.timeout:
+                return False
+            self.assertTrue(data, "spicegate closed the connection")
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status = dict(ev.headers)[b":status"]
+                elif isinstance(ev, h2.events.DataReceived):
+                    body.extend(ev.data)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended = True
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+            return True
+
+        deadline = Deadline()
+        while status is None:
+            self.assertFalse(deadline.expired(), "no response headers")
+            pump(deadline.remaining())
+        # The window is closed: nothing may come, and waiting must not cost
+        # spicegate its CPU (a WRITEABLE loop would burn about a second).
+        before = process_cpu_seconds(sg.pid)
+        quiet = Deadline(1.0)
+        while not quiet.expired():
+            pump(max(quiet.remaining(), 0.01))
+        used = process_cpu_seconds(sg.pid) - before
+        self.assertEqual(bytes(body), b"", "DATA sent into a closed window")
+        self.assertLess(used, 0.5, "spicegate spun for %.2f s of CPU while it waited" % used)
+        # Opened: the whole file comes, in frames that fit.
+        conn.increment_flow_control_window(1 << 20, stream_id=sid)
+        sock.sendall(conn.data_to_send())
+        deadline = Deadline()
+        while not ended:
+            self.assertFalse(deadline.expired(), "file not complete: %d bytes" % len(body))
+            pump(deadline.remaining())
+        with open("/usr/share/spice-html5/display.js", "rb") as f:
+            self.assertEqual(bytes(body), f.read())
+
+
+class NoTokenInDebugLogs(IntegTestCase):
+    """--debug over HTTP/2: libwebsockets' own notice and info lines print
+    request headers (query and cookie), so they stay off."""
+
+    def test_debug_log_holds_no_token(self):
+        certdir = tempfile.mkdtemp(dir=self.tmp)
+        cert, key = make_cert(certdir)
+        peer = self.echo_peer()
+        token = random_token()
+        sg = self.start_spicegate({token: peer.target},
+                                  extra_args=("--cert", cert, "--key", key, "--debug"))
+        ws = WsOverH2(sg.port, "/websockify?token=" + token,
+                      origin="https://localhost:%d" % sg.port, cookie="token=" + token)
+        self.addCleanup(ws.close)
+        msg = link_message(CHANNEL_MAIN)
+        ws.send_binary(msg)
+        self.assertEqual(ws.recv_exact(len(msg)), msg)
+        ws.close()
+        sg.wait_log(r"close client=")
+        self.assertIn("DEBUG", sg.log(), "--debug wrote no debug line")
+        self.assertNotIn(token, sg.log())

@@ -100,22 +100,30 @@ START_TEST(test_admission_token_from_args)
     g_autofree char *too_long = g_strconcat("token=", too_long_value, NULL);
     const char *long_last[] = { "token=abc", too_long, NULL };
     g_autofree char *got = NULL;
+    bool present = true;
 
     /* An argument longer than any fixed buffer does not hide a later one. */
-    got = sg_admission_token_from_args(after_long);
+    got = sg_admission_token_from_args(after_long, NULL);
     ck_assert_str_eq(got, "abc");
     g_clear_pointer(&got, g_free);
-    got = sg_admission_token_from_args(empty_last);
+    got = sg_admission_token_from_args(empty_last, NULL);
     ck_assert_str_eq(got, "abc");
     g_clear_pointer(&got, g_free);
-    got = sg_admission_token_from_args(decoded);
+    got = sg_admission_token_from_args(decoded, NULL);
     ck_assert_str_eq(got, "a&b");
     g_clear_pointer(&got, g_free);
-    ck_assert_ptr_null(sg_admission_token_from_args(none));
-    ck_assert_ptr_null(sg_admission_token_from_args(nothing));
-    ck_assert_ptr_null(sg_admission_token_from_args(NULL));
-    /* The last non-empty one decides even when it is refused. */
-    ck_assert_ptr_null(sg_admission_token_from_args(long_last));
+    ck_assert_ptr_null(sg_admission_token_from_args(none, &present));
+    ck_assert(!present);
+    present = true;
+    ck_assert_ptr_null(sg_admission_token_from_args(nothing, &present));
+    ck_assert(!present);
+    ck_assert_ptr_null(sg_admission_token_from_args(NULL, NULL));
+    /* The last non-empty one decides even when it is refused, and it was
+     * there: the cookie must not stand in for it. */
+    ck_assert_ptr_null(sg_admission_token_from_args(long_last, &present));
+    ck_assert(present);
+    got = sg_admission_token_from_args(after_long, &present);
+    ck_assert(present);
 }
 END_TEST
 

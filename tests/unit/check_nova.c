@@ -66,6 +66,54 @@ START_TEST(test_nova_conf_syntax)
 }
 END_TEST
 
+/* oslo.config's parser rules that deployers' files lean on: a blank line
+ * or a comment at the start of a line ends a multi-line value, an indented
+ * line continues it, and "$$" is a literal '$' (a password may hold one). */
+START_TEST(test_nova_conf_oslo_value_rules)
+{
+    static const char text[] =
+        "[console]\n"
+        "allowed_origins = a.example\n"
+        "  b.example\n"
+        "  # indented: still the value\n"
+        "\n"
+        "[keystone_authtoken]\n"
+        "auth_url = http://k:5000/v3\n"
+        "# a comment ends it\n"
+        "username = nova\n"
+        "password = pa$$word\n"
+        "project_name = service\n";
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgNovaConf) nc = sg_nova_conf_parse(text, strlen(text), "nova.conf", &error);
+    g_autoptr(SgConfig) cfg = sg_config_new_default();
+
+    ck_assert_ptr_null(error);
+    ck_assert_str_eq(sg_nova_conf_get(nc, "console", "allowed_origins"),
+                     "a.example\nb.example\n# indented: still the value");
+    ck_assert_str_eq(sg_nova_conf_get(nc, "keystone_authtoken", "auth_url"),
+                     "http://k:5000/v3");
+    ck_assert_str_eq(sg_nova_conf_get(nc, "keystone_authtoken", "password"), "pa$$word");
+    ck_assert(sg_nova_conf_apply(nc, cfg, "nova.conf", &error) || error != NULL);
+    g_clear_error(&error);
+    ck_assert_str_eq(cfg->nova_password, "pa$word");
+}
+END_TEST
+
+/* An error quotes a bad header line only up to its ']' or '=': what comes
+ * after may be a secret. */
+START_TEST(test_nova_conf_error_quotes_no_value)
+{
+    static const char text[] = "[database] connection = mysql://nova:Pw0rd@db/nova\n";
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgNovaConf) nc = sg_nova_conf_parse(text, strlen(text), "nova.conf", &error);
+
+    ck_assert_ptr_null(nc);
+    ck_assert_ptr_nonnull(error);
+    ck_assert_msg(strstr(error->message, "Pw0rd") == NULL, "%s", error->message);
+    ck_assert_msg(strstr(error->message, "'[database]'") != NULL, "%s", error->message);
+}
+END_TEST
+
 START_TEST(test_nova_conf_maps_onto_spicegate)
 {
     g_autoptr(GError) error = NULL;
@@ -756,6 +804,8 @@ nova_suite(void)
 
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_nova_conf_syntax);
+    tcase_add_test(tc, test_nova_conf_oslo_value_rules);
+    tcase_add_test(tc, test_nova_conf_error_quotes_no_value);
     tcase_add_test(tc, test_nova_conf_maps_onto_spicegate);
     tcase_add_loop_test(tc, test_nova_conf_errors_name_line_and_option, 0,
                         G_N_ELEMENTS(bad_nova));
