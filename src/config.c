@@ -389,7 +389,8 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "connect_timeout", "10",
       "seconds to resolve and connect to a SPICE server", apply_connect_timeout },
     { "server", "link_timeout", "10",
-      "seconds the browser has to send its SPICE link message", apply_link_timeout },
+      "seconds the browser has to send its SPICE link message, and the SPICE server to "
+      "answer it", apply_link_timeout },
     { "server", "workers", "1",
       "worker processes sharing the port: a number, or auto for one per CPU",
       apply_workers },

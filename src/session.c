@@ -30,6 +30,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <glib.h>
 #include <libwebsockets.h>
 #include <spice/protocol.h>
@@ -127,6 +130,9 @@ struct SgSession {
     bool rx_paused;               /* websocket reads stopped for flow control */
     bool opened;                  /* the "open" line was logged */
     guint link_timer;
+    guint reply_timer;            /* the SPICE server's link reply is due */
+    bool got_reply;               /* the SPICE server has said something */
+    guint paused_check;           /* while rx_paused: is the browser gone? */
     guint expiry_timer;           /* enforce_session_timeout */
     SgCloseReason reason;
     char *detail;                 /* extra words for the close line */
@@ -229,6 +235,8 @@ close_with(SgSession *sess, SgCloseReason reason, const char *detail)
     g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
     g_clear_pointer(&sess->up, sg_upstream_free);
     g_clear_handle_id(&sess->link_timer, g_source_remove);
+    g_clear_handle_id(&sess->reply_timer, g_source_remove);
+    g_clear_handle_id(&sess->paused_check, g_source_remove);
     g_clear_handle_id(&sess->expiry_timer, g_source_remove);
     end_scan(sess);
     if (!sess->opened)
@@ -257,6 +265,75 @@ on_link_timeout(gpointer data)
     sess->link_timer = 0;
     close_with(sess, SG_CLOSE_LINK_TIMEOUT, NULL);
     return G_SOURCE_REMOVE;
+}
+
+/* The SPICE server took the connection and the link message but has not
+ * answered within link_timeout: a hung server would otherwise hold the
+ * session (two descriptors and its buffers) until lws' own 5 minutes. The
+ * browser hears "console connect timed out": to a person the console could
+ * not be reached; the log says what happened. */
+static gboolean
+on_reply_timeout(gpointer data)
+{
+    SgSession *sess = data;
+    g_autofree char *why =
+        g_strdup_printf("the SPICE server did not answer the link within %u s",
+                        sess->env->link_timeout_s);
+
+    sess->reply_timer = 0;
+    close_with(sess, SG_CLOSE_CONNECT_TIMEOUT, why);
+    return G_SOURCE_REMOVE;
+}
+
+/* Starts the wait for the server's link reply once the link can have been
+ * sent: both the link checked and the connection up, whichever came last. */
+static void
+arm_reply_deadline(SgSession *sess)
+{
+    if (sess->reply_timer == 0 && !sess->got_reply && sess->link_ok &&
+        sess->state == SG_SESSION_RELAYING)
+        sess->reply_timer = g_timeout_add_seconds(sess->env->link_timeout_s, on_reply_timeout,
+                                                  sess);
+}
+
+/* While reads from the browser are paused (flow control), lws does not
+ * poll its socket, so a browser that leaves goes unseen: its FIN waits
+ * behind unread data. TCP still knows: the socket is in CLOSE_WAIT. */
+#define SG_PAUSED_CHECK_MS 1000
+
+static gboolean
+on_paused_check(gpointer data)
+{
+    SgSession *sess = data;
+    int fd = lws_get_socket_fd(lws_get_network_wsi(sess->ws));
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        ti.tcpi_state != TCP_CLOSE_WAIT)
+        return G_SOURCE_CONTINUE;
+    sess->paused_check = 0;
+    close_with(sess, SG_CLOSE_CLIENT_CLOSED, "it left while its uploads waited for the SPICE "
+                                             "server");
+    return G_SOURCE_REMOVE;
+}
+
+static void
+pause_browser(SgSession *sess)
+{
+    sess->rx_paused = true;
+    lws_rx_flow_control(sess->ws, 0);
+    sess_log(G_LOG_LEVEL_DEBUG, sess, "uploads paused: the SPICE server is not reading");
+    if (sess->paused_check == 0)
+        sess->paused_check = g_timeout_add(SG_PAUSED_CHECK_MS, on_paused_check, sess);
+}
+
+static void
+resume_browser(SgSession *sess)
+{
+    sess->rx_paused = false;
+    g_clear_handle_id(&sess->paused_check, g_source_remove);
+    lws_rx_flow_control(sess->ws, 1);
 }
 
 static gboolean
@@ -444,6 +521,7 @@ static void
 upstream_gone(SgSession *sess, SgCloseReason reason, const char *detail)
 {
     g_clear_pointer(&sess->up, sg_upstream_free);
+    g_clear_handle_id(&sess->reply_timer, g_source_remove);
     if (down_drained(sess)) {
         close_with(sess, reason, detail);
         return;
@@ -643,6 +721,10 @@ read_upstream(SgSession *sess)
     dst = sg_buf_reserve(sess->dbuf, &avail);
     n = recv(fd, dst, avail, 0);
     if (n > 0) {
+        if (G_UNLIKELY(!sess->got_reply)) {
+            sess->got_reply = true;
+            g_clear_handle_id(&sess->reply_timer, g_source_remove);
+        }
         sess->splice_next = sess->zero_copy && n >= SG_SPLICE_MIN_BYTES;
         if (G_UNLIKELY(sess->scan != NULL))
             scan_down(sess, dst, (gsize)n);
@@ -684,10 +766,8 @@ pump_upstream(SgSession *sess)
             sess->bytes_up += (guint64)n;
         }
     }
-    if (sess->rx_paused && sg_buf_len(sess->ubuf) <= SG_UP_RESUME_BYTES) {
-        sess->rx_paused = false;
-        lws_rx_flow_control(sess->ws, 1);
-    }
+    if (sess->rx_paused && sg_buf_len(sess->ubuf) <= SG_UP_RESUME_BYTES)
+        resume_browser(sess);
 }
 
 static void
@@ -714,6 +794,7 @@ start_relay(SgSession *sess)
     sess->over_h2 = sg_lws_is_h2_stream(sess->ws);
     sess->zero_copy = !sess->over_h2 && !lws_is_ssl(sess->ws);
     log_open(sess);
+    arm_reply_deadline(sess);
     pump_upstream(sess);
     update_interest(sess);
 }
@@ -744,6 +825,7 @@ check_link(SgSession *sess)
         sess_log(G_LOG_LEVEL_DEBUG, sess, "link ok: channel %s id %u", sess->channel,
                  link.channel_id);
         log_open(sess);
+        arm_reply_deadline(sess);
         return true;
     case SG_PARSE_AGAIN:
         return true;
@@ -873,10 +955,8 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
     }
     if (!sess->link_ok && !check_link(sess))
         return;
-    if (!sess->rx_paused && sg_buf_space(sess->ubuf) < SG_WS_RX_CHUNK_BYTES) {
-        sess->rx_paused = true;
-        lws_rx_flow_control(sess->ws, 0);
-    }
+    if (!sess->rx_paused && sg_buf_space(sess->ubuf) < SG_WS_RX_CHUNK_BYTES)
+        pause_browser(sess);
     if (batch && sess->link_ok && sess->state == SG_SESSION_RELAYING && sess->up != NULL) {
         queue_flush(sess);
         return;
@@ -948,6 +1028,8 @@ sg_session_free(SgSession *sess)
     g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
     g_clear_pointer(&sess->up, sg_upstream_free);
     g_clear_handle_id(&sess->link_timer, g_source_remove);
+    g_clear_handle_id(&sess->reply_timer, g_source_remove);
+    g_clear_handle_id(&sess->paused_check, g_source_remove);
     g_clear_handle_id(&sess->expiry_timer, g_source_remove);
     unqueue_flush(sess);
     sg_buf_free(sess->dbuf);

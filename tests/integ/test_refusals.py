@@ -13,7 +13,7 @@ from harness import (
     CLOSE_NO_TOKEN, CLOSE_NORMAL, CLOSE_NOT_LINK, CLOSE_ORIGIN, CLOSE_TEXT, CLOSE_UNREACHABLE,
     Deadline, FakePeer, HandshakeRefused, IntegTestCase, WsClient, poll_until,
     close_after_handler, close_immediately_handler, echo_handler, link_message, pattern,
-    random_token, reset_handler,
+    random_token, reset_handler, stall_handler,
 )
 
 
@@ -431,6 +431,41 @@ class LinkTimeout(RefusalTestCase):
         # then the first has lived past link_timeout too, and still relays.
         slow = self.sg.ws(token=self.token)
         self.assert_closed(slow, CLOSE_LINK_TIMEOUT, self.sg, seconds=10)
+        ws.send_binary(b"ping")
+        self.assertEqual(ws.recv_exact(4), b"ping")
+
+
+class SilentServer(RefusalTestCase):
+    """A SPICE server that takes the connection and the link message and
+    then says nothing (a fault injector: QEMU always answers)."""
+    config = "[server]\nlink_timeout = 1\n"
+
+    def test_silent_server_4504_at_link_timeout(self):
+        silent = FakePeer(self.reg, stall_handler, "silent")
+        token = random_token()
+        self.tokens[token] = silent.target
+        sg = self.start_spicegate(self.tokens, config=self.config)
+        ws = sg.ws(token=token)
+        ws.send_binary(link_message(CHANNEL_MAIN))
+        deadline = Deadline(10)
+        self.assert_closed(ws, CLOSE_CONNECT_TIMEOUT, sg, seconds=10)
+        self.assertLess(deadline.seconds - deadline.remaining(), 5.0,
+                        "link_timeout = 1 took more than 5 s")
+        sg.wait_log(r'close client=.* reason="console connect timed out": the SPICE server '
+                    r'did not answer the link within 1 s$')
+        conn = silent.wait_conn()
+        conn.go.set()
+        self.assertTrue(conn.eof.wait(10), "the silent server's connection stayed open")
+
+    def test_answering_server_is_not_cut(self):
+        # The deadline is for the link reply only: a session that got one
+        # lives past link_timeout.
+        ws = self.sg.ws(token=self.token)
+        msg = link_message(CHANNEL_MAIN)
+        ws.send_binary(msg)
+        self.assertEqual(ws.recv_exact(len(msg)), msg)
+        later = self.sg.ws(token=self.token)   # hits the link timeout: 1 s has passed
+        self.assert_closed(later, CLOSE_LINK_TIMEOUT, self.sg, seconds=10)
         ws.send_binary(b"ping")
         self.assertEqual(ws.recv_exact(4), b"ping")
 

@@ -8,7 +8,7 @@ import threading
 
 from harness import (
     CHANNEL_MAIN, OP_BINARY, OP_CONT, OP_PING, FakePeer, IntegTestCase, WsClosed, link_message,
-    pattern, random_token, sink_source_handler, stall_handler, vm_status,
+    WAIT_S, pattern, random_token, sink_source_handler, stall_handler, vm_status,
 )
 
 MIB = 1 << 20
@@ -223,3 +223,33 @@ def _wait_any(events, seconds):
     for ev in events:
         threading.Thread(target=lambda e=ev: e.wait(seconds) and done.set(), daemon=True).start()
     return done.wait(seconds)
+
+
+class BrowserGoneWhilePaused(IntegTestCase):
+    """A SPICE server that stops reading (a fault injector) makes spicegate
+    pause its reads from the browser; a browser that then leaves must still
+    be noticed, though lws no longer polls its socket."""
+
+    def test_fin_while_uploads_paused_closes_the_session(self):
+        peer = FakePeer(self.reg, stall_handler, "stalled")
+        token = random_token()
+        sg = self.start_spicegate({token: peer.target}, extra_args=("--debug",))
+        ws = sg.ws(token=token)
+        # A small send buffer keeps what is in flight when spicegate pauses
+        # well under its receive buffer: the FIN must be able to arrive
+        # (behind the unread data, as a browser's does when it leaves).
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        ws.send_binary(link_message(CHANNEL_MAIN))
+        chunk = pattern(5, 64 * 1024)
+        for _ in range(2000):                # 128 MiB at most; a few MiB pause it
+            ws.send_binary(chunk)
+            if "uploads paused" in sg.log():
+                break
+        else:
+            self.fail("spicegate never paused its reads" + sg.log_tail())
+        ws.sock.shutdown(socket.SHUT_WR)     # the browser's FIN, behind unread data
+        sg.wait_log(r'close client=.* reason="browser closed": it left while its uploads '
+                    r'waited for the SPICE server$', seconds=5)
+        conn = peer.wait_conn()
+        conn.go.set()
+        self.assertTrue(conn.eof.wait(WAIT_S), "the SPICE server's connection stayed open")
