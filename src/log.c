@@ -39,11 +39,49 @@ sg_log_redact(const char *secret)
     return g_strdup_printf("tok:%.8s", digest);
 }
 
+/* libwebsockets logs from inside loops that a fault can spin (accept()
+ * failing with EMFILE logs once per wakeup: 27 MB of "accept: errno 24" in
+ * 23 s). At most this many of its lines a second reach the log; then one
+ * line says how many were dropped. */
+#define SG_LWS_LINES_PER_SECOND 20
+
+static struct {
+    gint64 second;                /* monotonic second of the current window */
+    guint lines;                  /* lines of lws in that second */
+    guint dropped;                /* lines over the limit in that second */
+} lws_budget;
+
+/* Whether one more lws line may go out now; says what was dropped when a
+ * new second begins. */
+static bool
+lws_line_allowed(void)
+{
+    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
+
+    if (now != lws_budget.second) {
+        if (lws_budget.dropped > 0)
+            g_warning("lws: %u more line(s) dropped in one second (at most %d a second)",
+                      lws_budget.dropped, SG_LWS_LINES_PER_SECOND);
+        lws_budget.second = now;
+        lws_budget.lines = 0;
+        lws_budget.dropped = 0;
+    }
+    if (lws_budget.lines >= SG_LWS_LINES_PER_SECOND) {
+        lws_budget.dropped++;
+        return false;
+    }
+    lws_budget.lines++;
+    return true;
+}
+
 static void
 on_lws_log(int level, const char *line)
 {
-    g_autofree char *trimmed = g_strchomp(g_strdup(line));
+    g_autofree char *trimmed = NULL;
 
+    if (!lws_line_allowed())
+        return;
+    trimmed = g_strchomp(g_strdup(line));
     /* lws prefixes its lines with a timestamp we do not need twice. */
     if (level & LLL_ERR)
         g_warning("lws: %s", trimmed);

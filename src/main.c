@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -506,6 +507,23 @@ on_workers_ready(guint port, guint count, gpointer data)
     sg_notify_systemd("READY=1");
 }
 
+/* Each console channel holds two descriptors (browser and SPICE server):
+ * the soft limit most systems start with (1024) caps a proxy at a few
+ * hundred consoles though the hard limit allows far more. Raised to the
+ * hard limit, as nginx's worker_rlimit_nofile and HAProxy do. */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        g_debug("cannot raise the descriptor limit to %llu: %s",
+                (unsigned long long)rl.rlim_max, g_strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -535,6 +553,7 @@ main(int argc, char **argv)
     sg_log_setup_lws(opt.debug);
     /* A peer that vanishes mid-write must give EPIPE, not kill us. */
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     cfg = build_config(&opt, &error);
