@@ -64,6 +64,16 @@ mounts=()
 daemon=
 cleanup() {
     [ -z "$daemon" ] || kill -KILL "$daemon" 2>/dev/null
+    # Anything else still running in the root was started here: stop it
+    # by pid before unmounting.
+    local p pids=()
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && pids+=("${p#/proc/}")
+    done
+    if [ ${#pids[@]} -gt 0 ]; then
+        note "stopping what still runs in the root: ${pids[*]}"
+        kill -KILL "${pids[@]}" 2>/dev/null
+    fi
     local i
     for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
         umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"
@@ -254,8 +264,11 @@ fi
 # The daemon itself, as the unit starts it, on a free loopback port: it
 # must load lws' GLib plugin, read the packaged files and serve
 # spice-html5's page from Debian's package.
+# chroot and env exec, so $! is spicegate's own pid (not so through the
+# in_root function, which would run in a subshell).
 port_file=/tmp/spicegate.port
-in_root spicegate --config /etc/spicegate/spicegate.conf --listen 127.0.0.1:0 \
+chroot "$root" /usr/bin/env -i LC_ALL=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    spicegate --config /etc/spicegate/spicegate.conf --listen 127.0.0.1:0 \
     --port-file "$port_file" >"$work/daemon.log" 2>&1 &
 daemon=$!
 port=
@@ -280,8 +293,12 @@ else
     fail "spicegate did not start with the packaged configuration"
 fi
 kill -TERM "$daemon" 2>/dev/null
-wait "$daemon" 2>/dev/null
+wait "$daemon"
+rc=$?
 daemon=
+# spicegate closes its sessions on SIGTERM and exits 0.
+[ "$rc" -eq 0 ] && pass "spicegate exits 0 on SIGTERM" ||
+    fail "spicegate exited $rc after SIGTERM"
 grep -q "$token" "$work/daemon.log" "$work/check-config.log" &&
     fail "the token appears in spicegate's output"
 sed 's/^/    spicegate: /' "$work/daemon.log"
