@@ -9,6 +9,9 @@
 #   2. a normal build: configure, make, make check
 #   3. a second build with --enable-sanitizers (ASan + UBSan): make check
 #   4. make distcheck (the tarball builds and passes make check on its own)
+#   5. the Debian package (tests/deb/run.sh): make deb, lintian, install and
+#      purge in a fresh Debian 12 root; counted as one test, skipped (and
+#      said so) when not run as root
 # Builds are out of tree, under $BUILD_ROOT (default ./build-tests), so the
 # source tree stays clean. Every step runs even after one fails. The last
 # line is always "tests: N passed, N failed", summed over automake's
@@ -139,6 +142,16 @@ if [ "$normal_ok" -eq 1 ]; then
 else
     echo "distcheck: not run, the normal build failed"
 fi
+
+# --- 5. the Debian package ------------------------------------------------------
+step "deb: tests/deb/run.sh (make deb, lintian, install and purge on a fresh Debian 12)"
+rm -rf "$build_root/deb"
+"$srcdir/tests/deb/run.sh" "$build_root/deb"
+case $? in
+    0) echo "deb: PASS"; passed=$((passed + 1)) ;;
+    77) echo "deb: SKIP (not root)"; skipped=$((skipped + 1)) ;;
+    *) echo "deb: FAIL"; failed=$((failed + 1)); failures+=("deb") ;;
+esac
 
 # --- summary --------------------------------------------------------------------
 echo
