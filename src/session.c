@@ -63,6 +63,14 @@
 #define SG_UP_BATCH_MIN_BYTES (4 * 1024)
 /* Resume reading the websocket once the SPICE server has taken this much. */
 #define SG_UP_RESUME_BYTES (SG_UP_BUF_BYTES / 2)
+/* Uploads on an HTTP/2 stream cannot be paused: lws 4.1.6 closes a
+ * websocket stream whose reads are stopped (seen under load: the session
+ * ended as "browser closed" the moment it paused), and it keeps granting
+ * the browser send window as it reads. So such a session buffers instead,
+ * up to this much that the SPICE server has not taken (a browser's SPICE
+ * uploads are keystrokes and pointer moves), then closes. Pages are only
+ * touched as they fill. */
+#define SG_H2_UP_BUF_BYTES (4 * 1024 * 1024)
 
 typedef enum {
     SG_SESSION_NEW = 0,
@@ -192,8 +200,9 @@ sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client)
     next_session_id += session_id_stride;
     sess->client = g_strdup(client);
     sess->started_us = g_get_monotonic_time();
+    sess->over_h2 = sg_lws_is_h2_stream(ws);
     sess->dbuf = sg_buf_new(SG_DOWN_BUF_BYTES);
-    sess->ubuf = sg_buf_new(SG_UP_BUF_BYTES);
+    sess->ubuf = sg_buf_new(sess->over_h2 ? SG_H2_UP_BUF_BYTES : SG_UP_BUF_BYTES);
     sess->state = SG_SESSION_NEW;
     return sess;
 }
@@ -791,7 +800,6 @@ start_relay(SgSession *sess)
     sg_upstream_set_io_func(sess->up, on_upstream_io, sess);
     /* TLS needs the bytes in our memory to encrypt them; a plain websocket
      * can take them straight from the kernel (splice_pipe.h). */
-    sess->over_h2 = sg_lws_is_h2_stream(sess->ws);
     sess->zero_copy = !sess->over_h2 && !lws_is_ssl(sess->ws);
     log_open(sess);
     arm_reply_deadline(sess);
@@ -949,13 +957,19 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
     if (taken < len) {
         /* Cannot happen while lws honours rx flow control; refuse rather
          * than drop a byte of someone's session. */
+        if (sess->over_h2) {
+            /* See SG_H2_UP_BUF_BYTES. */
+            close_with(sess, SG_CLOSE_INTERNAL, "over HTTP/2 the browser sent 4 MiB more than "
+                                                "the SPICE server took");
+            return;
+        }
         sess_log(G_LOG_LEVEL_WARNING, sess, "buffer toward the SPICE server overflowed");
         close_with(sess, SG_CLOSE_INTERNAL, "upstream buffer overflow");
         return;
     }
     if (!sess->link_ok && !check_link(sess))
         return;
-    if (!sess->rx_paused && sg_buf_space(sess->ubuf) < SG_WS_RX_CHUNK_BYTES)
+    if (!sess->over_h2 && !sess->rx_paused && sg_buf_space(sess->ubuf) < SG_WS_RX_CHUNK_BYTES)
         pause_browser(sess);
     if (batch && sess->link_ok && sess->state == SG_SESSION_RELAYING && sess->up != NULL) {
         queue_flush(sess);
