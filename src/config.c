@@ -914,7 +914,6 @@ gboolean
 sg_config_validate(const SgConfig *cfg, GError **error)
 {
     g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
-    g_autofree char *text = NULL;
 
     /* Every check runs, so that one run shows every mistake. */
     if (cfg->key != NULL && cfg->cert == NULL)
@@ -934,8 +933,17 @@ sg_config_validate(const SgConfig *cfg, GError **error)
     }
     if (problems->len == 0)
         return TRUE;
+    return sg_config_fail_with(problems, error);
+}
+
+gboolean
+sg_config_fail_with(GPtrArray *problems, GError **error)
+{
+    g_autofree char *text = NULL;
+
     g_ptr_array_add(problems, NULL);
     text = g_strjoinv("\n", (char **)problems->pdata);
+    g_ptr_array_remove_index(problems, problems->len - 1);
     g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE, text);
     return FALSE;
 }

@@ -146,3 +146,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgConfig, sg_config_free)
  * SG_CONFIG_QUOTE_MAX_BYTES. What follows an '=' may be a secret (a
  * password, a database URL with one), and messages go to logs. */
 int sg_config_quotable_len(const char *line);
+
+/* Sets @error (SG_CONFIG_ERROR_VALUE) to @problems, messages one a line,
+ * and returns FALSE: the one shape of "every problem at once". */
+gboolean sg_config_fail_with(GPtrArray *problems, GError **error);

@@ -220,7 +220,6 @@ build_config(const SgOptions *opt, GError **error)
     g_autoptr(GPtrArray) nova_files = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GError) local = NULL;
-    g_autofree char *text = NULL;
     const char *file = opt->config_file;
     const struct {
         const char *value, *group, *key, *flag;
@@ -264,9 +263,7 @@ build_config(const SgOptions *opt, GError **error)
          * with the rest once the files are clean). */
         if (!sg_config_validate(cfg, &local))
             note_problem(problems, &local);
-        g_ptr_array_add(problems, NULL);
-        text = g_strjoinv("\n", (char **)problems->pdata);
-        g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE, text);
+        sg_config_fail_with(problems, error);
         return NULL;
     }
     cfg->port_file = g_strdup(opt->port_file);
@@ -356,7 +353,6 @@ check_setup(const SgConfig *cfg, bool load_tokens, GError **error)
 {
     g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
     GError *local = NULL;
-    g_autofree char *text = NULL;
     bool valid = sg_config_validate(cfg, &local);
 
     if (!valid)
@@ -385,10 +381,7 @@ check_setup(const SgConfig *cfg, bool load_tokens, GError **error)
     g_clear_error(&local);
     if (problems->len == 0)
         return TRUE;
-    g_ptr_array_add(problems, NULL);
-    text = g_strjoinv("\n", (char **)problems->pdata);
-    g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE, text);
-    return FALSE;
+    return sg_config_fail_with(problems, error);
 }
 
 /* A message of several lines: each gets the program's name. */
