@@ -90,6 +90,24 @@ def poll_until(predicate, what, seconds=WAIT_S, interval=0.02):
         time.sleep(interval)
 
 
+def children(pid):
+    """The PIDs whose parent is @pid (the workers of a master)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after it.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(entry))
+    return sorted(kids)
+
+
 def random_token():
     """A long random console token: a prefix of it in a log would be news."""
     return os.urandom(24).hex()

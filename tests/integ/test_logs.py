@@ -12,7 +12,7 @@ import struct
 from harness import (
     CHANNEL_CURSOR, CHANNEL_DISPLAY, CHANNEL_INPUTS, CHANNEL_MAIN, CLOSE_BAD_TOKEN,
     CLOSE_NORMAL, LINK_ERR_OK, SPICE_MSG_INPUTS_INIT, SPICE_MSG_MAIN_INIT, FakePeer,
-    IntegTestCase, Qemu, QmpClient, Spicegate, SpiceClient, WsClosed,
+    IntegTestCase, Qemu, QmpClient, children, Spicegate, SpiceClient, WsClosed,
     link_message,
     pattern, poll_until, random_token, sink_source_handler, token_tag,
 )
@@ -245,7 +245,7 @@ class LogFileReopen(IntegTestCase):
         wait_in_file(path, r"tokens: 1 loaded", "the reload line in the new file")
         # Every process writes to the new file: with workers, a session on
         # each one (the other stopped) logs its lines there.
-        pids = [sg.pid] if workers == 1 else sorted(children_of(sg.pid))
+        pids = [sg.pid] if workers == 1 else sorted(children(sg.pid))
         for serving in pids:
             stopped = [p for p in pids if p != serving]
             for p in stopped:
@@ -284,21 +284,6 @@ class LogFileReopen(IntegTestCase):
                      r"still writing to the old file" % re.escape(path), "the reopen warning")
         self.assert_echo_session(sg, token=token)
         wait_in_file(moved, r"\[s:\w+\] close ", "a session logged in the old file")
-
-
-def children_of(pid):
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                kids.append(int(entry))
-    return kids
 
 
 class JsonFormat(IntegTestCase):

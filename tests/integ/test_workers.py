@@ -11,26 +11,8 @@ import socket
 
 from harness import (
     CHANNEL_MAIN, IntegTestCase, WsClosed, link_message, poll_until, random_token,
-    run_spicegate, PAGES, SPICE_HTML5,
+    children, run_spicegate, PAGES, SPICE_HTML5,
 )
-
-
-def children(pid):
-    """The PIDs whose parent is @pid (the workers of a master)."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: split after it.
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            kids.append(int(entry))
-    return sorted(kids)
 
 
 def gone(pid):
