@@ -11,25 +11,23 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <glib-unix.h>
 #include <glib.h>
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 
+#include "acceptor.h"
 #include "admission.h"
 #include "compat.h"
 #include "http_response.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
-#include "preflight.h"
 #include "session.h"
 #include "token.h"
 #include "web.h"
@@ -45,6 +43,10 @@
  * and a console proxy sharing one with Horizon sees its session and CSRF
  * cookies too; lws' default of 4 KiB refuses such requests outright. */
 #define SG_HEADERS_MAX_BYTES (16 * 1024)
+/* Connections one process accepts per wakeup of the listening socket: a
+ * burst needs fewer turns of the loop, and the sessions already open
+ * still get theirs between batches. */
+#define SG_ACCEPT_BATCH 256
 /* One header we read; longer values are treated as absent, not truncated. */
 #define SG_HEADER_MAX_BYTES SG_HEADERS_MAX_BYTES
 
@@ -60,8 +62,8 @@ struct SgListener {
     GSourceFunc on_shutdown_done;
     gpointer shutdown_data;
     guint shutdown_timer;
-    int listen_fd;                /* shared by the workers (workers.c), or -1 */
-    guint accept_watch;
+    int listen_fd;                /* not ours: main.c's or the workers' master's */
+    SgAcceptor *acceptor;
 };
 
 /* Per-connection storage lws allocates for us. */
@@ -340,34 +342,16 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     }
 }
 
-/* A worker of several: the master's listening socket is shared by all
- * workers, and whichever wakes first takes the connection (the others get
- * EAGAIN). One per wakeup, so that a burst of connections spreads over the
- * workers instead of landing on the first one awake. lws then serves it
- * exactly as if its own listening socket had accepted it. */
-static gboolean
-on_listen_ready(gint fd, GIOCondition condition, gpointer data)
+/* A connection from the acceptor: lws serves it from here on, TLS
+ * included, exactly as if its own listening socket had accepted it. */
+static void
+on_accepted(int fd, gpointer data)
 {
     SgListener *listener = data;
-    int conn = accept(fd, NULL, NULL);
 
-    (void)condition;
-    if (conn >= 0 && (fcntl(conn, F_SETFL, O_NONBLOCK) < 0 ||
-                      fcntl(conn, F_SETFD, FD_CLOEXEC) < 0)) {
-        g_warning("accept: %s", g_strerror(errno));
-        close(conn);
-        return G_SOURCE_CONTINUE;
-    }
-    if (conn < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-            errno != ECONNABORTED)
-            g_warning("accept: %s", g_strerror(errno));
-        return G_SOURCE_CONTINUE;
-    }
-    /* On failure lws closes @conn itself. */
-    if (lws_adopt_socket_vhost(listener->vhost, conn) == NULL)
+    /* On failure lws closes @fd itself. */
+    if (lws_adopt_socket_vhost(listener->vhost, fd) == NULL)
         g_warning("cannot take on a new connection (out of memory?)");
-    return G_SOURCE_CONTINUE;
 }
 
 /* Every session has gone, or the grace period is over. */
@@ -452,6 +436,11 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return conn->sess != NULL ? sg_session_on_writeable(conn->sess) : 0;
 
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* A descriptor is free: if accept() had run out, try again now. */
+        sg_acceptor_resume(listener->acceptor);
+        break;
+
     case LWS_CALLBACK_CLOSED:
         if (conn->sess != NULL) {
             g_hash_table_remove(listener->sessions, conn->sess);
@@ -512,19 +501,14 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     listener->web = sg_web_new(roots);
 
     memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY |
-                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.foreign_loops = foreign_loops;
     info.protocols = protocols;
     info.vhost_name = "spicegate";
-    info.port = listen_fd >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : cfg->listen_port;
-    info.iface = cfg->listen_host;
-    /* With IPv6 enabled, lws 4.1.6 opens an AF_INET6 socket and does not
-     * bind it to an IPv4 address given as iface: 127.0.0.1 would listen on
-     * every address. An IPv4 listen address therefore gets an IPv4-only
-     * vhost; only "every address" (NULL) is dual-stack. */
-    if (cfg->listen_host != NULL && strchr(cfg->listen_host, ':') == NULL)
-        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    /* The socket is ours (listen_socket.c, acceptor.c): lws binds none.
+     * NO_LISTEN_SERVER, not NO_LISTEN: the vhost still serves, TLS
+     * included, the connections handed to it. */
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.user = listener;
     info.gid = -1;
     info.uid = -1;
@@ -553,13 +537,8 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
             info.ssl_options_set |= SSL_OP_NO_TLSv1_2;
     }
 
-    /* lws only logs why it could not bind: find the errno ourselves. The
-     * TLS files and the event-loop plugin were checked at start (main.c,
-     * preflight.c). */
-    if (listen_fd < 0 && !sg_preflight_listen(cfg->listen_host, cfg->listen_port, error)) {
-        sg_listener_free(listener);
-        return NULL;
-    }
+    /* The TLS files and the event-loop plugin were checked at start
+     * (main.c, preflight.c). */
     listener->context = lws_create_context(&info);
     if (listener->context == NULL) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
@@ -572,17 +551,18 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
         return NULL;
     }
     listener->vhost = lws_get_vhost_by_name(listener->context, "spicegate");
-    if (listen_fd >= 0)
-        listener->accept_watch = g_unix_fd_add(listen_fd, G_IO_IN, on_listen_ready, listener);
+    /* One process takes what is ready; a worker of several takes one
+     * connection per wakeup, so that a burst spreads over the workers
+     * instead of landing on the first one awake. */
+    listener->acceptor = sg_acceptor_new(listen_fd, cfg->workers > 1 ? 1 : SG_ACCEPT_BATCH,
+                                         on_accepted, listener);
     return listener;
 }
 
 guint
 sg_listener_get_port(const SgListener *listener)
 {
-    if (listener->listen_fd >= 0)
-        return listener->cfg->listen_port;
-    return (guint)lws_get_vhost_listen_port(listener->vhost);
+    return listener->cfg->listen_port;
 }
 
 guint
@@ -603,7 +583,7 @@ sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
     listener->on_shutdown_done = done;
     listener->shutdown_data = user_data;
     /* A stopping worker takes no more connections; the others may. */
-    g_clear_handle_id(&listener->accept_watch, g_source_remove);
+    sg_acceptor_stop(listener->acceptor);
     g_hash_table_iter_init(&iter, listener->sessions);
     while (g_hash_table_iter_next(&iter, &sess, NULL))
         sg_session_shutdown(sess);
@@ -620,7 +600,7 @@ sg_listener_free(SgListener *listener)
     if (listener == NULL)
         return;
     g_clear_handle_id(&listener->shutdown_timer, g_source_remove);
-    g_clear_handle_id(&listener->accept_watch, g_source_remove);
+    g_clear_pointer(&listener->acceptor, sg_acceptor_free);
     listener->destroying = true;
     /* Destroying the context closes every wsi; their CLOSED callbacks free
      * the sessions, which still need the registry. */

@@ -10,11 +10,11 @@
 
 #include "sg_types.h"
 
-/* Starts listening as @cfg says, or, with @listen_fd >= 0, takes its
- * connections from that already listening socket, which the workers share
- * (workers.c; not owned). Takes no ownership of @cfg or @tokens; both must
- * outlive the listener. Fails (exit status 1 material) when the address
- * cannot be bound or TLS material cannot be loaded. */
+/* Serves the connections it accepts from @listen_fd, a listening socket
+ * bound by main.c or, shared by the workers, by their master (not owned;
+ * listen_socket.c). Takes no ownership of @cfg or @tokens; both must
+ * outlive the listener. Fails (exit status 1 material) when lws cannot
+ * start, e.g. TLS material cannot be loaded. */
 SgListener *sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
                             int listen_fd, GError **error);
 

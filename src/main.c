@@ -23,7 +23,9 @@
 #include <glib-unix.h>
 #include <glib.h>
 
+#include "compat.h"
 #include "config.h"
+#include "listen_socket.h"
 #include "listener.h"
 #include "session.h"
 #include "log.h"
@@ -436,9 +438,10 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
     g_autoptr(GError) error = NULL;
     guint sig_ids[4] = { 0 };
     int status = EXIT_SUCCESS;
+    sg_autofd int own_listen_fd = -1;     /* the only process binds itself */
 
     if (ready_fd >= 0) {
-        d.cfg->listen_port = (uint16_t)port;
+        d.cfg->listen_port = (uint16_t)port;   /* the master bound it */
         sg_session_set_id_space(index, d.cfg->workers);
         /* What every worker would say alike (tokens loaded, logged in to
          * Keystone), worker 0 says for all. */
@@ -451,6 +454,19 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
         if (ready_fd >= 0)
             close(ready_fd);
         return SG_EXIT_CONFIG;
+    }
+    /* After the token backend, so that a bad token file is exit 2 even
+     * when the port is taken too, as with workers. */
+    if (listen_fd < 0) {
+        own_listen_fd = sg_listen_socket_open(d.cfg->listen_host, d.cfg->listen_port, &port,
+                                              &error);
+        if (own_listen_fd < 0) {
+            fprintf(stderr, "spicegate: %s\n", error->message);
+            sg_token_backend_free(d.tokens);
+            return SG_EXIT_RUNTIME;
+        }
+        listen_fd = own_listen_fd;
+        d.cfg->listen_port = (uint16_t)port;
     }
 
     d.loop = g_main_loop_new(NULL, FALSE);
@@ -581,7 +597,7 @@ main(int argc, char **argv)
         return status;
     }
     if (cfg->workers <= 1) {
-        status = run_daemon(0, -1, cfg->listen_port, -1, cfg);
+        status = run_daemon(0, -1, 0, -1, cfg);
     } else {
         /* A bad token file is a configuration error (exit 2) before any
          * worker starts, as with one process. Nova's backend starts talking

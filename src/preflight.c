@@ -225,40 +225,6 @@ sg_preflight_evlib(const char *path, GError **error)
     return TRUE;
 }
 
-gboolean
-sg_preflight_listen(const char *host, guint port, GError **error)
-{
-    struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST,
-                              .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    char service[16];
-    int fd, one = 1, zero = 0, err = 0;
-
-    /* As the listener binds: no host is the dual-stack "every address". */
-    g_snprintf(service, sizeof(service), "%u", port);
-    hints.ai_family = host == NULL ? AF_INET6 : AF_UNSPEC;
-    if (getaddrinfo(host, service, &hints, &res) != 0)
-        return TRUE;              /* the listener says what is wrong */
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        /* lws sets SO_REUSEADDR too: TIME_WAIT leftovers are no conflict. */
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (res->ai_family == AF_INET6 && host == NULL)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-        if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
-            err = errno;
-        close(fd);
-    }
-    freeaddrinfo(res);
-    if (err != EADDRINUSE && err != EACCES && err != EADDRNOTAVAIL)
-        return TRUE;
-    g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err), "cannot listen on %s%s%s:%u: %s%s",
-                host && strchr(host, ':') ? "[" : "", host ? host : "*",
-                host && strchr(host, ':') ? "]" : "", port, g_strerror(err),
-                sg_preflight_bind_hint(err));
-    return FALSE;
-}
-
 const char *
 sg_preflight_bind_hint(int err)
 {

@@ -31,12 +31,6 @@ const char *sg_preflight_evlib_path(void);
  * message names the Debian package libwebsockets-evlib-glib. */
 gboolean sg_preflight_evlib(const char *path, GError **error);
 
-/* Binds @host:@port (NULL: every address) the way the listener will, and
- * closes the socket again, so that "address in use" or "permission
- * denied" is reported with its cause. Port 0 always passes. Errors other
- * than those a setting can fix are left for the listener to meet. */
-gboolean sg_preflight_listen(const char *host, guint port, GError **error);
-
 /* What to add to a bind error @err's text: the cause an operator can fix,
  * in parentheses after a space; "" when there is nothing to add. */
 const char *sg_preflight_bind_hint(int err);

@@ -18,8 +18,6 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,7 +34,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
-#include "preflight.h"
+#include "listen_socket.h"
 #include "log.h"
 #include "workers.h"
 
@@ -103,58 +101,6 @@ sg_notify_systemd_reloading(void)
     state = g_strdup_printf("RELOADING=1\nMONOTONIC_USEC=%" G_GINT64_FORMAT,
                             (gint64)ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000);
     sg_notify_systemd(state);
-}
-
-/* The one listening socket of all workers. As lws does for one process:
- * no host means every address, IPv6 and IPv4 (a dual-stack socket). */
-static int
-open_listen_socket(const char *host, guint port, guint *bound_port, GError **error)
-{
-    struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-                              .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    struct sockaddr_storage addr;
-    socklen_t alen = sizeof(addr);
-    char service[16];
-    int rc, fd, one = 1, zero = 0;
-
-    g_snprintf(service, sizeof(service), "%u", port);
-    hints.ai_family = host == NULL ? AF_INET6 : AF_UNSPEC;
-    rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot resolve %s: %s",
-                    host ? host : "*", gai_strerror(rc));
-        return -1;
-    }
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "socket: %s",
-                    g_strerror(errno));
-        freeaddrinfo(res);
-        return -1;
-    }
-    /* TIME_WAIT leftovers of a previous run must not block a restart. */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (res->ai_family == AF_INET6 && host == NULL)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0 ||
-        fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
-        getsockname(fd, (struct sockaddr *)&addr, &alen) < 0) {
-        int err = errno;
-
-        g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err),
-                    "cannot listen on %s%s%s:%u: %s%s", host && strchr(host, ':') ? "[" : "",
-                    host ? host : "*", host && strchr(host, ':') ? "]" : "", port,
-                    g_strerror(err), sg_preflight_bind_hint(err));
-        close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
-    *bound_port = ntohs(addr.ss_family == AF_INET6
-                            ? ((struct sockaddr_in6 *)&addr)->sin6_port
-                            : ((struct sockaddr_in *)&addr)->sin_port);
-    return fd;
 }
 
 static void
@@ -389,7 +335,7 @@ sg_workers_run(const char *host, guint port, guint count, SgWorkerMain worker_ma
     int sfd;
 
     g_return_val_if_fail(count > 0 && count <= SG_WORKERS_MAX, 1);
-    m.listen_fd = open_listen_socket(host, port, &m.port, &error);
+    m.listen_fd = sg_listen_socket_open(host, port, &m.port, &error);
     if (m.listen_fd < 0) {
         fprintf(stderr, "spicegate: %s\n", error->message);
         return 1;

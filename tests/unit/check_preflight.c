@@ -3,6 +3,7 @@
  * GLib event plugin (with fake paths), the listen probe, the start-up line.
  * The TLS checks need real certificates: tests/integ/test_startup.py. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +11,12 @@
 #include <unistd.h>
 
 #include <check.h>
+
 #include <glib.h>
 #include <glib/gstdio.h>
 
 #include "config.h"
+#include "listen_socket.h"
 #include "preflight.h"
 
 /* A temporary directory, removed by the test's cleanup below. */
@@ -185,6 +188,7 @@ START_TEST(test_listen_in_use)
     socklen_t len = sizeof(sin);
     g_autoptr(GError) error = NULL;
     g_autofree char *want = NULL;
+    guint bound = 0;
 
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
@@ -192,22 +196,28 @@ START_TEST(test_listen_in_use)
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
     want = g_strdup_printf("cannot listen on 127.0.0.1:%u: Address already in use",
                            ntohs(sin.sin_port));
-    ck_assert(!sg_preflight_listen("127.0.0.1", ntohs(sin.sin_port), &error));
+    ck_assert_int_eq(sg_listen_socket_open("127.0.0.1", ntohs(sin.sin_port), &bound, &error),
+                     -1);
     ck_assert_str_eq(error->message, want);
     close(fd);
-    /* Free again: the probe leaves nothing bound behind. */
+    /* Free again: now it listens there, non-blocking. */
     g_clear_error(&error);
-    ck_assert(sg_preflight_listen("127.0.0.1", ntohs(sin.sin_port), &error));
-    ck_assert(sg_preflight_listen("127.0.0.1", ntohs(sin.sin_port), &error));
+    fd = sg_listen_socket_open("127.0.0.1", ntohs(sin.sin_port), &bound, &error);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_uint_eq(bound, ntohs(sin.sin_port));
+    ck_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    close(fd);
 }
 END_TEST
 
 START_TEST(test_listen_not_local)
 {
     g_autoptr(GError) error = NULL;
+    guint bound = 0;
 
     /* 192.0.2.0/24 is TEST-NET-1: never an address of this host. */
-    ck_assert(!sg_preflight_listen("192.0.2.1", 0, &error));
+    ck_assert_int_eq(sg_listen_socket_open("192.0.2.1", 0, &bound, &error), -1);
     ck_assert_str_eq(error->message,
                      "cannot listen on 192.0.2.1:0: Cannot assign requested address (not an "
                      "address of this host; see [server] listen)");

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* acceptor.h - takes connections off the listening socket, and stops for a
+ * moment when the process runs out of descriptors.
+ *
+ * accept() failing with EMFILE leaves the connection in the kernel's
+ * backlog, so the listening socket stays readable: a loop that simply
+ * retries spins at full CPU and serves nobody (lws 4.1.6 does this, and
+ * logs every attempt). Like nginx, the acceptor then stops watching the
+ * socket for a short while; open connections are served meanwhile, and as
+ * soon as one closes (sg_acceptor_resume) accepting starts again. */
+#pragma once
+
+#include <glib.h>
+
+typedef struct SgAcceptor SgAcceptor;
+
+/* Given each accepted connection: non-blocking, close-on-exec, Nagle off.
+ * The callee owns @fd. */
+typedef void (*SgAcceptFn)(int fd, gpointer data);
+
+/* How long accepting stops after EMFILE, ENFILE, ENOBUFS or ENOMEM, unless
+ * a descriptor is freed sooner. */
+#define SG_ACCEPT_BACKOFF_MS 250
+/* At most one line per this long says accepting still fails, with a count. */
+#define SG_ACCEPT_LOG_INTERVAL_S 10
+
+/* Watches @listen_fd (not owned) on the default main context and accepts
+ * up to @per_wakeup connections each time it is readable: 1 for a worker
+ * of several, so that a burst spreads over the workers. */
+SgAcceptor *sg_acceptor_new(int listen_fd, guint per_wakeup, SgAcceptFn on_accept,
+                            gpointer data);
+
+/* A descriptor was freed: while stopped for lack of them, accept again now
+ * rather than at the end of the back-off. Cheap; call on every close. */
+void sg_acceptor_resume(SgAcceptor *acceptor);
+
+/* Stops accepting for good (shutdown); the socket stays open. */
+void sg_acceptor_stop(SgAcceptor *acceptor);
+
+void sg_acceptor_free(SgAcceptor *acceptor);
