@@ -110,7 +110,11 @@ BEGIN {
                   "ttfb_p50 ttfb_p99 cpu_gb_down cpu_gb_up cpu_ms_conn " \
                   "wss_down1 wss_down8 wss_up wss_cps1 wss_cps16 wss_cps1r " \
                   "wss_ttfb_p50 wss_ttfb_p99 wss_cpu_gb_down wss_cpu_gb_up wss_cpu_ms_conn " \
-                  "hold1k_alive hold1k_pss hold1k_secs hold10k_alive hold10k_pss hold10k_secs",
+                  "hold1k_alive hold1k_pss hold1k_secs hold10k_alive hold10k_pss hold10k_secs " \
+                  "idle0_rtt idle0_down1 idle0_cps1 " \
+                  "idle1k_held idle1k_rtt_x idle1k_down1_x idle1k_cps1_x " \
+                  "idle3k_held idle3k_rtt_x idle3k_down1_x idle3k_cps1_x " \
+                  "idle10k_held idle10k_rtt_x idle10k_down1_x idle10k_cps1_x",
                   rows, " ")
     label["down1"] = "Downstream, 1 conn (MB/s)"
     label["down8"] = "Downstream, 8 conns (MB/s)"
@@ -143,6 +147,24 @@ BEGIN {
     label["hold10k_alive"] = "10,000 idle sessions: alive"
     label["hold10k_pss"] = "10,000 idle: PSS per session (KiB)"
     label["hold10k_secs"] = "10,000 idle: time to open (s)"
+    label["idle0_rtt"] = "Idle rows, none held: RTT 64 B p50 (us)"
+    label["idle0_down1"] = "Idle rows, none held: downstream, 1 conn (MB/s)"
+    label["idle0_cps1"] = "Idle rows, none held: connections/s, 1 at a time"
+    f["idle0_rtt"] = f["idle0_down1"] = f["idle0_cps1"] = "%.0f"
+    split("1k 3k 10k", idle_n, " ")
+    split("1,000 3,000 10,000", idle_text, " ")
+    for (i = 1; i <= 3; i++) {
+        k = "idle" idle_n[i]
+        label[k "_held"] = idle_text[i] " idle: sessions held"
+        label[k "_rtt_x"] = idle_text[i] " idle: RTT p50, x the same with none"
+        label[k "_down1_x"] = idle_text[i] " idle: downstream, x the same with none"
+        label[k "_cps1_x"] = idle_text[i] " idle: connections/s, x the same with none"
+        f[k "_held"] = "%.0f"
+        f[k "_rtt_x"] = f[k "_down1_x"] = f[k "_cps1_x"] = "%.2f"
+        # Issue #13, point 1.
+        target[k "_rtt_x"] = "abs<=1.2"
+        target[k "_down1_x"] = target[k "_cps1_x"] = "abs>=0.8"
+    }
     f["down1"] = f["down8"] = f["up"] = "%.0f"
     f["wss_down1"] = f["wss_down8"] = f["wss_up"] = "%.0f"
     f["wss_cps1"] = f["wss_cps16"] = f["wss_cps1r"] = "%.0f"
