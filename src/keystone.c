@@ -206,7 +206,7 @@ sg_keystone_parse_token(const char *body, gsize len, const char *interface,
 
     if (!sg_json_load_bounded(parser, body, len, &local)) {
         g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                    "token reply is not JSON: %s", local->message);
+                    "Keystone's login reply is not JSON: %s", local->message);
         return FALSE;
     }
     root = json_parser_get_root(parser);
@@ -216,13 +216,13 @@ sg_keystone_parse_token(const char *body, gsize len, const char *interface,
     expires_at = member_string(token, "expires_at");
     if (expires_at == NULL) {
         g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                    "token reply has no token.expires_at");
+                    "Keystone's login reply has no token.expires_at");
         return FALSE;
     }
     expires = g_date_time_new_from_iso8601(expires_at, utc);
     if (expires == NULL) {
         g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                    "token.expires_at '%s' is not an ISO 8601 time", expires_at);
+                    "Keystone's token.expires_at is not an ISO 8601 time");
         return FALSE;
     }
     *expires_at_us = g_date_time_to_unix(expires) * G_USEC_PER_SEC +
@@ -231,7 +231,7 @@ sg_keystone_parse_token(const char *body, gsize len, const char *interface,
         *compute_url = find_compute_url(member_array(token, "catalog"), interface, region);
         if (*compute_url == NULL) {
             g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                        "the token's catalog has no compute endpoint for interface %s%s%s "
+                        "the catalog in Keystone's login reply has no compute endpoint for interface %s%s%s "
                         "(set [nova] endpoint_override, interface or region_name)",
                         interface, region ? " in region " : "", region ? region : "");
             return FALSE;

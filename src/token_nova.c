@@ -73,9 +73,10 @@ typedef struct {
     SgKeystoneWait *ks_wait;
     SgHttpRequest *req;
     char *service_token;          /* the one the request used */
-    guint deadline_id;            /* set once queued: the lookup's deadline */
+    guint deadline_id;            /* [nova] timeout after the browser asked */
     GList qlink;                  /* in NovaBackend.queue while queued */
     bool queued;
+    bool was_queued;              /* had to wait for a slot at first */
     bool asking;                  /* holds a lookup slot */
     bool retried;
     bool finishing;               /* finish() is answering the lookups */
@@ -534,16 +535,27 @@ ask_keystone(Pending *p)
     p->ks_wait = sg_keystone_get(p->nb->ks, on_service_token, p);
 }
 
-/* The deadline of a lookup that had to queue: [nova] timeout after the
- * browser asked, whether it still waits for a slot or has one by now. */
+/* The deadline of every lookup: [nova] timeout after the browser asked,
+ * whatever it waits for (a slot, Keystone, Nova, a second try after a stale
+ * service token). libcurl's own timeout bounds one request only, and a
+ * lookup can make up to four (login, lookup, login, lookup). */
 static gboolean
 on_deadline(gpointer data)
 {
     Pending *p = data;
     NovaBackend *nb = p->nb;
     gint64 now = g_get_monotonic_time();
+    const char *service = p->req != NULL ? "Nova" : "Keystone";
 
     p->deadline_id = 0;
+    if (!p->was_queued) {
+        /* Worded like libcurl's own timeout, which this one usually beats
+         * by a few milliseconds on a lookup's only request. */
+        g_warning("nova: cannot reach %s for %s: no answer within [nova] timeout = %u s",
+                  service, p->tag, nb->cfg->nova_timeout_s);
+        finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "%s unreachable: no answer in time", service);
+        return G_SOURCE_REMOVE;
+    }
     /* These come in floods: one line per interval, with the count; each
      * one at debug level. */
     g_debug("nova: %s refused: no answer within %u s (%s)", p->tag, nb->cfg->nova_timeout_s,
@@ -599,6 +611,7 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
         p->lookups = g_ptr_array_new();
         p->qlink.data = p;
         g_hash_table_insert(nb->pending, p->token, p);
+        p->deadline_id = g_timeout_add(nb->cfg->nova_timeout_s * 1000, on_deadline, p);
         if (nb->asking < nb->cfg->nova_max_lookups) {
             p->asking = true;
             nb->asking++;
@@ -607,8 +620,8 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
             /* Every slot is taken (Nova slow, or flooded with made-up
              * tokens): wait, under the deadline a lookup has anyway. */
             p->queued = true;
+            p->was_queued = true;
             g_queue_push_tail_link(&nb->queue, &p->qlink);
-            p->deadline_id = g_timeout_add(nb->cfg->nova_timeout_s * 1000, on_deadline, p);
             g_debug("nova: %s queued: %u lookups in flight (max_concurrent_lookups), "
                     "%u queued", p->tag, nb->asking, nb->queue.length);
         }
