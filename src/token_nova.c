@@ -33,6 +33,8 @@
 /* At most one warning per this many seconds about lookups refused while
  * queued; it carries the count since the last one. */
 #define SG_NOVA_QUEUE_LOG_INTERVAL_S 10
+/* Nova's instance_uuid is kept for the log when it is at most this long. */
+#define SG_NOVA_MAX_INSTANCE_BYTES 64
 
 struct SgNovaCache {
     GHashTable *entries;          /* SHA-256 hex of the token -> CacheEntry* */
@@ -264,6 +266,16 @@ pending_free(Pending *p)
 
 /* --- parsing -------------------------------------------------------------- */
 
+static bool
+printable_ascii(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s < 0x21 || *s > 0x7e)
+            return false;
+    }
+    return true;
+}
+
 gboolean
 sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GError **error)
 {
@@ -312,8 +324,18 @@ sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GE
     out = sg_console_target_new(host, (uint16_t)port);
     node = json_object_get_member(console, "instance_uuid");
     if (node != NULL && JSON_NODE_HOLDS_VALUE(node) &&
-        json_node_get_value_type(node) == G_TYPE_STRING)
-        out->instance_uuid = g_strdup(json_node_get_string(node));
+        json_node_get_value_type(node) == G_TYPE_STRING) {
+        const char *uuid = json_node_get_string(node);
+
+        /* Only for the log lines of every session of the console, where a
+         * megabyte of it would be a megabyte per line: a UUID is 36
+         * characters; anything else is left out. */
+        if (strlen(uuid) <= SG_NOVA_MAX_INSTANCE_BYTES && printable_ascii(uuid))
+            out->instance_uuid = g_strdup(uuid);
+        else
+            g_debug("nova: Nova's instance_uuid is not a UUID (%" G_GSIZE_FORMAT " bytes); "
+                    "left out of the log", strlen(uuid));
+    }
     node = json_object_get_member(console, "internal_access_path");
     if (node != NULL && !JSON_NODE_HOLDS_NULL(node)) {
         const char *path;

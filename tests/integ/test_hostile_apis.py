@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 
 from harness import (
     CHANNEL_MAIN, CLOSE_TOKEN_UNAVAILABLE, FakePeer, IntegTestCase, link_message,
-    poll_until, random_token, run_spicegate, vm_status,
+    poll_until, random_token, run_spicegate, token_tag, vm_status,
 )
 
 # Small, so that the cases that wait for the timeout (silence, one byte per
@@ -279,11 +279,19 @@ class FakeKeystone(FaultyApi):
         return [("X-Subject-Token", "fault-%s" % os.urandom(8).hex())]
 
     def fault_other(self, sock, mode, method, path, headers, body):
-        if mode != "slow":
+        if mode == "slow":
+            # A good answer, late: just within one request's timeout.
+            time.sleep(NOVA_TIMEOUT_S - 0.3)    # the fault itself: pacing, not a wait
+            self._respond(sock, *self.good(method, path, headers, body))
+        elif mode == "bad_subject":
+            # A good answer whose service token, which spicegate would send
+            # to Nova as X-Auth-Token, carries a bare CR and a header.
+            status, hdrs, payload = self.good(method, path, headers, body)
+            hdrs = [(k, v + "\rX-Injected: yes" if k == "X-Subject-Token" else v)
+                    for k, v in hdrs]
+            self._respond(sock, status, hdrs, payload)
+        else:
             raise ValueError("unknown mode %r" % mode)
-        # A good answer, late: just within one request's timeout.
-        time.sleep(NOVA_TIMEOUT_S - 0.3)    # the fault itself: pacing, not a wait
-        self._respond(sock, *self.good(method, path, headers, body))
 
     def bad_utf8_body(self):
         return (b'{"token": {"expires_at": "2099-01-01T00:00:00\xff\xfe\xc0\xafZ", '
@@ -359,7 +367,14 @@ class FakeNova(FaultyApi):
             else:
                 self._fault(sock, "stall", method, path, headers, body)
             return
-        if mode == "port_string":
+        if mode == "long_uuid":
+            # A console spicegate can open, with an "instance_uuid" of a
+            # megabyte and line breaks, which every session line would log.
+            token = path.rsplit("/", 1)[1]
+            console["host"], console["port"] = self.consoles[token]
+            console["instance_uuid"] = ("x" * (1 << 20) + "\n2026-12-07T00:00:00.000+00:00 "
+                                        "spicegate[1] MESSAGE: forged")
+        elif mode == "port_string":
             console["port"] = "5900"
         elif mode == "huge_port":
             console["port"] = 10 ** 30
@@ -417,6 +432,7 @@ KEYSTONE_REASONS = {
     "401": r"Keystone refused the credentials in \[nova\] of spicegate.conf \(HTTP 401\)",
     "403": r"Keystone refused the credentials in \[nova\] of spicegate.conf \(HTTP 403\)",
     "500": r"Keystone answered HTTP 500 to the login",
+    "bad_subject": r"Keystone's login reply has an unusable X-Subject-Token header",
 }
 
 
@@ -577,6 +593,21 @@ class HostileNova(HostileApiCase):
         self.nova.set_mode("good")
         self.keystone.set_mode("good")
         self.assert_still_serving(sg, "a stale token, a slow login and a silent Nova")
+
+    def test_instance_uuid_not_a_uuid(self):
+        """Nova's instance_uuid is only logged: one of a megabyte with a
+        line break leaves the console working and the log lines short."""
+        sg = self.start_nova_spicegate()
+        self.nova.set_mode("long_uuid")
+        token = self.good_token()
+        self.assert_echo_session(sg, token=token)
+        self.nova.set_mode("good")
+        self.assertGreaterEqual(self.nova.faults_served, 1, "the fault was never served")
+        sg.wait_log(r"\] close client=\S+ %s " % token_tag(token))
+        longest = max(len(line) for line in sg.log().splitlines())
+        self.assertLess(longest, 1000, "a log line of %d characters" % longest)
+        self.assertNotIn("forged", sg.log())
+        self.assert_still_serving(sg, "Nova's long instance_uuid")
 
     @staticmethod
     def report(line):
