@@ -15,7 +15,9 @@ unusable (the login at start is only a check), and --check-config=login
 exits 2 with a message, never by a signal.
 
 The consoles of the good lookups are an echo peer (tests/integ/harness.py),
-not QEMU: what is under test is the token check, not SPICE.
+not QEMU: what is under test is the token check, not SPICE. With
+SG_HOSTILE_REPORT=FILE each case appends its figures (seconds to the close,
+bytes the injector got out, spicegate's RSS) to FILE.
 """
 
 import json
@@ -52,6 +54,14 @@ RSS_GROWTH_MAX_KIB = 40 << 10
 HUGE_SENT_MAX = 24 << 20
 
 SERVICE_PASSWORD = "hostile-test-secret-%s" % os.urandom(4).hex()
+
+
+def report(line):
+    """One line of figures (time to the close, bytes sent, RSS) appended
+    to $SG_HOSTILE_REPORT when it is set, for humans; nothing otherwise."""
+    if os.environ.get("SG_HOSTILE_REPORT"):
+        with open(os.environ["SG_HOSTILE_REPORT"], "a") as f:
+            f.write(line + "\n")
 
 
 def _iso(dt):
@@ -445,6 +455,24 @@ class HostileApiCase(IntegTestCase):
         self.nova = FakeNova(self.reg)
         self.keystone = FakeKeystone(self.reg, "http://127.0.0.1:%d/v2.1" % self.nova.port)
         self.console = self.echo_peer()
+        # Run in reverse: stop every spicegate, then read what it logged.
+        self.addCleanup(self.check_secrets_not_logged)
+        self.addCleanup(self.reg.stop_all)
+
+    def check_secrets_not_logged(self):
+        """Whatever the faults did, no console token, service password or
+        service token reached spicegate's output (--debug lines included)."""
+        secrets = ([SERVICE_PASSWORD] + list(self.nova.consoles) + self.keystone.issued)
+        for sg in self.reg.spicegates:
+            out = sg.log()
+            try:
+                with open(os.path.join(sg.dir, "stdout"), errors="replace") as f:
+                    out += f.read()
+            except FileNotFoundError:
+                pass
+            for secret in secrets:
+                self.assertNotIn(secret, out, "a secret (%s...) in spicegate's output"
+                                 % secret[:6])
 
     def config(self):
         return ("# spicegate.conf written by tests/integ/test_hostile_apis.py\n"
@@ -562,10 +590,10 @@ class HostileNova(HostileApiCase):
             sent = self.nova.huge_sent[0]
             self.assertLess(sent, HUGE_SENT_MAX, "spicegate read on: %d bytes" % sent)
             peak = self.assert_rss_bounded(pid, rss_before, samples)
-            self.report("nova %s: 4503 after %.2f s, injector sent %.1f MiB, RSS %d KiB before, "
+            report("nova %s: 4503 after %.2f s, injector sent %.1f MiB, RSS %d KiB before, "
                         "peak %d KiB" % (mode, elapsed, sent / 1048576.0, rss_before, peak))
         else:
-            self.report("nova %s: %d after %.2f s" % (mode, expected[0], elapsed))
+            report("nova %s: %d after %.2f s" % (mode, expected[0], elapsed))
         self.assert_still_serving(sg, "Nova's %s" % mode)
         if mode == "401":
             # 401 means "your service token is stale": one login again,
@@ -589,7 +617,7 @@ class HostileNova(HostileApiCase):
         self.assertGreater(elapsed, NOVA_TIMEOUT_S - 0.5, "4503 before [nova] timeout")
         sg.wait_log(r"WARNING: nova: cannot reach (Keystone|Nova) for tok:[0-9a-f]{8}: no answer "
                     r"within \[nova\] timeout = %d s" % NOVA_TIMEOUT_S)
-        self.report("nova 401 + slow login + stall: 4503 after %.2f s" % elapsed)
+        report("nova 401 + slow login + stall: 4503 after %.2f s" % elapsed)
         self.nova.set_mode("good")
         self.keystone.set_mode("good")
         self.assert_still_serving(sg, "a stale token, a slow login and a silent Nova")
@@ -608,12 +636,6 @@ class HostileNova(HostileApiCase):
         self.assertLess(longest, 1000, "a log line of %d characters" % longest)
         self.assertNotIn("forged", sg.log())
         self.assert_still_serving(sg, "Nova's long instance_uuid")
-
-    @staticmethod
-    def report(line):
-        if os.environ.get("SG_HOSTILE_REPORT"):
-            with open(os.environ["SG_HOSTILE_REPORT"], "a") as f:
-                f.write(line + "\n")
 
 
 class HostileKeystone(HostileApiCase):
@@ -647,7 +669,7 @@ class HostileKeystone(HostileApiCase):
             sent = max(self.keystone.huge_sent)
             self.assertLess(sent, HUGE_SENT_MAX, "spicegate read on: %d bytes" % sent)
             peak = self.assert_rss_bounded(pid, rss_before, samples)
-        HostileNova.report("keystone %s: 4503 after %.2f s%s" % (
+        report("keystone %s: 4503 after %.2f s%s" % (
             mode, elapsed, "" if mode not in HUGE_FAULTS else
             ", injector sent %.1f MiB, RSS %d KiB before, peak %d KiB" % (
                 max(self.keystone.huge_sent) / 1048576.0, rss_before, peak)))
@@ -658,7 +680,7 @@ class HostileKeystone(HostileApiCase):
                                          seconds=2 * NOVA_TIMEOUT_S + 5 + 15)
         self.assertEqual(status, 2, "--check-config=login exit status; stderr:\n" + err)
         self.assertRegex(err, r"--check-config=login: .*(" + reason + ")")
-        HostileNova.report("keystone %s: --check-config=login exit %d: %s" % (
+        report("keystone %s: --check-config=login exit %d: %s" % (
             mode, status, err.strip().splitlines()[-1][:160]))
 
         # Keystone mended: the same daemon logs in and serves.
