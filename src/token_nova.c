@@ -712,15 +712,25 @@ on_version_reply(const SgHttpResponse *resp, gpointer data)
     JsonObject *version = NULL;
     const char *max = NULL;
     const char *min = NULL;
+    g_autoptr(GError) error = NULL;
 
     nb->probe = NULL;
-    if (resp->status != 200) {
-        g_warning("nova: GET compute endpoint answered %ld%s%s; token checks may fail",
-                  resp->status, resp->error ? ": " : "", resp->error ? resp->error : "");
+    if (resp->status == 0) {
+        g_warning("nova: cannot reach Nova's compute endpoint: %s; token checks may fail",
+                  resp->error);
         return;
     }
-    if (sg_json_load_bounded(parser, resp->body, resp->body_len, NULL) &&
-        (root = json_parser_get_root(parser)) != NULL && JSON_NODE_HOLDS_OBJECT(root)) {
+    if (resp->status != 200) {
+        g_warning("nova: Nova's compute endpoint answered HTTP %ld to GET /; token checks may "
+                  "fail", resp->status);
+        return;
+    }
+    if (!sg_json_load_bounded(parser, resp->body, resp->body_len, &error)) {
+        g_warning("nova: Nova's version document is not JSON: %s; token checks may fail",
+                  error->message);
+        return;
+    }
+    if ((root = json_parser_get_root(parser)) != NULL && JSON_NODE_HOLDS_OBJECT(root)) {
         JsonNode *node = json_object_get_member(json_node_get_object(root), "version");
 
         if (node != NULL && JSON_NODE_HOLDS_OBJECT(node))
@@ -735,8 +745,12 @@ on_version_reply(const SgHttpResponse *resp, gpointer data)
         if (n != NULL && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING)
             min = json_node_get_string(n);
     }
-    if (max == NULL) {
-        g_warning("nova: the compute endpoint does not report its microversions");
+    /* Microversions are "2.93": anything long is not one, and would only
+     * make a long log line. */
+    if (min != NULL && strlen(min) > 16)
+        min = NULL;
+    if (max == NULL || strlen(max) > 16) {
+        g_warning("nova: Nova's version document does not report its microversions");
         return;
     }
     {

@@ -12,7 +12,8 @@ timeout plus a little, the log names Keystone or Nova and the reason, and
 the same daemon serves /healthz and the next good lookup right after. For
 Keystone the same at start-up: spicegate starts and says Keystone is
 unusable (the login at start is only a check), and --check-config=login
-exits 2 with a message, never by a signal.
+exits 2 with a message, never by a signal. For Nova's version document,
+read once at start, too: spicegate starts, says what is wrong, and serves.
 
 The consoles of the good lookups are an echo peer (tests/integ/harness.py),
 not QEMU: what is under test is the token check, not SPICE. With
@@ -337,8 +338,11 @@ class FakeNova(FaultyApi):
     def __init__(self, registry):
         super().__init__(registry, "fault-injecting-nova")
         self.consoles = {}          # token -> (host, port)
+        self.fault_scope = "lookups"    # or "version": the version document only
 
     def fault_applies(self, method, path):
+        if self.fault_scope == "version":
+            return path.rstrip("/") == "/v2.1"
         return "/os-console-auth-tokens/" in path
 
     def bad_utf8_body(self):
@@ -351,7 +355,7 @@ class FakeNova(FaultyApi):
             doc = {"version": {"id": "v2.1", "status": "CURRENT", "version": "2.93",
                                "min_version": "2.1"}}
             return 200, [json_ct], json.dumps(doc).encode()
-        if not self.fault_applies(method, path):
+        if "/os-console-auth-tokens/" not in path:
             return 404, [json_ct], b'{"itemNotFound": {"code": 404}}'
         if not headers.get("openstack-api-version", "").startswith("compute 2."):
             return 401, [json_ct], b'{"unauthorized": {"code": 401}}'
@@ -376,6 +380,11 @@ class FakeNova(FaultyApi):
                 self._fault(sock, "401", method, path, headers, body)
             else:
                 self._fault(sock, "stall", method, path, headers, body)
+            return
+        if mode == "long_version":
+            doc = {"version": {"id": "v2.1", "version": "2." + "9" * 100000,
+                               "min_version": "2.1"}}
+            self._respond(sock, 200, [json_ct], json.dumps(doc).encode())
             return
         if mode == "long_uuid":
             # A console spicegate can open, with an "instance_uuid" of a
@@ -638,6 +647,35 @@ class HostileNova(HostileApiCase):
         self.assert_still_serving(sg, "Nova's long instance_uuid")
 
 
+# Faults of Nova's version document, which spicegate reads once at start
+# to check [nova] api_version.
+VERSION_REASONS = {
+    "deep": r"Nova's version document is not JSON: nested deeper than 64 levels",
+    "huge_unannounced": (r"cannot reach Nova's compute endpoint: response body too large "
+                         r"\(over 4 MiB\)"),
+    "garbage": r"Nova's version document is not JSON",
+    "stall": r"cannot reach Nova's compute endpoint: .*[Tt]imed? ?out",
+    "500": r"Nova's compute endpoint answered HTTP 500 to GET /",
+    "long_version": r"Nova's version document does not report its microversions",
+}
+
+
+class HostileNovaAtStart(HostileApiCase):
+    """Nova's version document, asked for once at start, is a fault:
+    spicegate starts, says what is wrong with Nova, and serves consoles."""
+
+    def run_version_fault(self, mode):
+        self.nova.fault_scope = "version"
+        self.nova.set_mode(mode)
+        sg = self.start_nova_spicegate(wait_for=r"WARNING: nova: " + VERSION_REASONS[mode])
+        self.assertTrue(sg.alive(), "spicegate died at start%s" % sg.log_tail())
+        self.assertGreaterEqual(self.nova.faults_served, 1, "the fault was never served")
+        longest = max(len(line) for line in sg.log().splitlines())
+        self.assertLess(longest, 1000, "a log line of %d characters" % longest)
+        self.nova.set_mode("good")
+        self.assert_still_serving(sg, "Nova's version document %s" % mode)
+
+
 class HostileKeystone(HostileApiCase):
     """Keystone answers every login with a fault, from the start: spicegate
     starts anyway and says Keystone is unusable; a websocket gets 4503 in
@@ -700,6 +738,7 @@ def _add_cases(cls, method, modes):
 
 _add_cases(HostileNova, "run_nova_fault", NOVA_REASONS)
 _add_cases(HostileKeystone, "run_keystone_fault", KEYSTONE_REASONS)
+_add_cases(HostileNovaAtStart, "run_version_fault", VERSION_REASONS)
 
 
 if __name__ == "__main__":
