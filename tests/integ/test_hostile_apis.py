@@ -211,6 +211,15 @@ class FaultyApi:
                 pass
             with self.lock:
                 self.huge_sent.append(sent)
+        elif mode == "raw_garbage":
+            # Not even a status line.
+            sock.sendall(b"\x00\xff garbage " + os.urandom(4096))
+            sock.shutdown(socket.SHUT_WR)
+            try:
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass
         elif mode == "garbage":
             self._respond(sock, self.ok_status, extra + [json_ct], os.urandom(4096))
         elif mode == "bad_utf8":
@@ -381,6 +390,10 @@ class FakeNova(FaultyApi):
             else:
                 self._fault(sock, "stall", method, path, headers, body)
             return
+        if mode == "json_as_text":
+            status, hdrs, payload = self.good(method, path, headers, body)
+            self._respond(sock, status, [("Content-Type", "text/plain")], payload)
+            return
         if mode == "long_version":
             doc = {"version": {"id": "v2.1", "version": "2." + "9" * 100000,
                                "min_version": "2.1"}}
@@ -417,6 +430,7 @@ NOVA_REASONS = {
     "huge_headers": (r"cannot reach Nova for tok:[0-9a-f]{8}: response headers too large "
                      r"\(over 64 KiB\)"),
     "garbage": r"Nova's reply is not JSON",
+    "raw_garbage": r"cannot reach Nova for tok:[0-9a-f]{8}: .*(HTTP|[Ww]eird)",
     "bad_utf8": r"Nova's reply is not JSON: .*UTF-8",
     "html": r"Nova's reply is not JSON",
     "stall": NOVA_TIMED_OUT,
@@ -443,6 +457,7 @@ KEYSTONE_REASONS = {
     "huge_unannounced": r"Keystone unreachable at \S+: response body too large \(over 4 MiB\)",
     "huge_headers": r"Keystone unreachable at \S+: response headers too large \(over 64 KiB\)",
     "garbage": r"Keystone's login reply is not JSON",
+    "raw_garbage": r"Keystone unreachable at \S+: .*(HTTP|[Ww]eird)",
     "bad_utf8": r"Keystone's login reply is not JSON: .*UTF-8",
     "html": r"Keystone's login reply is not JSON",
     "stall": r"Keystone unreachable at \S+: .*[Tt]imed? ?out",
@@ -630,6 +645,16 @@ class HostileNova(HostileApiCase):
         self.nova.set_mode("good")
         self.keystone.set_mode("good")
         self.assert_still_serving(sg, "a stale token, a slow login and a silent Nova")
+
+    def test_content_type_not_checked(self):
+        """A good console answer labelled text/plain opens the console:
+        spicegate judges the body (JSON, bounded, the right members), not
+        the label, as keystoneauth and novaclient do."""
+        sg = self.start_nova_spicegate()
+        self.nova.set_mode("json_as_text")
+        self.assert_echo_session(sg, token=self.good_token())
+        self.assertGreaterEqual(self.nova.faults_served, 1, "the fault was never served")
+        self.nova.set_mode("good")
 
     def test_instance_uuid_not_a_uuid(self):
         """Nova's instance_uuid is only logged: one of a megabyte with a
