@@ -20,7 +20,12 @@
 
 /* 4 MiB: a Keystone token with a large catalog is ~100 KiB; Nova's answer
  * is a few hundred bytes. More is a broken or hostile peer. */
-#define SG_HTTP_MAX_BODY_BYTES (4 * 1024 * 1024)
+#define SG_HTTP_MAX_BODY_MIB 4
+#define SG_HTTP_MAX_BODY_BYTES (SG_HTTP_MAX_BODY_MIB * 1024 * 1024)
+/* Keystone's and Nova's headers are a few hundred bytes. libcurl caps them
+ * too (300 KiB in 7.88), but each one we keep is a hash table entry. */
+#define SG_HTTP_MAX_HEADER_KIB 64
+#define SG_HTTP_MAX_HEADER_BYTES (SG_HTTP_MAX_HEADER_KIB * 1024)
 
 struct SgHttpc {
     CURLM *multi;
@@ -41,7 +46,9 @@ struct SgHttpRequest {
     SgHttpCallback callback;
     gpointer user_data;
     char errbuf[CURL_ERROR_SIZE];
+    size_t header_bytes;          /* of the current answer's header */
     bool too_big;
+    bool headers_too_big;
 };
 
 /* Per-socket state libcurl carries for us (curl_multi_assign). */
@@ -161,7 +168,13 @@ on_header(char *buffer, size_t size, size_t nitems, void *userdata)
     /* A new status line (after a redirect or 100-continue) starts afresh. */
     if (n >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
         g_hash_table_remove_all(req->response_headers);
+        req->header_bytes = n;
         return n;
+    }
+    req->header_bytes += n;
+    if (req->header_bytes > SG_HTTP_MAX_HEADER_BYTES) {
+        req->headers_too_big = true;
+        return 0;                 /* makes libcurl fail the transfer */
     }
     if (colon != NULL && colon > buffer) {
         g_autofree char *name = g_ascii_strdown(buffer, colon - buffer);
@@ -211,7 +224,14 @@ check_finished(SgHttpc *hc)
             curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &resp.status);
         } else {
             resp.status = 0;
-            resp.error = req->too_big ? "response body too large"
+            resp.error = req->too_big ? "response body too large (over "
+                                        G_STRINGIFY(SG_HTTP_MAX_BODY_MIB) " MiB)"
+                         : msg->data.result == CURLE_FILESIZE_EXCEEDED
+                             ? "response body too large (its Content-Length is over "
+                               G_STRINGIFY(SG_HTTP_MAX_BODY_MIB) " MiB)"
+                         : req->headers_too_big
+                             ? "response headers too large (over " G_STRINGIFY(
+                                   SG_HTTP_MAX_HEADER_KIB) " KiB)"
                          : req->errbuf[0] ? req->errbuf
                                           : curl_easy_strerror(msg->data.result);
         }
@@ -273,7 +293,13 @@ sg_httpc_request(SgHttpc *hc, const char *method, const char *url,
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)hc->opts.connect_timeout_ms);
+    /* A deadline on the whole request, not on inactivity: a peer sending
+     * one byte a second never trips CURLOPT_LOW_SPEED_*. */
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)hc->opts.timeout_ms);
+    /* An answer that announces more than the cap (Content-Length) is
+     * refused before its body is read; on_body() caps the others, and
+     * on_header() the headers. */
+    curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)SG_HTTP_MAX_BODY_BYTES);
     curl_easy_setopt(easy, CURLOPT_USERAGENT, "spicegate/" PACKAGE_VERSION);
     curl_easy_setopt(easy, CURLOPT_VERBOSE, 0L);   /* would print X-Auth-Token */
     if (hc->opts.ca_file != NULL)

@@ -26,6 +26,8 @@ G_DEFINE_QUARK(sg-keystone-error-quark, sg_keystone_error)
  * left, and try to renew again after SG_KEYSTONE_RETRY_US. */
 #define SG_KEYSTONE_MIN_LEFT_US (2 * G_USEC_PER_SEC)
 #define SG_KEYSTONE_RETRY_US (10 * G_USEC_PER_SEC)
+/* The longest service token taken from Keystone (see usable_token()). */
+#define SG_KEYSTONE_MAX_TOKEN_BYTES 8192
 
 struct SgKeystone {
     SgHttpc *hc;
@@ -206,7 +208,7 @@ sg_keystone_parse_token(const char *body, gsize len, const char *interface,
 
     if (!sg_json_load_bounded(parser, body, len, &local)) {
         g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                    "token reply is not JSON: %s", local->message);
+                    "Keystone's login reply is not JSON: %s", local->message);
         return FALSE;
     }
     root = json_parser_get_root(parser);
@@ -216,13 +218,13 @@ sg_keystone_parse_token(const char *body, gsize len, const char *interface,
     expires_at = member_string(token, "expires_at");
     if (expires_at == NULL) {
         g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                    "token reply has no token.expires_at");
+                    "Keystone's login reply has no token.expires_at");
         return FALSE;
     }
     expires = g_date_time_new_from_iso8601(expires_at, utc);
     if (expires == NULL) {
         g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                    "token.expires_at '%s' is not an ISO 8601 time", expires_at);
+                    "Keystone's token.expires_at is not an ISO 8601 time");
         return FALSE;
     }
     *expires_at_us = g_date_time_to_unix(expires) * G_USEC_PER_SEC +
@@ -231,7 +233,7 @@ sg_keystone_parse_token(const char *body, gsize len, const char *interface,
         *compute_url = find_compute_url(member_array(token, "catalog"), interface, region);
         if (*compute_url == NULL) {
             g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                        "the token's catalog has no compute endpoint for interface %s%s%s "
+                        "the catalog in Keystone's login reply has no compute endpoint for interface %s%s%s "
                         "(set [nova] endpoint_override, interface or region_name)",
                         interface, region ? " in region " : "", region ? region : "");
             return FALSE;
@@ -277,6 +279,24 @@ answer_waiters(SgKeystone *ks, const GError *error)
     }
 }
 
+/* The service token goes into an X-Auth-Token header of every Nova
+ * request: a bare CR or a control character there would let whoever
+ * answers for Keystone add headers to them. Fernet tokens are ~200 bytes
+ * of URL-safe base64, JWS tokens under 1 KiB. */
+static bool
+usable_token(const char *token)
+{
+    gsize n = strlen(token);
+
+    if (n > SG_KEYSTONE_MAX_TOKEN_BYTES)
+        return false;
+    for (gsize i = 0; i < n; i++) {
+        if (token[i] < 0x21 || token[i] > 0x7e)
+            return false;
+    }
+    return true;
+}
+
 static void
 on_login_done(const SgHttpResponse *resp, gpointer data)
 {
@@ -304,6 +324,11 @@ on_login_done(const SgHttpResponse *resp, gpointer data)
                subject[0] == '\0') {
         error = g_error_new(SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
                             "Keystone's login reply has no X-Subject-Token header");
+    } else if (!usable_token(subject)) {
+        error = g_error_new(SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
+                            "Keystone's login reply has an unusable X-Subject-Token header "
+                            "(%" G_GSIZE_FORMAT " bytes; not printable ASCII, or over %d)",
+                            strlen(subject), SG_KEYSTONE_MAX_TOKEN_BYTES);
     } else if (sg_keystone_parse_token(resp->body, resp->body_len, ks->cfg->nova_interface,
                                        ks->cfg->nova_region, &expires_at_us,
                                        ks->cfg->nova_endpoint ? NULL : &compute_url, &error)) {

@@ -33,6 +33,8 @@
 /* At most one warning per this many seconds about lookups refused while
  * queued; it carries the count since the last one. */
 #define SG_NOVA_QUEUE_LOG_INTERVAL_S 10
+/* Nova's instance_uuid is kept for the log when it is at most this long. */
+#define SG_NOVA_MAX_INSTANCE_BYTES 64
 
 struct SgNovaCache {
     GHashTable *entries;          /* SHA-256 hex of the token -> CacheEntry* */
@@ -73,9 +75,10 @@ typedef struct {
     SgKeystoneWait *ks_wait;
     SgHttpRequest *req;
     char *service_token;          /* the one the request used */
-    guint deadline_id;            /* set once queued: the lookup's deadline */
+    guint deadline_id;            /* [nova] timeout after the browser asked */
     GList qlink;                  /* in NovaBackend.queue while queued */
     bool queued;
+    bool was_queued;              /* had to wait for a slot at first */
     bool asking;                  /* holds a lookup slot */
     bool retried;
     bool finishing;               /* finish() is answering the lookups */
@@ -263,6 +266,16 @@ pending_free(Pending *p)
 
 /* --- parsing -------------------------------------------------------------- */
 
+static bool
+printable_ascii(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s < 0x21 || *s > 0x7e)
+            return false;
+    }
+    return true;
+}
+
 gboolean
 sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GError **error)
 {
@@ -311,8 +324,18 @@ sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GE
     out = sg_console_target_new(host, (uint16_t)port);
     node = json_object_get_member(console, "instance_uuid");
     if (node != NULL && JSON_NODE_HOLDS_VALUE(node) &&
-        json_node_get_value_type(node) == G_TYPE_STRING)
-        out->instance_uuid = g_strdup(json_node_get_string(node));
+        json_node_get_value_type(node) == G_TYPE_STRING) {
+        const char *uuid = json_node_get_string(node);
+
+        /* Only for the log lines of every session of the console, where a
+         * megabyte of it would be a megabyte per line: a UUID is 36
+         * characters; anything else is left out. */
+        if (strlen(uuid) <= SG_NOVA_MAX_INSTANCE_BYTES && printable_ascii(uuid))
+            out->instance_uuid = g_strdup(uuid);
+        else
+            g_debug("nova: Nova's instance_uuid is not a UUID (%" G_GSIZE_FORMAT " bytes); "
+                    "left out of the log", strlen(uuid));
+    }
     node = json_object_get_member(console, "internal_access_path");
     if (node != NULL && !JSON_NODE_HOLDS_NULL(node)) {
         const char *path;
@@ -534,16 +557,27 @@ ask_keystone(Pending *p)
     p->ks_wait = sg_keystone_get(p->nb->ks, on_service_token, p);
 }
 
-/* The deadline of a lookup that had to queue: [nova] timeout after the
- * browser asked, whether it still waits for a slot or has one by now. */
+/* The deadline of every lookup: [nova] timeout after the browser asked,
+ * whatever it waits for (a slot, Keystone, Nova, a second try after a stale
+ * service token). libcurl's own timeout bounds one request only, and a
+ * lookup can make up to four (login, lookup, login, lookup). */
 static gboolean
 on_deadline(gpointer data)
 {
     Pending *p = data;
     NovaBackend *nb = p->nb;
     gint64 now = g_get_monotonic_time();
+    const char *service = p->req != NULL ? "Nova" : "Keystone";
 
     p->deadline_id = 0;
+    if (!p->was_queued) {
+        /* Worded like libcurl's own timeout, which this one usually beats
+         * by a few milliseconds on a lookup's only request. */
+        g_warning("nova: cannot reach %s for %s: no answer within [nova] timeout = %u s",
+                  service, p->tag, nb->cfg->nova_timeout_s);
+        finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "%s unreachable: no answer in time", service);
+        return G_SOURCE_REMOVE;
+    }
     /* These come in floods: one line per interval, with the count; each
      * one at debug level. */
     g_debug("nova: %s refused: no answer within %u s (%s)", p->tag, nb->cfg->nova_timeout_s,
@@ -599,6 +633,7 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
         p->lookups = g_ptr_array_new();
         p->qlink.data = p;
         g_hash_table_insert(nb->pending, p->token, p);
+        p->deadline_id = g_timeout_add(nb->cfg->nova_timeout_s * 1000, on_deadline, p);
         if (nb->asking < nb->cfg->nova_max_lookups) {
             p->asking = true;
             nb->asking++;
@@ -607,8 +642,8 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
             /* Every slot is taken (Nova slow, or flooded with made-up
              * tokens): wait, under the deadline a lookup has anyway. */
             p->queued = true;
+            p->was_queued = true;
             g_queue_push_tail_link(&nb->queue, &p->qlink);
-            p->deadline_id = g_timeout_add(nb->cfg->nova_timeout_s * 1000, on_deadline, p);
             g_debug("nova: %s queued: %u lookups in flight (max_concurrent_lookups), "
                     "%u queued", p->tag, nb->asking, nb->queue.length);
         }
@@ -677,15 +712,25 @@ on_version_reply(const SgHttpResponse *resp, gpointer data)
     JsonObject *version = NULL;
     const char *max = NULL;
     const char *min = NULL;
+    g_autoptr(GError) error = NULL;
 
     nb->probe = NULL;
-    if (resp->status != 200) {
-        g_warning("nova: GET compute endpoint answered %ld%s%s; token checks may fail",
-                  resp->status, resp->error ? ": " : "", resp->error ? resp->error : "");
+    if (resp->status == 0) {
+        g_warning("nova: cannot reach Nova's compute endpoint: %s; token checks may fail",
+                  resp->error);
         return;
     }
-    if (sg_json_load_bounded(parser, resp->body, resp->body_len, NULL) &&
-        (root = json_parser_get_root(parser)) != NULL && JSON_NODE_HOLDS_OBJECT(root)) {
+    if (resp->status != 200) {
+        g_warning("nova: Nova's compute endpoint answered HTTP %ld to GET /; token checks may "
+                  "fail", resp->status);
+        return;
+    }
+    if (!sg_json_load_bounded(parser, resp->body, resp->body_len, &error)) {
+        g_warning("nova: Nova's version document is not JSON: %s; token checks may fail",
+                  error->message);
+        return;
+    }
+    if ((root = json_parser_get_root(parser)) != NULL && JSON_NODE_HOLDS_OBJECT(root)) {
         JsonNode *node = json_object_get_member(json_node_get_object(root), "version");
 
         if (node != NULL && JSON_NODE_HOLDS_OBJECT(node))
@@ -700,8 +745,12 @@ on_version_reply(const SgHttpResponse *resp, gpointer data)
         if (n != NULL && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING)
             min = json_node_get_string(n);
     }
-    if (max == NULL) {
-        g_warning("nova: the compute endpoint does not report its microversions");
+    /* Microversions are "2.93": anything long is not one, and would only
+     * make a long log line. */
+    if (min != NULL && strlen(min) > 16)
+        min = NULL;
+    if (max == NULL || strlen(max) > 16) {
+        g_warning("nova: Nova's version document does not report its microversions");
         return;
     }
     {

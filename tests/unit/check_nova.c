@@ -658,6 +658,29 @@ START_TEST(test_nova_reply_parsed)
 }
 END_TEST
 
+/* instance_uuid only reaches the log: anything but a short printable
+ * string is left out, and the console still opens. */
+START_TEST(test_nova_reply_instance_uuid_bounded)
+{
+    const char *replies[] = {
+        "{\"console\": {\"instance_uuid\": \"a\\nb\", \"host\": \"h\", \"port\": 1}}",
+        "{\"console\": {\"instance_uuid\": \"a b\", \"host\": \"h\", \"port\": 1}}",
+        "{\"console\": {\"instance_uuid\": \"0123456789012345678901234567890123456789"
+        "01234567890123456789012345\", \"host\": \"h\", \"port\": 1}}",
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(replies); i++) {
+        g_autoptr(SgConsoleTarget) tgt = NULL;
+        g_autoptr(GError) error = NULL;
+
+        ck_assert_msg(sg_token_nova_parse_reply(replies[i], strlen(replies[i]), &tgt, &error),
+                      "case %u refused", i);
+        ck_assert_str_eq(tgt->host, "h");
+        ck_assert_ptr_null(tgt->instance_uuid);
+    }
+}
+END_TEST
+
 static const char *const bad_nova_replies[] = {
     "", "{}", "{\"console\": []}",
     "{\"console\": {\"host\": \"h\"}}",
@@ -825,6 +848,7 @@ nova_suite(void)
                         G_N_ELEMENTS(bad_token_replies));
     tcase_add_test(tc, test_keystone_auth_body_shapes);
     tcase_add_test(tc, test_nova_reply_parsed);
+    tcase_add_test(tc, test_nova_reply_instance_uuid_bounded);
     tcase_add_loop_test(tc, test_nova_reply_validated, 0, G_N_ELEMENTS(bad_nova_replies));
     tcase_add_test(tc, test_nova_cache_key_is_sha256);
     tcase_add_test(tc, test_nova_cache_positive_and_negative);
