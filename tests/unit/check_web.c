@@ -281,6 +281,8 @@ setup(void)
     put_link(root1, "link_loop", "link_loop");
     put_link(root1, "link_root", "/");
 
+    put_file(root1, "spice_auto.html", "our console\n");
+    put_file(root2, "spice_auto.html", "stock console\n");
     put_file(root2, "both.html", "theirs\n");
     put_file(root2, "only2.js", "2\n");
     put_file(root2, "dironly", "a file in the second root\n");
@@ -321,6 +323,21 @@ START_TEST(test_web_resolve_falls_back_to_second_root)
     g_autofree char *want = real(root2, "only2.js");
 
     ck_assert_str_eq(got, want);
+}
+END_TEST
+
+/* Our console page answers for spice_auto.html; the stock one stays
+ * reachable under SG_WEB_STOCK_PAGE, from the last root only. */
+START_TEST(test_web_resolve_stock_page_alias)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *ours = sg_web_resolve(web, "spice_auto.html");
+    g_autofree char *stock = sg_web_resolve(web, SG_WEB_STOCK_PAGE);
+    g_autofree char *want_ours = real(root1, "spice_auto.html");
+    g_autofree char *want_stock = real(root2, "spice_auto.html");
+
+    ck_assert_str_eq(ours, want_ours);
+    ck_assert_str_eq(stock, want_stock);
 }
 END_TEST
 
@@ -527,6 +544,7 @@ web_suite(void)
     tcase_add_test(tc, test_web_resolve_first_root_wins);
     tcase_add_test(tc, test_web_resolve_falls_back_to_second_root);
     tcase_add_test(tc, test_web_resolve_empty_is_index);
+    tcase_add_test(tc, test_web_resolve_stock_page_alias);
     tcase_add_test(tc, test_web_resolve_subdirectory_file);
     tcase_add_test(tc, test_web_resolve_symlink_inside_root);
     tcase_add_test(tc, test_web_resolve_symlink_out_of_root_refused);
