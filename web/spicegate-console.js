@@ -259,6 +259,7 @@ function showNotice(key, close, retryLine) {
     action.textContent = ending.action === 'retry' ? UI.tryAgain : UI.reconnect;
     $('password-form').hidden = ending.action !== 'password';
     $('notice').hidden = false;
+    $('hint').classList.remove('shown');
     document.title = pageTitle();
     if (!action.hidden)
         action.focus();

@@ -63,7 +63,7 @@ export const KEY_COMBOS = [
 export const ENDINGS = {
     1000: {
         title: 'The console was closed',
-        text: 'The virtual machine\'s console ended the session: the machine may have been shut down, restarted or moved. If it is running, reconnect.',
+        text: 'The virtual machine\'s console ended this session: the console may have been opened in another window or by someone else (a console shows in one place at a time), or the machine was shut down, restarted or moved. Reconnect to take it back.',
         action: 'reconnect',
     },
     1001: {
