@@ -397,6 +397,9 @@ async function startQemu(fixedPort) {
             '-spice', `port=${port},addr=127.0.0.1,disable-ticketing=on`,
             '-qmp', `unix:${qmpPath},server=on,wait=off`,
             '-boot', `menu=on,splash-time=${SPLASH_MS}`,
+            // One line per key event QEMU's input layer gets ("key qcode
+            // f2, down 1"): the Keys menu's evidence.
+            '-trace', 'input_event_key_qcode',
         ]);
         const startedAt = Date.now();
         try {
@@ -1212,46 +1215,79 @@ async function fullscreenFits(t, combo) {
 }
 
 // Keyboard only: the screen has the keyboard once the console is up;
-// Ctrl+Alt+Shift gives it back; Shift+Tab reaches Ctrl-Alt-Del; Enter sends
-// it, and SeaBIOS resets the machine (QMP's RESET event). The Keys menu
-// opens, moves and closes with the keyboard.
+// Ctrl+Alt+Shift gives it back; Shift+Tab reaches the Keys menu, which
+// opens, moves and closes with the keyboard and sends its combinations
+// (QEMU's input trace shows them arrive); then Ctrl-Alt-Del, whose Enter
+// makes SeaBIOS reset the machine (QMP's RESET event).
 async function ctrlAltDelByKeyboard(t, combo) {
     const { port } = fx.servers.http;
     const { context, page } = await openConsole(combo, fx.token, pageUrl(port, `token=${fx.token}`));
     t.after(() => context.close().catch(() => {}));
     await waitForScreen(page);
     await waitForInputs(page);
-    await waitFor('the screen to take the keyboard', () => page.evaluate(() =>
-        document.activeElement?.id === 'spice_surface_0'), KEY_MS);
+    const active = () => page.evaluate(() => document.activeElement?.id || document.activeElement?.textContent);
+    await waitFor('the screen to take the keyboard', async () => (await active()) === 'spice_surface_0', KEY_MS);
 
-    await page.keyboard.down('Control');
-    await page.keyboard.down('Alt');
-    await page.keyboard.down('Shift');
-    await page.keyboard.up('Shift');
-    await page.keyboard.up('Alt');
-    await page.keyboard.up('Control');
-    const active = () => page.evaluate(() => document.activeElement?.id);
-    assert.equal(await active(), 'scale', 'Ctrl+Alt+Shift did not release the keyboard');
+    const release = async () => {
+        await page.keyboard.down('Control');
+        await page.keyboard.down('Alt');
+        await page.keyboard.down('Shift');
+        await page.keyboard.up('Shift');
+        await page.keyboard.up('Alt');
+        await page.keyboard.up('Control');
+        assert.equal(await active(), 'scale', 'Ctrl+Alt+Shift did not release the keyboard');
+    };
+    const shiftTab = async () => {
+        await page.keyboard.down('Shift');
+        await page.keyboard.press('Tab');
+        await page.keyboard.up('Shift');
+    };
+    // QEMU's key events since @mark, as "qcode down|up".
+    const qemuKeys = (mark) => [...fx.qemu.output.slice(mark).matchAll(
+        /input_event_key_qcode .*key qcode (\w+), down (\d)/g)].map((m) => `${m[1]} ${m[2] === '1' ? 'down' : 'up'}`);
+    const sendFromMenu = async (moves, label, want) => {
+        await release();
+        await shiftTab();
+        assert.equal(await active(), 'keys');
+        await page.keyboard.press('Enter');
+        for (const key of moves)
+            await page.keyboard.press(key);
+        assert.equal(await active(), label);
+        const mark = fx.qemu.output.length;
+        await page.keyboard.press('Enter');
+        assert.equal(await page.$eval('#keys-menu', (m) => m.hidden), true);
+        assert.equal(await active(), 'spice_surface_0', 'the screen did not get the keyboard back');
+        await waitFor(`QEMU to get ${label}`, () => {
+            const got = qemuKeys(mark);
+            return want.every((w, i) => got[i] === w) || Promise.reject(new Error(got.join(', ')));
+        }, KEY_MS);
+    };
 
-    // The Keys menu.
-    await page.keyboard.down('Shift');
-    await page.keyboard.press('Tab');
-    await page.keyboard.up('Shift');
+    await release();
+    await shiftTab();
     assert.equal(await active(), 'keys');
     await page.keyboard.press('Enter');
-    const item = () => page.evaluate(() => document.activeElement?.textContent);
-    assert.equal(await item(), 'Ctrl-Alt-F1');
-    await page.keyboard.press('ArrowDown');
-    assert.equal(await item(), 'Ctrl-Alt-F2');
+    assert.equal(await active(), 'Ctrl-Alt-F1');
+    assert.equal(await page.$eval('#keys', (b) => b.getAttribute('aria-expanded')), 'true');
     await page.keyboard.press('End');
-    assert.equal(await item(), 'PrintScreen');
+    assert.equal(await active(), 'PrintScreen');
     await page.keyboard.press('Escape');
     assert.equal(await active(), 'keys');
     assert.equal(await page.$eval('#keys-menu', (m) => m.hidden), true);
-
-    await page.keyboard.down('Shift');
     await page.keyboard.press('Tab');
-    await page.keyboard.up('Shift');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Tab');
+    assert.equal(await active(), 'spice_surface_0', 'Tab does not reach the screen');
+
+    await sendFromMenu(['ArrowDown'], 'Ctrl-Alt-F2',
+                       ['ctrl down', 'alt down', 'f2 down', 'f2 up', 'alt up', 'ctrl up']);
+    await sendFromMenu(['ArrowUp', 'ArrowUp'], 'Ctrl-Alt-Backspace',
+                       ['ctrl down', 'alt down', 'backspace down', 'backspace up', 'alt up', 'ctrl up']);
+    await sendFromMenu(['End'], 'PrintScreen', ['print down', 'print up']);
+
+    await release();
+    await shiftTab();
+    await shiftTab();
     assert.equal(await active(), 'cad');
     const mark = fx.qmp.events.length;
     try {
@@ -1301,10 +1337,22 @@ async function proxyStopIsExplainedAndRecovered(t, combo) {
     await keepScreenshot(page, `console-proxy-stopped-${combo.browser}.png`);
 
     // Back on the same port: the page reconnects by itself.
-    await startOwnSpicegate(t, `restart-${combo.browser}-again`, '', `127.0.0.1:${own.port}`);
-    await waitFor('the page to reconnect by itself', async () =>
+    const again = await startOwnSpicegate(t, `restart-${combo.browser}-again`, '', `127.0.0.1:${own.port}`);
+    const reconnected = () => waitFor('the page to reconnect by itself', async () =>
         (await statusText(page)) === 'Connected' && page.$eval('#notice', (n) => n.hidden), 40_000);
+    await reconnected();
     await waitForScreen(page, 'the guest screen after reconnecting');
+
+    // A connection lost without a close frame (1006: the network, or here
+    // spicegate killed): said in words, and retried by itself as well.
+    again.proxy.kill('SIGKILL');
+    const lost = await waitForNotice(page, 'Connection lost');
+    assert.match(lost, /close code 1006/);
+    assert.match(lost, /Reconnecting/);
+    await keepScreenshot(page, `console-connection-lost-${combo.browser}.png`);
+    await startOwnSpicegate(t, `restart-${combo.browser}-third`, '', `127.0.0.1:${own.port}`);
+    await reconnected();
+    await waitForScreen(page, 'the guest screen after the lost connection');
 }
 
 // A stand-in for Keystone and Nova's API (fault injection: only the token
@@ -1386,9 +1434,9 @@ for (const browser of WANTED) {
         each('the title is text: no markup from it runs, here or on the stock page', titleIsTextOnly, 90_000);
         each('framed by another site: draws, takes a key, fits 640x480 and 1600x1000', framedConsoleWorksAndFits, 120_000);
         each('fullscreen fills the screen, keeping the aspect ratio', fullscreenFits);
-        each('keyboard only: release, Keys menu, Ctrl-Alt-Del resets the guest', ctrlAltDelByKeyboard);
+        each('keyboard only: release, Tab, the Keys menu reaches QEMU, Ctrl-Alt-Del resets the guest', ctrlAltDelByKeyboard);
         each('QEMU killed: the page says the console was closed, Reconnect brings it back', qemuKilledIsExplained, 90_000);
-        each('spicegate stopped: the page says so and reconnects when it is back', proxyStopIsExplainedAndRecovered, 90_000);
+        each('spicegate stopped, then killed: the page says so and reconnects when it is back', proxyStopIsExplainedAndRecovered, 120_000);
         each('an expired session: the page says the console time is over', expiredSessionIsExplained);
     });
 }
