@@ -250,9 +250,11 @@ function showNotice(key, close, retryLine) {
     $('notice-title').textContent = ending.title;
     $('notice-text').textContent = format(ending.text, values);
     $('notice-retry').textContent = retryLine;
-    $('notice-detail').textContent = close
+    // The SPICE server's own refusal says more than the close after it.
+    const spiceError = lastError instanceof Error ? lastError.message : '';
+    $('notice-detail').textContent = close && key !== 'password'
         ? format(DETAIL, { code: close.code, reason: close.reason ? ` (${close.reason})` : '' })
-        : (lastError instanceof Error ? lastError.message : '');
+        : spiceError;
     const action = $('notice-action');
     const reconnecting = retry !== null && retryLine !== '' && retryLine !== UI.retryGaveUp;
     action.hidden = ending.action === 'none' || ending.action === 'password' || reconnecting;

@@ -997,7 +997,7 @@ const waitForInputs = (frame) => waitFor('the inputs channel to be ready', () =>
 
 // Another spicegate for a test of its own (one it stops, or with another
 // backend): on @listen (port 0: any), with @config. Stopped by t.after.
-async function startOwnSpicegate(t, name, config, listen = '127.0.0.1:0') {
+async function startOwnSpicegate(t, name, config, listen = '127.0.0.1:0', tokenFile = fx.tokenFile) {
     const srcdir = process.env.top_srcdir ?? path.resolve(HERE, '..', '..');
     const portFile = path.join(fx.dir, `port-${name}`);
     const configFile = path.join(fx.dir, `spicegate-${name}.conf`);
@@ -1006,7 +1006,7 @@ async function startOwnSpicegate(t, name, config, listen = '127.0.0.1:0') {
     const proxy = startChild(`spicegate (${name})`, [
         process.env.SPICEGATE, '--config', configFile, '--listen', listen,
         '--port-file', portFile, '--web', SPICE_HTML5, '--pages', path.join(srcdir, 'web'),
-        ...(config.includes('backend = nova') ? [] : ['--token-file', fx.tokenFile]),
+        ...(config.includes('backend = nova') ? [] : ['--token-file', tokenFile]),
     ]);
     fx.extraProxies.push(proxy);
     t.after(() => stopChild(proxy));
@@ -1390,6 +1390,46 @@ async function startFakeNova(t, tokens) {
     return `http://127.0.0.1:${server.address().port}`;
 }
 
+// A console with a SPICE password (QEMU's password-secret; Nova never sets
+// one, but spice_auto.html takes password=): the page asks for it, says
+// when it is refused, and connects with the right one.
+async function passwordIsAskedFor(t, combo) {
+    const spicePort = await pickPort();
+    const qemu = startChild('qemu (password)', [
+        'qemu-system-x86_64', '-machine', 'pc,accel=tcg', '-m', '64', '-vga', 'qxl',
+        '-display', 'none', '-nodefaults',
+        '-object', 'secret,id=spicepw,data=open-sesame',
+        '-spice', `port=${spicePort},addr=127.0.0.1,password-secret=spicepw`,
+    ]);
+    t.after(() => stopChild(qemu));
+    await waitFor('the password QEMU to listen', () => {
+        if (qemu.exit)
+            throw new Hopeless(`QEMU exited ${JSON.stringify(qemu.exit)}: ${qemu.output}`);
+        return canConnect({ host: '127.0.0.1', port: spicePort });
+    }, START_MS);
+    const token = randomUUID();
+    const tokenFile = path.join(fx.dir, `tokens-password-${combo.browser}`);
+    fs.writeFileSync(tokenFile, `${token}: 127.0.0.1:${spicePort}\n`);
+    const own = await startOwnSpicegate(t, `password-${combo.browser}`, '', '127.0.0.1:0', tokenFile);
+    const { context, page } = await openConsole(combo, token,
+                                                 pageUrl(own.port, `token=${token}&password=wrong`));
+    t.after(() => context.close().catch(() => {}));
+    await waitForNotice(page, 'This console needs a password');
+    await waitFor('the password field to have the keyboard', () =>
+        page.evaluate(() => document.activeElement?.id === 'password'), KEY_MS);
+    await keepScreenshot(page, `console-password-${combo.browser}.png`);
+    await page.keyboard.type('still-wrong');
+    await page.keyboard.press('Enter');
+    await waitFor('a second refusal', () => page.evaluate(() =>
+        window.__e2eSockets.length >= 2 && !document.getElementById('notice').hidden &&
+        document.activeElement?.id === 'password'), KEY_MS);
+    await page.$eval('#password', (i) => { i.value = ''; });
+    await page.keyboard.type('open-sesame');
+    await page.keyboard.press('Enter');
+    await waitForScreen(page, 'the guest screen with the right password');
+    assert.equal(await statusText(page), 'Connected');
+}
+
 async function expiredSessionIsExplained(t, combo) {
     const token = randomUUID();
     const nova = await startFakeNova(t, new Map([[token, { host: '127.0.0.1', port: fx.spicePort }]]));
@@ -1438,6 +1478,7 @@ for (const browser of WANTED) {
         each('QEMU killed: the page says the console was closed, Reconnect brings it back', qemuKilledIsExplained, 90_000);
         each('spicegate stopped, then killed: the page says so and reconnects when it is back', proxyStopIsExplainedAndRecovered, 120_000);
         each('an expired session: the page says the console time is over', expiredSessionIsExplained);
+        each('a SPICE password: the page asks for it, and connects with the right one', passwordIsAskedFor);
     });
 }
 
