@@ -95,6 +95,7 @@ let retry = null;               // { cause, attempt, timer } while reconnecting
 let fit = true;                 // scale to the window; false: 1:1
 let agent = false;              // the guest's SPICE agent answers
 let agentTimer = null;
+let password = params.password;  // the SPICE password: the URL's, or the one typed
 
 function setStatus(state) {
     $('status').dataset.state = state;
@@ -127,7 +128,7 @@ function stopSpice() {
     layout();
 }
 
-function connect(password = params.password) {
+function connect() {
     stopSpice();
     lastError = null;
     hideNotice();
@@ -555,7 +556,8 @@ function start() {
     });
     $('password-form').addEventListener('submit', (e) => {
         e.preventDefault();
-        connect($('password').value);
+        password = $('password').value;
+        connect();
     });
     // A click anywhere on the stage gives the keyboard to the guest.
     $('stage').addEventListener('click', (e) => {

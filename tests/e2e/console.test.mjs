@@ -1093,6 +1093,10 @@ async function titleIsTextOnly(t, combo) {
     t.diagnostic(`stock page: ${JSON.stringify(violations)}`);
     assert.equal(await page.evaluate(() => window.__xss ?? null), null, 'the injected handler ran');
     await keepScreenshot(page, `console-stock-page-${combo.browser}.png`);
+    // Its own inline handlers do run (onclick="open_nav()", by its hash).
+    await page.click('#login button');
+    await waitFor('the stock page\'s side panel to open', () =>
+        page.$eval('#Sidenav', (n) => n.className === 'SidenavOpen'), KEY_MS);
 }
 
 // A parent page on another site (127.0.0.2 is another site than
