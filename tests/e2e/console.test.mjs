@@ -1205,6 +1205,14 @@ async function fullscreenFits(t, combo) {
     t.after(() => context.close().catch(() => {}));
     await waitForScreen(page);
     const windowed = await checkFits(page, 'the window');
+    // A click anywhere on the stage, here beside the screen, gives it the
+    // keyboard.
+    await page.evaluate(() => document.activeElement?.blur());
+    const { stage, canvas } = windowed;
+    assert.ok(canvas.x - stage.x >= 10, `no room beside the screen: ${JSON.stringify(windowed)}`);
+    await page.mouse.click(stage.x + 4, stage.y + stage.h / 2);
+    await waitFor('the screen to take the keyboard after a click beside it', () => page.evaluate(() =>
+        document.activeElement?.id === 'spice_surface_0'), KEY_MS);
     await page.click('#fullscreen');
     const full = await waitFor('fullscreen', () => page.evaluate(() =>
         document.fullscreenElement === document.documentElement &&
@@ -1538,7 +1546,7 @@ for (const browser of WANTED) {
         each('a dead target: the page says the console cannot be reached, and tries again', deadTargetIsExplained);
         each('the title is text: no markup from it runs, here or on the stock page', titleIsTextOnly, 90_000);
         each('framed by another site: draws, takes a key, fits 640x480 and 1600x1000', framedConsoleWorksAndFits, 120_000);
-        each('fullscreen fills the screen, keeping the aspect ratio', fullscreenFits);
+        each('focus on click; fullscreen fills the screen, keeping the aspect ratio', fullscreenFits);
         each('keyboard only: release, Tab, the Keys menu reaches QEMU, Ctrl-Alt-Del resets the guest', ctrlAltDelByKeyboard);
         each('QEMU killed: the page says the console was closed, Reconnect brings it back', qemuKilledIsExplained, 90_000);
         each('spicegate stopped, then killed: the page says so and reconnects when it is back', proxyStopIsExplainedAndRecovered, 120_000);
