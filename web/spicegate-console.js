@@ -29,6 +29,8 @@ const RETRY_DELAYS_S = [1, 2, 4, 8, 15];
 const SETTLE_MS = 400;
 // The agent's resolution requests are sent once the window stops changing.
 const AGENT_RESIZE_MS = 300;
+// A first attempt lost without a close code is repeated once, this soon.
+const FIRST_RETRY_MS = 1000;
 
 // --- the URL: spice_auto.html's query parameters ------------------------------
 
@@ -95,6 +97,7 @@ let retry = null;               // { cause, attempt, timer } while reconnecting
 let fit = true;                 // scale to the window; false: 1:1
 let agent = false;              // the guest's SPICE agent answers
 let agentTimer = null;
+let retriedFirst = false;       // the one quiet retry of a first attempt was used
 let password = params.password;  // the SPICE password: the URL's, or the one typed
 
 function setStatus(state) {
@@ -210,6 +213,14 @@ function endingKey(close, error) {
 function end(key, close) {
     key ??= endingKey(close, lastError);
     stopSpice();
+    // A first attempt that ends without a word (1006) is tried once more
+    // before the page says the service cannot be reached: a blip, or a
+    // refusal whose close frame was lost, then shows what it really is.
+    if (key === '1006.1' && !retriedFirst) {
+        retriedFirst = true;
+        settleTimer = setTimeout(connect, FIRST_RETRY_MS);
+        return;
+    }
     const ending = ENDINGS[key];
     // Retry by itself only after a lost connection or a restart of the
     // proxy, only once this page has had a console (the link was good),

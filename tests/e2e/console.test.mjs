@@ -947,9 +947,15 @@ async function wrongTokenIsRefused(t, combo) {
         return;
 
     // spicegate refused after the upgrade, with the code the contract gives.
+    // (The page tries a first attempt lost without a close code once more:
+    // such a 1006 is reported, and the answer after it must be the 4404.)
     const closes = await waitFor('the websocket close event', () =>
         page.evaluate(() => window.__e2eCloses).then((c) => c.length > 0 && c), KEY_MS);
-    assert.deepEqual(closes.map(({ url, code, reason }) => ({ url, code, reason })),
+    const lost = closes.slice(0, -1);
+    if (lost.length > 0)
+        t.diagnostic(`closes before the refusal: ${JSON.stringify(lost)}`);
+    assert.ok(lost.length <= 1 && lost.every((c) => c.code === 1006), JSON.stringify(closes));
+    assert.deepEqual(closes.slice(-1).map(({ url, code, reason }) => ({ url, code, reason })),
                      [{ url: `${wsScheme(combo)}://127.0.0.1:${server.port}/websockify?token=${wrong}`,
                         code: 4404, reason: 'console token invalid or expired' }]);
 
