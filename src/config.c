@@ -110,6 +110,78 @@ apply_allowed_origins(SgConfig *cfg, const char *value, GError **error)
     return TRUE;
 }
 
+/* Sources for CSP frame-ancestors: '*' (any page may frame the console, the
+ * default: Horizon frames it from wherever it runs), 'self', 'none', or
+ * origins such as https://dashboard.example.org, the host may start with
+ * a "*." wildcard.
+ * Each is checked here because the value is copied into a header: nothing
+ * that could end a directive (';', ',') or the header. */
+static gboolean
+frame_ancestor_ok(const char *source)
+{
+    const char *rest;
+
+    if (g_str_equal(source, "*") || g_str_equal(source, "'self'") ||
+        g_str_equal(source, "'none'"))
+        return TRUE;
+    rest = strstr(source, "://");
+    if (rest == NULL || rest == source)
+        return FALSE;
+    for (const char *p = source; p < rest; p++) {
+        if (!g_ascii_isalnum(*p) && *p != '+' && *p != '-' && *p != '.')
+            return FALSE;
+    }
+    rest += 3;
+    if (*rest == '\0')
+        return FALSE;
+    for (const char *p = rest; *p != '\0'; p++) {
+        /* host (a leading "*." wildcard allowed), port, path */
+        if (!g_ascii_isalnum(*p) && strchr("-._~*:/[]%", *p) == NULL)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean
+apply_frame_ancestors(SgConfig *cfg, const char *value, GError **error)
+{
+    g_auto(GStrv) parts = g_strsplit_set(value, ", \t", -1);
+    g_autoptr(GPtrArray) list = g_ptr_array_new();
+
+    for (guint i = 0; parts[i] != NULL; i++) {
+        if (parts[i][0] == '\0')
+            continue;
+        if (g_ascii_strcasecmp(parts[i], "self") == 0 ||
+            g_ascii_strcasecmp(parts[i], "none") == 0) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "'%s': write '%s' with its single quotes", parts[i], parts[i]);
+            return FALSE;
+        }
+        if (!frame_ancestor_ok(parts[i])) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "'%s' is not a frame ancestor: write *, 'self', 'none' or origins "
+                        "such as https://dashboard.example.org",
+                        parts[i]);
+            return FALSE;
+        }
+        g_ptr_array_add(list, parts[i]);
+    }
+    if (list->len == 0) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "empty: write * to let any page frame the console, or 'none'");
+        return FALSE;
+    }
+    if (list->len > 1 && (g_ptr_array_find_with_equal_func(list, "'none'", g_str_equal, NULL))) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'none' cannot be combined with other sources");
+        return FALSE;
+    }
+    g_ptr_array_add(list, NULL);
+    g_free(cfg->frame_ancestors);
+    cfg->frame_ancestors = g_strjoinv(" ", (char **)list->pdata);
+    return TRUE;
+}
+
 static gboolean
 apply_connect_timeout(SgConfig *cfg, const char *value, GError **error)
 {
@@ -386,6 +458,9 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "base_url", "",
       "the console URL users are given (Nova's html5proxy_base_url); its scheme "
       "must match the Origin's", apply_base_url },
+    { "server", "frame_ancestors", "*",
+      "pages that may show the console in a frame (CSP frame-ancestors): *, 'self', "
+      "'none' or origins", apply_frame_ancestors },
     { "server", "connect_timeout", "10",
       "seconds to resolve and connect to a SPICE server", apply_connect_timeout },
     { "server", "link_timeout", "10",
@@ -506,6 +581,7 @@ sg_config_free(SgConfig *cfg)
     g_free(cfg->web_dir);
     g_free(cfg->pages_dir);
     g_strfreev(cfg->allowed_origins);
+    g_free(cfg->frame_ancestors);
     g_free(cfg->port_file);
     g_free(cfg->cert);
     g_free(cfg->key);

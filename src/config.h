@@ -38,6 +38,7 @@ struct SgConfig {
     char *web_dir;                /* spice-html5 root */
     char *pages_dir;              /* our own pages; they win over web_dir */
     char **allowed_origins;       /* NULL-terminated hostnames, never NULL */
+    char *frame_ancestors;        /* CSP frame-ancestors sources, space-separated; never NULL */
     guint connect_timeout_s;
     guint link_timeout_s;
     char *base_url;               /* Nova's html5proxy_base_url; NULL: no scheme check */

@@ -12,6 +12,8 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,13 +28,176 @@
 /* One body piece per writeable callback: big enough that a page is a few
  * round trips of the loop, small enough for a stack buffer. */
 #define SG_HTTP_FILE_CHUNK_BYTES (32 * 1024)
-/* Room for the status and every header we add, HPACK-coded or not. */
-#define SG_HTTP_HEADERS_BYTES 1024
+/* Room for the status and every header we add, HPACK-coded or not: the
+ * Content-Security-Policy of a stock spice-html5 page, with the hashes of
+ * its inline scripts, is most of it. */
+#define SG_HTTP_HEADERS_BYTES 4096
+/* A stock page larger than this is not scanned for inline scripts: it is
+ * served under the strict policy (spice-html5's pages are about 10 KB). */
+#define SG_HTTP_SCAN_MAX_BYTES (1024 * 1024)
 
 typedef enum {
     CACHE_NONE,                 /* a generated answer: never stored */
     CACHE_REVALIDATE,           /* a file: stored, but checked each time */
 } CachePolicy;
+
+/* --- Content-Security-Policy ----------------------------------------------- */
+
+/* The policy of every answer. Scripts and styles come only from our own
+ * origin: no inline script, no eval, no plugin, no <base>. img-src allows
+ * data: and blob: because spice-html5 draws JPEG images and cursors from
+ * data: URLs; media-src blob: is its audio and video (MediaSource). 'self'
+ * in connect-src covers ws: and wss: to the page's own host and port
+ * (CSP 3, in Chromium and Firefox), so a page cannot be told to open its
+ * websocket elsewhere. %s: extra script-src, extra style-src, the
+ * frame-ancestors sources. */
+#define SG_HTTP_CSP_FORMAT                                                          \
+    "default-src 'none'; script-src 'self'%s; style-src 'self'%s; "                  \
+    "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "       \
+    "form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors %s"
+
+static struct {
+    char *frame_ancestors;        /* NULL: "*" */
+    char *pages_dir;              /* realpath of our pages; NULL: none */
+    GHashTable *stock;            /* path -> StockPolicy, for pages not ours */
+} policy;
+
+typedef struct {
+    time_t mtime;
+    off_t size;
+    char *script_src;             /* " 'sha256-...' ..." or "" */
+    char *style_src;
+} StockPolicy;
+
+static void
+stock_policy_free(gpointer data)
+{
+    StockPolicy *sp = data;
+
+    g_free(sp->script_src);
+    g_free(sp->style_src);
+    g_free(sp);
+}
+
+void
+sg_http_set_policy(const char *frame_ancestors, const char *pages_dir)
+{
+    g_free(policy.frame_ancestors);
+    policy.frame_ancestors = g_strdup(frame_ancestors);
+    free(policy.pages_dir);
+    policy.pages_dir = pages_dir != NULL ? realpath(pages_dir, NULL) : NULL;
+    g_clear_pointer(&policy.stock, g_hash_table_unref);
+}
+
+/* " 'sha256-BASE64'" of @len bytes at @text, appended to @out. */
+static void
+append_hash(GString *out, const char *text, gsize len)
+{
+    guint8 digest[32];
+    gsize digest_len = sizeof(digest);
+    g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+    g_autofree char *b64 = NULL;
+    g_autofree char *source = NULL;
+
+    g_checksum_update(sum, (const guchar *)text, (gssize)len);
+    g_checksum_get_digest(sum, digest, &digest_len);
+    b64 = g_base64_encode(digest, digest_len);
+    source = g_strdup_printf(" 'sha256-%s'", b64);
+    if (strstr(out->str, source) == NULL)
+        g_string_append(out, source);
+}
+
+/* Appends the hash of capture group 1 of every match of @pattern in @html. */
+static void
+hash_matches(GString *out, const char *pattern, const char *html, gsize len)
+{
+    g_autoptr(GRegex) re = g_regex_new(pattern, G_REGEX_CASELESS | G_REGEX_DOTALL |
+                                       G_REGEX_RAW, 0, NULL);
+    g_autoptr(GMatchInfo) match = NULL;
+
+    g_regex_match_full(re, html, (gssize)len, 0, 0, &match, NULL);
+    while (g_match_info_matches(match)) {
+        int start, end;
+
+        if (g_match_info_fetch_pos(match, 1, &start, &end) && start >= 0)
+            append_hash(out, html + start, (gsize)(end - start));
+        g_match_info_next(match, NULL);
+    }
+}
+
+/* The stock spice-html5 pages (spice_auto.html, spice.html) are inline
+ * script, inline handlers (onclick="open_nav()") and style attributes. They
+ * get our policy too, with the SHA-256 of each of those pieces of the file
+ * as installed added ('unsafe-hashes' for the attributes): exactly the
+ * package's own code runs, and markup a query parameter smuggles into the
+ * page (spice_auto.html writes its title with innerHTML) does not. A
+ * piece the browser sees differently from these bytes (an entity in an
+ * attribute) is refused, never widened. */
+static StockPolicy *
+stock_policy(const char *path, const struct stat *st)
+{
+    StockPolicy *sp;
+    g_autofree char *html = NULL;
+    gsize len = 0;
+    GString *script = g_string_new(NULL);
+    GString *style = g_string_new(NULL);
+
+    if (policy.stock == NULL)
+        policy.stock = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                             stock_policy_free);
+    sp = g_hash_table_lookup(policy.stock, path);
+    if (sp != NULL && sp->mtime == st->st_mtime && sp->size == st->st_size) {
+        g_string_free(script, TRUE);
+        g_string_free(style, TRUE);
+        return sp;
+    }
+    if (st->st_size <= SG_HTTP_SCAN_MAX_BYTES && g_file_get_contents(path, &html, &len, NULL)) {
+        /* An inline <script> (one with src= has no text to hash). */
+        hash_matches(script, "<script\\b(?![^>]*\\ssrc\\s*=)[^>]*>(.*?)</script\\s*>", html, len);
+        hash_matches(script, "\\son[a-z]+\\s*=\\s*\"([^\"]*)\"", html, len);
+        hash_matches(script, "\\son[a-z]+\\s*=\\s*'([^']*)'", html, len);
+        hash_matches(style, "<style\\b[^>]*>(.*?)</style\\s*>", html, len);
+        hash_matches(style, "\\sstyle\\s*=\\s*\"([^\"]*)\"", html, len);
+        hash_matches(style, "\\sstyle\\s*=\\s*'([^']*)'", html, len);
+    }
+    if (script->len > 0)
+        g_string_prepend(script, " 'unsafe-hashes'");
+    if (style->len > 0)
+        g_string_prepend(style, " 'unsafe-hashes'");
+    sp = g_new0(StockPolicy, 1);
+    sp->mtime = st->st_mtime;
+    sp->size = st->st_size;
+    sp->script_src = g_string_free(script, FALSE);
+    sp->style_src = g_string_free(style, FALSE);
+    g_hash_table_replace(policy.stock, g_strdup(path), sp);
+    return sp;
+}
+
+/* Whether @path lies below our own pages directory. */
+static bool
+is_ours(const char *path)
+{
+    gsize len;
+
+    if (policy.pages_dir == NULL)
+        return false;
+    len = strlen(policy.pages_dir);
+    return strncmp(path, policy.pages_dir, len) == 0 && path[len] == '/';
+}
+
+char *
+sg_http_csp(const char *path, const char *mime_type, const struct stat *st)
+{
+    const char *ancestors = policy.frame_ancestors ? policy.frame_ancestors : "*";
+
+    if (path != NULL && st != NULL && !is_ours(path) &&
+        g_str_has_prefix(mime_type, "text/html")) {
+        StockPolicy *sp = stock_policy(path, st);
+
+        return g_strdup_printf(SG_HTTP_CSP_FORMAT, sp->script_src, sp->style_src, ancestors);
+    }
+    return g_strdup_printf(SG_HTTP_CSP_FORMAT, "", "", ancestors);
+}
 
 static bool
 is_head(struct lws *wsi)
@@ -53,7 +218,8 @@ add_header(struct lws *wsi, const char *name, const char *value, guint8 **p, gui
  * the connection broke. */
 static int
 write_headers(struct lws *wsi, unsigned int status, const char *mime_type,
-              uint64_t content_length, CachePolicy cache, bool ends_stream)
+              uint64_t content_length, CachePolicy cache, bool ends_stream,
+              const char *csp)
 {
     guint8 buf[LWS_PRE + SG_HTTP_HEADERS_BYTES];
     guint8 *start = &buf[LWS_PRE];
@@ -72,6 +238,7 @@ write_headers(struct lws *wsi, unsigned int status, const char *mime_type,
         add_header(wsi, "referrer-policy:", "no-referrer", &p, end) ||
         add_header(wsi, "cache-control:", cache == CACHE_NONE ? "no-store" : "no-cache",
                    &p, end) ||
+        add_header(wsi, "content-security-policy:", csp, &p, end) ||
         lws_finalize_http_header(wsi, &p, end))
         return -1;
     len = (int)(p - start);
@@ -95,9 +262,10 @@ sg_http_send_text(struct lws *wsi, unsigned int status, const char *body)
     size_t len = strlen(body);
     bool body_follows = len > 0 && !is_head(wsi);
     g_autofree guint8 *out = NULL;
+    g_autofree char *csp = sg_http_csp(NULL, "text/plain", NULL);
 
     if (write_headers(wsi, status, "text/plain; charset=utf-8", len, CACHE_NONE,
-                      !body_follows) < 0)
+                      !body_follows, csp) < 0)
         return -1;
     if (body_follows) {
         out = g_malloc(LWS_PRE + len);
@@ -121,6 +289,7 @@ sg_http_respond_file(struct lws *wsi, SgHttpFile *file, const char *path, const 
 {
     struct stat st;
     int fd;
+    g_autofree char *csp = NULL;
 
     g_return_val_if_fail(!file->open, -1);
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -133,15 +302,16 @@ sg_http_respond_file(struct lws *wsi, SgHttpFile *file, const char *path, const 
         close(fd);
         return sg_http_respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
     }
+    csp = sg_http_csp(path, mime_type, &st);
     if (is_head(wsi) || st.st_size == 0) {
         close(fd);
         if (write_headers(wsi, HTTP_STATUS_OK, mime_type, (uint64_t)st.st_size,
-                          CACHE_REVALIDATE, true) < 0)
+                          CACHE_REVALIDATE, true, csp) < 0)
             return -1;
         return complete(wsi);
     }
     if (write_headers(wsi, HTTP_STATUS_OK, mime_type, (uint64_t)st.st_size, CACHE_REVALIDATE,
-                      false) < 0) {
+                      false, csp) < 0) {
         close(fd);
         return -1;
     }

@@ -17,6 +17,18 @@
 #include "sg_types.h"
 
 struct lws;
+struct stat;
+
+/* The Content-Security-Policy of every answer (see http_response.c):
+ * @frame_ancestors is [server] frame_ancestors (NULL: "*"); HTML files
+ * outside @pages_dir (spicegate's own pages, NULL: none) are stock
+ * spice-html5 pages, whose inline scripts are allowed by hash. Call once
+ * per process before serving. */
+void sg_http_set_policy(const char *frame_ancestors, const char *pages_dir);
+
+/* The policy for the file @path (NULL: a generated answer) of @mime_type
+ * with status @st. Newly allocated. For tests and the answers below. */
+char *sg_http_csp(const char *path, const char *mime_type, const struct stat *st);
 
 /* A file being sent; lives in lws' per-connection storage (zeroed by lws:
  * the all-zero value is "no file"). One per request: over HTTP/2 each

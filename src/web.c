@@ -228,13 +228,23 @@ is_served_below(const char *root, const char *path)
 char *
 sg_web_resolve(SgWeb *web, const char *relpath)
 {
+    guint first = 0;
+
     g_return_val_if_fail(web != NULL, NULL);
     if (relpath == NULL)
         return NULL;
     if (relpath[0] == '\0')
         relpath = "index.html";
+    /* Our console page takes spice_auto.html's name (Nova's URL); the
+     * stock page stays reachable under this one, from the spice-html5
+     * root (the last) only. It sits beside spice-html5's modules, so its
+     * relative imports (and our ticket.js) resolve as before. */
+    if (strcmp(relpath, SG_WEB_STOCK_PAGE) == 0 && web->roots->len > 0) {
+        relpath = "spice_auto.html";
+        first = web->roots->len - 1;
+    }
 
-    for (guint i = 0; i < web->roots->len; i++) {
+    for (guint i = first; i < web->roots->len; i++) {
         const char *root = web->roots->pdata[i];
         g_autofree char *candidate = g_build_filename(root, relpath, NULL);
         char *real = realpath(candidate, NULL);   /* follows every symlink */

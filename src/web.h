@@ -34,7 +34,12 @@ SgWeb *sg_web_new(const char *const *roots);
 void sg_web_free(SgWeb *web);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgWeb, sg_web_free)
 
+/* The name under which spice-html5's own spice_auto.html stays reachable
+ * once our console page answers for spice_auto.html. */
+#define SG_WEB_STOCK_PAGE "spice_auto_stock.html"
+
 /* The absolute path of the regular file that @relpath names, searching
- * the roots in order ("" is index.html), or NULL (404). Symlinks are
+ * the roots in order ("" is index.html; SG_WEB_STOCK_PAGE is the last
+ * root's spice_auto.html), or NULL (404). Symlinks are
  * followed only while they stay inside the root they were found in. */
 char *sg_web_resolve(SgWeb *web, const char *relpath);

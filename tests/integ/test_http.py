@@ -17,11 +17,65 @@ class Http(IntegTestCase):
         self.sg = self.start_spicegate()
 
     def test_spice_auto_html_with_query(self):
-        status, headers, body = self.sg.get("/spice_auto.html?token=x&title=a(b)")
+        # Nova's URL serves our console page (web/spice_auto.html).
+        status, headers, body = self.sg.get("/spice_auto.html?token=x&title=a(b)&language=de")
+        self.assertEqual(status, 200)
+        self.assertRegex(headers.get("content-type", ""), r"^text/html\b")
+        with open(os.path.join(PAGES, "spice_auto.html"), "rb") as f:
+            self.assertEqual(body, f.read())
+
+    def test_stock_page_under_another_name(self):
+        # spice-html5's own spice_auto.html stays reachable, byte for byte.
+        status, headers, body = self.sg.get("/spice_auto_stock.html?token=x")
         self.assertEqual(status, 200)
         self.assertRegex(headers.get("content-type", ""), r"^text/html\b")
         with open(os.path.join(SPICE_HTML5, "spice_auto.html"), "rb") as f:
             self.assertEqual(body, f.read())
+
+    def csp(self, path):
+        status, headers, _ = self.sg.get(path)
+        self.assertEqual(status, 200, path)
+        self.assertIn("content-security-policy", headers, path)
+        return dict((d.strip().split(" ", 1) + [""])[:2]
+                    for d in headers["content-security-policy"].split(";"))
+
+    def test_content_security_policy(self):
+        # Our pages: scripts and styles from our origin only (no inline
+        # script, no eval), no plugins, no <base>, websockets to our own
+        # host, and frame_ancestors' default (any dashboard may frame).
+        for path in ("/spice_auto.html?token=x", "/", "/spicegate-console.js", "/main.js"):
+            with self.subTest(path=path):
+                csp = self.csp(path)
+                self.assertEqual(csp["default-src"], "'none'")
+                self.assertEqual(csp["script-src"], "'self'")
+                self.assertEqual(csp["style-src"], "'self'")
+                self.assertEqual(csp["connect-src"], "'self'")
+                self.assertEqual(csp["object-src"], "'none'")
+                self.assertEqual(csp["base-uri"], "'none'")
+                self.assertEqual(csp["frame-ancestors"], "*")
+                self.assertNotIn("unsafe-inline", " ".join(csp.values()))
+                self.assertNotIn("unsafe-eval", " ".join(csp.values()))
+        # A stock spice-html5 page: the same policy, plus the hashes of
+        # exactly its own inline scripts, handlers and style attributes.
+        for path in ("/spice_auto_stock.html", "/spice.html"):
+            with self.subTest(path=path):
+                csp = self.csp(path)
+                self.assertRegex(csp["script-src"], r"^'self' 'unsafe-hashes'( 'sha256-[A-Za-z0-9+/]{43}=')+$")
+                self.assertEqual(csp["object-src"], "'none'")
+                self.assertEqual(csp["base-uri"], "'none'")
+                self.assertEqual(csp["connect-src"], "'self'")
+                self.assertNotIn("unsafe-inline", " ".join(csp.values()))
+        # Answers that are not files carry it too.
+        status, headers, _ = self.sg.get("/nope.html")
+        self.assertEqual(status, 404)
+        self.assertIn("frame-ancestors *", headers.get("content-security-policy", ""))
+
+    def test_frame_ancestors_setting(self):
+        sg = self.start_spicegate(config="[server]\nframe_ancestors = https://horizon.example.org 'self'\n")
+        status, headers, _ = sg.get("/spice_auto.html")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers.get("content-security-policy", "").endswith(
+            "; frame-ancestors https://horizon.example.org 'self'"), headers)
 
     def test_js_is_text_javascript(self):
         status, headers, body = self.sg.get("/spiceconn.js")
@@ -57,7 +111,7 @@ class Http(IntegTestCase):
         status, headers, body = self.sg.get("/spice_auto.html", method="HEAD")
         self.assertEqual(status, 200)
         self.assertEqual(body, b"")
-        size = os.path.getsize(os.path.join(SPICE_HTML5, "spice_auto.html"))
+        size = os.path.getsize(os.path.join(PAGES, "spice_auto.html"))
         if "content-length" in headers:
             self.assertEqual(int(headers["content-length"]), size)
 

@@ -108,7 +108,7 @@ class Http2(IntegTestCase):
                 if rel != "ticket.js":   # ours wins (web/ticket.js)
                     sizes.append((os.path.getsize(os.path.join(SPICE_HTML5, rel)), rel))
         sizes.sort()
-        picks = {rel for _, rel in sizes[-3:]} | {"spice_auto.html", "spiceconn.js"}
+        picks = {rel for _, rel in sizes[-3:]} | {"spice.html", "spiceconn.js"}
         self.assertTrue(any(size > 65536 for size, _ in sizes), "no file over 64 KiB to test")
         for rel in sorted(picks):
             expected = spice_html5_file(rel)
@@ -125,7 +125,22 @@ class Http2(IntegTestCase):
             self.assertEqual(got.headers.get("referrer-policy"), "no-referrer")
             self.assertEqual(got.headers.get("cache-control"), "no-cache")
             self.assertNotIn("x-frame-options", got.headers)
+            # Our console page, under its Content-Security-Policy (written
+            # with lws' header API, so valid HPACK too).
+            with open(os.path.join(PAGES, "spice_auto.html"), "rb") as f:
+                self.assertEqual(got.body, f.read())
+            csp = got.headers.get("content-security-policy", "")
+            self.assertRegex(csp, r"^default-src 'none'; script-src 'self'; style-src 'self'; ")
+            self.assertIn("connect-src 'self'", csp)
+            self.assertIn("object-src 'none'", csp)
+            self.assertIn("base-uri 'none'", csp)
+            self.assertTrue(csp.endswith("; frame-ancestors *"), csp)
+        # The stock page's longer policy (hashes) fits in one header block.
+        for _, got in self.each("/spice_auto_stock.html?token=x"):
+            self.assertEqual(got.status, 200)
             self.assertEqual(got.body, spice_html5_file("spice_auto.html"))
+            self.assertRegex(got.headers.get("content-security-policy", ""),
+                             r"script-src 'self' 'unsafe-hashes'( 'sha256-[A-Za-z0-9+/]{43}=')+;")
         for _, got in self.each("/main.js"):
             self.assertRegex(got.headers.get("content-type", ""), r"^text/javascript\b")
 

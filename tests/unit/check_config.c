@@ -30,6 +30,7 @@ START_TEST(test_config_defaults)
     ck_assert_str_eq(cfg->web_dir, "/usr/share/spice-html5");
     ck_assert_ptr_nonnull(cfg->allowed_origins);
     ck_assert_ptr_null(cfg->allowed_origins[0]);
+    ck_assert_str_eq(cfg->frame_ancestors, "*");   /* any dashboard may frame */
     ck_assert_uint_eq(cfg->connect_timeout_s, 10);
     ck_assert(!cfg->ssl_only);
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_2);
@@ -45,6 +46,8 @@ START_TEST(test_config_file_values)
                                    "[server]\n"
                                    "listen = 127.0.0.1:7000\n"
                                    "allowed_origins = horizon.example.com, Dash.Example.com\n"
+                                   "frame_ancestors = https://horizon.example.com, "
+                                   "'self' https://*.dash.example.com:8443\n"
                                    "connect_timeout=3\n"
                                    "\n"
                                    "[tls]\n"
@@ -60,6 +63,8 @@ START_TEST(test_config_file_values)
     ck_assert_str_eq(cfg->allowed_origins[0], "horizon.example.com");
     ck_assert_str_eq(cfg->allowed_origins[1], "dash.example.com");
     ck_assert_ptr_null(cfg->allowed_origins[2]);
+    ck_assert_str_eq(cfg->frame_ancestors,
+                     "https://horizon.example.com 'self' https://*.dash.example.com:8443");
     ck_assert_uint_eq(cfg->connect_timeout_s, 3);
     ck_assert(cfg->ssl_only);
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_3);
@@ -87,6 +92,14 @@ static const struct {
     { "[server]\nlisten = ::1:80\n", "test.conf:2: [server] listen:" },
     { "[server]\nallowed_origins = https://x.example\n", "[server] allowed_origins:" },
     { "[tokens]\nbackend = redis\n", "test.conf:2: [tokens] backend:" },
+    /* frame_ancestors goes into a header: nothing that ends a directive. */
+    { "[server]\nframe_ancestors = https://a.example; script-src *\n",
+      "test.conf:2: [server] frame_ancestors:" },
+    { "[server]\nframe_ancestors = horizon.example\n", "[server] frame_ancestors:" },
+    { "[server]\nframe_ancestors = self\n", "write 'self' with its single quotes" },
+    { "[server]\nframe_ancestors = 'none' https://a.example\n", "[server] frame_ancestors:" },
+    { "[server]\nframe_ancestors =\n", "[server] frame_ancestors: empty" },
+    { "[server]\nframe_ancestors = 'unsafe-inline'\n", "[server] frame_ancestors:" },
 };
 
 START_TEST(test_config_errors_name_file_line_key)

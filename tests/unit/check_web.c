@@ -18,6 +18,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include "http_response.h"
 #include "web.h"
 
 /* 10 s: every test here finishes in milliseconds; this only catches hangs. */
@@ -281,6 +282,8 @@ setup(void)
     put_link(root1, "link_loop", "link_loop");
     put_link(root1, "link_root", "/");
 
+    put_file(root1, "spice_auto.html", "our console\n");
+    put_file(root2, "spice_auto.html", "stock console\n");
     put_file(root2, "both.html", "theirs\n");
     put_file(root2, "only2.js", "2\n");
     put_file(root2, "dironly", "a file in the second root\n");
@@ -321,6 +324,70 @@ START_TEST(test_web_resolve_falls_back_to_second_root)
     g_autofree char *want = real(root2, "only2.js");
 
     ck_assert_str_eq(got, want);
+}
+END_TEST
+
+/* Our console page answers for spice_auto.html; the stock one stays
+ * reachable under SG_WEB_STOCK_PAGE, from the last root only. */
+START_TEST(test_web_resolve_stock_page_alias)
+{
+    g_autoptr(SgWeb) web = new_web();
+    g_autofree char *ours = sg_web_resolve(web, "spice_auto.html");
+    g_autofree char *stock = sg_web_resolve(web, SG_WEB_STOCK_PAGE);
+    g_autofree char *want_ours = real(root1, "spice_auto.html");
+    g_autofree char *want_stock = real(root2, "spice_auto.html");
+
+    ck_assert_str_eq(ours, want_ours);
+    ck_assert_str_eq(stock, want_stock);
+}
+END_TEST
+
+/* ---- the Content-Security-Policy of a page (http_response.c) -------------- */
+
+/* A stock page (outside our pages) may run exactly its own inline pieces:
+ * the policy lists their SHA-256 (openssl dgst -sha256 -binary | base64),
+ * and nothing wider. Our own pages get the strict policy whatever they
+ * hold. */
+START_TEST(test_csp_stock_page_hashes)
+{
+    static const char html[] =
+        "<html><head><script type=\"module\">alert(1)</script>\n"
+        "<script src=\"main.js\"></script></head>\n"
+        "<body><p onclick=\"go()\" style=\"color: red\">x</p></body></html>\n";
+    g_autofree char *stock_path = NULL;
+    g_autofree char *ours_path = NULL;
+    g_autofree char *stock = NULL;
+    g_autofree char *ours = NULL;
+    g_autofree char *text = NULL;
+    struct stat st;
+
+    put_file(root2, "stock.html", html);
+    put_file(root1, "ours.html", html);
+    stock_path = real(root2, "stock.html");
+    ours_path = real(root1, "ours.html");
+    sg_http_set_policy("https://dash.example", root1);
+
+    ck_assert_int_eq(stat(stock_path, &st), 0);
+    stock = sg_http_csp(stock_path, "text/html; charset=utf-8", &st);
+    ck_assert_msg(strstr(stock, "script-src 'self' 'unsafe-hashes' "
+                                "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI=' "
+                                "'sha256-5KYv+PUboo5h+0+YAtGRPbwv5d/QxzHslP4YGnUaxRw=';") != NULL,
+                  "%s", stock);
+    ck_assert_msg(strstr(stock, "style-src 'self' 'unsafe-hashes' "
+                                "'sha256-NerDAUWfwD31YdZHveMrq0GLjsNFMwxLpZl0dPUeCcw=';") != NULL,
+                  "%s", stock);
+    ck_assert_msg(g_str_has_suffix(stock, "; frame-ancestors https://dash.example"), "%s", stock);
+    ck_assert_ptr_null(strstr(stock, "unsafe-inline"));
+
+    ck_assert_int_eq(stat(ours_path, &st), 0);
+    ours = sg_http_csp(ours_path, "text/html; charset=utf-8", &st);
+    ck_assert_msg(strstr(ours, "script-src 'self'; style-src 'self';") != NULL, "%s", ours);
+    /* Not a page: the strict policy too. */
+    text = sg_http_csp(NULL, "text/plain", NULL);
+    ck_assert_str_eq(text, ours);
+    ck_assert_msg(strstr(ours, "object-src 'none'") && strstr(ours, "base-uri 'none'") &&
+                  strstr(ours, "connect-src 'self'"), "%s", ours);
+    sg_http_set_policy(NULL, NULL);
 }
 END_TEST
 
@@ -527,6 +594,8 @@ web_suite(void)
     tcase_add_test(tc, test_web_resolve_first_root_wins);
     tcase_add_test(tc, test_web_resolve_falls_back_to_second_root);
     tcase_add_test(tc, test_web_resolve_empty_is_index);
+    tcase_add_test(tc, test_web_resolve_stock_page_alias);
+    tcase_add_test(tc, test_csp_stock_page_hashes);
     tcase_add_test(tc, test_web_resolve_subdirectory_file);
     tcase_add_test(tc, test_web_resolve_symlink_inside_root);
     tcase_add_test(tc, test_web_resolve_symlink_out_of_root_refused);
