@@ -5,7 +5,9 @@ import hashlib
 import random
 import re
 import socket
+import struct
 import threading
+import time
 
 from harness import (
     CHANNEL_MAIN, OP_BINARY, OP_CONT, OP_PING, FakePeer, IntegTestCase, WsClosed, link_message,
@@ -231,8 +233,10 @@ class BrowserGoneWhilePaused(IntegTestCase):
     pause its reads from the browser; a browser that then leaves must still
     be noticed, though lws no longer polls its socket."""
 
-    def test_fin_while_uploads_paused_closes_the_session(self):
-        peer = FakePeer(self.reg, stall_handler, "stalled")
+    def pause_uploads(self, handler):
+        """A session to a fake SPICE server running @handler, with
+        spicegate's reads from the browser paused while relaying."""
+        peer = FakePeer(self.reg, handler, "stalled")
         token = random_token()
         sg = self.start_spicegate({token: peer.target}, extra_args=("--debug",))
         ws = sg.ws(token=token)
@@ -252,9 +256,40 @@ class BrowserGoneWhilePaused(IntegTestCase):
                 break
         else:
             self.fail("spicegate never paused its reads" + sg.log_tail())
+        return sg, ws, peer
+
+    def test_fin_while_uploads_paused_closes_the_session(self):
+        sg, ws, peer = self.pause_uploads(stall_handler)
         ws.sock.shutdown(socket.SHUT_WR)     # the browser's FIN, behind unread data
         sg.wait_log(r'close client=.* reason="browser closed": it left while its uploads '
                     r'waited for the SPICE server$', seconds=5)
         conn = peer.wait_conn()
         conn.go.set()
         self.assertTrue(conn.eof.wait(WAIT_S), "the SPICE server's connection stayed open")
+
+    def test_close_while_uploads_paused_reads_the_close_reply(self):
+        # spicegate ends a session whose uploads it had paused (here the
+        # SPICE server resets). It must read again to see the browser's
+        # close reply, then close its socket with nothing unread: a FIN.
+        # Closing with unread data sends a reset instead, which can destroy
+        # the close frame still in the browser's receive buffer (the page
+        # then sees 1006, not the close code).
+        def stall_then_reset(conn):
+            conn.go.wait()
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.sock.close()
+
+        sg, ws, peer = self.pause_uploads(stall_then_reset)
+        peer.wait_conn().go.set()
+        code, _, _ = ws.wait_close()          # answers it with a close frame
+        self.assertNotEqual(code, 1006)
+        ws.sock.settimeout(WAIT_S)
+        t0 = time.monotonic()
+        try:
+            while ws.sock.recv(1 << 16):
+                pass
+        except ConnectionResetError:
+            self.fail("spicegate reset the connection %.1f s after the close reply"
+                      % (time.monotonic() - t0) + sg.log_tail())
+        # lws gives a close reply it cannot read 5 s.
+        self.assertLess(time.monotonic() - t0, 2.0, "spicegate's FIN came late" + sg.log_tail())
