@@ -1382,13 +1382,7 @@ async function proxyStopIsExplainedAndRecovered(t, combo) {
 // a spicegate with the Nova backend that closes the console token_ttl
 // seconds after the token's first use.
 async function expiredSessionIsExplained(t, combo) {
-    const envDir = path.join(fx.dir, `openstack-expiry-${combo.browser}`);
-    const openstack = (...args) => execFileSync(PY, [OPENSTACK_ENV, ...args, '--dir', envDir],
-                                                { encoding: 'utf8', timeout: 180_000 });
-    t.after(() => { try { openstack('stop'); } catch { /* already gone */ } });
-    openstack('start');
-    const env = JSON.parse(fs.readFileSync(path.join(envDir, 'env.json'), 'utf8'));
-    const token = openstack('mint', '--host', '127.0.0.1', '--port', String(fx.spicePort)).trim();
+    const { env, token } = startOpenStack(t, `openstack-expiry-${combo.browser}`);
     const ttl = 6;
     const user = env.service_user;
     const own = await startOwnSpicegate(t, `expiry-${combo.browser}`, [
@@ -1476,6 +1470,19 @@ const SRCDIR = process.env.top_srcdir ?? path.resolve(HERE, '..', '..');
 const OPENSTACK_ENV = path.join(SRCDIR, 'tests', 'nova', 'openstack_env.py');
 const NOVA_COMBO = combos.find((c) => c.scheme === 'http' && installed(c.browser));
 
+// Keystone and Nova on loopback for test @t (which stops them), in
+// fx.dir/@name, and a console token they minted for the test's QEMU.
+function startOpenStack(t, name) {
+    const envDir = path.join(fx.dir, name);
+    const openstack = (...args) => execFileSync(PY, [OPENSTACK_ENV, ...args, '--dir', envDir],
+                                                { encoding: 'utf8', timeout: 180_000 });
+    t.after(() => { try { openstack('stop'); } catch { /* already gone */ } });
+    openstack('start');
+    const env = JSON.parse(fs.readFileSync(path.join(envDir, 'env.json'), 'utf8'));
+    const token = openstack('mint', '--host', '127.0.0.1', '--port', String(fx.spicePort)).trim();
+    return { openstack, env, token };
+}
+
 function haveOpenStack() {
     try {
         execFileSync(PY, ['-c', 'import keystone, nova, keystonemiddleware'], { stdio: 'ignore' });
@@ -1490,13 +1497,7 @@ test(`${NOVA_COMBO?.label ?? 'no browser'}: a Nova-minted token opens the consol
                                (!NOVA_COMBO && 'no browser installed') ||
                                (!haveOpenStack() && 'python3-keystone/python3-nova not installed') },
      tracked(async (t) => {
-    const envDir = path.join(fx.dir, 'openstack');
-    const openstack = (...args) => execFileSync(PY, [OPENSTACK_ENV, ...args, '--dir', envDir],
-                                                { encoding: 'utf8', timeout: 180_000 });
-    t.after(() => { try { openstack('stop'); } catch { /* already gone */ } });
-    openstack('start');
-    const env = JSON.parse(fs.readFileSync(path.join(envDir, 'env.json'), 'utf8'));
-    const token = openstack('mint', '--host', '127.0.0.1', '--port', String(fx.spicePort)).trim();
+    const { openstack, env, token } = startOpenStack(t, 'openstack');
     assert.match(token, /^[0-9a-f-]{36}$/, `mint printed ${token}`);
 
     const user = env.service_user;

@@ -153,16 +153,20 @@ class FaultyApi:
         lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def _respond(self, sock, status, headers, body):
-        sock.sendall(self._head(status, headers, len(body)) + body)
+    @staticmethod
+    def _finish(sock):
+        """Ends our side, then waits for spicegate to close its end, so
+        that the answer is read before the socket goes."""
         sock.shutdown(socket.SHUT_WR)
-        # Wait for spicegate to close its end, so that the answer is read
-        # before the socket goes.
         try:
             while sock.recv(65536):
                 pass
         except OSError:
             pass
+
+    def _respond(self, sock, status, headers, body):
+        sock.sendall(self._head(status, headers, len(body)) + body)
+        self._finish(sock)
 
     def _stream(self, sock, status, headers, prefix, filler, announce):
         """Sends @prefix then @filler repeated up to HUGE_BYTES in all,
@@ -214,12 +218,7 @@ class FaultyApi:
         elif mode == "raw_garbage":
             # Not even a status line.
             sock.sendall(b"\x00\xff garbage " + os.urandom(4096))
-            sock.shutdown(socket.SHUT_WR)
-            try:
-                while sock.recv(65536):
-                    pass
-            except OSError:
-                pass
+            self._finish(sock)
         elif mode == "garbage":
             self._respond(sock, self.ok_status, extra + [json_ct], os.urandom(4096))
         elif mode == "bad_utf8":
