@@ -85,26 +85,12 @@ static const char *const state_names[] = {
     "new", "authorising", "connecting", "relaying", "draining", "closing",
 };
 
+#define SG_CLOSE_TABLE_ENTRY(name, code, text) [SG_CLOSE_##name] = { code, text },
 static const struct {
     uint16_t code;
     const char *text;
-} close_table[] = {
-    [SG_CLOSE_TARGET_CLOSED] = { 1000, "console closed" },
-    [SG_CLOSE_CLIENT_CLOSED] = { 1000, "browser closed" },
-    [SG_CLOSE_SHUTDOWN] = { 1001, "spicegate shutting down" },
-    [SG_CLOSE_TEXT_FRAME] = { 1003, "text frames are not supported" },
-    [SG_CLOSE_INTERNAL] = { 1011, "internal error" },
-    [SG_CLOSE_BAD_LINK] = { 4400, "not a SPICE link message" },
-    [SG_CLOSE_NO_TOKEN] = { 4401, "no console token" },
-    [SG_CLOSE_ORIGIN] = { 4403, "origin not allowed" },
-    [SG_CLOSE_BAD_TOKEN] = { 4404, "console token invalid or expired" },
-    [SG_CLOSE_LINK_TIMEOUT] = { 4408, "timed out waiting for the SPICE link message" },
-    [SG_CLOSE_UNREACHABLE] = { 4502, "console unreachable" },
-    [SG_CLOSE_TOKEN_UNAVAILABLE] = { 4503, "token check unavailable, try again" },
-    [SG_CLOSE_CONNECT_TIMEOUT] = { 4504, "console connect timed out" },
-    [SG_CLOSE_TOKEN_REFUSED] = { 4403, "console token not usable here" },
-    [SG_CLOSE_SESSION_EXPIRED] = { 4410, "console session expired" },
-};
+} close_table[] = { SG_CLOSE_CODES(SG_CLOSE_TABLE_ENTRY) };
+#undef SG_CLOSE_TABLE_ENTRY
 
 struct SgSession {
     const SgSessionEnv *env;

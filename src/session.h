@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "close_code.h"
 #include "sg_types.h"
 
 struct lws;
@@ -39,23 +40,6 @@ struct lws;
  * @index + @count, ... so that ids stay unique across the workers. */
 void sg_session_set_id_space(guint index, guint count);
 
-typedef enum {
-    SG_CLOSE_TARGET_CLOSED = 0,   /* 1000 console closed */
-    SG_CLOSE_CLIENT_CLOSED,       /* the browser closed first (not sent) */
-    SG_CLOSE_SHUTDOWN,            /* 1001 */
-    SG_CLOSE_TEXT_FRAME,          /* 1003 */
-    SG_CLOSE_INTERNAL,            /* 1011 */
-    SG_CLOSE_BAD_LINK,            /* 4400 */
-    SG_CLOSE_NO_TOKEN,            /* 4401 */
-    SG_CLOSE_ORIGIN,              /* 4403 */
-    SG_CLOSE_BAD_TOKEN,           /* 4404 */
-    SG_CLOSE_LINK_TIMEOUT,        /* 4408 */
-    SG_CLOSE_UNREACHABLE,         /* 4502 */
-    SG_CLOSE_TOKEN_UNAVAILABLE,   /* 4503 */
-    SG_CLOSE_CONNECT_TIMEOUT,     /* 4504 */
-    SG_CLOSE_TOKEN_REFUSED,       /* 4403 too: a valid token we will not serve */
-    SG_CLOSE_SESSION_EXPIRED,     /* 4410: enforce_session_timeout */
-} SgCloseReason;
 
 uint16_t sg_close_reason_code(SgCloseReason reason);
 const char *sg_close_reason_text(SgCloseReason reason);

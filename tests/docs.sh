@@ -140,6 +140,52 @@ else
     grep -qF 'tests/run-all.sh' "$readme" || fail "README.md does not show the test command 'tests/run-all.sh'"
 fi
 
+# --- 6. close codes: one definition, every table agrees ----------------------
+# src/close_code.h defines each code and its reason; the README's table,
+# spicegate(8)'s table, the integration tests' constants and the console
+# page's messages must all agree with it.
+defs=$tmp/close-codes
+sed -n 's/^ *X(\([A-Z_]*\), \([0-9]*\), "\([^"]*\)").*/\1|\2|\3/p' \
+    "$top_srcdir/src/close_code.h" | grep -v '^CLIENT_CLOSED|' | cut -d'|' -f2,3 | sort -u >"$defs"
+checked=$((checked + 1))
+if [ "$(wc -l <"$defs")" -lt 10 ]; then
+    fail "src/close_code.h: found only $(wc -l <"$defs") close codes (format changed?)"
+fi
+# compare WHAT FILE: the "code|reason" lines in FILE against the definition.
+compare_codes() {
+    sort -u "$2" >"$2.sorted"
+    checked=$((checked + 1))
+    if ! cmp -s "$defs" "$2.sorted"; then
+        fail "$1 disagrees with src/close_code.h (< only in close_code.h, > only in $1):"
+        diff "$defs" "$2.sorted" | grep '^[<>]'
+    fi
+}
+sed -n 's/^| \([0-9][0-9][0-9][0-9]\) | \([^|]*[^ |]\) | .*/\1|\2/p' "$readme" >"$tmp/readme-codes"
+compare_codes "README.md's close code table" "$tmp/readme-codes"
+awk '/^[0-9][0-9][0-9][0-9]@T\{$/ { code = substr($0, 1, 4); next }
+     code != "" { line = $0; sub(/^\\fB/, "", line); sub(/\\fR.*/, "", line)
+                  gsub(/\\-/, "-", line); print code "|" line; code = "" }' \
+    "$top_srcdir/man/spicegate.8.in" >"$tmp/man-codes"
+compare_codes "spicegate(8)'s close code table" "$tmp/man-codes"
+# Constants of the integration tests: each one is a real code and reason
+# (they need not name every code).
+sed -n 's/^CLOSE_[A-Z_]* = (\([0-9]*\), "\([^"]*\)")$/\1|\2/p' \
+    "$top_srcdir/tests/integ/harness.py" >"$tmp/harness-codes"
+checked=$((checked + 1))
+if [ ! -s "$tmp/harness-codes" ]; then
+    fail "tests/integ/harness.py: no CLOSE_* = (code, reason) constants found (format changed?)"
+fi
+while IFS= read -r pair; do
+    grep -qxF "$pair" "$defs" ||
+        fail "tests/integ/harness.py: close code constant $pair is not in src/close_code.h"
+done <"$tmp/harness-codes"
+# The console page says something of its own for every code it can get.
+for code in $(cut -d'|' -f1 "$defs" | sort -u); do
+    checked=$((checked + 1))
+    grep -qE "^    $code: \{" "$top_srcdir/web/spicegate-messages.js" ||
+        fail "web/spicegate-messages.js: no message (ENDINGS) for close code $code"
+done
+
 if [ "$failed" -ne 0 ]; then
     exit 1
 fi
