@@ -41,18 +41,59 @@ function queryValue(query, name) {
     return values.length > 0 ? values[values.length - 1] : null;
 }
 
+// The console token and the SPICE password do not stay in the address bar,
+// where the history (synced or not), bookmarks and screen shares keep
+// them: this tab's sessionStorage keeps them instead, so that a reload
+// still opens the console.
+const SECRETS = ['token', 'password'];
+
+function storage() {
+    try {
+        return window.sessionStorage;
+    } catch (e) {
+        return null;            // storage blocked (a sandboxed or third-party frame)
+    }
+}
+
 function readParams() {
     const query = new URLSearchParams(window.location.search);
+    const kept = storage();
+    const secret = (name) => {
+        const value = queryValue(query, name);
+        try {
+            if (value !== null)
+                kept?.setItem(`spicegate-${name}`, value);
+            return value ?? kept?.getItem(`spicegate-${name}`) ?? null;
+        } catch (e) {
+            return value;
+        }
+    };
     // Unknown parameters (Skyline's language, ...) are ignored.
     return {
         host: queryValue(query, 'host'),
         port: queryValue(query, 'port'),
         path: queryValue(query, 'path'),
-        token: queryValue(query, 'token'),
-        password: queryValue(query, 'password') ?? '',
+        token: secret('token'),
+        password: secret('password') ?? '',
         encrypt: queryValue(query, 'encrypt'),
         title: queryValue(query, 'title'),
     };
+}
+
+function dropSecretsFromUrl() {
+    const query = new URLSearchParams(window.location.search);
+    if (!SECRETS.some((name) => query.has(name)))
+        return;
+    for (const name of SECRETS)
+        query.delete(name);
+    const rest = query.toString();
+    try {
+        window.history.replaceState(window.history.state, '',
+                                    `${window.location.pathname}${rest ? `?${rest}` : ''}` +
+                                    window.location.hash);
+    } catch (e) {
+        // A frame that may not change its URL keeps it as it was.
+    }
 }
 
 // The websocket URL: by default the host and port that served this page,
@@ -309,7 +350,13 @@ function layout() {
     }
     const w = canvas.width;
     const h = canvas.height;
-    const scale = fit ? Math.min(stage.clientWidth / w, stage.clientHeight / h) : 1;
+    let scale = fit ? Math.min(stage.clientWidth / w, stage.clientHeight / h) : 1;
+    // The agent sizes the guest to the stage in multiples of 8: what is
+    // left over is a margin, not a reason to resample every pixel.
+    const spareW = stage.clientWidth - w;
+    const spareH = stage.clientHeight - h;
+    if (fit && spareW >= 0 && spareW < 8 && spareH >= 0 && spareH < 8)
+        scale = 1;
     canvas.style.transformOrigin = '0 0';
     canvas.style.transform = scale === 1 ? '' : `scale(${scale})`;
     screen.style.width = `${Math.floor(w * scale)}px`;
@@ -378,8 +425,14 @@ function focusScreen() {
     screenCanvas()?.focus();
 }
 
+// Not spice-html5's sendCtrlAltDel(): it sends Delete's key-up as a second
+// key-down (no break bit) and leaves Ctrl and Alt down in the guest until
+// the page has seen a Ctrl key itself, so the password typed next would
+// arrive as Ctrl+Alt+letters.
+const CTRL_ALT_DEL = [0x1d, 0x38, 0xe0 | (0x53 << 8)];
+
 function sendCtrlAltDel() {
-    SpiceHtml5.sendCtrlAltDel(sc);
+    sendScancodes(CTRL_ALT_DEL);
     focusScreen();
 }
 
@@ -578,6 +631,7 @@ function start() {
     // Said once: where the keyboard goes, and the way back.
     $('spice-screen').addEventListener('focusin', () => hint(UI.keyboardCaptured), { once: true });
 
+    dropSecretsFromUrl();
     if (params.token)
         setTokenCookie(params.token);
     try {

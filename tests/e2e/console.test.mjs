@@ -788,6 +788,11 @@ async function consoleShowsGuestAndTakesKeys(t, combo) {
     if (!STANDIN) {
         assert.equal(await page.$eval('#vm-name', (e) => e.textContent), 'demo');
         assert.equal(await page.title(), 'demo – Console');
+        // The token left the address bar, and so the history; the rest stayed.
+        const shown = new URL(page.url());
+        assert.equal(shown.searchParams.has('token'), false,
+                     `the address bar still holds the token: ${shown.search}`);
+        assert.equal(shown.searchParams.has('title'), true, `the title went too: ${shown.search}`);
     }
 
     // The display canvas appears, then shows SeaBIOS's text: its banner,
@@ -1312,12 +1317,21 @@ async function ctrlAltDelByKeyboard(t, combo) {
     await shiftTab();
     assert.equal(await active(), 'cad');
     const mark = fx.qmp.events.length;
+    const keysMark = fx.qemu.output.length;
     try {
         await page.keyboard.press('Enter');
         const reset = await waitFor('QEMU\'s RESET event after Ctrl-Alt-Del', () =>
             fx.qmp.events.slice(mark).find((e) => e.event === 'RESET'), KEY_MS);
         t.diagnostic(`QMP: ${JSON.stringify(reset)}`);
         assert.equal(reset.data?.guest, true, 'the guest did not reset itself');
+        // Every key pressed is released again: a Ctrl or Alt left down in
+        // the guest would turn the password typed next into shortcuts.
+        const want = ['ctrl down', 'alt down', 'delete down', 'delete up', 'alt up', 'ctrl up'];
+        await waitFor('QEMU to get Ctrl-Alt-Del, every key released', () => {
+            const got = qemuKeys(keysMark);
+            const found = got.some((_, at) => want.every((w, i) => got[at + i] === w));
+            return found || Promise.reject(new Error(got.join(', ')));
+        }, KEY_MS);
         assert.equal(await statusText(page), 'Connected');
     } finally {
         // After a reset a page that connects may not be sent the text that
@@ -1375,6 +1389,12 @@ async function proxyStopIsExplainedAndRecovered(t, combo) {
     await startOwnSpicegate(t, `restart-${combo.browser}-third`, '', `127.0.0.1:${own.port}`);
     await reconnected();
     await waitForScreen(page, 'the guest screen after the lost connection');
+
+    // A reload, with the token gone from the address bar: the tab kept it.
+    assert.equal(new URL(page.url()).searchParams.has('token'), false);
+    await page.reload();
+    await reconnected();
+    await waitForScreen(page, 'the guest screen after a reload');
 }
 
 // Nova's enforce_session_timeout, for real: a token minted by a real Nova
