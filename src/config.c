@@ -142,6 +142,10 @@ frame_ancestor_ok(const char *source)
     return TRUE;
 }
 
+/* Longer lists would crowd the other headers out of the buffer every
+ * answer's headers are written in (http_response.c). */
+#define SG_FRAME_ANCESTORS_MAX_BYTES 1024
+
 static gboolean
 apply_frame_ancestors(SgConfig *cfg, const char *value, GError **error)
 {
@@ -177,8 +181,19 @@ apply_frame_ancestors(SgConfig *cfg, const char *value, GError **error)
         return FALSE;
     }
     g_ptr_array_add(list, NULL);
-    g_free(cfg->frame_ancestors);
-    cfg->frame_ancestors = g_strjoinv(" ", (char **)list->pdata);
+    {
+        g_autofree char *joined = g_strjoinv(" ", (char **)list->pdata);
+
+        if (strlen(joined) > SG_FRAME_ANCESTORS_MAX_BYTES) {
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "%" G_GSIZE_FORMAT " bytes of sources, more than %d: name the "
+                        "dashboards' origins only", strlen(joined),
+                        SG_FRAME_ANCESTORS_MAX_BYTES);
+            return FALSE;
+        }
+        g_free(cfg->frame_ancestors);
+        cfg->frame_ancestors = g_steal_pointer(&joined);
+    }
     return TRUE;
 }
 

@@ -58,12 +58,14 @@ typedef enum {
 
 static struct {
     char *frame_ancestors;        /* NULL: "*" */
-    char *pages_dir;              /* realpath of our pages; NULL: none */
-    GHashTable *stock;            /* path -> StockPolicy, for pages not ours */
+    GHashTable *pages;            /* path -> StockPolicy of each HTML file served */
 } policy;
 
+/* A file's inline pieces, as of the version of it they were read from. */
 typedef struct {
-    time_t mtime;
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
     off_t size;
     char *script_src;             /* " 'sha256-...' ..." or "" */
     char *style_src;
@@ -80,13 +82,11 @@ stock_policy_free(gpointer data)
 }
 
 void
-sg_http_set_policy(const char *frame_ancestors, const char *pages_dir)
+sg_http_set_policy(const char *frame_ancestors)
 {
     g_free(policy.frame_ancestors);
     policy.frame_ancestors = g_strdup(frame_ancestors);
-    free(policy.pages_dir);
-    policy.pages_dir = pages_dir != NULL ? realpath(pages_dir, NULL) : NULL;
-    g_clear_pointer(&policy.stock, g_hash_table_unref);
+    g_clear_pointer(&policy.pages, g_hash_table_unref);
 }
 
 /* " 'sha256-BASE64'" of @len bytes at @text, appended to @out. */
@@ -125,14 +125,37 @@ hash_matches(GString *out, const char *pattern, const char *html, gsize len)
     }
 }
 
-/* The stock spice-html5 pages (spice_auto.html, spice.html) are inline
- * script, inline handlers (onclick="open_nav()") and style attributes. They
- * get our policy too, with the SHA-256 of each of those pieces of the file
- * as installed added ('unsafe-hashes' for the attributes): exactly the
- * package's own code runs, and markup a query parameter smuggles into the
- * page (spice_auto.html writes its title with innerHTML) does not. A
- * piece the browser sees differently from these bytes (an entity in an
- * attribute) is refused, never widened. */
+/* CR LF and a lone CR become LF, in place, as HTML's input stream
+ * preprocessing does before the script text a hash is taken of; returns
+ * the new length. */
+static gsize
+normalise_newlines(char *text, gsize len)
+{
+    gsize out = 0;
+
+    for (gsize i = 0; i < len; i++) {
+        if (text[i] == '\r') {
+            text[out++] = '\n';
+            if (i + 1 < len && text[i + 1] == '\n')
+                i++;
+        } else {
+            text[out++] = text[i];
+        }
+    }
+    if (out < len)
+        text[out] = '\0';
+    return out;
+}
+
+/* Every HTML file gets our policy plus the SHA-256 of each inline script,
+ * inline handler and style attribute of the file as it is on disk
+ * ('unsafe-hashes' for the attributes). Ours have none, so theirs is the
+ * strict policy; the stock spice-html5 pages (spice_auto.html, spice.html)
+ * and patched copies of them in [server] pages run exactly their own code,
+ * and markup a query parameter smuggles into the page (spice_auto.html
+ * writes its title with innerHTML) does not. A piece the browser sees
+ * differently from these bytes (an entity in an attribute) is refused,
+ * never widened. */
 static StockPolicy *
 stock_policy(const char *path, const struct stat *st)
 {
@@ -142,16 +165,20 @@ stock_policy(const char *path, const struct stat *st)
     GString *script = g_string_new(NULL);
     GString *style = g_string_new(NULL);
 
-    if (policy.stock == NULL)
-        policy.stock = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+    if (policy.pages == NULL)
+        policy.pages = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                              stock_policy_free);
-    sp = g_hash_table_lookup(policy.stock, path);
-    if (sp != NULL && sp->mtime == st->st_mtime && sp->size == st->st_size) {
+    sp = g_hash_table_lookup(policy.pages, path);
+    if (sp != NULL && sp->dev == st->st_dev && sp->ino == st->st_ino &&
+        sp->mtime.tv_sec == st->st_mtim.tv_sec && sp->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+        sp->size == st->st_size) {
         g_string_free(script, TRUE);
         g_string_free(style, TRUE);
         return sp;
     }
     if (st->st_size <= SG_HTTP_SCAN_MAX_BYTES && g_file_get_contents(path, &html, &len, NULL)) {
+        /* Browsers hash the text after HTML's newline normalisation. */
+        len = normalise_newlines(html, len);
         /* An inline <script> (one with src= has no text to hash). */
         hash_matches(script, "<script\\b(?![^>]*\\ssrc\\s*=)[^>]*>(.*?)</script\\s*>", html, len);
         hash_matches(script, "\\son[a-z]+\\s*=\\s*\"([^\"]*)\"", html, len);
@@ -165,24 +192,14 @@ stock_policy(const char *path, const struct stat *st)
     if (style->len > 0)
         g_string_prepend(style, " 'unsafe-hashes'");
     sp = g_new0(StockPolicy, 1);
-    sp->mtime = st->st_mtime;
+    sp->dev = st->st_dev;
+    sp->ino = st->st_ino;
+    sp->mtime = st->st_mtim;
     sp->size = st->st_size;
     sp->script_src = g_string_free(script, FALSE);
     sp->style_src = g_string_free(style, FALSE);
-    g_hash_table_replace(policy.stock, g_strdup(path), sp);
+    g_hash_table_replace(policy.pages, g_strdup(path), sp);
     return sp;
-}
-
-/* Whether @path lies below our own pages directory. */
-static bool
-is_ours(const char *path)
-{
-    gsize len;
-
-    if (policy.pages_dir == NULL)
-        return false;
-    len = strlen(policy.pages_dir);
-    return strncmp(path, policy.pages_dir, len) == 0 && path[len] == '/';
 }
 
 char *
@@ -190,8 +207,7 @@ sg_http_csp(const char *path, const char *mime_type, const struct stat *st)
 {
     const char *ancestors = policy.frame_ancestors ? policy.frame_ancestors : "*";
 
-    if (path != NULL && st != NULL && !is_ours(path) &&
-        g_str_has_prefix(mime_type, "text/html")) {
+    if (path != NULL && st != NULL && g_str_has_prefix(mime_type, "text/html")) {
         StockPolicy *sp = stock_policy(path, st);
 
         return g_strdup_printf(SG_HTTP_CSP_FORMAT, sp->script_src, sp->style_src, ancestors);
@@ -239,8 +255,13 @@ write_headers(struct lws *wsi, unsigned int status, const char *mime_type,
         add_header(wsi, "cache-control:", cache == CACHE_NONE ? "no-store" : "no-cache",
                    &p, end) ||
         add_header(wsi, "content-security-policy:", csp, &p, end) ||
-        lws_finalize_http_header(wsi, &p, end))
+        lws_finalize_http_header(wsi, &p, end)) {
+        /* Only a full buffer fails here; the connection itself is fine. */
+        g_warning_once("cannot answer HTTP requests: the headers do not fit in %d bytes "
+                       "(the Content-Security-Policy alone is %" G_GSIZE_FORMAT ")",
+                       SG_HTTP_HEADERS_BYTES, strlen(csp));
         return -1;
+    }
     len = (int)(p - start);
     if (lws_write(wsi, start, (size_t)len,
                   LWS_WRITE_HTTP_HEADERS | (ends_stream ? LWS_WRITE_H2_STREAM_END : 0)) != len)

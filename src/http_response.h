@@ -20,11 +20,11 @@ struct lws;
 struct stat;
 
 /* The Content-Security-Policy of every answer (see http_response.c):
- * @frame_ancestors is [server] frame_ancestors (NULL: "*"); HTML files
- * outside @pages_dir (spicegate's own pages, NULL: none) are stock
- * spice-html5 pages, whose inline scripts are allowed by hash. Call once
- * per process before serving. */
-void sg_http_set_policy(const char *frame_ancestors, const char *pages_dir);
+ * @frame_ancestors is [server] frame_ancestors (NULL: "*"). The inline
+ * scripts and styles an HTML file holds on disk (spice-html5's stock
+ * pages; ours have none) are allowed by hash. Call once per process before
+ * serving. */
+void sg_http_set_policy(const char *frame_ancestors);
 
 /* The policy for the file @path (NULL: a generated answer) of @mime_type
  * with status @st. Newly allocated. For tests and the answers below. */

@@ -499,7 +499,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
         roots[1] = NULL;
     }
     listener->web = sg_web_new(roots);
-    sg_http_set_policy(cfg->frame_ancestors, cfg->pages_dir);
+    sg_http_set_policy(cfg->frame_ancestors);
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_VALIDATE_UTF8;

@@ -114,6 +114,36 @@ START_TEST(test_config_errors_name_file_line_key)
 }
 END_TEST
 
+/* frame_ancestors ends up in every answer's headers: a list that would not
+ * leave room for them is refused at start, not found out request by
+ * request. */
+START_TEST(test_config_frame_ancestors_bounded)
+{
+    g_autoptr(GString) text = g_string_new("[server]\nframe_ancestors =");
+    g_autoptr(GError) error = NULL;
+    SgConfig *cfg;
+
+    /* 30 origins of 32 bytes, spaces between: 989 bytes, accepted. */
+    for (int i = 0; i < 30; i++)
+        g_string_append_printf(text, " https://dashboard-%02d.example.org", i);
+    g_string_append_c(text, '\n');
+    cfg = load(text->str, &error);
+    ck_assert_msg(cfg != NULL, "%s", error ? error->message : "");
+    ck_assert_uint_eq(strlen(cfg->frame_ancestors), 30 * 33 - 1);
+    sg_config_free(cfg);
+
+    /* 40: 1,319 bytes, refused with the count. */
+    g_string_truncate(text, text->len - 1);
+    for (int i = 30; i < 40; i++)
+        g_string_append_printf(text, " https://dashboard-%02d.example.org", i);
+    g_string_append_c(text, '\n');
+    cfg = load(text->str, &error);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(error->message, "[server] frame_ancestors: 1319 bytes of sources, "
+                                         "more than 1024") != NULL, "%s", error->message);
+}
+END_TEST
+
 START_TEST(test_config_nul_byte_is_an_error)
 {
     g_autoptr(GError) error = NULL;
@@ -375,6 +405,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_defaults);
     tcase_add_test(tc, test_config_file_values);
     tcase_add_loop_test(tc, test_config_errors_name_file_line_key, 0, G_N_ELEMENTS(bad_files));
+    tcase_add_test(tc, test_config_frame_ancestors_bounded);
     tcase_add_test(tc, test_config_nul_byte_is_an_error);
     tcase_add_test(tc, test_config_every_error_is_reported);
     tcase_add_test(tc, test_config_man_page_examples_are_real);

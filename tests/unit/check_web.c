@@ -344,28 +344,42 @@ END_TEST
 
 /* ---- the Content-Security-Policy of a page (http_response.c) -------------- */
 
-/* A stock page (outside our pages) may run exactly its own inline pieces:
- * the policy lists their SHA-256 (openssl dgst -sha256 -binary | base64),
- * and nothing wider. Our own pages get the strict policy whatever they
- * hold. */
+/* openssl dgst -sha256 -binary of "\nb()" (the CR LF made LF), base64. */
+#define CRLF_SCRIPT_HASH "w3yLWLUkl5XPuPEx8bjPobiVq2wTDUiBrthwgSQlwXE="
+
+/* A page may run exactly its own inline pieces, wherever it lies (a stock
+ * spice-html5 page, or a patched copy in our pages): the policy lists
+ * their SHA-256 (openssl dgst -sha256 -binary | base64), and nothing
+ * wider. A page without any, as ours are, gets the strict policy. A page
+ * changed on disk is read again. */
 START_TEST(test_csp_stock_page_hashes)
 {
     static const char html[] =
         "<html><head><script type=\"module\">alert(1)</script>\n"
         "<script src=\"main.js\"></script></head>\n"
         "<body><p onclick=\"go()\" style=\"color: red\">x</p></body></html>\n";
+    static const char html_crlf[] =
+        "<html><head><script type=\"module\">alert(1)</script>\r\n"
+        "<script>\r\nb()</script></head></html>\r\n";
+    static const char plain[] =
+        "<html><head><script type=\"module\" src=\"ours.js\"></script></head></html>\n";
     g_autofree char *stock_path = NULL;
+    g_autofree char *patched_path = NULL;
     g_autofree char *ours_path = NULL;
     g_autofree char *stock = NULL;
+    g_autofree char *patched = NULL;
     g_autofree char *ours = NULL;
+    g_autofree char *changed = NULL;
     g_autofree char *text = NULL;
     struct stat st;
 
     put_file(root2, "stock.html", html);
-    put_file(root1, "ours.html", html);
+    put_file(root1, "patched.html", html);
+    put_file(root1, "ours.html", plain);
     stock_path = real(root2, "stock.html");
+    patched_path = real(root1, "patched.html");
     ours_path = real(root1, "ours.html");
-    sg_http_set_policy("https://dash.example", root1);
+    sg_http_set_policy("https://dash.example");
 
     ck_assert_int_eq(stat(stock_path, &st), 0);
     stock = sg_http_csp(stock_path, "text/html; charset=utf-8", &st);
@@ -379,6 +393,11 @@ START_TEST(test_csp_stock_page_hashes)
     ck_assert_msg(g_str_has_suffix(stock, "; frame-ancestors https://dash.example"), "%s", stock);
     ck_assert_ptr_null(strstr(stock, "unsafe-inline"));
 
+    /* A patched copy in our pages runs its own code just the same. */
+    ck_assert_int_eq(stat(patched_path, &st), 0);
+    patched = sg_http_csp(patched_path, "text/html; charset=utf-8", &st);
+    ck_assert_str_eq(patched, stock);
+
     ck_assert_int_eq(stat(ours_path, &st), 0);
     ours = sg_http_csp(ours_path, "text/html; charset=utf-8", &st);
     ck_assert_msg(strstr(ours, "script-src 'self'; style-src 'self';") != NULL, "%s", ours);
@@ -387,7 +406,17 @@ START_TEST(test_csp_stock_page_hashes)
     ck_assert_str_eq(text, ours);
     ck_assert_msg(strstr(ours, "object-src 'none'") && strstr(ours, "base-uri 'none'") &&
                   strstr(ours, "connect-src 'self'"), "%s", ours);
-    sg_http_set_policy(NULL, NULL);
+
+    /* Rewritten with CR LF line ends (and another size): read again, and
+     * hashed as the browser sees it, "\nb()" for the second script. */
+    put_file(root1, "patched.html", html_crlf);
+    ck_assert_int_eq(stat(patched_path, &st), 0);
+    changed = sg_http_csp(patched_path, "text/html; charset=utf-8", &st);
+    ck_assert_msg(strstr(changed, "script-src 'self' 'unsafe-hashes' "
+                                  "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI=' "
+                                  "'sha256-" CRLF_SCRIPT_HASH "'; style-src 'self';") != NULL,
+                  "%s", changed);
+    sg_http_set_policy(NULL);
 }
 END_TEST
 
