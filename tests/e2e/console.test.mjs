@@ -154,6 +154,21 @@ function pickPort() {
     });
 }
 
+// A port nothing can listen on while the tests run: bound, never listened
+// on, by a child the after() hook stops. (A port pickPort() found free may
+// be handed out again, to a server of a later test, and then answer.)
+async function holdDeadPort() {
+    const holder = startChild('dead-port', ['/usr/bin/python3', '-c',
+        'import signal, socket\n' +
+        's = socket.socket()\n' +
+        's.bind(("127.0.0.1", 0))\n' +
+        'print(s.getsockname()[1], flush=True)\n' +
+        'signal.pause()\n']);
+    const line = await waitFor('the dead port holder to bind', () => /^\d+\n/.test(holder.output) && holder.output,
+                               START_MS);
+    return Number(line.trim());
+}
+
 function canConnect(opts) {
     return new Promise((resolve) => {
         const sock = net.connect(opts);
@@ -541,7 +556,7 @@ before(tracked(async () => {
     const tokenFile = path.join(fx.dir, 'tokens');
     fx.tokenFile = tokenFile;
     fs.writeFileSync(tokenFile, `# written by console.test.mjs\n${fx.token}: 127.0.0.1:${fx.spicePort}\n` +
-                                `${fx.deadToken}: 127.0.0.1:${await pickPort()}\n`);
+                                `${fx.deadToken}: 127.0.0.1:${await holdDeadPort()}\n`);
     for (const scheme of SCHEMES) {
         const certs = scheme === 'https' ? tls : null;
         if (STANDIN)
