@@ -35,3 +35,19 @@ sg_close_fd(int *fd)
 /* Whether @wsi is a stream inside an HTTP/2 connection (its own wsi has no
  * socket, and writes become DATA frames) rather than a connection. */
 #define sg_lws_is_h2_stream(wsi) (lws_get_network_wsi(wsi) != (wsi))
+
+/* The TCP socket under @wsi: an HTTP/2 stream's is its connection's (its
+ * own lws_get_socket_fd() is not a socket of ours). */
+#define sg_lws_socket_fd(wsi) lws_get_socket_fd(lws_get_network_wsi(wsi))
+
+/* Whether every byte of @s is a visible ASCII character (0x21..0x7e): no
+ * space, no control character that could end a header or a log line. */
+static inline gboolean
+sg_ascii_all_graph(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (!g_ascii_isgraph(*s))
+            return FALSE;
+    }
+    return TRUE;
+}

@@ -56,8 +56,10 @@ typedef enum {
     "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "       \
     "form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors %s"
 
+/* Built once per setting or per version of a page, not per answer. */
 static struct {
     char *frame_ancestors;        /* NULL: "*" */
+    char *strict;                 /* the policy of everything without inline code */
     GHashTable *pages;            /* path -> StockPolicy of each HTML file served */
 } policy;
 
@@ -67,8 +69,7 @@ typedef struct {
     ino_t ino;
     struct timespec mtime;
     off_t size;
-    char *script_src;             /* " 'sha256-...' ..." or "" */
-    char *style_src;
+    char *csp;                    /* the whole policy for this version of it */
 } StockPolicy;
 
 static void
@@ -76,9 +77,15 @@ stock_policy_free(gpointer data)
 {
     StockPolicy *sp = data;
 
-    g_free(sp->script_src);
-    g_free(sp->style_src);
+    g_free(sp->csp);
     g_free(sp);
+}
+
+static char *
+format_policy(const char *script_src, const char *style_src)
+{
+    return g_strdup_printf(SG_HTTP_CSP_FORMAT, script_src, style_src,
+                           policy.frame_ancestors ? policy.frame_ancestors : "*");
 }
 
 void
@@ -86,6 +93,8 @@ sg_http_set_policy(const char *frame_ancestors)
 {
     g_free(policy.frame_ancestors);
     policy.frame_ancestors = g_strdup(frame_ancestors);
+    g_free(policy.strict);
+    policy.strict = format_policy("", "");
     g_clear_pointer(&policy.pages, g_hash_table_unref);
 }
 
@@ -196,23 +205,21 @@ stock_policy(const char *path, const struct stat *st)
     sp->ino = st->st_ino;
     sp->mtime = st->st_mtim;
     sp->size = st->st_size;
-    sp->script_src = g_string_free(script, FALSE);
-    sp->style_src = g_string_free(style, FALSE);
+    sp->csp = format_policy(script->str, style->str);
+    g_string_free(script, TRUE);
+    g_string_free(style, TRUE);
     g_hash_table_replace(policy.pages, g_strdup(path), sp);
     return sp;
 }
 
-char *
+const char *
 sg_http_csp(const char *path, const char *mime_type, const struct stat *st)
 {
-    const char *ancestors = policy.frame_ancestors ? policy.frame_ancestors : "*";
-
-    if (path != NULL && st != NULL && g_str_has_prefix(mime_type, "text/html")) {
-        StockPolicy *sp = stock_policy(path, st);
-
-        return g_strdup_printf(SG_HTTP_CSP_FORMAT, sp->script_src, sp->style_src, ancestors);
-    }
-    return g_strdup_printf(SG_HTTP_CSP_FORMAT, "", "", ancestors);
+    if (policy.strict == NULL)
+        sg_http_set_policy(NULL);
+    if (path != NULL && st != NULL && g_str_has_prefix(mime_type, "text/html"))
+        return stock_policy(path, st)->csp;
+    return policy.strict;
 }
 
 static bool
@@ -283,7 +290,7 @@ sg_http_send_text(struct lws *wsi, unsigned int status, const char *body)
     size_t len = strlen(body);
     bool body_follows = len > 0 && !is_head(wsi);
     g_autofree guint8 *out = NULL;
-    g_autofree char *csp = sg_http_csp(NULL, "text/plain", NULL);
+    const char *csp = sg_http_csp(NULL, "text/plain", NULL);
 
     if (write_headers(wsi, status, "text/plain; charset=utf-8", len, CACHE_NONE,
                       !body_follows, csp) < 0)
@@ -310,7 +317,7 @@ sg_http_respond_file(struct lws *wsi, SgHttpFile *file, const char *path, const 
 {
     struct stat st;
     int fd;
-    g_autofree char *csp = NULL;
+    const char *csp;
 
     g_return_val_if_fail(!file->open, -1);
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);

@@ -27,8 +27,9 @@ struct stat;
 void sg_http_set_policy(const char *frame_ancestors);
 
 /* The policy for the file @path (NULL: a generated answer) of @mime_type
- * with status @st. Newly allocated. For tests and the answers below. */
-char *sg_http_csp(const char *path, const char *mime_type, const struct stat *st);
+ * with status @st. Owned here: valid until the next call for the same
+ * page or sg_http_set_policy(). For tests and the answers below. */
+const char *sg_http_csp(const char *path, const char *mime_type, const struct stat *st);
 
 /* A file being sent; lives in lws' per-connection storage (zeroed by lws:
  * the all-zero value is "no file"). One per request: over HTTP/2 each

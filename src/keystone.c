@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "json_guard.h"
+#include "compat.h"
 #include "keystone.h"
 #include "log.h"
 
@@ -233,7 +234,8 @@ sg_keystone_parse_token(const char *body, gsize len, const char *interface,
         *compute_url = find_compute_url(member_array(token, "catalog"), interface, region);
         if (*compute_url == NULL) {
             g_set_error(error, SG_KEYSTONE_ERROR, SG_KEYSTONE_ERROR_BAD_REPLY,
-                        "the catalog in Keystone's login reply has no compute endpoint for interface %s%s%s "
+                        "the catalog in Keystone's login reply has no compute endpoint "
+                        "for interface %s%s%s "
                         "(set [nova] endpoint_override, interface or region_name)",
                         interface, region ? " in region " : "", region ? region : "");
             return FALSE;
@@ -286,15 +288,7 @@ answer_waiters(SgKeystone *ks, const GError *error)
 static bool
 usable_token(const char *token)
 {
-    gsize n = strlen(token);
-
-    if (n > SG_KEYSTONE_MAX_TOKEN_BYTES)
-        return false;
-    for (gsize i = 0; i < n; i++) {
-        if (token[i] < 0x21 || token[i] > 0x7e)
-            return false;
-    }
-    return true;
+    return strlen(token) <= SG_KEYSTONE_MAX_TOKEN_BYTES && sg_ascii_all_graph(token);
 }
 
 static void

@@ -177,7 +177,7 @@ describe_peer(struct lws *wsi)
     socklen_t slen = sizeof(ss);
     char ip[INET6_ADDRSTRLEN] = "?";
     /* An HTTP/2 stream's own wsi has no socket: the connection's has. */
-    int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
+    int fd = sg_lws_socket_fd(wsi);
 
     if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &slen) != 0)
         return g_strdup("?");
@@ -299,7 +299,7 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     g_autofree char *token = NULL;
     bool token_in_url = false;
     SgOriginVerdict verdict;
-    int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
+    int fd = sg_lws_socket_fd(wsi);
     int one = 1;
 
     /* SPICE input events are tiny and latency-bound: no Nagle on the

@@ -358,14 +358,11 @@ check_setup(const SgConfig *cfg, bool load_tokens, GError **error)
     bool valid = sg_config_validate(cfg, &local);
 
     if (!valid)
-        g_ptr_array_add(problems, g_strdup(local->message));
-    g_clear_error(&local);
+        note_problem(problems, &local);
     if (!sg_preflight_web_roots(cfg, &local))
-        g_ptr_array_add(problems, g_strdup(local->message));
-    g_clear_error(&local);
+        note_problem(problems, &local);
     if (!sg_preflight_tls(cfg, &local))
-        g_ptr_array_add(problems, g_strdup(local->message));
-    g_clear_error(&local);
+        note_problem(problems, &local);
     /* Nova's backend starts talking to Keystone when created: only
      * --check-config=login does that. The daemon loads the token file
      * itself (and logs what it loaded) just after. */
@@ -379,8 +376,7 @@ check_setup(const SgConfig *cfg, bool load_tokens, GError **error)
         g_clear_error(&local);
     }
     if (!sg_preflight_evlib(sg_preflight_evlib_path(), &local))
-        g_ptr_array_add(problems, g_strdup(local->message));
-    g_clear_error(&local);
+        note_problem(problems, &local);
     if (problems->len == 0)
         return TRUE;
     return sg_config_fail_with(problems, error);

@@ -207,6 +207,7 @@ parse(const char *data, gsize len, const char *filename, GArray *errors)
     }
     text = g_strndup(data, len);
     lines = g_strsplit(text, "\n", -1);
+    explicit_bzero(text, len);
     for (guint i = 0; lines[i] != NULL; i++) {
         char *raw = lines[i];
         guint lineno = i + 1;
@@ -272,6 +273,9 @@ parse(const char *data, gsize len, const char *filename, GArray *errors)
         g_hash_table_replace(nc->lines, g_strdup(last_slot), GUINT_TO_POINTER(lineno));
         g_hash_table_replace(nc->files, g_strdup(last_slot), g_strdup(filename));
     }
+    /* nova.conf holds passwords: no copy of it outlives the parse. */
+    for (guint i = 0; lines[i] != NULL; i++)
+        explicit_bzero(lines[i], strlen(lines[i]));
     return g_steal_pointer(&nc);
 }
 

@@ -300,7 +300,7 @@ static gboolean
 on_paused_check(gpointer data)
 {
     SgSession *sess = data;
-    int fd = lws_get_socket_fd(lws_get_network_wsi(sess->ws));
+    int fd = sg_lws_socket_fd(sess->ws);
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
 

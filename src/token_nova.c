@@ -22,6 +22,7 @@
 #include "json_guard.h"
 #include "keystone.h"
 #include "log.h"
+#include "compat.h"
 #include "token_nova.h"
 
 /* First-use records are pruned once there are this many, so a flood of
@@ -266,16 +267,6 @@ pending_free(Pending *p)
 
 /* --- parsing -------------------------------------------------------------- */
 
-static bool
-printable_ascii(const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if (*s < 0x21 || *s > 0x7e)
-            return false;
-    }
-    return true;
-}
-
 gboolean
 sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GError **error)
 {
@@ -330,7 +321,7 @@ sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GE
         /* Only for the log lines of every session of the console, where a
          * megabyte of it would be a megabyte per line: a UUID is 36
          * characters; anything else is left out. */
-        if (strlen(uuid) <= SG_NOVA_MAX_INSTANCE_BYTES && printable_ascii(uuid))
+        if (strlen(uuid) <= SG_NOVA_MAX_INSTANCE_BYTES && sg_ascii_all_graph(uuid))
             out->instance_uuid = g_strdup(uuid);
         else
             g_debug("nova: Nova's instance_uuid is not a UUID (%" G_GSIZE_FORMAT " bytes); "

@@ -1277,6 +1277,27 @@ def reset_handler(payload=b""):
     return handler
 
 
+def open_echo(sg, token):
+    """A relaying session to an echo peer."""
+    ws = sg.ws(token=token)
+    msg = link_message(CHANNEL_MAIN)
+    ws.send_binary(msg)
+    assert ws.recv_exact(len(msg)) == msg
+    return ws
+
+
+def still_relays(ws, data=b"are you there"):
+    ws.send_binary(data)
+    return ws.recv_exact(len(data)) == data
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of @pid so far, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of the whole line (1-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 def stall_handler(conn):
     """Accepts and then neither reads nor writes; watches for EOF only
     when told (conn.go), so that the receive buffer fills up."""

@@ -2,14 +2,13 @@
 """Running short of file descriptors: the start-up limit, and accept()
 that backs off (bounded CPU and log) and resumes when descriptors free."""
 
-import os
 import re
 import resource
 import socket
 import subprocess
 
-from harness import (CHANNEL_MAIN, Deadline, IntegTestCase, link_message, poll_until,
-                     random_token)
+from harness import (CHANNEL_MAIN, Deadline, IntegTestCase, cpu_seconds, link_message,
+                     poll_until, random_token)
 
 
 def nofile_limits(pid):
@@ -20,14 +19,6 @@ def nofile_limits(pid):
                 soft, hard = line.split()[3:5]
                 return int(soft), int(hard)
     raise AssertionError("no 'Max open files' in /proc/%d/limits" % pid)
-
-
-def cpu_seconds(pid):
-    """User plus system CPU time of @pid so far, from /proc/PID/stat."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # utime and stime are fields 14 and 15 of the whole line (1-based).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class FdLimits(IntegTestCase):

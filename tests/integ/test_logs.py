@@ -246,6 +246,7 @@ class LogFileReopen(IntegTestCase):
         # Every process writes to the new file: with workers, a session on
         # each one (the other stopped) logs its lines there.
         pids = [sg.pid] if workers == 1 else sorted(children(sg.pid))
+        self.assertEqual(len(pids), workers, "worker processes found")
         for serving in pids:
             stopped = [p for p in pids if p != serving]
             for p in stopped:

@@ -11,22 +11,9 @@ from harness import (
     CHANNEL_MAIN, CLOSE_BAD_TOKEN, CLOSE_SHUTDOWN, LINK_ERR_OK, SPICE_MSG_MAIN_INIT,
     FakePeer, HandshakeRefused, IntegTestCase, QemuTestCase, SpiceClient, Spicegate, WsClient,
     WsClosed, link_message, pattern, poll_until, random_token, sink_source_handler,
-    stall_handler,
+    stall_handler, open_echo, still_relays,
 )
 
-
-def open_echo(sg, token):
-    """A relaying session to an echo peer."""
-    ws = sg.ws(token=token)
-    msg = link_message(CHANNEL_MAIN)
-    ws.send_binary(msg)
-    assert ws.recv_exact(len(msg)) == msg
-    return ws
-
-
-def still_relays(ws, data=b"are you there"):
-    ws.send_binary(data)
-    return ws.recv_exact(len(data)) == data
 
 
 class Reload(IntegTestCase):

@@ -13,25 +13,12 @@ import time
 
 from harness import (
     CHANNEL_MAIN, CLOSE_BAD_TOKEN, PAGES, SPICE_HTML5, Deadline, IntegTestCase, Spicegate,
-    WsClosed, link_message, poll_until, random_token, run_spicegate,
+    WsClosed, link_message, open_echo, poll_until, random_token, run_spicegate, still_relays,
 )
 
 # The cap of src/token_file.h (SG_TOKEN_FILE_MAX_BYTES).
 MAX_FILE_BYTES = 16 << 20
 
-
-def open_echo(sg, token):
-    """A relaying session to an echo peer."""
-    ws = sg.ws(token=token)
-    msg = link_message(CHANNEL_MAIN)
-    ws.send_binary(msg)
-    assert ws.recv_exact(len(msg)) == msg
-    return ws
-
-
-def still_relays(ws, data=b"are you there"):
-    ws.send_binary(data)
-    return ws.recv_exact(len(data)) == data
 
 
 class BadReload(IntegTestCase):

@@ -31,7 +31,8 @@ except ImportError:   # said loudly: the suite counts it as skipped
 
 from harness import (
     CHANNEL_MAIN, CLOSE_NO_TOKEN, CLOSE_ORIGIN, KEEP, WAIT_S, Deadline, FakePeer,
-    IntegTestCase, link_message, make_cert, pattern, random_token, sink_source_handler,
+    IntegTestCase, cpu_seconds, link_message, make_cert, pattern, random_token,
+    sink_source_handler,
 )
 
 MIB = 1 << 20
@@ -265,13 +266,6 @@ class WebSocketOverHttp2(IntegTestCase):
         self.assertEqual(ws.recv_exact(len(msg)), msg)
 
 
-def process_cpu_seconds(pid):
-    """User plus system CPU time of @pid, from /proc."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Http2FlowControl(IntegTestCase):
     """Static files over HTTP/2 against a peer whose window is closed."""
 
@@ -331,11 +325,11 @@ class Http2FlowControl(IntegTestCase):
             pump(deadline.remaining())
         # The window is closed: nothing may come, and waiting must not cost
         # spicegate its CPU (a WRITEABLE loop would burn about a second).
-        before = process_cpu_seconds(sg.pid)
+        before = cpu_seconds(sg.pid)
         quiet = Deadline(1.0)
         while not quiet.expired():
             pump(max(quiet.remaining(), 0.01))
-        used = process_cpu_seconds(sg.pid) - before
+        used = cpu_seconds(sg.pid) - before
         self.assertEqual(bytes(body), b"", "DATA sent into a closed window")
         self.assertLess(used, 0.5, "spicegate spun for %.2f s of CPU while it waited" % used)
         # Opened: the whole file comes, in frames that fit.

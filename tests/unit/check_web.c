@@ -382,7 +382,7 @@ START_TEST(test_csp_stock_page_hashes)
     sg_http_set_policy("https://dash.example");
 
     ck_assert_int_eq(stat(stock_path, &st), 0);
-    stock = sg_http_csp(stock_path, "text/html; charset=utf-8", &st);
+    stock = g_strdup(sg_http_csp(stock_path, "text/html; charset=utf-8", &st));
     ck_assert_msg(strstr(stock, "script-src 'self' 'unsafe-hashes' "
                                 "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI=' "
                                 "'sha256-5KYv+PUboo5h+0+YAtGRPbwv5d/QxzHslP4YGnUaxRw=';") != NULL,
@@ -395,14 +395,14 @@ START_TEST(test_csp_stock_page_hashes)
 
     /* A patched copy in our pages runs its own code just the same. */
     ck_assert_int_eq(stat(patched_path, &st), 0);
-    patched = sg_http_csp(patched_path, "text/html; charset=utf-8", &st);
+    patched = g_strdup(sg_http_csp(patched_path, "text/html; charset=utf-8", &st));
     ck_assert_str_eq(patched, stock);
 
     ck_assert_int_eq(stat(ours_path, &st), 0);
-    ours = sg_http_csp(ours_path, "text/html; charset=utf-8", &st);
+    ours = g_strdup(sg_http_csp(ours_path, "text/html; charset=utf-8", &st));
     ck_assert_msg(strstr(ours, "script-src 'self'; style-src 'self';") != NULL, "%s", ours);
     /* Not a page: the strict policy too. */
-    text = sg_http_csp(NULL, "text/plain", NULL);
+    text = g_strdup(sg_http_csp(NULL, "text/plain", NULL));
     ck_assert_str_eq(text, ours);
     ck_assert_msg(strstr(ours, "object-src 'none'") && strstr(ours, "base-uri 'none'") &&
                   strstr(ours, "connect-src 'self'"), "%s", ours);
@@ -411,7 +411,7 @@ START_TEST(test_csp_stock_page_hashes)
      * hashed as the browser sees it, "\nb()" for the second script. */
     put_file(root1, "patched.html", html_crlf);
     ck_assert_int_eq(stat(patched_path, &st), 0);
-    changed = sg_http_csp(patched_path, "text/html; charset=utf-8", &st);
+    changed = g_strdup(sg_http_csp(patched_path, "text/html; charset=utf-8", &st));
     ck_assert_msg(strstr(changed, "script-src 'self' 'unsafe-hashes' "
                                   "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI=' "
                                   "'sha256-" CRLF_SCRIPT_HASH "'; style-src 'self';") != NULL,
