@@ -1150,6 +1150,22 @@ async function consoleFrame(page) {
         page.frames().find((f) => f.url().includes('/spice_auto.html')), START_MS);
 }
 
+// A click on @selector inside the console iframe (#console), at its
+// centre, by coordinates: puppeteer's frame.click() locates the iframe
+// element with a WebDriver BiDi "context" locator, which Firefox ESR 140
+// (a Debian 12 without bookworm-security) does not have.
+async function clickInFrame(page, frame, selector) {
+    const origin = await page.$eval('#console', (f) => {
+        const r = f.getBoundingClientRect();
+        return { x: r.x + f.clientLeft, y: r.y + f.clientTop };
+    });
+    const at = await frame.$eval(selector, (e) => {
+        const r = e.getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+    });
+    await page.mouse.click(origin.x + at.x, origin.y + at.y);
+}
+
 async function framedConsoleWorksAndFits(t, combo) {
     const { port } = fx.servers.http;
     await browserFor(combo.browser);
@@ -1168,7 +1184,7 @@ async function framedConsoleWorksAndFits(t, combo) {
     await waitForInputs(frame);
     const still = await frame.evaluate(readScreen);
     assert.ok(Date.now() - fx.qemuStartedAt < SPLASH_MS - SPLASH_MARGIN_MS, 'too slow for the boot menu prompt');
-    await frame.click('#spice_surface_0');
+    await clickInFrame(page, frame, '#spice_surface_0');
     await page.keyboard.press('Escape');
     await waitFor('the boot menu after Escape, in the frame', async () => {
         const s = await frame.evaluate(readScreen);
@@ -1204,13 +1220,13 @@ async function framedConsoleWorksAndFits(t, combo) {
               `pointer at ${JSON.stringify(at)}, want 3/4 of ${JSON.stringify(small.native)}`);
 
     // 1:1 on request (the frame is all in view): pixel for pixel, and back.
-    await frame.click('#scale');
+    await clickInFrame(page, frame, '#scale');
     await waitFor('the canvas at its own size', () => frame.evaluate(() => {
         const c = document.getElementById('spice_surface_0');
         return Math.abs(c.getBoundingClientRect().width - c.width) < 0.5 &&
                document.getElementById('scale').getAttribute('aria-pressed') === 'false';
     }), KEY_MS);
-    await frame.click('#scale');
+    await clickInFrame(page, frame, '#scale');
     await waitFor('fit again', () => checkFits(frame, 'fit again'), KEY_MS);
 
     // 1600x1000: scaled up to fit.
