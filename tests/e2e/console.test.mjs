@@ -1261,7 +1261,10 @@ async function fullscreenFits(t, combo) {
         document.fullscreenElement === document.documentElement &&
         { w: window.innerWidth, h: window.innerHeight, screen: { w: screen.width, h: screen.height } }), KEY_MS);
     t.diagnostic(`fullscreen ${JSON.stringify(full)}, window was ${JSON.stringify(windowed.viewport)}`);
-    assert.equal(await page.$eval('#fullscreen', (b) => b.textContent), 'Exit fullscreen');
+    // The page relabels the button on fullscreenchange, which may come a
+    // moment after document.fullscreenElement is set.
+    await waitFor('the button to say "Exit fullscreen"', () =>
+        page.$eval('#fullscreen', (b) => b.textContent === 'Exit fullscreen'), KEY_MS);
     await waitFor('the console to fit the full screen', () =>
         checkFits(page, 'fullscreen').then((m) => m.viewport.w === full.w && m.viewport.h === full.h && m), KEY_MS);
     await keepScreenshot(page, `console-fullscreen-${combo.browser}.png`);
