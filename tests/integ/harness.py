@@ -862,7 +862,12 @@ class QmpClient:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.file = self.sock.makefile("rwb")
+        # QEMU 7.2 can hand a new monitor client an event meant for the
+        # client before it (its single-client chardev flushes what was
+        # queued), ahead of the greeting: skip events until the greeting.
         greeting = self._read()
+        while "event" in greeting:
+            greeting = self._read()
         if "QMP" not in greeting:
             raise ProtocolError("no QMP greeting: %r" % greeting)
         self.execute("qmp_capabilities")
@@ -1421,38 +1426,31 @@ def _rmtree(path):
 
 
 class QemuTestCase(IntegTestCase):
-    """One QEMU for the whole class. setUpClass proves the SPICE helpers
+    """A QEMU of its own for every test. setUp proves the SPICE helpers
     against it directly, so a failure later points at spicegate, not at
-    the harness."""
+    the harness.
 
-    @classmethod
-    def setUpClass(cls):
-        cls.class_reg = Registry()
-        cls.addClassCleanup(cls.class_reg.stop_all)
-        cls.class_tmp = tempfile.mkdtemp(prefix="sg-integ-qemu-")
-        if not KEEP:
-            cls.addClassCleanup(_rmtree, cls.class_tmp)
-        cls.qemu = cls.class_reg.add(Qemu(cls.class_reg, cls.class_tmp).start())
-        cls.qemu_target = "127.0.0.1:%d" % cls.qemu.port
-        stream = TcpStream("127.0.0.1", cls.qemu.port)
+    Not one QEMU per class: QEMU 7.2's SPICE server tears a client down
+    after its sockets close, and a new console linking meanwhile has
+    crashed it (SIGSEGV, "got disconnected while connecting channel"), or
+    left its monitor unanswered, more often on a loaded machine. A fresh
+    QEMU costs a fraction of a second and no test inherits another's
+    teardown."""
+
+    def setUp(self):
+        super().setUp()
+        self.qemu = self.reg.add(Qemu(self.reg, self.tmp).start())
+        self.qemu_target = "127.0.0.1:%d" % self.qemu.port
+        stream = TcpStream("127.0.0.1", self.qemu.port)
         try:
             spice_connect_main(stream)
         finally:
             stream.close()
-
-    def setUp(self):
-        super().setUp()
-        self.assert_qemu_alive("before the test")
         self.addCleanup(self.assert_qemu_alive, "after the test")
-        # QEMU 7.2's SPICE server tears a client down after its sockets
-        # close; a new console linking meanwhile has crashed it (SIGSEGV,
-        # "got disconnected while connecting channel"), more often on a
-        # loaded machine. Start each test once the previous test's (or
-        # setUpClass's probe's) channels are gone.
         qmp = QmpClient(self.qemu.qmp_path)
         try:
             poll_until(lambda: not qmp.spice_channels(),
-                       "QEMU to drop the channels of earlier connections")
+                       "QEMU to drop the probe's channels")
         finally:
             qmp.close()
 

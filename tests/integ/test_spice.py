@@ -15,7 +15,7 @@ class SpiceThroughSpicegate(QemuTestCase):
     def setUp(self):
         super().setUp()
         self.token = random_token()
-        self.sg = self.start_spicegate({self.token: self.qemu_target})
+        self.sg = self.start_spicegate({self.token: self.qemu_target}, extra_args=["--debug"])
         self.qmp = self.reg.add(QmpClient(self.qemu.qmp_path))
 
     def browser_channel(self):
@@ -67,9 +67,16 @@ class SpiceThroughSpicegate(QemuTestCase):
         self.assertEqual(len(ports), 4)
 
         # Closing the browser's websockets tears down the SPICE connections.
-        for client in [main] + list(others.values()):
+        # The main channel goes last, once QEMU has dropped the others:
+        # QEMU 7.2's SPICE server has crashed (SIGSEGV) tearing down a main
+        # channel while the session's other channels were still closing.
+        for client in others.values():
             client.stream.send_close()
             client.stream.wait_close()
+        poll_until(lambda: [c[0] for c in self.qmp.spice_channels() if c[2] == session_id]
+                   == [CHANNEL_MAIN], "QEMU to drop the closed display, inputs and cursor")
+        main.stream.send_close()
+        main.stream.wait_close()
         poll_until(lambda: not [c for c in self.qmp.spice_channels() if c[2] == session_id],
                    "QEMU to drop the closed channels")
 
