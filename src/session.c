@@ -131,6 +131,7 @@ struct SgSession {
      * frame without splitting it, so messages must fit a frame and the
      * stream's send window; the TCP socket is the connection's, shared. */
     bool over_h2;
+    bool close_asked;             /* lws closes it politely (on_writeable) */
     bool splice_next;             /* the last read was large: splice the next one */
     GList flush_link;             /* in flush_queue while an upload waits */
     bool flush_queued;
@@ -563,8 +564,8 @@ update_interest(SgSession *sess)
 
 /* Hands what is queued toward the browser to lws, straight away rather
  * than from a WRITEABLE callback. Asking lws for WRITEABLE turns POLLOUT on
- * and off again, and on GLib's loop every poll change is a wakeup: that
- * doubled the loop turns per message. A socket with room is the common
+ * and off again, and every poll change cost a wakeup on GLib's poll (and
+ * costs an epoll_ctl() now): that doubled the loop turns per message. A socket with room is the common
  * case. When the socket takes only part of the frame lws keeps the rest and
  * sends it before anything else on this websocket (its own pongs and close
  * frames included), so frames never interleave. While it holds such a rest
@@ -848,9 +849,9 @@ check_link(SgSession *sess)
  * callbacks, one per frame. Large chunks are queued and sent once per
  * loop turn, in one send(), by this single source: it is ready only while
  * sessions wait in flush_queue, and runs ahead of lws' sources (priority),
- * so before lws reads again. One source for all sessions, so the loop's
- * per-turn walk over its sources does not grow with them; and no poll-set
- * change, which on GLib's loop would cost a wakeup. */
+ * so before lws reads again (lws runs in event_core.c's one source). One
+ * source for all sessions, so the loop's per-turn walk over its sources
+ * does not grow with them; and no poll-set change. */
 static GSource *flush_source;
 static GQueue flush_queue = G_QUEUE_INIT;
 
@@ -1002,7 +1003,28 @@ sg_session_on_writeable(SgSession *sess)
 
         lws_close_reason(sess->ws, (enum lws_close_status)sg_close_reason_code(sess->reason),
                          (unsigned char *)text, strlen(text));
-        return -1;
+        if (sess->over_h2)
+            return -1;
+        if (sess->close_asked)
+            return 0;
+        /* Not -1 here: when lws 4.1.6 (as Debian builds it) closes a
+         * connection because a callback of its libuv event library's
+         * service returned -1, it calls its close a second time at once
+         * ("close_and_handled uv repeat test"), and that second call kills
+         * the socket before the close frame goes out (the browser sees
+         * 1006). A timeout that fires at once closes it the polite way: the
+         * close frame with this reason, then the browser's reply. The
+         * keep-alive reason is the one timeout lws does not treat as a
+         * dead peer. An HTTP/2 stream is closed by its connection's
+         * service, not by that path. */
+        sess->close_asked = true;
+        /* Read again while lws waits for the browser's reply: only a read
+         * sees a browser that left (its FIN or reset), as epoll reports
+         * nothing for a socket it is not asked about. */
+        if (sess->rx_paused)
+            resume_browser(sess);
+        lws_set_timeout(sess->ws, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
+        return 0;
     }
     return 0;
 }
