@@ -131,7 +131,6 @@ struct SgSession {
      * frame without splitting it, so messages must fit a frame and the
      * stream's send window; the TCP socket is the connection's, shared. */
     bool over_h2;
-    bool close_asked;             /* lws closes it politely (on_writeable) */
     bool splice_next;             /* the last read was large: splice the next one */
     GList flush_link;             /* in flush_queue while an upload waits */
     bool flush_queued;
@@ -1000,31 +999,35 @@ sg_session_on_writeable(SgSession *sess)
     }
     if (sess->state == SG_SESSION_CLOSING) {
         const char *text = sg_close_reason_text(sess->reason);
+        guint16 code = sg_close_reason_code(sess->reason);
+        /* An unmasked, final close frame (RFC 6455 5.5.1): payload of at
+         * most 125 bytes, the code then the reason. */
+        guint8 frame[LWS_PRE + 2 + 125];
+        gsize tlen = MIN(strlen(text), 125 - 2);
 
-        lws_close_reason(sess->ws, (enum lws_close_status)sg_close_reason_code(sess->reason),
-                         (unsigned char *)text, strlen(text));
-        if (sess->over_h2)
+        if (sess->over_h2) {
+            lws_close_reason(sess->ws, (enum lws_close_status)code, (unsigned char *)text,
+                             strlen(text));
             return -1;
-        if (sess->close_asked)
-            return 0;
-        /* Not -1 here: when lws 4.1.6 (as Debian builds it) closes a
-         * connection because a callback of its libuv event library's
-         * service returned -1, it calls its close a second time at once
-         * ("close_and_handled uv repeat test"), and that second call kills
-         * the socket before the close frame goes out (the browser sees
-         * 1006). A timeout that fires at once closes it the polite way: the
-         * close frame with this reason, then the browser's reply. The
-         * keep-alive reason is the one timeout lws does not treat as a
-         * dead peer. An HTTP/2 stream is closed by its connection's
-         * service, not by that path. */
-        sess->close_asked = true;
-        /* Read again while lws waits for the browser's reply: only a read
-         * sees a browser that left (its FIN or reset), as epoll reports
-         * nothing for a socket it is not asked about. */
-        if (sess->rx_paused)
-            resume_browser(sess);
-        lws_set_timeout(sess->ws, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
-        return 0;
+        }
+        /* We write the close frame (raw, as the splice path writes its
+         * frame headers), then -1 hangs up, as lws did before. Not
+         * lws_close_reason() and -1: lws would defer the close to send the
+         * frame itself, but when lws 4.1.6 (as Debian builds it) closes a
+         * connection of its libuv event library because a callback
+         * returned -1, it calls its close a second time at once
+         * ("close_and_handled uv repeat test"), which kills the deferred
+         * close before the frame is out (the browser saw 1006). An HTTP/2
+         * stream is closed by its connection, not by that path. The
+         * socket is writable here; what it does not take lws keeps and
+         * sends before it closes. */
+        frame[LWS_PRE] = 0x88;
+        frame[LWS_PRE + 1] = (guint8)(2 + tlen);
+        frame[LWS_PRE + 2] = (guint8)(code >> 8);
+        frame[LWS_PRE + 3] = (guint8)code;
+        memcpy(frame + LWS_PRE + 4, text, tlen);
+        lws_write(sess->ws, frame + LWS_PRE, 4 + tlen, LWS_WRITE_RAW);
+        return -1;
     }
     return 0;
 }
