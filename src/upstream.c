@@ -272,8 +272,8 @@ void
 sg_upstream_set_interest(SgUpstream *up, GIOCondition interest)
 {
     g_return_if_fail(up->watch != NULL);
-    if (interest == up->interest)
-        return;
+    /* Even when @interest has not changed: after a socket error the watch
+     * is paused (event_core.h), and asking again re-arms it. */
     up->interest = interest;
     /* epoll reports hang-ups whatever it is asked for. A relay that stops
      * reading (its buffer toward the browser is full) must not spin on a

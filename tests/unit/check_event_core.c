@@ -264,6 +264,13 @@ START_TEST(test_reset_reports_error_and_readable)
     run_until_called(&seen);
     ck_assert(seen.last & G_IO_IN);
     ck_assert(seen.last & (G_IO_ERR | G_IO_HUP));
+    ck_assert_int_eq(sg_watch_get_events(w), 0);   /* paused */
+    /* Asking again for what was asked re-arms it (upstream.c relies on
+     * that): the pending error is reported once more. */
+    sg_watch_modify(w, G_IO_IN);
+    run_until_called(&seen);
+    ck_assert_int_eq(seen.calls, 2);
+    ck_assert(seen.last & (G_IO_ERR | G_IO_HUP));
     ck_assert_int_eq(read(sfd, &c, 1), -1);
     ck_assert_int_eq(errno, ECONNRESET);
     sg_watch_remove(w);
