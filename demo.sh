@@ -24,7 +24,7 @@ set -euo pipefail
 
 readonly PACKAGES=(
     build-essential autoconf automake pkg-config
-    libwebsockets-dev libwebsockets-evlib-glib libglib2.0-dev libjson-glib-dev
+    libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libglib2.0-dev libjson-glib-dev
     libcurl4-openssl-dev libssl-dev libspice-protocol-dev check
     spice-html5 qemu-system-x86 curl
 )

@@ -12,17 +12,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <glib-unix.h>
 #include <glib.h>
 
 #include "acceptor.h"
+#include "event_core.h"
 
 struct SgAcceptor {
     int listen_fd;
     guint per_wakeup;
     SgAcceptFn on_accept;
     gpointer data;
-    guint watch;                  /* the socket is watched, or 0 */
+    SgWatch *watch;               /* in the event core; watching or paused */
     guint backoff_timer;          /* accepting stopped until it fires, or 0 */
     bool stopped;                 /* for good */
     /* The current run of failures: since when, how many, and how many
@@ -33,13 +33,17 @@ struct SgAcceptor {
     guint64 failures_unlogged;
 };
 
-static gboolean on_listen_ready(gint fd, GIOCondition condition, gpointer data);
+static void on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data);
 
 static void
 watch_socket(SgAcceptor *a)
 {
-    if (a->watch == 0 && !a->stopped)
-        a->watch = g_unix_fd_add(a->listen_fd, G_IO_IN, on_listen_ready, a);
+    if (a->stopped)
+        return;
+    if (a->watch == NULL)
+        a->watch = sg_watch_fd(a->listen_fd, G_IO_IN, on_listen_ready, a);
+    else
+        sg_watch_modify(a->watch, G_IO_IN);
 }
 
 static gboolean
@@ -106,11 +110,12 @@ log_recovery(SgAcceptor *a)
     a->failures = 0;
 }
 
-static gboolean
-on_listen_ready(gint fd, GIOCondition condition, gpointer data)
+static void
+on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data)
 {
     SgAcceptor *a = data;
 
+    (void)watch;
     (void)condition;
     for (guint i = 0; i < a->per_wakeup; i++) {
         int one = 1;
@@ -124,10 +129,10 @@ on_listen_ready(gint fd, GIOCondition condition, gpointer data)
                 break;
             log_failure(a, err);
             if (out_of_resources(err)) {
-                /* Returning REMOVE ends this watch. */
-                a->watch = 0;
+                /* Not watched until the back-off ends. */
+                sg_watch_modify(a->watch, 0);
                 a->backoff_timer = g_timeout_add(SG_ACCEPT_BACKOFF_MS, on_backoff_over, a);
-                return G_SOURCE_REMOVE;
+                return;
             }
             break;
         }
@@ -136,7 +141,6 @@ on_listen_ready(gint fd, GIOCondition condition, gpointer data)
         setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         a->on_accept(conn, a->data);
     }
-    return G_SOURCE_CONTINUE;
 }
 
 SgAcceptor *
@@ -165,7 +169,7 @@ void
 sg_acceptor_stop(SgAcceptor *acceptor)
 {
     acceptor->stopped = true;
-    g_clear_handle_id(&acceptor->watch, g_source_remove);
+    g_clear_pointer(&acceptor->watch, sg_watch_remove);
     g_clear_handle_id(&acceptor->backoff_timer, g_source_remove);
 }
 

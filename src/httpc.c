@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* httpc.c - libcurl multi driven by GLib; see httpc.h.
  *
- * Owns the multi handle, one GLib watch per socket libcurl asks about and
+ * Owns the multi handle, one watch per socket libcurl asks about (in the
+ * one epoll set of event_core.c) and
  * exactly one timer. The socket callback creates or replaces the watch for
  * a socket (stored with curl_multi_assign()); the timer callback replaces
  * the single timer (curl's CURLMOPT_TIMERFUNCTION contract: each call
@@ -16,6 +17,7 @@
 #include <glib-unix.h>
 #include <glib.h>
 
+#include "event_core.h"
 #include "httpc.h"
 
 /* 4 MiB: a Keystone token with a large catalog is ~100 KiB; Nova's answer
@@ -53,7 +55,7 @@ struct SgHttpRequest {
 
 /* Per-socket state libcurl carries for us (curl_multi_assign). */
 typedef struct {
-    guint watch_id;
+    SgWatch *watch;
 } SocketWatch;
 
 static void check_finished(SgHttpc *hc);
@@ -63,12 +65,12 @@ socket_watch_free(gpointer data)
 {
     SocketWatch *sw = data;
 
-    g_clear_handle_id(&sw->watch_id, g_source_remove);
+    g_clear_pointer(&sw->watch, sg_watch_remove);
     g_free(sw);
 }
 
-static gboolean
-on_socket_ready(gint fd, GIOCondition cond, gpointer data)
+static void
+on_socket_ready(SgWatch *watch, int fd, GIOCondition cond, gpointer data)
 {
     SgHttpc *hc = data;
     int action = 0;
@@ -80,11 +82,11 @@ on_socket_ready(gint fd, GIOCondition cond, gpointer data)
         action |= CURL_CSELECT_OUT;
     if (cond & (G_IO_ERR | G_IO_HUP))
         action |= CURL_CSELECT_ERR;
+    (void)watch;
+    /* The socket callback removes this watch when libcurl is done with the
+     * socket (event_core.c allows that from here). */
     curl_multi_socket_action(hc->multi, fd, action, &running);
     check_finished(hc);
-    /* The socket callback removes this watch when libcurl is done with the
-     * socket; until then keep it. */
-    return G_SOURCE_CONTINUE;
 }
 
 /* CURLMOPT_SOCKETFUNCTION */
@@ -112,8 +114,10 @@ on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socket
         g_hash_table_add(hc->watches, sw);
         curl_multi_assign(hc->multi, fd, sw);
     }
-    g_clear_handle_id(&sw->watch_id, g_source_remove);
-    sw->watch_id = g_unix_fd_add(fd, cond | G_IO_ERR | G_IO_HUP, on_socket_ready, hc);
+    if (sw->watch == NULL)
+        sw->watch = sg_watch_fd(fd, cond, on_socket_ready, hc);
+    else
+        sg_watch_modify(sw->watch, cond);
     return 0;
 }
 

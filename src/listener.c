@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* listener.c - lws on the GLib loop: HTTP files, upgrades, websocket events.
+/* listener.c - lws on the event core: HTTP files, upgrades, websocket events.
  *
  * Owns the lws context, the web roots and the registry of live sessions.
  * Each lws callback only translates: it gathers what the request says and
@@ -26,6 +26,7 @@
 #include "compat.h"
 #include "http_response.h"
 #include "config.h"
+#include "event_core.h"
 #include "listener.h"
 #include "log.h"
 #include "session.h"
@@ -70,7 +71,6 @@ struct SgListener {
 typedef struct {
     SgHttpFile file;              /* a static file being sent */
     SgSession *sess;
-    bool source_recurses;         /* let_lws_source_recurse() done on a RECEIVE */
 } SgConnData;
 
 /* A header's value as a new string, or NULL when absent or too long. */
@@ -367,29 +367,6 @@ on_shutdown_complete(gpointer data)
 
 /* --- the one protocol ------------------------------------------------------------ */
 
-/* GLib blocks a source while it dispatches it, unless it may recurse:
- * blocking removes its descriptor from the poll set and unblocking puts it
- * back, and GLib 2.74 wakes its own loop (an eventfd write) for each, so
- * every websocket event cost two writes, a read and an extra poll(). lws
- * runs no nested loop from its callbacks, so its per-connection source
- * (the one dispatching us now) may recurse. Measured: ~7 fewer system calls
- * per 64-byte round trip.
- *
- * One extra poll() per browser message is left: lws' plugin attaches an
- * idle source after each event it services, and a ready idle source makes
- * GLib poll with a zero timeout first. A poll function that skipped that
- * poll saved 3% of the pinned round trip but, with workers, tripled the
- * PSS of 10,000 idle sessions (allocation order in the opening burst), so
- * it was reverted (commit 1b60c92). */
-static void
-let_lws_source_recurse(void)
-{
-    GSource *source = g_main_current_source();
-
-    if (source != NULL)
-        g_source_set_can_recurse(source, TRUE);
-}
-
 static int
 on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
              size_t len)
@@ -418,17 +395,10 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         return confirm_upgrade(wsi, (const char *)in);
 
     case LWS_CALLBACK_ESTABLISHED:
-        let_lws_source_recurse();
         admit(listener, wsi, conn);
         return 0;
 
     case LWS_CALLBACK_RECEIVE:
-        /* Again from the first frame, in case ESTABLISHED came from
-         * another of lws' sources (its idle source, say). */
-        if (!conn->source_recurses) {
-            let_lws_source_recurse();
-            conn->source_recurses = true;
-        }
         if (conn->sess != NULL)
             sg_session_on_receive(conn->sess, in, len, lws_frame_is_binary(wsi));
         return 0;
@@ -485,9 +455,12 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
 {
     SgListener *listener = g_new0(SgListener, 1);
     struct lws_context_creation_info info;
-    void *foreign_loops[1] = { loop };
+    /* lws' libuv event library on the event core's loop: every
+     * connection in the one epoll set that a single GSource waits on. */
+    void *foreign_loops[1] = { sg_event_core_uv_loop() };
     const char *roots[3] = { cfg->pages_dir, cfg->web_dir, NULL };
 
+    (void)loop;                   /* the event core runs on the default context */
     listener->cfg = cfg;
     listener->listen_fd = listen_fd;
     listener->env.tokens = tokens;
@@ -502,8 +475,9 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     sg_http_set_policy(cfg->frame_ancestors);
 
     memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.foreign_loops = foreign_loops;
+    info.pcontext = &listener->context;
     info.protocols = protocols;
     info.vhost_name = "spicegate";
     /* The socket is ours (listen_socket.c, acceptor.c): lws binds none.
@@ -604,8 +578,17 @@ sg_listener_free(SgListener *listener)
     g_clear_pointer(&listener->acceptor, sg_acceptor_free);
     listener->destroying = true;
     /* Destroying the context closes every wsi; their CLOSED callbacks free
-     * the sessions, which still need the registry. */
-    g_clear_pointer(&listener->context, lws_context_destroy);
+     * the sessions, which still need the registry. On a foreign libuv loop
+     * lws 4.1 destroys in steps: the first call closes the connections,
+     * the loop then completes the closes of lws' handles, and the later
+     * calls free what is left. */
+    for (int i = 0; i < 4 && listener->context != NULL; i++) {
+        /* lws clears listener->context (info.pcontext) once it is freed. */
+        lws_context_destroy(listener->context);
+        sg_event_core_settle();
+    }
+    if (listener->context != NULL)
+        g_warning("libwebsockets did not finish its shutdown");
     g_clear_pointer(&listener->sessions, g_hash_table_unref);
     g_clear_pointer(&listener->web, sg_web_free);
     g_free(listener);

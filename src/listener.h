@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* listener.h - the libwebsockets context on the GLib main loop.
+/* listener.h - the libwebsockets context on the event core (event_core.h).
  *
  * Owns the lws context (one vhost: plain, TLS, or both on one port), the
  * static web roots, and the set of live sessions. It translates lws

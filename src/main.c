@@ -25,6 +25,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "event_core.h"
 #include "listen_socket.h"
 #include "listener.h"
 #include "session.h"
@@ -347,7 +348,7 @@ new_token_backend(const SgConfig *cfg, GError **error)
 
 /* Everything about @cfg that can be checked without listening, each
  * problem one line of @error: the cross-checks, the web roots, the TLS
- * files, the token file (with @load_tokens), libwebsockets' GLib plugin.
+ * files, the token file (with @load_tokens), libwebsockets' libuv plugin.
  * A typo is then a configuration error (exit 2) before anything starts,
  * not a failure to start (exit 1) or a warning nobody reads. */
 static gboolean
@@ -496,6 +497,7 @@ out:
         g_source_remove(sig_ids[i]);
     sg_listener_free(d.listener);
     sg_token_backend_free(d.tokens);
+    sg_event_core_stop();
     g_main_loop_unref(d.loop);
     return status;
 }

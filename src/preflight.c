@@ -180,7 +180,7 @@ sg_preflight_evlib_path(void)
 #if defined(LWS_WITH_EVLIB_PLUGINS) && defined(LWS_INSTALL_LIBDIR)
     /* lws 4.1 looks in this one directory only, for the file whose name is
      * the plugin's after "libwebsockets-" (lib/core/context.c, dlist). */
-    return LWS_INSTALL_LIBDIR "/libwebsockets-evlib_glib.so";
+    return LWS_INSTALL_LIBDIR "/libwebsockets-evlib_uv.so";
 #else
     return NULL;
 #endif
@@ -189,8 +189,8 @@ sg_preflight_evlib_path(void)
 gboolean
 sg_preflight_evlib(const char *path, GError **error)
 {
-    static const char what[] = "libwebsockets' GLib event library (Debian package "
-                               "libwebsockets-evlib-glib) could not be loaded";
+    static const char what[] = "libwebsockets' libuv event library (Debian package "
+                               "libwebsockets-evlib-uv) could not be loaded";
     const lws_plugin_header_t *hdr;
     void *handle;
     const char *why;
@@ -212,11 +212,11 @@ sg_preflight_evlib(const char *path, GError **error)
     }
     /* As lws checks it: the export is named after the file, and its
      * header says what it is and which plugin API it was built for. */
-    hdr = dlsym(handle, "evlib_glib");
+    hdr = dlsym(handle, "evlib_uv");
     if (hdr == NULL || hdr->_class == NULL || !g_str_equal(hdr->_class, "lws_evlib_plugin") ||
         hdr->api_magic != LWS_PLUGIN_API_MAGIC) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                    "%s: %s is not a GLib event-library plugin for this libwebsockets", what,
+                    "%s: %s is not a libuv event-library plugin for this libwebsockets", what,
                     path);
         dlclose(handle);
         return FALSE;

@@ -3,7 +3,7 @@
  *
  * What the daemon would otherwise find out late, or only as a vague
  * "cannot create context": a web root that is not there, a certificate
- * without its key, libwebsockets' GLib plugin not installed, the listen
+ * without its key, libwebsockets' libuv plugin not installed, the listen
  * address taken. Each check names the setting to change in its message.
  * `spicegate --check-config` runs all but the address check (the running
  * instance holds that address).
@@ -23,12 +23,12 @@ gboolean sg_preflight_web_roots(const SgConfig *cfg, GError **error);
  * an unencrypted PEM private key, and matches the certificate. */
 gboolean sg_preflight_tls(const SgConfig *cfg, GError **error);
 
-/* The file libwebsockets loads its GLib event loop from, or NULL when this
- * libwebsockets has the GLib loop built in. */
+/* The file libwebsockets loads its libuv event loop from, or NULL when this
+ * libwebsockets has the libuv loop built in. */
 const char *sg_preflight_evlib_path(void);
 
 /* @path can be loaded and is a libwebsockets event-library plugin. The
- * message names the Debian package libwebsockets-evlib-glib. */
+ * message names the Debian package libwebsockets-evlib-uv. */
 gboolean sg_preflight_evlib(const char *path, GError **error);
 
 /* What to add to a bind error @err's text: the cause an operator can fix,

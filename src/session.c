@@ -549,8 +549,8 @@ update_interest(SgSession *sess)
 
 /* Hands what is queued toward the browser to lws, straight away rather
  * than from a WRITEABLE callback. Asking lws for WRITEABLE turns POLLOUT on
- * and off again, and on GLib's loop every poll change is a wakeup: that
- * doubled the loop turns per message. A socket with room is the common
+ * and off again, and every poll change cost a wakeup on GLib's poll (and
+ * costs an epoll_ctl() now): that doubled the loop turns per message. A socket with room is the common
  * case. When the socket takes only part of the frame lws keeps the rest and
  * sends it before anything else on this websocket (its own pongs and close
  * frames included), so frames never interleave. While it holds such a rest
@@ -834,9 +834,9 @@ check_link(SgSession *sess)
  * callbacks, one per frame. Large chunks are queued and sent once per
  * loop turn, in one send(), by this single source: it is ready only while
  * sessions wait in flush_queue, and runs ahead of lws' sources (priority),
- * so before lws reads again. One source for all sessions, so the loop's
- * per-turn walk over its sources does not grow with them; and no poll-set
- * change, which on GLib's loop would cost a wakeup. */
+ * so before lws reads again (lws runs in event_core.c's one source). One
+ * source for all sessions, so the loop's per-turn walk over its sources
+ * does not grow with them; and no poll-set change. */
 static GSource *flush_source;
 static GQueue flush_queue = G_QUEUE_INIT;
 
@@ -985,9 +985,34 @@ sg_session_on_writeable(SgSession *sess)
     }
     if (sess->state == SG_SESSION_CLOSING) {
         const char *text = sg_close_reason_text(sess->reason);
+        guint16 code = sg_close_reason_code(sess->reason);
+        /* An unmasked, final close frame (RFC 6455 5.5.1): payload of at
+         * most 125 bytes, the code then the reason. */
+        guint8 frame[LWS_PRE + 2 + 125];
+        gsize tlen = MIN(strlen(text), 125 - 2);
 
-        lws_close_reason(sess->ws, (enum lws_close_status)sg_close_reason_code(sess->reason),
-                         (unsigned char *)text, strlen(text));
+        if (sess->over_h2) {
+            lws_close_reason(sess->ws, (enum lws_close_status)code, (unsigned char *)text,
+                             strlen(text));
+            return -1;
+        }
+        /* We write the close frame (raw, as the splice path writes its
+         * frame headers), then -1 hangs up, as lws did before. Not
+         * lws_close_reason() and -1: lws would defer the close to send the
+         * frame itself, but when lws 4.1.6 (as Debian builds it) closes a
+         * connection of its libuv event library because a callback
+         * returned -1, it calls its close a second time at once
+         * ("close_and_handled uv repeat test"), which kills the deferred
+         * close before the frame is out (the browser saw 1006). An HTTP/2
+         * stream is closed by its connection, not by that path. The
+         * socket is writable here; what it does not take lws keeps and
+         * sends before it closes. */
+        frame[LWS_PRE] = 0x88;
+        frame[LWS_PRE + 1] = (guint8)(2 + tlen);
+        frame[LWS_PRE + 2] = (guint8)(code >> 8);
+        frame[LWS_PRE + 3] = (guint8)code;
+        memcpy(frame + LWS_PRE + 4, text, tlen);
+        lws_write(sess->ws, frame + LWS_PRE, 4 + tlen, LWS_WRITE_RAW);
         return -1;
     }
     return 0;

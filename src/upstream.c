@@ -2,7 +2,8 @@
 /* upstream.c - asynchronous connect to a SPICE server and its fd watch.
  *
  * Owns the GSocketClient connect (cancellable), its deadline timer, the
- * connected GSocketConnection and one GSource watching the socket. It does
+ * connected GSocketConnection and one watch on the socket in the process'
+ * one epoll set (event_core.c). It does
  * no reading or writing itself: the session's relay does, straight into its
  * buffers, so bytes are copied once.
  */
@@ -17,6 +18,7 @@
 
 #include <gio/gio.h>
 
+#include "event_core.h"
 #include "upstream.h"
 
 G_DEFINE_QUARK(sg-upstream-error-quark, sg_upstream_error)
@@ -30,8 +32,7 @@ struct SgUpstream {
     bool timed_out;
     GSocketConnection *conn;
     int fd;
-    GSource *watch;
-    gpointer watch_tag;
+    SgWatch *watch;
     GIOCondition interest;
     char *peer;
     char *access_path;            /* CONNECT handshake still to do, or NULL */
@@ -64,41 +65,24 @@ set_peer_from_socket(SgUpstream *up, GSocket *sock)
     up->peer = format_hostport(ip, g_inet_socket_address_get_port(in));
 }
 
-typedef struct {
-    GSource source;
-    SgUpstream *up;
-} WatchSource;
-
 static void read_connect_reply(SgUpstream *up);
 
-static gboolean
-dispatch_watch(GSource *source, GSourceFunc callback, gpointer data)
+static void
+on_watch(SgWatch *watch, int fd, GIOCondition ready, gpointer data)
 {
-    WatchSource *ws = (WatchSource *)source;
-    SgUpstream *up = ws->up;
-    GIOCondition ready;
+    SgUpstream *up = data;
 
-    if (up->watch_tag == NULL)
-        return G_SOURCE_CONTINUE;
-    ready = g_source_query_unix_fd(source, up->watch_tag);
+    (void)watch;
+    (void)fd;
     if (up->handshaking) {
         read_connect_reply(up);
-        return G_SOURCE_CONTINUE;
+        return;
     }
     if (up->on_io == NULL)
-        return G_SOURCE_CONTINUE;
-
-    (void)callback;
-    (void)data;
-    /* May free @up (and destroy this source); GLib holds a reference to the
-     * source across dispatch, so returning afterwards is safe. */
+        return;
+    /* May free @up, and with it this watch: event_core.c allows that. */
     up->on_io(up, ready, up->user_data);
-    return G_SOURCE_CONTINUE;
 }
-
-static GSourceFuncs watch_funcs = {
-    .dispatch = dispatch_watch,
-};
 
 static void
 fail(SgUpstream *up, SgUpstreamError code, const char *message)
@@ -231,18 +215,8 @@ on_connect_done(GObject *source, GAsyncResult *result, gpointer data)
      * Nagle. */
     setsockopt(up->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     set_peer_from_socket(up, sock);
-    up->watch = g_source_new(&watch_funcs, sizeof(WatchSource));
-    ((WatchSource *)up->watch)->up = up;
-    g_source_set_static_name(up->watch, "spicegate upstream");
-    /* GLib "blocks" a non-recursive source around each dispatch by taking
-     * its fds out of the poll set and putting them back, and each of those
-     * changes writes the context's wakeup eventfd: two extra syscalls per
-     * relayed message (perf: 89% of spicegate's write() calls). Nothing in
-     * spicegate runs a nested main loop, so recursion cannot happen. */
-    g_source_set_can_recurse(up->watch, TRUE);
-    up->interest = 0;
-    up->watch_tag = NULL;         /* the relay says what to watch */
-    g_source_attach(up->watch, NULL);
+    up->interest = 0;             /* the relay says what to watch */
+    up->watch = sg_watch_fd(up->fd, 0, on_watch, up);
     if (up->access_path != NULL) {
         start_connect_handshake(up);    /* the deadline keeps running */
         return;
@@ -298,25 +272,15 @@ void
 sg_upstream_set_interest(SgUpstream *up, GIOCondition interest)
 {
     g_return_if_fail(up->watch != NULL);
-    if (interest == up->interest)
-        return;
+    /* Even when @interest has not changed: after a socket error the watch
+     * is paused (event_core.h), and asking again re-arms it. */
     up->interest = interest;
-    /* poll() reports hang-ups whatever it is asked for. A relay that stops
+    /* epoll reports hang-ups whatever it is asked for. A relay that stops
      * reading (its buffer toward the browser is full) must not spin on a
      * hang-up it cannot act on yet, nor lose the bytes still queued in the
-     * kernel: so "nothing" takes the fd out of the poll set entirely, and
-     * the hang-up is seen once reading resumes. */
-    if (interest == 0) {
-        if (up->watch_tag != NULL) {
-            g_source_remove_unix_fd(up->watch, up->watch_tag);
-            up->watch_tag = NULL;
-        }
-        return;
-    }
-    if (up->watch_tag == NULL)
-        up->watch_tag = g_source_add_unix_fd(up->watch, up->fd, interest | G_IO_ERR | G_IO_HUP);
-    else
-        g_source_modify_unix_fd(up->watch, up->watch_tag, interest | G_IO_ERR | G_IO_HUP);
+     * kernel: so "nothing" takes the fd out of the set entirely, and the
+     * hang-up is seen once reading resumes. */
+    sg_watch_modify(up->watch, interest);
 }
 
 GIOCondition
@@ -342,10 +306,7 @@ sg_upstream_free(SgUpstream *up)
         g_cancellable_cancel(up->cancellable);
     }
     g_clear_object(&up->cancellable);
-    if (up->watch != NULL) {
-        g_source_destroy(up->watch);
-        g_clear_pointer(&up->watch, g_source_unref);
-    }
+    g_clear_pointer(&up->watch, sg_watch_remove);   /* before the socket closes */
     g_clear_object(&up->conn);   /* closes the socket */
     g_free(up->peer);
     g_free(up->access_path);

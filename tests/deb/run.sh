@@ -133,7 +133,7 @@ lintian --pedantic --display-info "${changes[0]}" 2>&1 |
 # Ask dpkg what the package declares: the run-time plugin and web client
 # are not library links, so dpkg-shlibdeps cannot find them.
 depends=$(dpkg-deb -f "$deb" Depends)
-for dep in libwebsockets-evlib-glib spice-html5; do
+for dep in libwebsockets-evlib-uv spice-html5; do
     if grep -Eq "(^|, )$dep( |,|$)" <<<"$depends"; then
         pass "Depends: $dep"
     else
@@ -262,7 +262,7 @@ else
 fi
 
 # The daemon itself, as the unit starts it, on a free loopback port: it
-# must load lws' GLib plugin, read the packaged files and serve
+# must load lws' libuv plugin, read the packaged files and serve
 # spice-html5's page from Debian's package.
 # chroot and env exec, so $! is spicegate's own pid (not so through the
 # in_root function, which would run in a subshell).

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Start-up errors an operator can act on, checked word for word: web roots,
-TLS files, the listen address, libwebsockets' GLib plugin, every error of
+TLS files, the listen address, libwebsockets' libuv plugin, every error of
 spicegate.conf and nova.conf at once, every failed cross-check;
 --check-config and its exit codes (it never listens); the one line saying
 what runs; the messages listed under DIAGNOSTICS in spicegate(8) are the
@@ -18,8 +18,8 @@ from harness import (
     make_cert,
 )
 
-# Where libwebsockets 4.1 loads its GLib event loop from (Debian 12).
-EVLIB = "/usr/lib/x86_64-linux-gnu/libwebsockets-evlib_glib.so"
+# Where libwebsockets 4.1 loads its libuv event loop from (Debian 12).
+EVLIB = "/usr/lib/x86_64-linux-gnu/libwebsockets-evlib_uv.so"
 
 
 def run(args, prefix=()):
@@ -243,7 +243,7 @@ class StartupErrors(StartupCase):
                            "cannot listen on 192.0.2.1:0: Cannot assign requested address (not "
                            "an address of this host; see [server] listen)")
 
-    def test_glib_event_library_missing(self):
+    def test_uv_event_library_missing(self):
         """The plugin replaced, for spicegate only, by an empty file: a
         private mount namespace with the file bind-mounted over it."""
         if os.geteuid() != 0 or shutil.which("unshare") is None or not os.path.exists(EVLIB):
@@ -255,7 +255,7 @@ class StartupErrors(StartupCase):
             self.skipTest("cannot create a mount namespace here")
         prefix = ["unshare", "-m", "--", "sh", "-c",
                   'mount --bind "$0" "$1" && shift && exec "$@"', empty, EVLIB]
-        msg = ("libwebsockets' GLib event library (Debian package libwebsockets-evlib-glib) "
+        msg = ("libwebsockets' libuv event library (Debian package libwebsockets-evlib-uv) "
                "could not be loaded: %s: file too short" % EVLIB)
         self.assert_errors(self.sg(prefix=prefix), 2, msg)
         status, _, err = self.sg("--check-config", prefix=prefix)
@@ -408,7 +408,7 @@ class ManPage(StartupCase):
             getattr(errors, name)()
         optional = []
         for name in ("test_unreadable_key", "test_port_needs_privilege",
-                     "test_glib_event_library_missing"):
+                     "test_uv_event_library_missing"):
             try:
                 getattr(errors, name)()
             except Exception as e:     # skipped here: the message is excused

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* check_preflight.c - the start-up checks' exact messages: web roots, the
- * GLib event plugin (with fake paths), the listen probe, the start-up line.
+ * libuv event plugin (with fake paths), the listen probe, the start-up line.
  * The TLS checks need real certificates: tests/integ/test_startup.py. */
 #include <errno.h>
 #include <fcntl.h>
@@ -129,10 +129,10 @@ END_TEST
 
 START_TEST(test_evlib_missing)
 {
-    g_autofree char *path = g_build_filename(tmpdir, "libwebsockets-evlib_glib.so", NULL);
+    g_autofree char *path = g_build_filename(tmpdir, "libwebsockets-evlib_uv.so", NULL);
     g_autoptr(GError) error = NULL;
     g_autofree char *want = g_strdup_printf(
-        "libwebsockets' GLib event library (Debian package libwebsockets-evlib-glib) could not "
+        "libwebsockets' libuv event library (Debian package libwebsockets-evlib-uv) could not "
         "be loaded: %s: No such file or directory", path);
 
     ck_assert(!sg_preflight_evlib(path, &error));
@@ -142,13 +142,13 @@ END_TEST
 
 START_TEST(test_evlib_not_a_library)
 {
-    g_autofree char *path = touch(tmpdir, "libwebsockets-evlib_glib.so");
+    g_autofree char *path = touch(tmpdir, "libwebsockets-evlib_uv.so");
     g_autoptr(GError) error = NULL;
 
     ck_assert(!sg_preflight_evlib(path, &error));
     ck_assert_msg(g_str_has_prefix(error->message,
-                                   "libwebsockets' GLib event library (Debian package "
-                                   "libwebsockets-evlib-glib) could not be loaded: "),
+                                   "libwebsockets' libuv event library (Debian package "
+                                   "libwebsockets-evlib-uv) could not be loaded: "),
                   "%s", error->message);
     ck_assert_ptr_nonnull(strstr(error->message, path));
 }
@@ -162,8 +162,8 @@ START_TEST(test_evlib_other_library)
     g_autofree char *path = g_build_filename(dir, "libwebsockets.so", NULL);
     g_autoptr(GError) error = NULL;
     g_autofree char *want = g_strdup_printf(
-        "libwebsockets' GLib event library (Debian package libwebsockets-evlib-glib) could not "
-        "be loaded: %s is not a GLib event-library plugin for this libwebsockets", path);
+        "libwebsockets' libuv event library (Debian package libwebsockets-evlib-uv) could not "
+        "be loaded: %s is not a libuv event-library plugin for this libwebsockets", path);
 
     ck_assert(!sg_preflight_evlib(path, &error));
     ck_assert_str_eq(error->message, want);

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* event_core.h - one epoll set for every socket, waited on by one GSource.
+ *
+ * GLib's main loop polls every descriptor it watches and visits every
+ * source on each turn, so a loop with one source per connection costs as
+ * much per wakeup as all connections together. Here every socket of the
+ * process (lws' connections, the SPICE servers', libcurl's, the listening
+ * socket) sits in the epoll set of one libuv loop, and a single GSource
+ * polls that loop's one descriptor: a turn costs what the ready sockets
+ * cost. Timers stay GLib's (lws' own timers live in the libuv loop, whose
+ * next deadline the source reports to GLib).
+ *
+ * Everything runs on the thread of the default GMainContext.
+ */
+#pragma once
+
+#include <glib.h>
+
+typedef struct SgWatch SgWatch;
+
+/* @ready holds G_IO_IN and/or G_IO_OUT as asked, G_IO_HUP on a hang-up
+ * and G_IO_ERR on an error (after which the watch is paused: set its
+ * events again to resume). */
+typedef void (*SgWatchFunc)(SgWatch *watch, int fd, GIOCondition ready, gpointer data);
+
+/* Starts the core on the default main context, if not started yet. */
+void sg_event_core_start(void);
+
+/* The libuv loop (a uv_loop_t *), for lws' foreign_loops. */
+void *sg_event_core_uv_loop(void);
+
+/* Watches @fd (non-blocking; it must outlive the watch) for @events
+ * (G_IO_IN, G_IO_OUT, both, or 0 for none yet). Never NULL. */
+SgWatch *sg_watch_fd(int fd, GIOCondition events, SgWatchFunc func, gpointer data);
+
+/* Changes what is watched: 0 takes @fd out of the set (no hang-up is
+ * reported either until events are set again). */
+void sg_watch_modify(SgWatch *watch, GIOCondition events);
+GIOCondition sg_watch_get_events(const SgWatch *watch);
+
+/* Stops watching before @fd is closed; the callback is not called again,
+ * even from the dispatch in progress. NULL is ignored. */
+void sg_watch_remove(SgWatch *watch);
+
+/* Runs the loop until every closed handle is released (lws' too, after
+ * its context is destroyed) and frees the core. Watches must be removed. */
+void sg_event_core_stop(void);
+
+/* Turns the loop without waiting until no handle is closing any more:
+ * for the steps of libwebsockets' context teardown. */
+void sg_event_core_settle(void);
