@@ -928,7 +928,7 @@ class Qemu:
             if os.path.exists(self.qmp_path):
                 os.unlink(self.qmp_path)
             proc = self.registry.spawn(
-                [QEMU, "-machine", "pc,accel=tcg", "-m", "128", "-vga", os.environ.get("SG_TEST_VGA", "qxl"),
+                [QEMU, "-machine", "pc,accel=tcg", "-m", "128", "-vga", "qxl",
                  "-display", "none", "-nodefaults", "-no-user-config",
                  "-spice", "port=%d,addr=127.0.0.1,disable-ticketing=on" % port,
                  "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path],
