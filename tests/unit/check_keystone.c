@@ -104,7 +104,7 @@ log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpoint
             g_string_append_c(logged, '\n');
         }
     }
-    return g_log_writer_standard_streams(level, fields, n_fields, NULL);
+    return g_log_writer_default(level, fields, n_fields, NULL);
 }
 
 static void

@@ -35,7 +35,7 @@ static guint logins;
 static GQueue login_faults = G_QUEUE_INIT;   /* StubReply*, for the next logins */
 static GQueue nova_faults = G_QUEUE_INIT;    /* StubReply*, for the next lookups */
 static const char *version_doc;              /* NULL: HTTP 500 */
-static bool version_stall;
+static StubAction version_action;             /* STUB_ANSWER: version_doc */
 
 static const char good_console[] =
     "{\"console\": {\"instance_uuid\": \"5b8e9b77-6a2c-4f6e-9d0e-2f1a3c4d5e6f\", "
@@ -64,8 +64,8 @@ openstack(StubHttp *s, const StubRequest *req, gpointer data)
         hdr = g_strdup_printf("X-Subject-Token: svc-%u\r\n", ++logins);
         return stub_reply_new(201, hdr, body, -1);
     }
-    if (g_str_equal(req->path, "/v2.1/") && version_stall)
-        return stub_reply_raw(STUB_STALL, NULL, 0);
+    if (g_str_equal(req->path, "/v2.1/") && version_action != STUB_ANSWER)
+        return stub_reply_raw(version_action, NULL, 0);
     if (g_str_equal(req->path, "/v2.1/"))
         return version_doc ? stub_reply_new(200, NULL, version_doc, -1)
                            : stub_reply_new(500, NULL, "{}", -1);
@@ -91,7 +91,7 @@ log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpoint
             g_string_append_c(logged, '\n');
         }
     }
-    return g_log_writer_standard_streams(level, fields, n_fields, NULL);
+    return g_log_writer_default(level, fields, n_fields, NULL);
 }
 
 static guint
@@ -147,7 +147,7 @@ setup(void)
 {
     logged = g_string_new(NULL);
     logins = 0;
-    version_stall = false;
+    version_action = STUB_ANSWER;
     version_doc = "{\"version\": {\"id\": \"v2.1\", \"version\": \"2.93\", "
                   "\"min_version\": \"2.1\"}}";
     sg_event_core_start();
@@ -409,7 +409,7 @@ START_TEST(test_free_during_start_up_check)
     guint closed;
 
     setup();
-    version_stall = true;
+    version_action = STUB_STALL;
     start_backend(NULL);
     closed = stub_http_n_client_closed(stub);
     ck_assert_uint_eq(stub_http_n_open(stub), 1);
@@ -621,6 +621,88 @@ START_TEST(test_version_check)
 }
 END_TEST
 
+/* Nova's compute endpoint unreachable at start: said, and no harm done. */
+START_TEST(test_version_check_unreachable)
+{
+    Got g = { 0 };
+
+    setup();
+    version_action = STUB_RESET;
+    start_backend(NULL);
+    ck_assert_msg(strstr(logged->str, "cannot reach Nova's compute endpoint") != NULL, "log:\n%s",
+                  logged->str);
+    lookup("tok-good", &g);
+    ck_assert_ptr_null(g.error);
+    got_clear(&g);
+}
+END_TEST
+
+static gboolean
+logged_has(gpointer data)
+{
+    return strstr(logged->str, data) != NULL;
+}
+
+/* Keystone refuses the start-up login: the backend starts anyway, does
+ * not ask Nova without a token, and serves once Keystone answers well. */
+START_TEST(test_keystone_refuses_at_start)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *auth_url = NULL;
+    g_autofree char *text = NULL;
+    Got g = { 0 };
+
+    setup();
+    auth_url = stub_http_url(stub, "/v3");
+    text = g_strdup_printf("[tokens]\nbackend = nova\n[nova]\nauth_url = %s\n"
+                           "username = spicegate\npassword = nova-test-secret\n"
+                           "project_name = service\ntimeout = 1\n", auth_url);
+    cfg = sg_config_new_default();
+    ck_assert(sg_config_load_data(cfg, text, strlen(text), "test.conf", &error));
+    g_queue_push_tail(&login_faults, stub_reply_new(403, NULL, "{}", -1));
+    backend = sg_token_nova_new(cfg, &error);
+    stub_run_until(logged_has, (gpointer) "Keystone refused the credentials", DEADLINE_MS);
+    drain_loop();
+    ck_assert_uint_eq(count_requests("/v2.1/"), 0);
+    lookup("tok-good", &g);
+    ck_assert_ptr_null(g.error);
+    ck_assert_uint_eq(logins, 1);
+    got_clear(&g);
+}
+END_TEST
+
+/* What Nova's console carries besides host and port: an instance_uuid
+ * that is no UUID is left out (it would go into every log line); an
+ * internal_access_path is kept, "" is none, a non-string refused. */
+START_TEST(test_console_extras)
+{
+    g_autofree char *long_uuid = g_strnfill(100000, 'u');
+    g_autofree char *body = g_strdup_printf(
+        "{\"console\": {\"host\": \"h\", \"port\": 1, \"instance_uuid\": \"%s\", "
+        "\"internal_access_path\": \"/path?token=x\"}}", long_uuid);
+    Got g = { 0 };
+
+    g_queue_push_tail(&nova_faults, stub_reply_new(200, NULL, body, -1));
+    lookup("tok-1", &g);
+    ck_assert_ptr_null(g.error);
+    ck_assert_ptr_null(g.tgt->instance_uuid);
+    ck_assert_str_eq(g.tgt->internal_access_path, "/path?token=x");
+    ck_assert_ptr_null(strstr(logged->str, "uuuuuuuu"));
+
+    g_queue_push_tail(&nova_faults, stub_reply_new(200, NULL,
+        "{\"console\": {\"host\": \"h\", \"port\": 1, \"internal_access_path\": \"\"}}", -1));
+    lookup("tok-2", &g);
+    ck_assert_ptr_null(g.tgt->internal_access_path);
+
+    g_queue_push_tail(&nova_faults, stub_reply_new(200, NULL,
+        "{\"console\": {\"host\": \"h\", \"port\": 1, \"internal_access_path\": 7}}", -1));
+    lookup("tok-3", &g);
+    ck_assert_int_eq(g.error->code, SG_TOKEN_ERROR_REFUSED);
+    ck_assert_ptr_nonnull(strstr(g.error->message, "internal_access_path is not a string"));
+    got_clear(&g);
+}
+END_TEST
+
 static Suite *
 token_nova_suite(void)
 {
@@ -639,6 +721,7 @@ token_nova_suite(void)
     tcase_add_test(tc, test_stale_service_token_renewed_once);
     tcase_add_test(tc, test_keystone_refuses);
     tcase_add_test(tc, test_deadline);
+    tcase_add_test(tc, test_console_extras);
     tcase_add_loop_test(tc, test_nova_fault, 0, G_N_ELEMENTS(nova_fault_cases));
     suite_add_tcase(s, tc);
 
@@ -659,6 +742,8 @@ token_nova_suite(void)
     tcase_add_checked_fixture(t, NULL, teardown);
     tcase_add_loop_test(t, test_version_check, 0, G_N_ELEMENTS(version_cases));
     tcase_add_test(t, test_free_during_start_up_check);
+    tcase_add_test(t, test_version_check_unreachable);
+    tcase_add_test(t, test_keystone_refuses_at_start);
     suite_add_tcase(s, t);
     return s;
 }
