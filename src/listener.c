@@ -466,6 +466,8 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     listener->env.tokens = tokens;
     listener->env.connect_timeout_s = cfg->connect_timeout_s;
     listener->env.link_timeout_s = cfg->link_timeout_s;
+    listener->env.idle_timeout_s = cfg->idle_timeout_s;
+    listener->env.drain_timeout_s = cfg->drain_timeout_s;
     listener->sessions = g_hash_table_new(g_direct_hash, g_direct_equal);
     if (cfg->pages_dir == NULL) {
         roots[0] = cfg->web_dir;
@@ -489,6 +491,10 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     info.uid = -1;
     info.server_string = "spicegate";
     info.max_http_header_data = SG_HEADERS_MAX_BYTES;
+    /* handshake_timeout: lws' TLS accept (timeout_secs), then its hold on
+     * a connection's request headers until they are whole (ah_idle). */
+    info.timeout_secs = cfg->handshake_timeout_s;
+    info.timeout_secs_ah_idle = cfg->handshake_timeout_s;
     /* lws reads the socket into this one per-thread buffer before parsing
      * frames: its 4 KiB default cut a 16 KiB upload frame into five
      * receive callbacks and five sends to the SPICE server. */

@@ -1,0 +1,246 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Every waiting state has a deadline, from spicegate.conf:
+
+- handshake_timeout: a connection that sends nothing, half a request, or
+  drips one, before any websocket exists;
+- idle_timeout: a relaying console with no byte either way (4408, idle);
+- drain_timeout: a browser that no longer reads, once its console ended
+  (DRAINING) or while its close frame waits (CLOSING): spicegate hangs up.
+
+The SPICE servers here are fake peers (fault injection: QEMU cannot be
+told to flood and then reset); link_timeout and the other refusals are in
+test_refusals.py. Small configured values keep the waits short; every wait
+is on an event (a close, a log line, an exit) under a deadline.
+"""
+
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import threading
+import time
+
+from harness import (
+    CHANNEL_MAIN, CLOSE_IDLE, Deadline, FakePeer, IntegTestCase, TOP_BUILDDIR, WAIT_S, children,
+    link_message, open_echo, pattern, poll_until, random_token, sink_source_handler,
+    still_relays,
+)
+
+# What a deadline may take beyond its setting on a loaded 2-core machine.
+SLACK_S = 1.5
+
+
+def wait_dropped(sock, seconds=WAIT_S):
+    """Reads @sock until the peer ends the connection (EOF or reset);
+    returns what arrived. Fails if it is still open after @seconds."""
+    sock.settimeout(seconds)
+    got = bytearray()
+    try:
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return bytes(got)
+            got += chunk
+    except ConnectionResetError:
+        return bytes(got)
+    except socket.timeout:
+        raise AssertionError("connection still open after %.1f s" % seconds) from None
+
+
+def flood_then_reset_handler(data):
+    """Reads the link; sends @data (it stalls once the browser stops
+    reading); when told (conn.go), resets the connection (RST)."""
+    def handler(conn):
+        conn.read_link()
+        sender = threading.Thread(target=conn.send_all, args=(data,), daemon=True)
+        sender.start()
+        conn.go.wait()
+        # shutdown() wakes the sender blocked in send(); close() alone
+        # would wait for it. With a zero linger, the close is a reset.
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        sender.join()
+        conn.sock.close()
+    return handler
+
+
+class Handshake(IntegTestCase):
+    """handshake_timeout: lws' hold on a connection before the upgrade.
+    Without it lws waits 10 s for request headers."""
+
+    TIMEOUT_S = 1
+
+    def setUp(self):
+        super().setUp()
+        self.peer = self.echo_peer()
+        self.token = random_token()
+        self.sg = self.start_spicegate({self.token: self.peer.target},
+                                       config="[server]\nhandshake_timeout = %d\n"
+                                              % self.TIMEOUT_S)
+
+    def assert_dropped_in_time(self, sock, start):
+        got = wait_dropped(sock)
+        elapsed = time.monotonic() - start
+        self.assertGreater(elapsed, self.TIMEOUT_S - 0.2, "dropped before handshake_timeout")
+        self.assertLess(elapsed, self.TIMEOUT_S + SLACK_S,
+                        "handshake_timeout = %d: still open after %.1f s"
+                        % (self.TIMEOUT_S, elapsed))
+        self.assertEqual(got, b"", "an answer to an incomplete request")
+        # Others were served all along, and still are.
+        self.assert_echo_session(self.sg, token=self.token)
+
+    def test_silent_connection_dropped(self):
+        sock = socket.create_connection(("127.0.0.1", self.sg.port))
+        self.addCleanup(sock.close)
+        self.assert_dropped_in_time(sock, time.monotonic())
+
+    def test_half_request_dropped(self):
+        sock = socket.create_connection(("127.0.0.1", self.sg.port))
+        self.addCleanup(sock.close)
+        sock.sendall(b"GET /spice_auto.html HTTP/1.1\r\nHo")
+        self.assert_dropped_in_time(sock, time.monotonic())
+
+    def test_half_upgrade_dropped(self):
+        sock = socket.create_connection(("127.0.0.1", self.sg.port))
+        self.addCleanup(sock.close)
+        sock.sendall(("GET /websockify?token=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n" % self.token).encode())
+        self.assert_dropped_in_time(sock, time.monotonic())
+
+    def test_dripping_request_dropped(self):
+        # A byte at a time does not buy more time (slowloris). The drip is
+        # the stimulus, paced by waiting for the connection to end.
+        sock = socket.create_connection(("127.0.0.1", self.sg.port))
+        self.addCleanup(sock.close)
+        start = time.monotonic()
+        request = b"GET /spice_auto.html HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 200
+        for byte in request:
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                break
+            if select.select([sock], [], [], 0.1)[0]:
+                break
+        self.assert_dropped_in_time(sock, start)
+
+    def test_whole_request_in_time_is_answered(self):
+        # The deadline is for the headers: a page asked for in time is
+        # served, and a websocket that follows lives past it.
+        status, _, _ = self.sg.get("/healthz")
+        self.assertEqual(status, 200)
+        ws = open_echo(self.sg, self.token)
+        other = socket.create_connection(("127.0.0.1", self.sg.port))
+        self.addCleanup(other.close)
+        wait_dropped(other)                 # handshake_timeout has passed
+        self.assertTrue(still_relays(ws))
+
+
+class Idle(IntegTestCase):
+    """idle_timeout: a relaying console with no byte either way is closed
+    with 4408 "console idle for too long"; it checks every quarter of the
+    setting (at least a second), so it closes within that after it."""
+
+    IDLE_S = 2
+
+    def setUp(self):
+        super().setUp()
+        self.peer = self.echo_peer()
+        self.token = random_token()
+        self.sg = self.start_spicegate({self.token: self.peer.target},
+                                       config="[server]\nidle_timeout = %d\n" % self.IDLE_S)
+
+    def test_idle_console_closed_4408(self):
+        ws = open_echo(self.sg, self.token)
+        self.assertTrue(still_relays(ws))
+        last_byte = time.monotonic()
+        self.assert_closed(ws, CLOSE_IDLE, self.sg)
+        elapsed = time.monotonic() - last_byte
+        self.assertGreater(elapsed, self.IDLE_S - 0.2, "closed before idle_timeout")
+        # A tick (1 s here), GLib's grouping of second timers (1 s), slack.
+        self.assertLess(elapsed, self.IDLE_S + 2 + SLACK_S, "idle_timeout = %d: closed only "
+                        "after %.1f s" % (self.IDLE_S, elapsed))
+        self.sg.wait_log(r'close client=.* reason="console idle for too long": no byte either '
+                         r'way for %d s \(idle_timeout\)$' % self.IDLE_S)
+        self.assertTrue(self.peer.conns[0].eof.wait(WAIT_S), "the SPICE server's connection "
+                        "stayed open")
+
+    def test_traffic_keeps_the_console(self):
+        # Two consoles opened together: the quiet one's close is the clock;
+        # the busy one, which exchanged bytes all along, outlives it.
+        busy = open_echo(self.sg, self.token)
+        quiet = open_echo(self.sg, self.token)
+        deadline = Deadline(self.IDLE_S + 2 + SLACK_S + 5)
+        rounds = 0
+        while not select.select([quiet.sock], [], [], 0.25)[0]:
+            self.assertFalse(deadline.expired(), "the quiet console was never closed")
+            self.assertTrue(still_relays(busy, b"%d" % rounds))
+            rounds += 1
+        self.assert_closed(quiet, CLOSE_IDLE, self.sg)
+        self.assertTrue(still_relays(busy), "a console with traffic was closed as idle")
+        self.assertGreater(rounds, 4)
+
+    def test_off_by_default(self):
+        # Without idle_timeout a quiet console outlives a console that was
+        # closed as idle by a daemon configured for it.
+        plain = self.start_spicegate({self.token: self.peer.target})
+        quiet_plain = open_echo(plain, self.token)
+        quiet = open_echo(self.sg, self.token)
+        self.assert_closed(quiet, CLOSE_IDLE, self.sg)
+        self.assertTrue(still_relays(quiet_plain))
+
+
+class Drain(IntegTestCase):
+    """drain_timeout: a browser that stops reading cannot keep a session
+    whose console ended (DRAINING), nor one whose close frame cannot go
+    out (CLOSING): spicegate hangs up, and the close line says so."""
+
+    def deaf_session(self, sg, peer, token):
+        """A console whose browser stopped reading while the SPICE server
+        floods it: returns (websocket, the server's connection) once
+        spicegate has pushed back on the server."""
+        ws = sg.ws(token=token, rcvbuf=65536)
+        ws.send_binary(link_message(CHANNEL_MAIN))
+        conn = peer.wait_conn()
+        self.assertTrue(conn.link_read.wait(WAIT_S))
+        self.assertTrue(conn.stalled.wait(60), "spicegate never pushed back on the flood")
+        return ws, conn
+
+    def test_draining_browser_that_never_reads_is_hung_up(self):
+        peer = FakePeer(self.reg, flood_then_reset_handler(pattern(3, 64 << 20)), "flood")
+        token = random_token()
+        sg = self.start_spicegate({token: peer.target}, config="[server]\ndrain_timeout = 1\n",
+                                  extra_args=["--debug"])
+        ws, conn = self.deaf_session(sg, peer, token)
+        conn.go.set()                        # the SPICE server resets
+        self.assertTrue(conn.done.wait(WAIT_S))
+        # The browser's next upload finds the server gone: DRAINING, with
+        # what the browser is owed stuck in spicegate and the socket.
+        ws.send_binary(b"keystroke")
+        start = time.monotonic()
+        sg.wait_log(r'close client=.* reason="console closed": .*hung up: the browser did not '
+                    r'take the rest within 1 s \(drain_timeout\)$', seconds=1 + SLACK_S + 5)
+        elapsed = time.monotonic() - start
+        self.assertLess(elapsed, 1 + SLACK_S, "drain_timeout = 1: hung up after %.1f s"
+                        % elapsed)
+        wait_dropped(ws.sock)                # and the connection is gone
+
+    def test_close_frame_that_cannot_go_out_is_bounded(self):
+        # idle_timeout closes a console whose browser stopped reading: the
+        # close frame waits behind what the browser did not take (CLOSING),
+        # and drain_timeout bounds that too.
+        peer = FakePeer(self.reg, sink_source_handler(pattern(4, 64 << 20)), "flood")
+        token = random_token()
+        sg = self.start_spicegate({token: peer.target},
+                                  config="[server]\nidle_timeout = 1\ndrain_timeout = 1\n")
+        ws = sg.ws(token=token, rcvbuf=65536)          # never reads
+        ws.send_binary(link_message(CHANNEL_MAIN))
+        conn = peer.wait_conn()
+        self.assertTrue(conn.link_read.wait(WAIT_S))
+        conn.go.set()
+        sg.wait_log(r'close client=.* reason="console idle for too long": no byte either way '
+                    r'for 1 s \(idle_timeout\); hung up: the browser did not take the rest '
+                    r'within 1 s \(drain_timeout\)$', seconds=WAIT_S)
+        wait_dropped(ws.sock)
+        self.assertTrue(conn.eof.wait(WAIT_S), "the SPICE server's connection stayed open")
