@@ -228,6 +228,12 @@ apply_drain_timeout(SgConfig *cfg, const char *value, GError **error)
     return parse_uint(value, 1, 300, &cfg->drain_timeout_s, error);
 }
 
+static gboolean
+apply_shutdown_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 1, 300, &cfg->shutdown_timeout_s, error);
+}
+
 /* "auto": one per CPU, which is what spreads a busy host's sessions over
  * every core; more would only add context switches. */
 static gboolean
@@ -509,6 +515,9 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "drain_timeout", "30",
       "seconds a browser has to take the rest of a console that ended, then it is hung up on",
       apply_drain_timeout },
+    { "server", "shutdown_timeout", SG_SHUTDOWN_TIMEOUT_DEFAULT_S,
+      "seconds sessions get to close at stop before spicegate exits anyway",
+      apply_shutdown_timeout },
     { "server", "workers", "1",
       "worker processes sharing the port: a number, or auto for one per CPU",
       apply_workers },

@@ -44,6 +44,7 @@ struct SgConfig {
     guint link_timeout_s;
     guint idle_timeout_s;         /* 0: off */
     guint drain_timeout_s;
+    guint shutdown_timeout_s;     /* what sessions get to close at stop */
     char *base_url;               /* Nova's html5proxy_base_url; NULL: no scheme check */
     char *expected_scheme;        /* "http" or "https", from base_url; NULL: any */
     char *port_file;              /* command line only */

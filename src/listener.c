@@ -38,8 +38,6 @@
 #define SG_WS_RX_BUFFER_BYTES SG_SESSION_RX_CHUNK_BYTES
 /* See pt_serv_buf_size below; shared by every connection of the thread. */
 #define SG_PT_SERV_BUF_BYTES (SG_SESSION_RX_CHUNK_BYTES + 4096)
-/* How long shutdown waits for sessions to send their close frames. */
-#define SG_SHUTDOWN_GRACE_MS 3000
 /* All request headers together: browsers send every cookie of the domain,
  * and a console proxy sharing one with Horizon sees its session and CSRF
  * cookies too; lws' default of 4 KiB refuses such requests outright. */
@@ -571,8 +569,10 @@ sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
     if (g_hash_table_size(listener->sessions) == 0)
         listener->shutdown_timer = g_idle_add(on_shutdown_complete, listener);
     else
-        listener->shutdown_timer = g_timeout_add(SG_SHUTDOWN_GRACE_MS, on_shutdown_complete,
-                                                 listener);
+        /* [server] shutdown_timeout: how long the sessions get to send
+         * their close frames. */
+        listener->shutdown_timer = g_timeout_add(listener->cfg->shutdown_timeout_s * 1000,
+                                                 on_shutdown_complete, listener);
 }
 
 void

@@ -5,7 +5,9 @@
   drips one, before any websocket exists;
 - idle_timeout: a relaying console with no byte either way (4408, idle);
 - drain_timeout: a browser that no longer reads, once its console ended
-  (DRAINING) or while its close frame waits (CLOSING): spicegate hangs up.
+  (DRAINING) or while its close frame waits (CLOSING): spicegate hangs up;
+- shutdown_timeout: what sessions get at stop, in one process and with
+  workers (the master's wait is derived from it), and what systemd is told.
 
 The SPICE servers here are fake peers (fault injection: QEMU cannot be
 told to flood and then reset); link_timeout and the other refusals are in
@@ -244,3 +246,95 @@ class Drain(IntegTestCase):
                     r'within 1 s \(drain_timeout\)$', seconds=WAIT_S)
         wait_dropped(ws.sock)
         self.assertTrue(conn.eof.wait(WAIT_S), "the SPICE server's connection stayed open")
+
+
+def built_stop_settings():
+    """(TimeoutStopSec of the built unit, shutdown_timeout's default from
+    the built sample configuration): both derived from configure.ac."""
+    with open(os.path.join(TOP_BUILDDIR, "conf", "spicegate.service")) as f:
+        unit = int(re.search(r"^TimeoutStopSec=(\d+)$", f.read(), re.M).group(1))
+    with open(os.path.join(TOP_BUILDDIR, "conf", "spicegate.conf")) as f:
+        default = int(re.search(r"^#shutdown_timeout = (\d+)$", f.read(), re.M).group(1))
+    return unit, default
+
+
+class Shutdown(IntegTestCase):
+    """shutdown_timeout: one value for the listener, the workers' master
+    and what systemd is told."""
+
+    def setUp(self):
+        super().setUp()
+        self.notify_path = os.path.join(self.tmp, "notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.reg.add(self.notify)
+
+    def recv_state(self):
+        self.notify.settimeout(Deadline().remaining())
+        data = self.notify.recv(4096).decode()
+        return dict(line.split("=", 1) for line in data.split("\n") if line)
+
+    def stuck_session(self, sg, peer, token):
+        ws = sg.ws(token=token, rcvbuf=65536)     # never reads
+        ws.send_binary(link_message(CHANNEL_MAIN))
+        conn = peer.wait_conn()
+        self.assertTrue(conn.link_read.wait(WAIT_S))
+        conn.go.set()
+        self.assertTrue(conn.stalled.wait(60), "spicegate never pushed back on the flood")
+        return ws
+
+    def test_shutdown_timeout_bounds_a_stuck_session(self):
+        # The close frame cannot reach a browser that stopped reading; the
+        # process exits once shutdown_timeout is over (drain_timeout, 30 s
+        # here, is longer).
+        peer = FakePeer(self.reg, sink_source_handler(pattern(5, 64 << 20)), "flood")
+        token = random_token()
+        sg = self.start_spicegate({token: peer.target}, config="[server]\nshutdown_timeout = 1\n")
+        self.stuck_session(sg, peer, token)
+        start = time.monotonic()
+        sg.send_signal(signal.SIGTERM)
+        self.assertEqual(sg.wait_exit(), 0, sg.log_tail())
+        elapsed = time.monotonic() - start
+        self.assertGreater(elapsed, 0.8, "exited before shutdown_timeout")
+        self.assertLess(elapsed, 1 + SLACK_S, "shutdown_timeout = 1: exit after %.1f s" % elapsed)
+
+    def test_systemd_told_the_stop_time(self):
+        # With the default, what spicegate asks for is the unit's
+        # TimeoutStopSec; a longer shutdown_timeout asks for that much more.
+        unit_s, default_s = built_stop_settings()
+        for shutdown_s in (default_s, default_s + 40):
+            env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+            sg = self.start_spicegate(config="[server]\nshutdown_timeout = %d\n" % shutdown_s,
+                                      env=env)
+            self.assertEqual(self.recv_state(), {"READY": "1"})
+            sg.send_signal(signal.SIGTERM)
+            self.assertEqual(self.recv_state(), {
+                "STOPPING": "1",
+                "EXTEND_TIMEOUT_USEC": str((unit_s - default_s + shutdown_s) * 1000000)})
+            self.assertEqual(sg.wait_exit(), 0, sg.log_tail())
+
+    def test_master_waits_for_workers_shutdown_timeout_plus_margin(self):
+        # A worker that cannot stop (SIGSTOP) is killed by the master once
+        # shutdown_timeout and the master's margin are over; the unit's
+        # TimeoutStopSec leaves systemd's margin after that.
+        unit_s, default_s = built_stop_settings()
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        sg = self.start_spicegate(config="[server]\nshutdown_timeout = 1\nworkers = 2\n",
+                                  env=env)
+        self.assertEqual(self.recv_state(), {"READY": "1"})
+        poll_until(lambda: len(children(sg.pid)) == 2, "two workers")
+        stuck = children(sg.pid)[0]
+        os.kill(stuck, signal.SIGSTOP)
+        start = time.monotonic()
+        sg.send_signal(signal.SIGTERM)
+        state = self.recv_state()
+        self.assertEqual(state["STOPPING"], "1")
+        stop_s = int(state["EXTEND_TIMEOUT_USEC"]) // 1000000
+        self.assertEqual(stop_s, unit_s - default_s + 1)
+        self.assertEqual(sg.wait_exit(stop_s + 5), 0, sg.log_tail())
+        elapsed = time.monotonic() - start
+        # The master's wait is shutdown_timeout plus its margin, which is
+        # less than what systemd allows and more than the worker's own.
+        self.assertGreater(elapsed, 1 + 1, "the stuck worker was killed at once")
+        self.assertLess(elapsed, stop_s, "the master waited longer than systemd allows")
+        self.assertFalse(os.path.exists("/proc/%d" % stuck), "the stuck worker is still there")
