@@ -20,13 +20,14 @@ import re
 import select
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
 
 from harness import (
     CHANNEL_MAIN, CLOSE_IDLE, Deadline, FakePeer, IntegTestCase, TOP_BUILDDIR, WAIT_S, children,
-    link_message, open_echo, pattern, poll_until, random_token, sink_source_handler,
+    link_message, make_cert, open_echo, pattern, poll_until, random_token, sink_source_handler,
     still_relays,
 )
 
@@ -137,6 +138,50 @@ class Handshake(IntegTestCase):
         self.addCleanup(other.close)
         wait_dropped(other)                 # handshake_timeout has passed
         self.assertTrue(still_relays(ws))
+
+
+class HandshakeTls(IntegTestCase):
+    """handshake_timeout over TLS: for the TLS handshake (lws' default was
+    5 s), then again for the request."""
+
+    TIMEOUT_S = 1
+
+    def start(self, ssl_only):
+        cert, key = make_cert(self.tmp)
+        return self.start_spicegate(config="[server]\nhandshake_timeout = %d\n[tls]\ncert = %s\n"
+                                           "key = %s\nssl_only = %s\n"
+                                           % (self.TIMEOUT_S, cert, key,
+                                              "true" if ssl_only else "false"))
+
+    def assert_dropped_in_time(self, sock, start):
+        wait_dropped(sock)
+        elapsed = time.monotonic() - start
+        self.assertGreater(elapsed, self.TIMEOUT_S - 0.2, "dropped before handshake_timeout")
+        self.assertLess(elapsed, self.TIMEOUT_S + SLACK_S,
+                        "handshake_timeout = %d: still open after %.1f s"
+                        % (self.TIMEOUT_S, elapsed))
+
+    def test_no_client_hello_dropped(self):
+        for ssl_only in (True, False):
+            sg = self.start(ssl_only)
+            sock = socket.create_connection(("127.0.0.1", sg.port))
+            self.addCleanup(sock.close)
+            self.assert_dropped_in_time(sock, time.monotonic())
+
+    def test_half_request_after_handshake_dropped(self):
+        sg = self.start(True)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", sg.port)),
+                               server_hostname="localhost")
+        self.addCleanup(sock.close)
+        start = time.monotonic()
+        sock.sendall(b"GET /spice_auto.html HTTP/1.1\r\nHo")
+        try:
+            self.assert_dropped_in_time(sock, start)
+        except ssl.SSLError:
+            pass                             # a TLS-level end is an end too
 
 
 class Idle(IntegTestCase):
