@@ -38,8 +38,6 @@
 #define SG_WS_RX_BUFFER_BYTES SG_SESSION_RX_CHUNK_BYTES
 /* See pt_serv_buf_size below; shared by every connection of the thread. */
 #define SG_PT_SERV_BUF_BYTES (SG_SESSION_RX_CHUNK_BYTES + 4096)
-/* How long shutdown waits for sessions to send their close frames. */
-#define SG_SHUTDOWN_GRACE_MS 3000
 /* All request headers together: browsers send every cookie of the domain,
  * and a console proxy sharing one with Horizon sees its session and CSRF
  * cookies too; lws' default of 4 KiB refuses such requests outright. */
@@ -466,6 +464,8 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     listener->env.tokens = tokens;
     listener->env.connect_timeout_s = cfg->connect_timeout_s;
     listener->env.link_timeout_s = cfg->link_timeout_s;
+    listener->env.idle_timeout_s = cfg->idle_timeout_s;
+    listener->env.drain_timeout_s = cfg->drain_timeout_s;
     listener->sessions = g_hash_table_new(g_direct_hash, g_direct_equal);
     if (cfg->pages_dir == NULL) {
         roots[0] = cfg->web_dir;
@@ -489,6 +489,10 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     info.uid = -1;
     info.server_string = "spicegate";
     info.max_http_header_data = SG_HEADERS_MAX_BYTES;
+    /* handshake_timeout: lws' TLS accept (timeout_secs), then its hold on
+     * a connection's request headers until they are whole (ah_idle). */
+    info.timeout_secs = cfg->handshake_timeout_s;
+    info.timeout_secs_ah_idle = cfg->handshake_timeout_s;
     /* lws reads the socket into this one per-thread buffer before parsing
      * frames: its 4 KiB default cut a 16 KiB upload frame into five
      * receive callbacks and five sends to the SPICE server. */
@@ -565,8 +569,10 @@ sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
     if (g_hash_table_size(listener->sessions) == 0)
         listener->shutdown_timer = g_idle_add(on_shutdown_complete, listener);
     else
-        listener->shutdown_timer = g_timeout_add(SG_SHUTDOWN_GRACE_MS, on_shutdown_complete,
-                                                 listener);
+        /* [server] shutdown_timeout: how long the sessions get to send
+         * their close frames. */
+        listener->shutdown_timer = g_timeout_add(listener->cfg->shutdown_timeout_s * 1000,
+                                                 on_shutdown_complete, listener);
 }
 
 void

@@ -302,7 +302,7 @@ on_terminate(gpointer data)
     d->stopping = true;
     g_log(G_LOG_DOMAIN, d->worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
           "stopping: closing %u session(s)", sg_listener_count_sessions(d->listener));
-    sg_notify_systemd("STOPPING=1");
+    sg_notify_systemd_stopping(d->cfg->shutdown_timeout_s);
     sg_listener_shutdown(d->listener, on_stopped, d);
     return G_SOURCE_CONTINUE;
 }
@@ -621,8 +621,8 @@ main(int argc, char **argv)
             }
             sg_token_backend_free(probe);
         }
-        status = sg_workers_run(cfg->listen_host, cfg->listen_port, cfg->workers, run_daemon,
-                                on_workers_ready, cfg);
+        status = sg_workers_run(cfg->listen_host, cfg->listen_port, cfg->workers,
+                                cfg->shutdown_timeout_s, run_daemon, on_workers_ready, cfg);
         if (status == 0)
             g_message("stopped");
     }

@@ -2,26 +2,42 @@
 /* session.c - the per-websocket state machine and relay.
  *
  * Owns: the token lookup handle, the upstream (connect + socket), the two
- * bounded buffers, the link timer. Must not: block, keep a pointer to
- * anything the listener frees before CLOSED, or log a token.
+ * bounded buffers, its timers. Must not: block, keep a pointer to anything
+ * the listener frees before CLOSED, or log a token.
  *
- * Session states
+ * Session states (the legal moves are one table, session_state.c)
  *
- *   new --start--> AUTHORISING --target--> CONNECTING --connected--> RELAYING
- *    |                  | no/bad token          | unreachable,          | SPICE server
- *    | refuse           | backend down          | timeout               | closes
- *    v                  v                       v                       v
- *   CLOSING <-----------+-----------------------+------------------- DRAINING
- *    |                   (bad link, link timeout, text frame, shutdown  (flush what the
- *    |                    go to CLOSING from any state)                  browser is owed)
+ *   NEW --start--> AUTHORISING --target--> CONNECTING --connected--> LINKING
+ *    |                  | no/bad token          | unreachable,          | link sent and
+ *    | refuse           | backend down          | timeout               | answered
+ *    |                  |                       |                       v
+ *    |                  |                       |                    RELAYING --idle--+
+ *    |                  |                       |                       | SPICE server |
+ *    |                  |                       |                       | closes       |
+ *    v                  v                       v                       v              |
+ *   CLOSING <-----------+-----------------------+------------------- DRAINING         |
+ *    |  ^                (bad link, link timeout, text frame, shutdown, (flush what the |
+ *    |  +-----------------expiry go to CLOSING from any state)           browser is owed)
  *    v
  *   free (lws CLOSED; also when the browser goes away in any state)
  *
  * The SPICE link message is checked as soon as the browser sends it, in
- * whatever state the session is; bytes flow upstream only once it passed
- * and the connection is up. Every waiting state has a timer: the token
- * backend's own deadline (AUTHORISING), the connect timeout (CONNECTING),
- * and the link timeout until the link message arrives.
+ * whatever state the session is (a bad one is refused at once), and waits
+ * in the upload buffer; it goes to the SPICE server in LINKING, once the
+ * connection is up, and nothing else goes before it. LINKING ends when
+ * the server has answered. Every waiting state has a deadline:
+ *
+ *   AUTHORISING  the token backend's own: [nova] timeout (a file answers at once)
+ *   CONNECTING   upstream.c's: connect_timeout (4504)
+ *   LINKING      link_timeout for the whole exchange: no link from the browser
+ *                (4408), or none answered by the SPICE server (4504)
+ *   RELAYING     idle_timeout when set: no byte either way (4408, "idle")
+ *   DRAINING,    drain_timeout for the browser to take what it is owed, the
+ *   CLOSING      close frame included; then spicegate hangs up
+ *
+ * Before the upgrade, lws holds the connection under handshake_timeout
+ * (listener.c); at stop, the listener waits shutdown_timeout for CLOSING
+ * sessions.
  */
 #include "autoconfig.h"
 
@@ -41,6 +57,7 @@
 #include "compat.h"
 #include "log.h"
 #include "session.h"
+#include "session_state.h"
 #include "spice_link.h"
 #include "splice_pipe.h"
 #include "token.h"
@@ -71,19 +88,6 @@
  * uploads are keystrokes and pointer moves), then closes. Pages are only
  * touched as they fill. */
 #define SG_H2_UP_BUF_BYTES (4 * 1024 * 1024)
-
-typedef enum {
-    SG_SESSION_NEW = 0,
-    SG_SESSION_AUTHORISING,       /* waiting for the token backend */
-    SG_SESSION_CONNECTING,        /* TCP connect to the SPICE server */
-    SG_SESSION_RELAYING,
-    SG_SESSION_DRAINING,          /* SPICE server gone; flushing to the browser */
-    SG_SESSION_CLOSING,           /* close frame queued; waiting for lws */
-} SgSessionState;
-
-static const char *const state_names[] = {
-    "new", "authorising", "connecting", "relaying", "draining", "closing",
-};
 
 #define SG_CLOSE_TABLE_ENTRY(name, code, text) [SG_CLOSE_##name] = { code, text },
 static const struct {
@@ -120,11 +124,12 @@ struct SgSession {
     bool splice_next;             /* the last read was large: splice the next one */
     GList flush_link;             /* in flush_queue while an upload waits */
     bool flush_queued;
-    bool link_ok;
     bool rx_paused;               /* websocket reads stopped for flow control */
     bool opened;                  /* the "open" line was logged */
-    guint link_timer;
-    guint reply_timer;            /* the SPICE server's link reply is due */
+    guint deadline;               /* the current state's (arm_deadline()) */
+    gint64 drain_until_us;        /* DRAINING's deadline, which CLOSING keeps */
+    guint64 idle_moved;           /* RELAYING: bytes_up + bytes_down at the last tick */
+    guint idle_quiet_s;           /* RELAYING: seconds of ticks that saw none move */
     bool got_reply;               /* the SPICE server has said something */
     guint paused_check;           /* while rx_paused: is the browser gone? */
     guint expiry_timer;           /* enforce_session_timeout */
@@ -162,13 +167,19 @@ sg_close_reason_text(SgCloseReason reason)
                    "[s:%" G_GUINT64_FORMAT "] " fmt, (sess)->id, ##__VA_ARGS__)
 
 static void end_scan(SgSession *sess);
+static void unqueue_flush(SgSession *sess);
+static void arm_deadline(SgSession *sess);
 
+/* Every move goes through the table (session_state.c): an illegal one is
+ * logged as a bug and made anyway, so that the session still ends. */
 static void
 set_state(SgSession *sess, SgSessionState state)
 {
-    sess_log(G_LOG_LEVEL_DEBUG, sess, "%s -> %s", state_names[sess->state],
-             state_names[state]);
+    sg_session_state_check_move(sess->id, sess->state, state);
+    sess_log(G_LOG_LEVEL_DEBUG, sess, "%s -> %s", sg_session_state_name(sess->state),
+             sg_session_state_name(state));
     sess->state = state;
+    arm_deadline(sess);
 }
 
 static void start_relay(SgSession *sess);
@@ -209,6 +220,23 @@ log_refused(SgSession *sess, const char *reason, const char *detail)
                    detail ? ": " : "", detail ? detail : "");
 }
 
+/* The one teardown: stops everything that could call back into @sess (the
+ * token lookup, the SPICE server's connection and its watch, every timer,
+ * the queued upload flush) and ends the main channel's scan, which may
+ * write the open line it held back. From close_with() and
+ * sg_session_free(); running it twice is harmless. */
+static void
+stop_activities(SgSession *sess)
+{
+    g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
+    g_clear_pointer(&sess->up, sg_upstream_free);
+    g_clear_handle_id(&sess->deadline, g_source_remove);
+    g_clear_handle_id(&sess->paused_check, g_source_remove);
+    g_clear_handle_id(&sess->expiry_timer, g_source_remove);
+    unqueue_flush(sess);
+    end_scan(sess);
+}
+
 /* Ends the session with @reason: stops everything that could call back,
  * and has lws send the close frame from the next WRITEABLE. */
 static void
@@ -227,13 +255,7 @@ close_with(SgSession *sess, SgCloseReason reason, const char *detail)
     sess->detail = new_detail;
     detail = new_detail;
     sess->reason = reason;
-    g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
-    g_clear_pointer(&sess->up, sg_upstream_free);
-    g_clear_handle_id(&sess->link_timer, g_source_remove);
-    g_clear_handle_id(&sess->reply_timer, g_source_remove);
-    g_clear_handle_id(&sess->paused_check, g_source_remove);
-    g_clear_handle_id(&sess->expiry_timer, g_source_remove);
-    end_scan(sess);
+    stop_activities(sess);
     if (!sess->opened)
         log_refused(sess, sg_close_reason_text(reason), detail);
     set_state(sess, SG_SESSION_CLOSING);
@@ -252,43 +274,166 @@ sg_session_shutdown(SgSession *sess)
     close_with(sess, SG_CLOSE_SHUTDOWN, NULL);
 }
 
-static gboolean
-on_link_timeout(gpointer data)
-{
-    SgSession *sess = data;
+/* --- deadlines ------------------------------------------------------------- */
 
-    sess->link_timer = 0;
-    close_with(sess, SG_CLOSE_LINK_TIMEOUT, NULL);
-    return G_SOURCE_REMOVE;
+/* The browser's link message has passed (it waits in ubuf until LINKING
+ * sends it). */
+static bool
+have_link(const SgSession *sess)
+{
+    return sess->channel != NULL;
 }
 
-/* The SPICE server took the connection and the link message but has not
- * answered within link_timeout: a hung server would otherwise hold the
- * session (two descriptors and its buffers) until lws' own 5 minutes. The
- * browser hears "console connect timed out": to a person the console could
- * not be reached; the log says what happened. */
-static gboolean
-on_reply_timeout(gpointer data)
+/* Bytes from the browser may go to the SPICE server: the connection is up
+ * and the link message passed (it goes first: it heads ubuf). */
+static bool
+may_send_up(const SgSession *sess)
 {
-    SgSession *sess = data;
-    g_autofree char *why =
-        g_strdup_printf("the SPICE server did not answer the link within %u s",
-                        sess->env->link_timeout_s);
-
-    sess->reply_timer = 0;
-    close_with(sess, SG_CLOSE_CONNECT_TIMEOUT, why);
-    return G_SOURCE_REMOVE;
+    return sess->up != NULL && have_link(sess) &&
+           (sess->state == SG_SESSION_LINKING || sess->state == SG_SESSION_RELAYING);
 }
 
-/* Starts the wait for the server's link reply once the link can have been
- * sent: both the link checked and the connection up, whichever came last. */
+/* LINKING is over once the browser's link passed (and so goes out first)
+ * and the SPICE server has said something: called on either event. */
 static void
-arm_reply_deadline(SgSession *sess)
+end_linking(SgSession *sess)
 {
-    if (sess->reply_timer == 0 && !sess->got_reply && sess->link_ok &&
-        sess->state == SG_SESSION_RELAYING)
-        sess->reply_timer = g_timeout_add_seconds(sess->env->link_timeout_s, on_reply_timeout,
-                                                  sess);
+    if (sess->state == SG_SESSION_LINKING && have_link(sess) && sess->got_reply)
+        set_state(sess, SG_SESSION_RELAYING);
+}
+
+/* LINKING: no link message from the browser within link_timeout, or the
+ * SPICE server took the connection and the link but has not answered (a
+ * hung server would otherwise hold the session, two descriptors and its
+ * buffers, for good). For the latter the browser hears "console connect
+ * timed out": to a person the console could not be reached; the log says
+ * what happened. */
+static gboolean
+on_link_deadline(gpointer data)
+{
+    SgSession *sess = data;
+
+    sess->deadline = 0;
+    if (!have_link(sess)) {
+        close_with(sess, SG_CLOSE_LINK_TIMEOUT, NULL);
+    } else {
+        g_autofree char *why =
+            g_strdup_printf("the SPICE server did not answer the link within %u s",
+                            sess->env->link_timeout_s);
+
+        close_with(sess, SG_CLOSE_CONNECT_TIMEOUT, why);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* RELAYING with idle_timeout: a tick of a quarter of it (at least a
+ * second) looks whether any byte moved since the last; the session closes
+ * once ticks worth idle_timeout saw none. So it closes between idle_timeout
+ * and idle_timeout plus a tick (and a second of timer grouping) after the
+ * last byte, and the relay itself does no bookkeeping for it. */
+static guint
+idle_tick_s(const SgSessionEnv *env)
+{
+    return MAX(env->idle_timeout_s / 4, 1);
+}
+
+static gboolean
+on_idle_tick(gpointer data)
+{
+    SgSession *sess = data;
+    guint64 moved = sess->bytes_up + sess->bytes_down;
+
+    if (moved != sess->idle_moved) {
+        sess->idle_moved = moved;
+        sess->idle_quiet_s = 0;
+        return G_SOURCE_CONTINUE;
+    }
+    sess->idle_quiet_s += idle_tick_s(sess->env);
+    if (sess->idle_quiet_s < sess->env->idle_timeout_s)
+        return G_SOURCE_CONTINUE;
+    sess->deadline = 0;
+    {
+        g_autofree char *why = g_strdup_printf("no byte either way for %u s (idle_timeout)",
+                                               sess->env->idle_timeout_s);
+
+        close_with(sess, SG_CLOSE_IDLE, why);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* DRAINING or CLOSING past drain_timeout: the browser does not take what
+ * it is owed, the close frame included (it stopped reading, or its network
+ * did). Neither can go out, so spicegate hangs up: lws drops the
+ * connection at once, without a close frame (the browser sees 1006), and
+ * the close line keeps the session's reason. */
+static gboolean
+on_drain_deadline(gpointer data)
+{
+    SgSession *sess = data;
+    g_autofree char *why = g_strdup_printf("%s%shung up: the browser did not take the rest "
+                                           "within %u s (drain_timeout)",
+                                           sess->detail ? sess->detail : "",
+                                           sess->detail ? "; " : "",
+                                           sess->env->drain_timeout_s);
+
+    sess->deadline = 0;
+    sess_log(G_LOG_LEVEL_DEBUG, sess, "hanging up in %s: the browser is not reading",
+             sg_session_state_name(sess->state));
+    if (sess->state != SG_SESSION_CLOSING) {
+        close_with(sess, sess->reason, why);
+    } else {
+        g_free(sess->detail);
+        sess->detail = g_steal_pointer(&why);
+    }
+    g_clear_handle_id(&sess->deadline, g_source_remove);
+    /* lws' own timeout path: the connection is dropped as unusable, with
+     * no attempt to flush or to send a close frame. From outside its
+     * callbacks lws 4.1.6 on libuv only sees the timer once it services
+     * something (its loop re-arms its timer after I/O): wake it. */
+    lws_set_timeout(sess->ws, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    lws_cancel_service(lws_get_context(sess->ws));
+    return G_SOURCE_REMOVE;
+}
+
+/* Arms the deadline of the state just entered (see the table at the top).
+ * AUTHORISING and CONNECTING have theirs in the token backend and in
+ * upstream.c, which own those waits. */
+static void
+arm_deadline(SgSession *sess)
+{
+    const SgSessionEnv *env = sess->env;
+
+    g_clear_handle_id(&sess->deadline, g_source_remove);
+    switch (sess->state) {
+    case SG_SESSION_LINKING:
+        sess->deadline = g_timeout_add_seconds(env->link_timeout_s, on_link_deadline, sess);
+        break;
+    case SG_SESSION_RELAYING:
+        if (env->idle_timeout_s > 0) {
+            sess->idle_moved = sess->bytes_up + sess->bytes_down;
+            sess->idle_quiet_s = 0;
+            sess->deadline = g_timeout_add_seconds(idle_tick_s(env), on_idle_tick, sess);
+        }
+        break;
+    case SG_SESSION_DRAINING:
+        sess->drain_until_us = g_get_monotonic_time() + env->drain_timeout_s * G_USEC_PER_SEC;
+        /* fall through */
+    case SG_SESSION_CLOSING: {
+        /* From DRAINING, the close frame gets what is left of its time. */
+        gint64 left_us = sess->drain_until_us != 0
+                             ? MAX(sess->drain_until_us - g_get_monotonic_time(), 0)
+                             : (gint64)env->drain_timeout_s * G_USEC_PER_SEC;
+
+        sess->deadline = g_timeout_add((guint)(left_us / 1000), on_drain_deadline, sess);
+        break;
+    }
+    case SG_SESSION_NEW:
+    case SG_SESSION_AUTHORISING:
+    case SG_SESSION_CONNECTING:
+    case SG_SESSION_N_STATES:
+    default:
+        break;
+    }
 }
 
 /* While reads from the browser are paused (flow control), lws does not
@@ -366,7 +511,7 @@ on_upstream_connected(SgUpstream *up, const GError *error, gpointer data)
     }
     g_free(sess->target);
     sess->target = g_strdup(sg_upstream_get_peer(up));
-    set_state(sess, SG_SESSION_RELAYING);
+    set_state(sess, SG_SESSION_LINKING);
     start_relay(sess);
 }
 
@@ -412,7 +557,6 @@ sg_session_start(SgSession *sess, const char *token)
     g_return_if_fail(sess->state == SG_SESSION_NEW);
 
     sess->token_tag = sg_log_redact(token);
-    sess->link_timer = g_timeout_add_seconds(sess->env->link_timeout_s, on_link_timeout, sess);
     set_state(sess, SG_SESSION_AUTHORISING);
     sess->lookup = sg_token_lookup(sess->env->tokens, token, on_target, sess);
 }
@@ -458,8 +602,8 @@ write_open_line(SgSession *sess)
 static void
 log_open(SgSession *sess)
 {
-    if (sess->opened || sess->open_deferred || !sess->link_ok ||
-        sess->state != SG_SESSION_RELAYING)
+    if (sess->opened || sess->open_deferred || !have_link(sess) ||
+        (sess->state != SG_SESSION_LINKING && sess->state != SG_SESSION_RELAYING))
         return;
     if (sess->scan != NULL) {
         sess->open_deferred = true;
@@ -516,7 +660,6 @@ static void
 upstream_gone(SgSession *sess, SgCloseReason reason, const char *detail)
 {
     g_clear_pointer(&sess->up, sg_upstream_free);
-    g_clear_handle_id(&sess->reply_timer, g_source_remove);
     if (down_drained(sess)) {
         close_with(sess, reason, detail);
         return;
@@ -535,7 +678,7 @@ wanted_interest(SgSession *sess)
 
     if (down_drained(sess))
         interest |= G_IO_IN;
-    if (sess->link_ok && !sg_buf_is_empty(sess->ubuf))
+    if (have_link(sess) && !sg_buf_is_empty(sess->ubuf))
         interest |= G_IO_OUT;
     return interest;
 }
@@ -543,7 +686,8 @@ wanted_interest(SgSession *sess)
 static void
 update_interest(SgSession *sess)
 {
-    if (sess->up != NULL && sess->state == SG_SESSION_RELAYING)
+    if (sess->up != NULL &&
+        (sess->state == SG_SESSION_LINKING || sess->state == SG_SESSION_RELAYING))
         sg_upstream_set_interest(sess->up, wanted_interest(sess));
 }
 
@@ -718,7 +862,7 @@ read_upstream(SgSession *sess)
     if (n > 0) {
         if (G_UNLIKELY(!sess->got_reply)) {
             sess->got_reply = true;
-            g_clear_handle_id(&sess->reply_timer, g_source_remove);
+            end_linking(sess);
         }
         sess->splice_next = sess->zero_copy && n >= SG_SPLICE_MIN_BYTES;
         if (G_UNLIKELY(sess->scan != NULL))
@@ -744,7 +888,7 @@ pump_upstream(SgSession *sess)
 {
     gsize len;
 
-    if (sess->up == NULL || sess->state != SG_SESSION_RELAYING || !sess->link_ok)
+    if (!may_send_up(sess))
         return;
     len = sg_buf_len(sess->ubuf);
     if (len > 0) {
@@ -788,7 +932,6 @@ start_relay(SgSession *sess)
      * can take them straight from the kernel (splice_pipe.h). */
     sess->zero_copy = !sess->over_h2 && !lws_is_ssl(sess->ws);
     log_open(sess);
-    arm_reply_deadline(sess);
     pump_upstream(sess);
     update_interest(sess);
 }
@@ -804,9 +947,7 @@ check_link(SgSession *sess)
     switch (sg_spice_link_parse(sg_buf_data(sess->ubuf), sg_buf_len(sess->ubuf), &link,
                                 &consumed, &why)) {
     case SG_PARSE_OK:
-        sess->link_ok = true;
         sess->channel = sg_spice_channel_name(link.channel_type);
-        g_clear_handle_id(&sess->link_timer, g_source_remove);
         /* The console's id: other channels carry it in their link; the
          * main channel learns it from the server (scan_down()). */
         if (link.channel_type == SPICE_CHANNEL_MAIN) {
@@ -819,7 +960,7 @@ check_link(SgSession *sess)
         sess_log(G_LOG_LEVEL_DEBUG, sess, "link ok: channel %s id %u", sess->channel,
                  link.channel_id);
         log_open(sess);
-        arm_reply_deadline(sess);
+        end_linking(sess);
         return true;
     case SG_PARSE_AGAIN:
         return true;
@@ -923,8 +1064,7 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
      * read (queue_flush()): one send() per read of the websocket instead
      * of one per frame. */
     batch = len >= SG_UP_BATCH_MIN_BYTES;
-    if (!batch && sess->link_ok && sess->state == SG_SESSION_RELAYING && sess->up != NULL &&
-        sg_buf_is_empty(sess->ubuf)) {
+    if (!batch && may_send_up(sess) && sg_buf_is_empty(sess->ubuf)) {
         ssize_t n = send(sg_upstream_get_fd(sess->up), data, len, MSG_NOSIGNAL);
 
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -953,11 +1093,11 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
         close_with(sess, SG_CLOSE_INTERNAL, "upstream buffer overflow");
         return;
     }
-    if (!sess->link_ok && !check_link(sess))
+    if (!have_link(sess) && !check_link(sess))
         return;
     if (!sess->over_h2 && !sess->rx_paused && sg_buf_space(sess->ubuf) < SG_WS_RX_CHUNK_BYTES)
         pause_browser(sess);
-    if (batch && sess->link_ok && sess->state == SG_SESSION_RELAYING && sess->up != NULL) {
+    if (batch && may_send_up(sess)) {
         queue_flush(sess);
         return;
     }
@@ -968,12 +1108,14 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
 int
 sg_session_on_writeable(SgSession *sess)
 {
-    if (sess->state == SG_SESSION_RELAYING || sess->state == SG_SESSION_DRAINING) {
+    /* LINKING too: a server may speak before the browser's link. */
+    if (sess->state == SG_SESSION_LINKING || sess->state == SG_SESSION_RELAYING ||
+        sess->state == SG_SESSION_DRAINING) {
         if (!flush_down(sess)) {
             sess_log(G_LOG_LEVEL_DEBUG, sess, "websocket write failed");
             return -1;
         }
-        if (sess->state == SG_SESSION_RELAYING) {
+        if (sess->state != SG_SESSION_DRAINING) {
             update_interest(sess);
             return 0;
         }
@@ -1025,7 +1167,9 @@ sg_session_free(SgSession *sess)
         return;
     if (sess->state != SG_SESSION_CLOSING)
         sess->reason = SG_CLOSE_CLIENT_CLOSED;
-    end_scan(sess);
+    /* First, as close_with() does: it may write the open line the main
+     * channel's scan held back. */
+    stop_activities(sess);
     if (sess->opened) {
         double secs = (double)(g_get_monotonic_time() - sess->started_us) / G_USEC_PER_SEC;
         g_autofree char *words = console_words(sess);
@@ -1050,13 +1194,6 @@ sg_session_free(SgSession *sess)
     } else if (sess->state != SG_SESSION_CLOSING) {
         log_refused(sess, "browser left", NULL);
     }
-    g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
-    g_clear_pointer(&sess->up, sg_upstream_free);
-    g_clear_handle_id(&sess->link_timer, g_source_remove);
-    g_clear_handle_id(&sess->reply_timer, g_source_remove);
-    g_clear_handle_id(&sess->paused_check, g_source_remove);
-    g_clear_handle_id(&sess->expiry_timer, g_source_remove);
-    unqueue_flush(sess);
     sg_buf_free(sess->dbuf);
     sg_buf_free(sess->ubuf);
     sg_pipe_put(sess->dpipe);
