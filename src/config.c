@@ -223,9 +223,9 @@ apply_idle_timeout(SgConfig *cfg, const char *value, GError **error)
 }
 
 static gboolean
-apply_drain_timeout(SgConfig *cfg, const char *value, GError **error)
+apply_close_timeout(SgConfig *cfg, const char *value, GError **error)
 {
-    return parse_uint(value, 1, 300, &cfg->drain_timeout_s, error);
+    return parse_uint(value, 1, 300, &cfg->close_timeout_s, error);
 }
 
 static gboolean
@@ -512,9 +512,9 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "idle_timeout", "0",
       "close a console after this many seconds without a byte either way; 0: never",
       apply_idle_timeout },
-    { "server", "drain_timeout", "30",
+    { "server", "close_timeout", "30",
       "seconds a browser has to take the rest of a console that ended, then it is hung up on",
-      apply_drain_timeout },
+      apply_close_timeout },
     { "server", "shutdown_timeout", SG_SHUTDOWN_TIMEOUT_DEFAULT_S,
       "seconds sessions get to close at stop before spicegate exits anyway",
       apply_shutdown_timeout },

@@ -465,7 +465,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     listener->env.connect_timeout_s = cfg->connect_timeout_s;
     listener->env.link_timeout_s = cfg->link_timeout_s;
     listener->env.idle_timeout_s = cfg->idle_timeout_s;
-    listener->env.drain_timeout_s = cfg->drain_timeout_s;
+    listener->env.close_timeout_s = cfg->close_timeout_s;
     listener->sessions = g_hash_table_new(g_direct_hash, g_direct_equal);
     if (cfg->pages_dir == NULL) {
         roots[0] = cfg->web_dir;

@@ -32,7 +32,7 @@
  *   LINKING      link_timeout for the whole exchange: no link from the browser
  *                (4408), or none answered by the SPICE server (4504)
  *   RELAYING     idle_timeout when set: no byte either way (4408, "idle")
- *   DRAINING,    drain_timeout for the browser to take what it is owed, the
+ *   DRAINING,    close_timeout for the browser to take what it is owed, the
  *   CLOSING      close frame included; then spicegate hangs up
  *
  * Before the upgrade, lws holds the connection under handshake_timeout
@@ -361,7 +361,7 @@ on_idle_tick(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* DRAINING or CLOSING past drain_timeout: the browser does not take what
+/* DRAINING or CLOSING past close_timeout: the browser does not take what
  * it is owed, the close frame included (it stopped reading, or its network
  * did). Neither can go out, so spicegate hangs up: lws drops the
  * connection at once, without a close frame (the browser sees 1006), and
@@ -371,10 +371,10 @@ on_drain_deadline(gpointer data)
 {
     SgSession *sess = data;
     g_autofree char *why = g_strdup_printf("%s%shung up: the browser did not take the rest "
-                                           "within %u s (drain_timeout)",
+                                           "within %u s (close_timeout)",
                                            sess->detail ? sess->detail : "",
                                            sess->detail ? "; " : "",
-                                           sess->env->drain_timeout_s);
+                                           sess->env->close_timeout_s);
 
     sess->deadline = 0;
     sess_log(G_LOG_LEVEL_DEBUG, sess, "hanging up in %s: the browser is not reading",
@@ -416,13 +416,13 @@ arm_deadline(SgSession *sess)
         }
         break;
     case SG_SESSION_DRAINING:
-        sess->drain_until_us = g_get_monotonic_time() + env->drain_timeout_s * G_USEC_PER_SEC;
+        sess->drain_until_us = g_get_monotonic_time() + env->close_timeout_s * G_USEC_PER_SEC;
         /* fall through */
     case SG_SESSION_CLOSING: {
         /* From DRAINING, the close frame gets what is left of its time. */
         gint64 left_us = sess->drain_until_us != 0
                              ? MAX(sess->drain_until_us - g_get_monotonic_time(), 0)
-                             : (gint64)env->drain_timeout_s * G_USEC_PER_SEC;
+                             : (gint64)env->close_timeout_s * G_USEC_PER_SEC;
 
         sess->deadline = g_timeout_add((guint)(left_us / 1000), on_drain_deadline, sess);
         break;

@@ -50,7 +50,7 @@ typedef struct {
     guint connect_timeout_s;
     guint link_timeout_s;
     guint idle_timeout_s;         /* 0: sessions may stay idle */
-    guint drain_timeout_s;
+    guint close_timeout_s;
 } SgSessionEnv;
 
 /* A new session on the upgraded websocket @ws from @client ("addr:port").

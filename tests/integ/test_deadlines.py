@@ -4,7 +4,7 @@
 - handshake_timeout: a connection that sends nothing, half a request, or
   drips one, before any websocket exists;
 - idle_timeout: a relaying console with no byte either way (4408, idle);
-- drain_timeout: a browser that no longer reads, once its console ended
+- close_timeout: a browser that no longer reads, once its console ended
   (DRAINING) or while its close frame waits (CLOSING): spicegate hangs up;
 - shutdown_timeout: what sessions get at stop, in one process and with
   workers (the master's wait is derived from it), and what systemd is told.
@@ -239,7 +239,7 @@ class Idle(IntegTestCase):
 
 
 class Drain(IntegTestCase):
-    """drain_timeout: a browser that stops reading cannot keep a session
+    """close_timeout: a browser that stops reading cannot keep a session
     whose console ended (DRAINING), nor one whose close frame cannot go
     out (CLOSING): spicegate hangs up, and the close line says so."""
 
@@ -257,7 +257,7 @@ class Drain(IntegTestCase):
     def test_draining_browser_that_never_reads_is_hung_up(self):
         peer = FakePeer(self.reg, flood_then_reset_handler(pattern(3, 64 << 20)), "flood")
         token = random_token()
-        sg = self.start_spicegate({token: peer.target}, config="[server]\ndrain_timeout = 1\n",
+        sg = self.start_spicegate({token: peer.target}, config="[server]\nclose_timeout = 1\n",
                                   extra_args=["--debug"])
         ws, conn = self.deaf_session(sg, peer, token)
         conn.go.set()                        # the SPICE server resets
@@ -267,20 +267,20 @@ class Drain(IntegTestCase):
         ws.send_binary(b"keystroke")
         start = time.monotonic()
         sg.wait_log(r'close client=.* reason="console closed": .*hung up: the browser did not '
-                    r'take the rest within 1 s \(drain_timeout\)$', seconds=1 + SLACK_S + 5)
+                    r'take the rest within 1 s \(close_timeout\)$', seconds=1 + SLACK_S + 5)
         elapsed = time.monotonic() - start
-        self.assertLess(elapsed, 1 + SLACK_S, "drain_timeout = 1: hung up after %.1f s"
+        self.assertLess(elapsed, 1 + SLACK_S, "close_timeout = 1: hung up after %.1f s"
                         % elapsed)
         wait_dropped(ws.sock)                # and the connection is gone
 
     def test_close_frame_that_cannot_go_out_is_bounded(self):
         # idle_timeout closes a console whose browser stopped reading: the
         # close frame waits behind what the browser did not take (CLOSING),
-        # and drain_timeout bounds that too.
+        # and close_timeout bounds that too.
         peer = FakePeer(self.reg, sink_source_handler(pattern(4, 64 << 20)), "flood")
         token = random_token()
         sg = self.start_spicegate({token: peer.target},
-                                  config="[server]\nidle_timeout = 1\ndrain_timeout = 1\n")
+                                  config="[server]\nidle_timeout = 1\nclose_timeout = 1\n")
         ws = sg.ws(token=token, rcvbuf=65536)          # never reads
         ws.send_binary(link_message(CHANNEL_MAIN))
         conn = peer.wait_conn()
@@ -288,7 +288,7 @@ class Drain(IntegTestCase):
         conn.go.set()
         sg.wait_log(r'close client=.* reason="console idle for too long": no byte either way '
                     r'for 1 s \(idle_timeout\); hung up: the browser did not take the rest '
-                    r'within 1 s \(drain_timeout\)$', seconds=WAIT_S)
+                    r'within 1 s \(close_timeout\)$', seconds=WAIT_S)
         wait_dropped(ws.sock)
         self.assertTrue(conn.eof.wait(WAIT_S), "the SPICE server's connection stayed open")
 
@@ -330,7 +330,7 @@ class Shutdown(IntegTestCase):
 
     def test_shutdown_timeout_bounds_a_stuck_session(self):
         # The close frame cannot reach a browser that stopped reading; the
-        # process exits once shutdown_timeout is over (drain_timeout, 30 s
+        # process exits once shutdown_timeout is over (close_timeout, 30 s
         # here, is longer).
         peer = FakePeer(self.reg, sink_source_handler(pattern(5, 64 << 20)), "flood")
         token = random_token()

@@ -36,7 +36,7 @@ START_TEST(test_config_defaults)
     ck_assert_uint_eq(cfg->handshake_timeout_s, 10);   /* lws' own before */
     ck_assert_uint_eq(cfg->link_timeout_s, 10);
     ck_assert_uint_eq(cfg->idle_timeout_s, 0);         /* off */
-    ck_assert_uint_eq(cfg->drain_timeout_s, 30);
+    ck_assert_uint_eq(cfg->close_timeout_s, 30);
     ck_assert_uint_eq(cfg->shutdown_timeout_s, 3);     /* the listener's before */
     ck_assert(!cfg->ssl_only);
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_2);
@@ -57,7 +57,7 @@ START_TEST(test_config_file_values)
                                    "connect_timeout=3\n"
                                    "handshake_timeout = 4\n"
                                    "idle_timeout = 900\n"
-                                   "drain_timeout = 5\n"
+                                   "close_timeout = 5\n"
                                    "shutdown_timeout = 6\n"
                                    "\n"
                                    "[tls]\n"
@@ -78,7 +78,7 @@ START_TEST(test_config_file_values)
     ck_assert_uint_eq(cfg->connect_timeout_s, 3);
     ck_assert_uint_eq(cfg->handshake_timeout_s, 4);
     ck_assert_uint_eq(cfg->idle_timeout_s, 900);
-    ck_assert_uint_eq(cfg->drain_timeout_s, 5);
+    ck_assert_uint_eq(cfg->close_timeout_s, 5);
     ck_assert_uint_eq(cfg->shutdown_timeout_s, 6);
     ck_assert(cfg->ssl_only);
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_3);
@@ -107,8 +107,8 @@ static const struct {
     { "[server]\nidle_timeout = -5\n",
       "test.conf:2: [server] idle_timeout: '-5' is not a whole number from 0 to 604800" },
     { "[server]\nidle_timeout = 604801\n", "test.conf:2: [server] idle_timeout:" },
-    { "[server]\ndrain_timeout = 0\n",
-      "test.conf:2: [server] drain_timeout: '0' is not a whole number from 1 to 300" },
+    { "[server]\nclose_timeout = 0\n",
+      "test.conf:2: [server] close_timeout: '0' is not a whole number from 1 to 300" },
     { "[server]\nshutdown_timeout = 1h\n",
       "test.conf:2: [server] shutdown_timeout: '1h' is not a whole number from 1 to 300" },
     { "[server]\nlisten = host.example:80\n", "test.conf:2: [server] listen:" },

@@ -34,7 +34,7 @@ static const struct {
     { SG_SESSION_LINKING, SG_SESSION_CLOSING },        /* link_timeout, bad link */
     { SG_SESSION_RELAYING, SG_SESSION_DRAINING },      /* the SPICE server closed */
     { SG_SESSION_RELAYING, SG_SESSION_CLOSING },       /* idle, expiry, shutdown, text frame */
-    { SG_SESSION_DRAINING, SG_SESSION_CLOSING },       /* drained, or drain_timeout */
+    { SG_SESSION_DRAINING, SG_SESSION_CLOSING },       /* drained, or close_timeout */
 };
 
 static bool
