@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* listener.c - lws on the event core: HTTP files, upgrades, websocket events.
  *
- * Owns the lws context, the web roots and the registry of live sessions.
+ * Owns the lws context and the web roots; the live sessions are in the
+ * hub (hub.c), which main.c owns.
  * Each lws callback only translates: it gathers what the request says and
  * hands it to web.c, admission.c or session.c. Nothing here blocks: file
  * bodies are streamed by lws in WRITEABLE callbacks, and the token lookup
@@ -25,6 +26,7 @@
 #include "admission.h"
 #include "compat.h"
 #include "http_response.h"
+#include "hub.h"
 #include "config.h"
 #include "event_core.h"
 #include "listener.h"
@@ -57,7 +59,7 @@ struct SgListener {
     struct lws_vhost *vhost;
     SgWeb *web;
     SgSessionEnv env;
-    GHashTable *sessions;         /* SgSession* set; the wsi owns each one */
+    SgHub *hub;                   /* not ours: every live session, each owned by its wsi */
     bool shutting_down;
     bool destroying;
     GSourceFunc on_shutdown_done;
@@ -309,7 +311,6 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     if (host == NULL)
         host = copy_header(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
     conn->sess = sg_session_new(&listener->env, wsi, peer);
-    g_hash_table_add(listener->sessions, conn->sess);
 
     if (listener->shutting_down) {
         sg_session_refuse(conn->sess, SG_CLOSE_SHUTDOWN, NULL);
@@ -413,10 +414,10 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
 
     case LWS_CALLBACK_CLOSED:
         if (conn->sess != NULL) {
-            g_hash_table_remove(listener->sessions, conn->sess);
+            /* The session leaves the hub as it goes. */
             g_clear_pointer(&conn->sess, sg_session_free);
             if (listener->shutting_down && !listener->destroying &&
-                g_hash_table_size(listener->sessions) == 0 && listener->shutdown_timer != 0) {
+                sg_hub_count(listener->hub) == 0 && listener->shutdown_timer != 0) {
                 /* Last one out: finish the shutdown from the loop, not from
                  * inside an lws callback. */
                 g_source_remove(listener->shutdown_timer);
@@ -450,8 +451,8 @@ static const struct lws_protocols protocols[] = {
 };
 
 SgListener *
-sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, int listen_fd,
-                GError **error)
+sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, SgHub *hub,
+                int listen_fd, GError **error)
 {
     SgListener *listener = g_new0(SgListener, 1);
     struct lws_context_creation_info info;
@@ -466,7 +467,8 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     listener->env.tokens = tokens;
     listener->env.connect_timeout_s = cfg->connect_timeout_s;
     listener->env.link_timeout_s = cfg->link_timeout_s;
-    listener->sessions = g_hash_table_new(g_direct_hash, g_direct_equal);
+    listener->hub = hub;
+    listener->env.hub = hub;
     if (cfg->pages_dir == NULL) {
         roots[0] = cfg->web_dir;
         roots[1] = NULL;
@@ -540,29 +542,25 @@ sg_listener_get_port(const SgListener *listener)
     return listener->cfg->listen_port;
 }
 
-guint
-sg_listener_count_sessions(const SgListener *listener)
-{
-    return g_hash_table_size(listener->sessions);
-}
 
+static void
+shutdown_session(const SgHubSession *s, gpointer data)
+{
+    (void)data;
+    sg_session_shutdown(s->owner);
+}
 
 void
 sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
 {
-    GHashTableIter iter;
-    gpointer sess;
-
     g_return_if_fail(!listener->shutting_down);
     listener->shutting_down = true;
     listener->on_shutdown_done = done;
     listener->shutdown_data = user_data;
     /* A stopping worker takes no more connections; the others may. */
     sg_acceptor_stop(listener->acceptor);
-    g_hash_table_iter_init(&iter, listener->sessions);
-    while (g_hash_table_iter_next(&iter, &sess, NULL))
-        sg_session_shutdown(sess);
-    if (g_hash_table_size(listener->sessions) == 0)
+    sg_hub_foreach(listener->hub, shutdown_session, NULL);
+    if (sg_hub_count(listener->hub) == 0)
         listener->shutdown_timer = g_idle_add(on_shutdown_complete, listener);
     else
         listener->shutdown_timer = g_timeout_add(SG_SHUTDOWN_GRACE_MS, on_shutdown_complete,
@@ -578,7 +576,7 @@ sg_listener_free(SgListener *listener)
     g_clear_pointer(&listener->acceptor, sg_acceptor_free);
     listener->destroying = true;
     /* Destroying the context closes every wsi; their CLOSED callbacks free
-     * the sessions, which still need the registry. On a foreign libuv loop
+     * the sessions, which leave the hub as they go. On a foreign libuv loop
      * lws 4.1 destroys in steps: the first call closes the connections,
      * the loop then completes the closes of lws' handles, and the later
      * calls free what is left. */
@@ -589,7 +587,6 @@ sg_listener_free(SgListener *listener)
     }
     if (listener->context != NULL)
         g_warning("libwebsockets did not finish its shutdown");
-    g_clear_pointer(&listener->sessions, g_hash_table_unref);
     g_clear_pointer(&listener->web, sg_web_free);
     g_free(listener);
 }
