@@ -25,7 +25,7 @@
  * argument whose value is not empty, as Nova's parse_qs() picks it. NULL
  * when there is none, or when that value is longer than
  * SG_TOKEN_MAX_BYTES or holds a control character. Newly allocated. This
- * is the parser listener.c uses. @present (may be NULL) says whether there
+ * is the parser sg_admission_decide() uses. @present (may be NULL) says whether there
  * was such an argument at all: a refused one is still the token the URL
  * asked for, and the cookie must not stand in for it (Nova's rule). */
 char *sg_admission_token_from_args(const char *const *args, bool *present);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* web.c - request paths to files: normalising, MIME types, the two roots.
+/* web.c - every plain HTTP answer: /healthz, refusals, and request paths
+ * to files (normalising, MIME types, the two roots).
  *
  * Owns the list of web roots (their realpath()s) and the rules deciding
- * which file a request path may name. It never reads or serves a file and
- * knows nothing of lws: listener.c asks it for a path and does the I/O.
+ * what a request gets (sg_web_route()) and which file a path may name. It
+ * never reads or serves a file and knows nothing of lws: listener.c asks
+ * it for an answer and http_response.c writes it.
  * A request is checked twice: sg_web_normalise_path() refuses anything odd
  * in the string alone (pure, fuzzed), and sg_web_resolve() refuses, after
  * following symlinks, anything that is not a regular file inside the root
