@@ -26,12 +26,13 @@
 struct SgHubEntry {
     SgHub *hub;
     SgHubSession view;            /* its strings point into the copies below */
+    /* Ours; a few hundred bytes per idle session in all, so copied only
+     * when they change, and the close words only once closing. */
     char *client;
     char *client_addr;
     char *token_tag;
     char *instance;
     char *target;
-    char *channel;
     char *reason_text;
     char *detail;
     const guint64 *bytes_up;      /* the session's own counters */
@@ -40,7 +41,6 @@ struct SgHubEntry {
     guint64 reported_down;
     GList order_link;             /* in hub->order */
     GList key_links[SG_HUB_KEYS]; /* in the queue of each key's value */
-    const char *key_values[SG_HUB_KEYS]; /* the value each link is filed under */
 };
 
 typedef struct {
@@ -220,29 +220,44 @@ report_bytes(SgHubEntry *entry)
 
 /* --- indexes --------------------------------------------------------------- */
 
+/* The entry's own copy of its value for @key, which its link is filed
+ * under. */
+static char **
+key_field(SgHubEntry *entry, SgHubKey key)
+{
+    switch (key) {
+    case SG_HUB_BY_TOKEN_TAG:
+        return &entry->token_tag;
+    case SG_HUB_BY_INSTANCE:
+        return &entry->instance;
+    case SG_HUB_BY_CLIENT_ADDR:
+    default:
+        return &entry->client_addr;
+    }
+}
+
 static void
 unfile(SgHubEntry *entry, SgHubKey key)
 {
     GHashTable *index = entry->hub->by_key[key];
+    const char *value = *key_field(entry, key);
     GQueue *queue;
 
-    if (entry->key_values[key] == NULL)
+    if (value == NULL)
         return;
-    queue = g_hash_table_lookup(index, entry->key_values[key]);
+    queue = g_hash_table_lookup(index, value);
     g_queue_unlink(queue, &entry->key_links[key]);
     if (queue->length == 0)
-        g_hash_table_remove(index, entry->key_values[key]);
-    entry->key_values[key] = NULL;
+        g_hash_table_remove(index, value);
 }
 
-/* Files @entry under @value (its own copy, which outlives the filing). */
 static void
-file(SgHubEntry *entry, SgHubKey key, const char *value)
+file(SgHubEntry *entry, SgHubKey key)
 {
     GHashTable *index = entry->hub->by_key[key];
+    const char *value = *key_field(entry, key);
     GQueue *queue;
 
-    unfile(entry, key);
     if (value == NULL)
         return;
     queue = g_hash_table_lookup(index, value);
@@ -252,7 +267,6 @@ file(SgHubEntry *entry, SgHubKey key, const char *value)
     }
     entry->key_links[key].data = entry;
     g_queue_push_tail_link(queue, &entry->key_links[key]);
-    entry->key_values[key] = value;
 }
 
 /* Replaces the copy *@field with @value when they differ; true if so. */
@@ -266,30 +280,42 @@ update_string(char **field, const char *value)
     return true;
 }
 
+/* The same for a key: the entry moves to @value's queue. */
 static void
-take_facts(SgHubEntry *entry, const SgHubFacts *facts)
+update_key(SgHubEntry *entry, SgHubKey key, const char *value)
+{
+    if (g_strcmp0(*key_field(entry, key), value) == 0)
+        return;
+    unfile(entry, key);
+    update_string(key_field(entry, key), value);
+    file(entry, key);
+}
+
+/* @closing: the close words (reason, detail) are final and kept too. */
+static void
+take_facts(SgHubEntry *entry, const SgHubFacts *facts, bool closing)
 {
     SgHubFacts *f = &entry->view.facts;
 
-    /* State names are a handful of static strings: interned, never freed. */
+    /* State and channel names are a handful of static strings: interned
+     * (never freed), not copied per session. */
     f->state = g_intern_string(facts->state);
-    if (update_string(&entry->token_tag, facts->token_tag))
-        file(entry, SG_HUB_BY_TOKEN_TAG, entry->token_tag);
-    if (update_string(&entry->instance, facts->instance))
-        file(entry, SG_HUB_BY_INSTANCE, entry->instance);
+    f->channel = g_intern_string(facts->channel);
+    update_key(entry, SG_HUB_BY_TOKEN_TAG, facts->token_tag);
+    update_key(entry, SG_HUB_BY_INSTANCE, facts->instance);
     update_string(&entry->target, facts->target);
-    update_string(&entry->channel, facts->channel);
-    update_string(&entry->detail, facts->detail);
-    update_string(&entry->reason_text, facts->reason_text);
     f->token_tag = entry->token_tag;
     f->instance = entry->instance;
     f->target = entry->target;
-    f->channel = entry->channel;
     f->has_console = facts->has_console;
     f->console = facts->console;
-    f->reason = facts->reason;
-    f->reason_text = entry->reason_text;
-    f->detail = entry->detail;
+    if (closing) {
+        update_string(&entry->reason_text, facts->reason_text);
+        update_string(&entry->detail, facts->detail);
+        f->reason = facts->reason;
+        f->reason_text = entry->reason_text;
+        f->detail = entry->detail;
+    }
 }
 
 /* --- sessions' side ------------------------------------------------------------ */
@@ -332,13 +358,12 @@ sg_hub_add(SgHub *hub, gpointer owner, const char *client, const guint64 *bytes_
     entry->bytes_up = bytes_up;
     entry->bytes_down = bytes_down;
     entry->view.facts.state = g_intern_static_string("new");
-    entry->view.facts.reason_text = NULL;
     /* Ids only grow: a duplicate would be a bug in the id space. */
     g_assert(!g_hash_table_contains(hub->by_id, &entry->view.id));
     g_hash_table_insert(hub->by_id, &entry->view.id, entry);
     entry->order_link.data = entry;
     g_queue_push_tail_link(&hub->order, &entry->order_link);
-    file(entry, SG_HUB_BY_CLIENT_ADDR, entry->client_addr);
+    file(entry, SG_HUB_BY_CLIENT_ADDR);
     update_bytes_timer(hub);
     return entry;
 }
@@ -352,14 +377,14 @@ sg_hub_entry_get_id(const SgHubEntry *entry)
 void
 sg_hub_note_state(SgHubEntry *entry, const SgHubFacts *facts, const char *from)
 {
-    take_facts(entry, facts);
+    take_facts(entry, facts, false);
     dispatch(entry, EVENT_STATE, from);
 }
 
 void
 sg_hub_note_open(SgHubEntry *entry, const SgHubFacts *facts)
 {
-    take_facts(entry, facts);
+    take_facts(entry, facts, false);
     if (entry->view.opened || entry->view.closed)
         return;
     entry->view.opened = true;
@@ -371,7 +396,7 @@ sg_hub_note_close(SgHubEntry *entry, const SgHubFacts *facts)
 {
     if (entry->view.closed)
         return;
-    take_facts(entry, facts);
+    take_facts(entry, facts, true);
     report_bytes(entry);
     entry->view.closed = true;
     dispatch(entry, EVENT_CLOSED, NULL);
@@ -396,7 +421,6 @@ sg_hub_remove(SgHubEntry *entry, const SgHubFacts *facts)
     g_free(entry->token_tag);
     g_free(entry->instance);
     g_free(entry->target);
-    g_free(entry->channel);
     g_free(entry->reason_text);
     g_free(entry->detail);
     g_free(entry);

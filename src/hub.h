@@ -36,14 +36,15 @@ typedef struct SgHubEntry SgHubEntry;
 /* What a session tells the hub about itself: what changes over its life.
  * Strings are copied; NULL means not known (yet). */
 typedef struct {
-    const char *state;            /* a static state name: "authorising", ... */
+    const char *state;            /* a static name: "authorising", ... */
     const char *token_tag;        /* sg_log_redact() of the token: the console */
     const char *instance;         /* the backend's instance UUID */
     const char *target;           /* the SPICE server's "host:port" */
-    const char *channel;          /* "main", "display", ... once the link parsed */
+    const char *channel;          /* a static name, "main", "display", ..., once the link parsed */
     bool has_console;
     uint32_t console;             /* SPICE connection id, shared by a console's channels */
-    /* Only read by sg_hub_note_close() and sg_hub_remove(): */
+    /* Only read by sg_hub_note_close() and sg_hub_remove() (observers see
+     * them in closed): */
     SgCloseReason reason;
     const char *reason_text;      /* what the log quotes: sg_close_reason_text(), mostly */
     const char *detail;           /* extra words for the log, or NULL */
