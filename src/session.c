@@ -55,6 +55,7 @@
 
 #include "buf.h"
 #include "compat.h"
+#include "hub.h"
 #include "log.h"
 #include "session.h"
 #include "session_state.h"
@@ -138,17 +139,8 @@ struct SgSession {
     gint64 started_us;
     guint64 bytes_up;             /* browser -> SPICE server, delivered */
     guint64 bytes_down;           /* SPICE server -> browser, handed to lws */
+    SgHubEntry *hub_entry;        /* our place in the hub, until sg_session_free() */
 };
-
-static guint64 next_session_id = 1;
-static guint64 session_id_stride = 1;
-
-void
-sg_session_set_id_space(guint index, guint count)
-{
-    next_session_id = (guint64)index + 1;
-    session_id_stride = MAX(count, 1);
-}
 
 uint16_t
 sg_close_reason_code(SgCloseReason reason)
@@ -170,15 +162,34 @@ static void end_scan(SgSession *sess);
 static void unqueue_flush(SgSession *sess);
 static void arm_deadline(SgSession *sess);
 
+/* What the hub (and through it the log and every other observer) knows
+ * of the session: filled afresh at each turning point. */
+static SgHubFacts
+facts_of(const SgSession *sess)
+{
+    return (SgHubFacts){
+        .state = sg_session_state_name(sess->state), .token_tag = sess->token_tag,
+        .instance = sess->instance, .target = sess->target, .channel = sess->channel,
+        .has_console = sess->has_console, .console = sess->console,
+        .reason = sess->reason, .reason_text = sg_close_reason_text(sess->reason),
+        .detail = sess->detail,
+    };
+}
+
 /* Every move goes through the table (session_state.c): an illegal one is
  * logged as a bug and made anyway, so that the session still ends. */
 static void
 set_state(SgSession *sess, SgSessionState state)
 {
-    sg_session_state_check_move(sess->id, sess->state, state);
-    sess_log(G_LOG_LEVEL_DEBUG, sess, "%s -> %s", sg_session_state_name(sess->state),
+    SgSessionState from = sess->state;
+    SgHubFacts facts;
+
+    sg_session_state_check_move(sess->id, from, state);
+    sess_log(G_LOG_LEVEL_DEBUG, sess, "%s -> %s", sg_session_state_name(from),
              sg_session_state_name(state));
     sess->state = state;
+    facts = facts_of(sess);
+    sg_hub_note_state(sess->hub_entry, &facts, sg_session_state_name(from));
     arm_deadline(sess);
 }
 
@@ -193,8 +204,8 @@ sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client)
 
     sess->env = env;
     sess->ws = ws;
-    sess->id = next_session_id;
-    next_session_id += session_id_stride;
+    sess->hub_entry = sg_hub_add(env->hub, sess, client, &sess->bytes_up, &sess->bytes_down);
+    sess->id = sg_hub_entry_get_id(sess->hub_entry);
     sess->client = g_strdup(client);
     sess->started_us = g_get_monotonic_time();
     sess->over_h2 = sg_lws_is_h2_stream(ws);
@@ -202,22 +213,6 @@ sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client)
     sess->ubuf = sg_buf_new(sess->over_h2 ? SG_H2_UP_BUF_BYTES : SG_UP_BUF_BYTES);
     sess->state = SG_SESSION_NEW;
     return sess;
-}
-
-/* The one line of a session that never opened. */
-static void
-log_refused(SgSession *sess, const char *reason, const char *detail)
-{
-    g_autofree char *full = g_strconcat(reason, detail ? ": " : "", detail, NULL);
-    SgLogSession f = {
-        .session = sess->id, .event = "refused", .client = sess->client,
-        .token_tag = sess->token_tag ? sess->token_tag : "tok:-", .reason = full,
-    };
-
-    /* The detail goes after the quoted reason, as it always has. */
-    sg_log_session(G_LOG_LEVEL_MESSAGE, &f, "[s:%" G_GUINT64_FORMAT "] refused client=%s %s "
-                   "reason=\"%s\"%s%s", sess->id, f.client, f.token_tag, reason,
-                   detail ? ": " : "", detail ? detail : "");
 }
 
 /* The one teardown: stops everything that could call back into @sess (the
@@ -256,9 +251,14 @@ close_with(SgSession *sess, SgCloseReason reason, const char *detail)
     detail = new_detail;
     sess->reason = reason;
     stop_activities(sess);
-    if (!sess->opened)
-        log_refused(sess, sg_close_reason_text(reason), detail);
     set_state(sess, SG_SESSION_CLOSING);
+    if (!sess->opened) {
+        /* Refused before it opened: its one line goes out now (the
+         * "refused" line of session_log.c), not when lws lets go. */
+        SgHubFacts facts = facts_of(sess);
+
+        sg_hub_note_close(sess->hub_entry, &facts);
+    }
     lws_callback_on_writable(sess->ws);
 }
 
@@ -567,33 +567,15 @@ sg_session_start(SgSession *sess, const char *token)
 
 /* --- relaying ---------------------------------------------------------------- */
 
-/* " console=N instance=UUID", each part only when known. */
-static char *
-console_words(SgSession *sess)
-{
-    GString *words = g_string_new(NULL);
-
-    if (sess->has_console)
-        g_string_append_printf(words, " console=%" G_GUINT32_FORMAT, sess->console);
-    if (sess->instance != NULL)
-        g_string_append_printf(words, " instance=%s", sess->instance);
-    return g_string_free(words, FALSE);
-}
-
+/* The session opened: the hub tells its observers (the "open" line of
+ * session_log.c among them). */
 static void
 write_open_line(SgSession *sess)
 {
-    g_autofree char *words = console_words(sess);
-    SgLogSession f = {
-        .session = sess->id, .event = "open", .client = sess->client,
-        .token_tag = sess->token_tag, .target = sess->target, .channel = sess->channel,
-        .instance = sess->instance, .has_console = sess->has_console, .console = sess->console,
-    };
+    SgHubFacts facts = facts_of(sess);
 
     sess->opened = true;
-    sg_log_session(G_LOG_LEVEL_MESSAGE, &f,
-                   "[s:%" G_GUINT64_FORMAT "] open client=%s %s target=%s channel=%s%s",
-                   sess->id, sess->client, sess->token_tag, sess->target, sess->channel, words);
+    sg_hub_note_open(sess->hub_entry, &facts);
 }
 
 /* The open line, once both the link and the connection are there. A main
@@ -1170,29 +1152,16 @@ sg_session_free(SgSession *sess)
     /* First, as close_with() does: it may write the open line the main
      * channel's scan held back. */
     stop_activities(sess);
-    if (sess->opened) {
-        double secs = (double)(g_get_monotonic_time() - sess->started_us) / G_USEC_PER_SEC;
-        g_autofree char *words = console_words(sess);
-        g_autofree char *reason = g_strconcat(sg_close_reason_text(sess->reason),
-                                              sess->detail ? ": " : "", sess->detail, NULL);
-        SgLogSession f = {
-            .session = sess->id, .event = "close", .client = sess->client,
-            .token_tag = sess->token_tag, .target = sess->target, .channel = sess->channel,
-            .instance = sess->instance, .has_console = sess->has_console,
-            .console = sess->console, .reason = reason, .has_totals = true,
-            .duration_s = secs, .bytes_up = sess->bytes_up, .bytes_down = sess->bytes_down,
-        };
+    {
+        /* Leaves the hub: observers hear closed now unless they already
+         * did (a refusal), so the log's close line, or the refused line
+         * of a browser that left before its session opened. */
+        SgHubFacts facts = facts_of(sess);
 
-        sg_log_session(G_LOG_LEVEL_MESSAGE, &f,
-                       "[s:%" G_GUINT64_FORMAT "] close client=%s %s target=%s channel=%s%s "
-                       "duration=%.3fs up=%" G_GUINT64_FORMAT " down=%" G_GUINT64_FORMAT
-                       " reason=\"%s\"%s%s",
-                       sess->id, sess->client, sess->token_tag, sess->target, sess->channel,
-                       words, secs, sess->bytes_up, sess->bytes_down,
-                       sg_close_reason_text(sess->reason), sess->detail ? ": " : "",
-                       sess->detail ? sess->detail : "");
-    } else if (sess->state != SG_SESSION_CLOSING) {
-        log_refused(sess, "browser left", NULL);
+        if (!sess->opened)
+            facts.reason_text = "browser left";
+        sg_hub_remove(sess->hub_entry, &facts);
+        sess->hub_entry = NULL;
     }
     sg_buf_free(sess->dbuf);
     sg_buf_free(sess->ubuf);
