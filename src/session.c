@@ -55,6 +55,7 @@
 
 #include "buf.h"
 #include "compat.h"
+#include "event_core.h"
 #include "hub.h"
 #include "log.h"
 #include "session.h"
@@ -127,13 +128,13 @@ struct SgSession {
     bool flush_queued;
     bool rx_paused;               /* websocket reads stopped for flow control */
     bool opened;                  /* the "open" line was logged */
-    guint deadline;               /* the current state's (arm_deadline()) */
+    SgTimer *deadline;            /* the current state's (arm_deadline()) */
     gint64 drain_until_us;        /* DRAINING's deadline, which CLOSING keeps */
     guint64 idle_moved;           /* RELAYING: bytes_up + bytes_down at the last tick */
     guint idle_quiet_s;           /* RELAYING: seconds of ticks that saw none move */
     bool got_reply;               /* the SPICE server has said something */
-    guint paused_check;           /* while rx_paused: is the browser gone? */
-    guint expiry_timer;           /* enforce_session_timeout */
+    SgTimer *paused_check;        /* while rx_paused: is the browser gone? */
+    SgTimer *expiry_timer;        /* enforce_session_timeout */
     SgCloseReason reason;
     char *detail;                 /* extra words for the close line */
     gint64 started_us;
@@ -225,9 +226,9 @@ stop_activities(SgSession *sess)
 {
     g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
     g_clear_pointer(&sess->up, sg_upstream_free);
-    g_clear_handle_id(&sess->deadline, g_source_remove);
-    g_clear_handle_id(&sess->paused_check, g_source_remove);
-    g_clear_handle_id(&sess->expiry_timer, g_source_remove);
+    g_clear_pointer(&sess->deadline, sg_timer_remove);
+    g_clear_pointer(&sess->paused_check, sg_timer_remove);
+    g_clear_pointer(&sess->expiry_timer, sg_timer_remove);
     unqueue_flush(sess);
     end_scan(sess);
 }
@@ -313,7 +314,7 @@ on_link_deadline(gpointer data)
 {
     SgSession *sess = data;
 
-    sess->deadline = 0;
+    sess->deadline = NULL;
     if (!have_link(sess)) {
         close_with(sess, SG_CLOSE_LINK_TIMEOUT, NULL);
     } else {
@@ -351,7 +352,7 @@ on_idle_tick(gpointer data)
     sess->idle_quiet_s += idle_tick_s(sess->env);
     if (sess->idle_quiet_s < sess->env->idle_timeout_s)
         return G_SOURCE_CONTINUE;
-    sess->deadline = 0;
+    sess->deadline = NULL;
     {
         g_autofree char *why = g_strdup_printf("no byte either way for %u s (idle_timeout)",
                                                sess->env->idle_timeout_s);
@@ -376,7 +377,7 @@ on_drain_deadline(gpointer data)
                                            sess->detail ? "; " : "",
                                            sess->env->close_timeout_s);
 
-    sess->deadline = 0;
+    sess->deadline = NULL;
     sess_log(G_LOG_LEVEL_DEBUG, sess, "hanging up in %s: the browser is not reading",
              sg_session_state_name(sess->state));
     if (sess->state != SG_SESSION_CLOSING) {
@@ -385,7 +386,7 @@ on_drain_deadline(gpointer data)
         g_free(sess->detail);
         sess->detail = g_steal_pointer(&why);
     }
-    g_clear_handle_id(&sess->deadline, g_source_remove);
+    g_clear_pointer(&sess->deadline, sg_timer_remove);
     /* lws' own timeout path: the connection is dropped as unusable, with
      * no attempt to flush or to send a close frame. From outside its
      * callbacks lws 4.1.6 on libuv only sees the timer once it services
@@ -403,16 +404,16 @@ arm_deadline(SgSession *sess)
 {
     const SgSessionEnv *env = sess->env;
 
-    g_clear_handle_id(&sess->deadline, g_source_remove);
+    g_clear_pointer(&sess->deadline, sg_timer_remove);
     switch (sess->state) {
     case SG_SESSION_LINKING:
-        sess->deadline = g_timeout_add_seconds(env->link_timeout_s, on_link_deadline, sess);
+        sess->deadline = sg_timer_add(env->link_timeout_s * 1000, on_link_deadline, sess);
         break;
     case SG_SESSION_RELAYING:
         if (env->idle_timeout_s > 0) {
             sess->idle_moved = sess->bytes_up + sess->bytes_down;
             sess->idle_quiet_s = 0;
-            sess->deadline = g_timeout_add_seconds(idle_tick_s(env), on_idle_tick, sess);
+            sess->deadline = sg_timer_add(idle_tick_s(env) * 1000, on_idle_tick, sess);
         }
         break;
     case SG_SESSION_DRAINING:
@@ -424,7 +425,7 @@ arm_deadline(SgSession *sess)
                              ? MAX(sess->drain_until_us - g_get_monotonic_time(), 0)
                              : (gint64)env->close_timeout_s * G_USEC_PER_SEC;
 
-        sess->deadline = g_timeout_add((guint)(left_us / 1000), on_drain_deadline, sess);
+        sess->deadline = sg_timer_add((guint)(left_us / 1000), on_drain_deadline, sess);
         break;
     }
     case SG_SESSION_NEW:
@@ -452,7 +453,7 @@ on_paused_check(gpointer data)
     if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
         ti.tcpi_state != TCP_CLOSE_WAIT)
         return G_SOURCE_CONTINUE;
-    sess->paused_check = 0;
+    sess->paused_check = NULL;
     close_with(sess, SG_CLOSE_CLIENT_CLOSED, "it left while its uploads waited for the SPICE "
                                              "server");
     return G_SOURCE_REMOVE;
@@ -464,15 +465,15 @@ pause_browser(SgSession *sess)
     sess->rx_paused = true;
     lws_rx_flow_control(sess->ws, 0);
     sess_log(G_LOG_LEVEL_DEBUG, sess, "uploads paused: the SPICE server is not reading");
-    if (sess->paused_check == 0)
-        sess->paused_check = g_timeout_add(SG_PAUSED_CHECK_MS, on_paused_check, sess);
+    if (sess->paused_check == NULL)
+        sess->paused_check = sg_timer_add(SG_PAUSED_CHECK_MS, on_paused_check, sess);
 }
 
 static void
 resume_browser(SgSession *sess)
 {
     sess->rx_paused = false;
-    g_clear_handle_id(&sess->paused_check, g_source_remove);
+    g_clear_pointer(&sess->paused_check, sg_timer_remove);
     lws_rx_flow_control(sess->ws, 1);
 }
 
@@ -481,7 +482,7 @@ on_session_expired(gpointer data)
 {
     SgSession *sess = data;
 
-    sess->expiry_timer = 0;
+    sess->expiry_timer = NULL;
     /* Unlike the browser-side states, a live console is cut at once: the
      * token's lifetime is the operator's policy (enforce_session_timeout). */
     g_clear_pointer(&sess->up, sg_upstream_free);
@@ -543,7 +544,7 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
             close_with(sess, SG_CLOSE_SESSION_EXPIRED, NULL);
             return;
         }
-        sess->expiry_timer = g_timeout_add((guint)MIN(left_ms, G_MAXUINT), on_session_expired,
+        sess->expiry_timer = sg_timer_add((guint)MIN(left_ms, G_MAXUINT), on_session_expired,
                                            sess);
     }
     sess->up = sg_upstream_connect(tgt->host, tgt->port, tgt->internal_access_path,
