@@ -27,6 +27,7 @@
     X(LINK_TIMEOUT, 4408, "timed out waiting for the SPICE link message")        \
     X(IDLE, 4408, "console idle for too long")                                   \
     X(SESSION_EXPIRED, 4410, "console session expired")                          \
+    X(ADMIN, 4409, "closed by an administrator")                                 \
     X(UNREACHABLE, 4502, "console unreachable")                                  \
     X(TOKEN_UNAVAILABLE, 4503, "token check unavailable, try again")             \
     X(CONNECT_TIMEOUT, 4504, "console connect timed out")

@@ -275,6 +275,15 @@ sg_session_shutdown(SgSession *sess)
     close_with(sess, SG_CLOSE_SHUTDOWN, NULL);
 }
 
+bool
+sg_session_close(SgSession *sess, SgCloseReason reason)
+{
+    if (sess->state == SG_SESSION_CLOSING)
+        return false;
+    close_with(sess, reason, NULL);
+    return true;
+}
+
 /* --- deadlines ------------------------------------------------------------- */
 
 /* The browser's link message has passed (it waits in ubuf until LINKING

@@ -67,6 +67,11 @@ void sg_session_refuse(SgSession *sess, SgCloseReason reason, const char *detail
 /* Closes with 1001 (shutdown); a no-op for a session already closing. */
 void sg_session_shutdown(SgSession *sess);
 
+/* Closes with @reason whatever state the session is in (an administrator's
+ * request, SG_CLOSE_ADMIN; a limit). Returns false, doing nothing, for a
+ * session already closing. */
+bool sg_session_close(SgSession *sess, SgCloseReason reason);
+
 /* lws events, translated by the listener. */
 void sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary);
 /* Returns -1 when lws must close the websocket now, else 0. */

@@ -128,6 +128,11 @@ export const ENDINGS = {
         text: 'Nothing happened on this console for a while, so the console service closed it. The virtual machine keeps running. Reconnect to continue.',
         action: 'reconnect',
     },
+    4409: {
+        title: 'An administrator closed this console',
+        text: 'The cloud\'s operators closed this console session. The virtual machine keeps running. Reconnect if you still need it.',
+        action: 'reconnect',
+    },
     4410: {
         title: 'Your console time is over',
         text: 'This console session reached the end of the time it was allowed. Open the console again from the dashboard to continue.',
