@@ -30,12 +30,15 @@
 #include "listen_socket.h"
 #include "listener.h"
 #include "log.h"
+#include "session.h"
 #include "session_log.h"
+#include "shared_zone.h"
 #include "nova_conf.h"
 #include "preflight.h"
 #include "token.h"
 #include "token_file.h"
 #include "token_nova.h"
+#include "worker_ctl.h"
 #include "workers.h"
 
 #define SG_EXIT_RUNTIME 1
@@ -46,6 +49,10 @@ typedef struct {
     SgConfig *cfg;
     SgTokenBackend *tokens;
     SgHub *hub;                   /* every live session, and its observers */
+    SgZone *zone;                 /* counters and limits, shared with the other workers */
+    SgZone *own_zone;             /* the only process's zone, which it maps itself */
+    SgCtlServer *ctl;             /* a worker: the master's requests */
+    SgFleet *fleet;               /* the only process: its sessions, as the master's fleet */
     SgListener *listener;
     bool stopping;
     bool worker;                  /* one of several: the master speaks for all */
@@ -428,10 +435,18 @@ announce(SgDaemon *d, int ready_fd, GError **error)
     return TRUE;
 }
 
+static bool
+close_session(gpointer owner, SgCloseReason reason)
+{
+    return sg_session_close(owner, reason);
+}
+
 /* One whole spicegate: the token backend, the loop, the listener. Runs in
- * the only process (@ready_fd -1) or in worker @index of several. */
+ * the only process (@ready_fd -1) or in worker @index of several, which
+ * counts in slot @index of @zone and serves the master on @ctl_fd. */
 static int
-run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
+run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, int ctl_fd,
+           gpointer data)
 {
     SgDaemon d = { .cfg = data };
     g_autoptr(GError) error = NULL;
@@ -451,6 +466,8 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
         fprintf(stderr, "spicegate: [tokens] %s: %s\n", d.cfg->token_backend, error->message);
         if (ready_fd >= 0)
             close(ready_fd);
+        if (ctl_fd >= 0)
+            close(ctl_fd);
         return SG_EXIT_CONFIG;
     }
     /* After the token backend, so that a bad token file is exit 2 even
@@ -463,6 +480,15 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
             sg_token_backend_free(d.tokens);
             return SG_EXIT_RUNTIME;
         }
+        /* The same zone as with workers, for one: one code path. */
+        d.own_zone = sg_zone_new(1, SG_WORKERS_ZONE_TABLES, SG_WORKERS_ZONE_TABLE_SLOTS,
+                                 &error);
+        if (d.own_zone == NULL) {
+            fprintf(stderr, "spicegate: %s\n", error->message);
+            sg_token_backend_free(d.tokens);
+            return SG_EXIT_RUNTIME;
+        }
+        zone = d.own_zone;
         listen_fd = own_listen_fd;
         d.cfg->listen_port = (uint16_t)port;
     }
@@ -479,6 +505,13 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
     /* Session ids unique across the workers: worker @index of them. */
     d.hub = sg_hub_new(index, ready_fd >= 0 ? d.cfg->workers : 1);
     sg_session_log_attach(d.hub);
+    d.zone = zone;
+    sg_zone_observe(d.zone, index, d.hub);
+    if (ctl_fd >= 0)
+        d.ctl = sg_ctl_server_new(ctl_fd, d.hub, close_session, NULL, NULL);
+    else
+        d.fleet = sg_fleet_new_local(d.hub, close_session);
+    ctl_fd = -1;
     d.listener = sg_listener_new(d.cfg, d.loop, d.tokens, d.hub, listen_fd, &error);
     if (d.listener == NULL) {
         fprintf(stderr, "spicegate: %s\n", error->message);
@@ -499,9 +532,12 @@ out:
         close(ready_fd);
     for (guint i = 0; sig_ids[i] != 0; i++)
         g_source_remove(sig_ids[i]);
+    sg_ctl_server_free(d.ctl);
+    sg_fleet_free(d.fleet);
     sg_listener_free(d.listener);
     /* After the listener: its sessions leave the hub as lws lets go. */
     sg_hub_free(d.hub);
+    sg_zone_free(d.own_zone);
     sg_token_backend_free(d.tokens);
     sg_event_core_stop();
     g_main_loop_unref(d.loop);
@@ -601,7 +637,7 @@ main(int argc, char **argv)
         return status;
     }
     if (cfg->workers <= 1) {
-        status = run_daemon(0, -1, 0, -1, cfg);
+        status = run_daemon(0, -1, 0, -1, NULL, -1, cfg);
     } else {
         /* A bad token file is a configuration error (exit 2) before any
          * worker starts, as with one process. Nova's backend starts talking

@@ -8,10 +8,15 @@
  * child a lock that no thread will ever release. So the master waits on a
  * signalfd and the workers' ready pipes with plain poll().
  *
- * Start-up: the master binds and listens, then forks every worker on that
- * socket. A worker that exits before it reported ready fails the whole
+ * Start-up: the master binds and listens, maps the shared zone (counters
+ * and limit tables, shared_zone.h), then forks every worker on that
+ * socket, each with its own control socketpair (worker_ctl.h), whose
+ * master ends make up the master's fleet. A worker that exits before it reported ready fails the whole
  * start, with its status. A worker that dies later is restarted; the
  * connections waiting in the shared backlog meanwhile go to the others.
+ * Its zone slot is retired (totals kept, open sessions counted as lost,
+ * limit counts given back) as soon as the master reaps it, before its
+ * replacement can write there.
  */
 #include "autoconfig.h"
 
@@ -42,6 +47,8 @@
  * crashes at once cannot turn the master into a fork loop. */
 #define SG_WORKER_RESTART_DELAY_MS 1000
 
+G_STATIC_ASSERT(SG_WORKERS_MAX <= SG_CTL_FLEET_MAX);
+
 typedef struct {
     pid_t pid;                    /* 0: not running */
     int ready_fd;                 /* read end of its ready pipe, or -1 */
@@ -59,6 +66,8 @@ typedef struct {
     guint shutdown_timeout_s;     /* each worker's own, [server] shutdown_timeout */
     gint64 kill_at_us;            /* stopping: SIGKILL what is left then */
     int start_failure;            /* exit status when start-up failed, else -1 */
+    SgZone *zone;                 /* shared with every worker */
+    SgFleet *fleet;               /* our ends of the workers' control sockets */
     SgWorkerMain worker_main;
     SgWorkersReady on_ready;
     gpointer data;
@@ -122,6 +131,7 @@ start_worker(SgMaster *m, guint index)
 {
     SgWorker *w = &m->workers[index];
     int pipefd[2];
+    int ctl[2];
     pid_t pid;
 
     w->restart_at_us = 0;
@@ -130,11 +140,20 @@ start_worker(SgMaster *m, guint index)
         w->restart_at_us = g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
         return;
     }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
+        g_warning("worker %u: cannot create a control socket: %s", index, g_strerror(errno));
+        close(pipefd[0]);
+        close(pipefd[1]);
+        w->restart_at_us = g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
+        return;
+    }
     pid = fork();
     if (pid < 0) {
         g_warning("worker %u: cannot fork: %s", index, g_strerror(errno));
         close(pipefd[0]);
         close(pipefd[1]);
+        close(ctl[0]);
+        close(ctl[1]);
         w->restart_at_us = g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
         return;
     }
@@ -150,10 +169,17 @@ start_worker(SgMaster *m, guint index)
                 close(m->workers[i].ready_fd);
         }
         close(pipefd[0]);
+        /* The other workers' control sockets, and ours, are the master's
+         * (sg_fleet_free() here closes the descriptors, not their peers). */
+        close(ctl[0]);
+        g_clear_pointer(&m->fleet, sg_fleet_free);
         sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
-        _exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->data));
+        _exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->zone, ctl[1],
+                             m->data));
     }
     close(pipefd[1]);
+    close(ctl[1]);
+    sg_fleet_set_fd(m->fleet, index, ctl[0]);
     w->pid = pid;
     w->ready_fd = pipefd[0];
     w->ready = false;
@@ -242,6 +268,10 @@ on_child_exit(SgMaster *m, pid_t pid, int wstatus)
         close(m->workers[index].ready_fd);
         m->workers[index].ready_fd = -1;
     }
+    /* No one writes its slot now: its totals join the retired ones, and
+     * the fleet stops asking it. */
+    sg_zone_retire(m->zone, index);
+    sg_fleet_set_fd(m->fleet, index, -1);
     if (m->stopping)
         return;
     how = WIFSIGNALED(wstatus) ? g_strdup_printf("killed by signal %d", WTERMSIG(wstatus))
@@ -370,6 +400,15 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
         close(m.listen_fd);
         return 1;
     }
+    m.zone = sg_zone_new(count, SG_WORKERS_ZONE_TABLES, SG_WORKERS_ZONE_TABLE_SLOTS, &error);
+    if (m.zone == NULL) {
+        fprintf(stderr, "spicegate: %s\n", error->message);
+        close(sfd);
+        sigprocmask(SIG_SETMASK, &m.old_mask, NULL);
+        close(m.listen_fd);
+        return 1;
+    }
+    m.fleet = sg_fleet_new_remote(count);
     m.workers = g_new0(SgWorker, count);
     for (guint i = 0; i < count; i++)
         m.workers[i].ready_fd = -1;
@@ -413,6 +452,8 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
     }
     close(sfd);
     close(m.listen_fd);
+    sg_fleet_free(m.fleet);
+    sg_zone_free(m.zone);
     g_free(m.workers);
     sigprocmask(SIG_SETMASK, &m.old_mask, NULL);
     return m.start_failure >= 0 ? m.start_failure : 0;

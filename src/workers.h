@@ -4,22 +4,44 @@
  *
  * Each worker is a whole spicegate: its own loop, lws context, token
  * backend and sessions. The master binds the listening socket and the
- * workers all accept from it, so a session lives and dies in one worker
- * and nothing else is shared. The master starts the workers, forwards
- * signals to them and restarts one that dies.
+ * workers all accept from it, so a session lives and dies in one worker.
+ * The master starts the workers, forwards signals to them and restarts
+ * one that dies.
+ *
+ * One view across workers: before forking, the master maps the shared
+ * zone (shared_zone.h), where each worker's hub observer counts its
+ * sessions in the worker's own slot and where limit tables hold across
+ * workers; and it makes one control socketpair per worker (worker_ctl.h),
+ * through which it asks every worker to close sessions by id, console or
+ * instance and sums their answers. When a worker dies, the master folds
+ * its slot into the zone's retired totals (its open sessions count as
+ * lost), gives back its limit counts, and closes its control socket; the
+ * worker that replaces it starts with a zeroed slot and a new socketpair.
+ * Nothing crosses processes on the relay's path: the zone is written with
+ * atomics, and the control socket is only read when the master asks.
  */
 #pragma once
 
 #include <glib.h>
 
+#include "shared_zone.h"
+#include "worker_ctl.h"
+
 /* The most workers [server] workers accepts. */
 #define SG_WORKERS_MAX 64
 
+/* Limit tables of the shared zone, and their size (shared_zone.h): kept
+ * for per-address and per-console limits. */
+#define SG_WORKERS_ZONE_TABLES 2
+#define SG_WORKERS_ZONE_TABLE_SLOTS 4096
+
 /* What a worker runs: it takes its connections from @listen_fd (shared,
  * not its own to close) and listens on @port. Once it serves, it writes
- * "ok\n" to @ready_fd and closes it; it returns its exit status. */
+ * "ok\n" to @ready_fd and closes it; it returns its exit status. It
+ * writes its counters to slot @index of @zone and serves the master's
+ * requests on @ctl_fd (its own: sg_ctl_server_new()). */
 typedef int (*SgWorkerMain)(guint index, int listen_fd, guint port, int ready_fd,
-                            gpointer data);
+                            SgZone *zone, int ctl_fd, gpointer data);
 
 /* Called in the master once every worker listens on @port. */
 typedef void (*SgWorkersReady)(guint port, guint count, gpointer data);
