@@ -68,6 +68,7 @@ typedef struct {
     int start_failure;            /* exit status when start-up failed, else -1 */
     SgZone *zone;                 /* shared with every worker */
     SgFleet *fleet;               /* our ends of the workers' control sockets */
+    int test_fd;                  /* the tests' control socket, or -1 (test_hook_open()) */
     SgWorkerMain worker_main;
     SgWorkersReady on_ready;
     gpointer data;
@@ -173,6 +174,8 @@ start_worker(SgMaster *m, guint index)
          * (sg_fleet_free() here closes the descriptors, not their peers). */
         close(ctl[0]);
         g_clear_pointer(&m->fleet, sg_fleet_free);
+        if (m->test_fd >= 0)
+            close(m->test_fd);
         sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
         _exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->zone, ctl[1],
                              m->data));
@@ -369,6 +372,113 @@ on_timeout(SgMaster *m)
     }
 }
 
+/* --- the tests' hook ---------------------------------------------------------- */
+
+/* Until the admin API exists, the integration tests reach the fleet and
+ * the zone through a Unix socket the master listens on when
+ * SPICEGATE_TEST_CONTROL_SOCKET names a path (never set in production;
+ * not documented for users). One line per connection, one line back:
+ *   "close id|console|instance|client VALUE" -> "closed=N answered=M ok|failed"
+ *   "stats" -> "opened=N open=N lost=N closed_admin=N bytes_up=N bytes_down=N"
+ * Handled synchronously in the master's loop, under short timeouts. */
+#define SG_TEST_HOOK_ENV "SPICEGATE_TEST_CONTROL_SOCKET"
+#define SG_TEST_HOOK_TIMEOUT_MS 2000
+
+static int
+test_hook_open(void)
+{
+    const char *path = g_getenv(SG_TEST_HOOK_ENV);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    int fd;
+
+    if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(sun.sun_path))
+        return -1;
+    memcpy(sun.sun_path, path, strlen(path));
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 4) < 0) {
+        g_warning("%s: %s", SG_TEST_HOOK_ENV, g_strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static char *
+test_hook_run(SgMaster *m, const char *line)
+{
+    static const struct {
+        const char *word;
+        SgCtlBy by;
+    } keys[] = {
+        { "id", SG_CTL_BY_ID }, { "console", SG_CTL_BY_TOKEN_TAG },
+        { "instance", SG_CTL_BY_INSTANCE }, { "client", SG_CTL_BY_CLIENT_ADDR },
+    };
+    g_auto(GStrv) words = g_strsplit(line, " ", 3);
+
+    if (g_strv_length(words) == 1 && g_str_equal(words[0], "stats")) {
+        SgZoneStats st;
+
+        sg_zone_read(m->zone, &st);
+        return g_strdup_printf("opened=%" G_GUINT64_FORMAT " open=%" G_GUINT64_FORMAT
+                               " lost=%" G_GUINT64_FORMAT " closed_admin=%" G_GUINT64_FORMAT
+                               " bytes_up=%" G_GUINT64_FORMAT " bytes_down=%" G_GUINT64_FORMAT,
+                               st.opened, st.open, st.lost, st.closed[SG_CLOSE_ADMIN],
+                               st.bytes_up, st.bytes_down);
+    }
+    if (g_strv_length(words) == 3 && g_str_equal(words[0], "close")) {
+        for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+            SgCtlClose what = { .by = keys[i].by, .value = words[2], .reason = SG_CLOSE_ADMIN };
+            g_autoptr(GError) error = NULL;
+            guint closed, answered;
+            bool ok;
+
+            if (!g_str_equal(words[1], keys[i].word))
+                continue;
+            what.id = g_ascii_strtoull(words[2], NULL, 10);
+            ok = sg_fleet_close(m->fleet, &what, SG_TEST_HOOK_TIMEOUT_MS, &closed, &answered,
+                                &error);
+            g_message("test hook: close %s %s: %u session(s) closed, %u worker(s) answered",
+                      words[1], words[2], closed, answered);
+            return g_strdup_printf("closed=%u answered=%u %s", closed, answered,
+                                   ok ? "ok" : "failed");
+        }
+    }
+    return g_strdup("unknown command");
+}
+
+static void
+test_hook_serve(SgMaster *m)
+{
+    struct timeval tv = { .tv_sec = SG_TEST_HOOK_TIMEOUT_MS / 1000 };
+    char line[512];
+    gsize len = 0;
+    g_autofree char *result = NULL;
+    g_autofree char *answer = NULL;
+    int fd = accept(m->test_fd, NULL, NULL);
+
+    if (fd < 0)
+        return;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    while (len < sizeof(line) - 1) {
+        ssize_t n = read(fd, line + len, sizeof(line) - 1 - len);
+
+        if (n <= 0)
+            break;
+        len += (gsize)n;
+        if (memchr(line, '\n', len) != NULL)
+            break;
+    }
+    line[len] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    result = test_hook_run(m, line);
+    answer = g_strconcat(result, "\n", NULL);
+    if (write(fd, answer, strlen(answer)) < 0)
+        g_debug("test hook: %s", g_strerror(errno));
+    close(fd);
+}
+
 int
 sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout_s,
                SgWorkerMain worker_main, SgWorkersReady on_ready, gpointer data)
@@ -409,6 +519,7 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
         return 1;
     }
     m.fleet = sg_fleet_new_remote(count);
+    m.test_fd = test_hook_open();
     m.workers = g_new0(SgWorker, count);
     for (guint i = 0; i < count; i++)
         m.workers[i].ready_fd = -1;
@@ -416,12 +527,16 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
         start_worker(&m, i);
 
     while (!(m.stopping && count_running(&m) == 0)) {
-        struct pollfd pfds[1 + SG_WORKERS_MAX];
-        guint owner[1 + SG_WORKERS_MAX];
+        struct pollfd pfds[2 + SG_WORKERS_MAX];
+        guint owner[2 + SG_WORKERS_MAX];
         nfds_t n = 0;
         int rc;
 
         pfds[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+        if (m.test_fd >= 0) {
+            owner[n] = G_MAXUINT;
+            pfds[n++] = (struct pollfd){ .fd = m.test_fd, .events = POLLIN };
+        }
         for (guint i = 0; i < count; i++) {
             if (m.workers[i].ready_fd >= 0) {
                 owner[n] = i;
@@ -439,7 +554,9 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
             continue;
         }
         for (nfds_t i = 1; i < n; i++) {
-            if (pfds[i].revents != 0 && m.workers[owner[i]].ready_fd == pfds[i].fd)
+            if (pfds[i].revents != 0 && owner[i] == G_MAXUINT)
+                test_hook_serve(&m);
+            else if (pfds[i].revents != 0 && m.workers[owner[i]].ready_fd == pfds[i].fd)
                 on_ready_report(&m, owner[i]);
         }
         if (pfds[0].revents & POLLIN) {
@@ -452,6 +569,10 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
     }
     close(sfd);
     close(m.listen_fd);
+    if (m.test_fd >= 0) {
+        close(m.test_fd);
+        unlink(g_getenv(SG_TEST_HOOK_ENV));
+    }
     sg_fleet_free(m.fleet);
     sg_zone_free(m.zone);
     g_free(m.workers);
