@@ -18,6 +18,9 @@ typedef struct SgTokenBackend SgTokenBackend;
 typedef struct SgTokenLookup SgTokenLookup;
 typedef struct SgConsoleTarget SgConsoleTarget;
 typedef struct SgWeb SgWeb;
+typedef struct SgZone SgZone;
+typedef struct SgFleet SgFleet;
+typedef struct SgCtlServer SgCtlServer;
 
 /* Result of a pure parser (sslh's tri-state contract, curl's
  * advance-on-success rule): nothing is consumed unless the result is OK. */

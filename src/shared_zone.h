@@ -37,8 +37,6 @@
 #include "close_code.h"
 #include "sg_types.h"
 
-typedef struct SgZone SgZone;
-
 #define SG_CLOSE_COUNT_ENTRY(name, code, text) +1
 /* How many close reasons there are (SgCloseReason runs 0 .. this - 1). */
 #define SG_CLOSE_REASONS (0 SG_CLOSE_CODES(SG_CLOSE_COUNT_ENTRY))

@@ -60,8 +60,6 @@ guint sg_ctl_close_local(SgHub *hub, const SgCtlClose *what, SgCtlCloseFunc clos
 
 /* --- a worker's side ------------------------------------------------------- */
 
-typedef struct SgCtlServer SgCtlServer;
-
 /* Serves requests arriving on @fd (made non-blocking; owned from now on)
  * against @hub, on the event core. When the master's end closes, the
  * server stops watching and @on_gone (may be NULL) is called. */
@@ -72,8 +70,6 @@ SgCtlServer *sg_ctl_server_new(int fd, SgHub *hub, SgCtlCloseFunc close,
 void sg_ctl_server_free(SgCtlServer *server);
 
 /* --- the master's side ----------------------------------------------------- */
-
-typedef struct SgFleet SgFleet;
 
 /* A fleet of @count workers whose ends are set with sg_fleet_set_fd(). */
 SgFleet *sg_fleet_new_remote(guint count);
