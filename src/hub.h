@@ -7,8 +7,10 @@
  * by console (the token's tag, never the token), by instance UUID and by
  * client address, walks them all, and tells observers what happens to
  * them: opened, state changed, bytes moved, closed. The log's open, close
- * and refused lines are the first observer (session_log.c); metrics,
- * limits and an admin API are the next.
+ * and refused lines are the first observer (session_log.c), the shared
+ * zone's counters across workers the second (shared_zone.c); metrics,
+ * limits and an admin API are the next. worker_ctl.c finds sessions here
+ * for the master's requests.
  *
  * The hub knows no socket and no libwebsockets: sessions tell it what
  * they learn, at their few turning points, and it keeps its own copies.
