@@ -11,9 +11,10 @@
  * Start-up: the master binds and listens, maps the shared zone (counters
  * and limit tables, shared_zone.h), then forks every worker on that
  * socket, each with its own control socketpair (worker_ctl.h), whose
- * master ends make up the master's fleet. A worker that exits before it reported ready fails the whole
- * start, with its status. A worker that dies later is restarted; the
- * connections waiting in the shared backlog meanwhile go to the others.
+ * master ends make up the master's fleet. A worker that exits before it
+ * reported ready fails the whole start, with its status. A worker that
+ * dies later is restarted; the connections waiting in the shared backlog
+ * meanwhile go to the others.
  * Its zone slot is retired (totals kept, open sessions counted as lost,
  * limit counts given back) as soon as the master reaps it, before its
  * replacement can write there.
