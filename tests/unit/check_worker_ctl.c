@@ -39,8 +39,10 @@ typedef struct {
 } FakeSession;
 
 /* Three sessions per worker; ids are index + 1 + k * WORKERS:
- *   worker 0: 1 tok:aaaa inst-1 10.0.0.1 | 3 tok:bbbb inst-2 10.0.0.2 | 5 tok:cccc inst-3 10.0.0.9
- *   worker 1: 2 tok:aaaa inst-1 10.0.0.3 | 4 tok:dddd inst-2 10.0.0.2 | 6 tok:eeee inst-4 10.0.0.9 */
+ *   worker 0: 1 tok:aaaa inst-1 10.0.0.1 | 3 tok:bbbb inst-2 10.0.0.2
+ *             5 tok:cccc inst-3 10.0.0.9
+ *   worker 1: 2 tok:aaaa inst-1 10.0.0.3 | 4 tok:dddd inst-2 10.0.0.2
+ *             6 tok:eeee inst-4 10.0.0.9 */
 static const struct {
     const char *client;
     const char *tag;
