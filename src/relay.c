@@ -98,6 +98,17 @@ dir_drained(Dir *d)
            (d->pipe == NULL || d->pipe->len == 0);
 }
 
+/* A pull source may be read: one message at a time, except that while
+ * forwarding is held it is read until the buffer is full, so the owner
+ * sees as much as it needs to decide. */
+static bool
+may_pull(SgRelay *r, Dir *d)
+{
+    if (G_UNLIKELY(r->held) && d == &r->dir[TO_BACK])
+        return sg_buf_space(d->buf) > 0;
+    return dir_drained(d);
+}
+
 static void
 lost(SgRelay *r, SgRelayEnd end, const char *detail)
 {
@@ -194,7 +205,7 @@ pull(SgRelay *r, Dir *d)
     gssize n;
     int fd;
 
-    if (!dir_drained(d))
+    if (!may_pull(r, d))
         return;
     if (d->zero_copy && d->splice_next && d->dst != NULL && d->dst->ops->can_take_spliced(d->dst) &&
         (fd = d->src->ops->splice_source(d->src)) >= 0) {
@@ -236,7 +247,7 @@ wanted(SgRelay *r, SgRelayEnd end)
     Dir *in = dir_from(r, end), *out = dir_to(r, end);
     SgEndpointReady w = 0;
 
-    if (sg_endpoint_is_push(ep) ? !in->paused : dir_drained(in))
+    if (sg_endpoint_is_push(ep) ? !in->paused : may_pull(r, in))
         w |= SG_ENDPOINT_READABLE;
     if (out->buf != NULL && dir_open(r, out) &&
         (!sg_buf_is_empty(out->buf) || sg_endpoint_pending(ep)))
@@ -455,6 +466,7 @@ sg_relay_new(SgEndpoint *front, guint64 log_id, const SgRelayEvents *events, gpo
     r->dir[TO_BACK].src = front;
     r->dir[TO_BACK].buf = sg_buf_new(buffer_for(front));
     r->dir[TO_FRONT].dst = front;
+    update_interest(r);
     return r;
 }
 
