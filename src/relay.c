@@ -137,7 +137,7 @@ flush(SgRelay *r, Dir *d)
 {
     gsize len;
 
-    if (!dir_open(r, d))
+    if (d->buf == NULL || !dir_open(r, d))
         return true;
     len = sg_buf_len(d->buf);
     if (len > 0 && !sg_endpoint_pending(d->dst)) {
