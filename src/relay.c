@@ -196,7 +196,8 @@ splice_through(SgRelay *r, Dir *d, int fd)
         update_interest(r);
 }
 
-/* Reads what a pull source has and passes it on: one message at a time. */
+/* Reads what a pull source has and passes it on: one message at a time.
+ * Always ends with update_interest() or an event. */
 static void
 pull(SgRelay *r, Dir *d)
 {
@@ -205,8 +206,10 @@ pull(SgRelay *r, Dir *d)
     gssize n;
     int fd;
 
-    if (!may_pull(r, d))
+    if (!may_pull(r, d)) {
+        update_interest(r);
         return;
+    }
     if (d->zero_copy && d->splice_next && d->dst != NULL && d->dst->ops->can_take_spliced(d->dst) &&
         (fd = d->src->ops->splice_source(d->src)) >= 0) {
         splice_through(r, d, fd);
@@ -233,8 +236,10 @@ pull(SgRelay *r, Dir *d)
         lost(r, end_of(r, d->src), NULL);
         return;
     }
-    if (is_transient(errno))
+    if (is_transient(errno)) {
+        update_interest(r);
         return;
+    }
     lost(r, end_of(r, d->src), g_strerror(errno));
 }
 
