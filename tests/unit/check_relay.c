@@ -9,11 +9,13 @@
  * until released, close from either side (what is owed still goes out),
  * errors.
  *
- * Two fake endpoints, each for what a socket cannot do on demand, and
- * named so: fault_ep (a write that fails with ECONNRESET) and push_ep (a
+ * Three fake endpoints, each for what a socket cannot do on demand, and
+ * named so: fault_ep (a write that fails with ECONNRESET), push_ep (a
  * scripted push endpoint: libwebsockets is the only real one, and it
  * needs a browser; this drives the relay's push path, its pausing and its
- * overflow). Every wait runs the loop under a deadline; no sleeps.
+ * overflow) and splice_ep (takes spliced messages, as only a plain
+ * websocket does in the daemon). Every wait runs the loop under a
+ * deadline; no sleeps.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -26,6 +28,7 @@
 #include <check.h>
 #include <glib.h>
 
+#include "buf.h"
 #include "endpoint_tcp.h"
 #include "event_core.h"
 #include "relay.h"
@@ -767,6 +770,244 @@ START_TEST(test_push_unpausable_overflows)
 }
 END_TEST
 
+/* --- splice_ep: a FAKE endpoint that takes spliced messages -------------------
+ * In the daemon only a plain websocket (libwebsockets) takes them; this
+ * one wraps a real socket endpoint, splices the pipe into its socket and
+ * keeps what the socket does not take, as lws keeps a partial write. It
+ * drives the relay's zero-copy path: the splice, the switch between
+ * splicing and copying, and the spill when the socket is full. */
+
+typedef struct {
+    SgEndpoint ep;
+    SgEndpoint *inner;
+    int fd;
+    GByteArray *held;             /* taken but not yet in the socket */
+    int spliced, spills;
+    bool refuse;                  /* can_take_spliced() says no */
+} SpliceEp;
+
+static void
+splice_send_held(SpliceEp *s)
+{
+    while (s->held->len > 0) {
+        ssize_t n = write(s->fd, s->held->data, s->held->len);
+
+        if (n <= 0)
+            break;
+        g_byte_array_remove_range(s->held, 0, (guint)n);
+    }
+}
+
+static gssize
+splice_read(SgEndpoint *ep, guint8 *dst, gsize len)
+{
+    SpliceEp *s = (SpliceEp *)ep;
+
+    return s->inner->ops->read(s->inner, dst, len);
+}
+
+static gssize
+splice_write(SgEndpoint *ep, guint8 *bytes, gsize len)
+{
+    SpliceEp *s = (SpliceEp *)ep;
+
+    if (s->held->len > 0)
+        return 0;
+    return s->inner->ops->write(s->inner, bytes, len);
+}
+
+static bool
+splice_pending(SgEndpoint *ep)
+{
+    return ((SpliceEp *)ep)->held->len > 0;
+}
+
+static void
+splice_want(SgEndpoint *ep, SgEndpointReady wanted)
+{
+    SpliceEp *s = (SpliceEp *)ep;
+
+    s->inner->ops->want(s->inner, wanted);
+}
+
+static bool
+splice_can_take(SgEndpoint *ep)
+{
+    SpliceEp *s = (SpliceEp *)ep;
+
+    return !s->refuse && s->held->len == 0;
+}
+
+static bool
+splice_write_spliced(SgEndpoint *ep, SgPipe *pipe_, SgBuf *spill)
+{
+    SpliceEp *s = (SpliceEp *)ep;
+    gsize avail;
+    guint8 *dst;
+    gsize len;
+
+    s->spliced++;
+    if (sg_pipe_drain(pipe_, s->fd) < 0 && errno != EAGAIN)
+        return false;
+    if (pipe_->len == 0)
+        return true;
+    s->spills++;
+    len = pipe_->len;
+    dst = sg_buf_reserve(spill, &avail);
+    ck_assert(sg_buf_is_empty(spill) && avail >= len + SG_ENDPOINT_FRAME_MAX);
+    ck_assert_int_eq(sg_pipe_read_all(pipe_, dst), (gssize)len);
+    g_byte_array_append(s->held, dst, (guint)len);
+    return true;
+}
+
+static void
+splice_free(SgEndpoint *ep)
+{
+    SpliceEp *s = (SpliceEp *)ep;
+
+    sg_endpoint_free(s->inner);
+    g_byte_array_unref(s->held);
+    g_free(s);
+}
+
+static void
+splice_inner_ready(SgEndpoint *inner, SgEndpointReady ready, gpointer data)
+{
+    SpliceEp *s = data;
+
+    (void)inner;
+    if (ready & SG_ENDPOINT_WRITABLE)
+        splice_send_held(s);
+    sg_endpoint_report(&s->ep, ready);
+}
+
+static const SgEndpointOps splice_ops = {
+    .name = "splice",
+    .read = splice_read,
+    .write = splice_write,
+    .pending = splice_pending,
+    .want = splice_want,
+    .close = fault_close,
+    .peer = fault_peer,
+    .free = splice_free,
+    .can_take_spliced = splice_can_take,
+    .write_spliced = splice_write_spliced,
+};
+
+static SpliceEp *
+splice_new(int fd)
+{
+    SpliceEp *s = g_new0(SpliceEp, 1);
+    SgEndpointEvents ev = { .ready = splice_inner_ready };
+
+    s->ep.ops = &splice_ops;
+    s->fd = fd;
+    s->held = g_byte_array_new();
+    s->inner = sg_endpoint_tcp_new_fd(fd, "splice-inner");
+    sg_endpoint_set_events(s->inner, &ev, s);
+    return s;
+}
+
+/* Large reads from the back are spliced toward a front that takes spliced
+ * messages, every byte in order, whether the front keeps up (splices
+ * straight through) or not (spills); and a front that says no at run time
+ * gets copies. */
+static void
+check_splice(bool front_slow, bool refuse)
+{
+    Owner owner = { .release_on_held = true };
+    int fsv[2], bsv[2];
+    SpliceEp *s;
+    SgRelay *relay;
+    Peer front, back;
+    gsize len = 32 * 1024 * 1024;
+    g_autofree guint8 *down = pattern(len, 9);
+
+    make_pair(fsv);
+    make_pair(bsv);
+    s = splice_new(fsv[0]);
+    s->refuse = refuse;
+    relay = sg_relay_new(&s->ep, 1, &owner_events, &owner);
+    sg_relay_attach_back(relay, sg_endpoint_tcp_new_fd(bsv[0], "back"));
+    peer_init(&front, fsv[1]);
+    peer_init(&back, bsv[1]);
+    peer_send(&back, down, len, false);
+    if (front_slow) {
+        /* Let the front's socket fill up before it reads. */
+        RUN_UNTIL(back.blocked);
+        settle();
+    }
+    peer_read(&front, true);
+    RUN_UNTIL(front.in->len >= len);
+    assert_bytes(front.in, down, len);
+    ck_assert_uint_eq(sg_relay_bytes_to(relay, SG_RELAY_FRONT), len);
+    if (refuse) {
+        ck_assert_int_eq(s->spliced, 0);
+    } else {
+        ck_assert_int_gt(s->spliced, 0);
+        if (front_slow)
+            ck_assert_int_gt(s->spills, 0);
+    }
+    ck_assert_int_eq(owner.lost_calls, 0);
+    sg_relay_free(relay);
+    peer_free(&front);
+    peer_free(&back);
+    settle();
+    sg_event_core_stop();
+}
+
+START_TEST(test_splice_toward_front)
+{
+    check_splice(false, false);
+}
+END_TEST
+
+START_TEST(test_splice_spills_when_front_is_full)
+{
+    check_splice(true, false);
+}
+END_TEST
+
+START_TEST(test_splice_refused_at_run_time_copies)
+{
+    check_splice(true, true);
+}
+END_TEST
+
+/* Small deliveries from a push source go straight to the back, in order,
+ * with large ones batched between them. */
+START_TEST(test_push_small_and_batched_in_order)
+{
+    Owner owner = { .release_on_held = true };
+    PushEp *p = push_new(NULL);
+    SgRelay *relay = sg_relay_new(&p->ep, 1, &owner_events, &owner);
+    int bsv[2];
+    Peer back;
+    gsize total = 0;
+    g_autofree guint8 *up = pattern(1024 * 1024, 10);
+
+    make_pair(bsv);
+    peer_init(&back, bsv[1]);
+    peer_read(&back, true);
+    sg_relay_attach_back(relay, sg_endpoint_tcp_new_fd(bsv[0], "back"));
+    for (int i = 0; i < 100; i++) {
+        gsize n = (i % 10 == 9) ? 20000 : (gsize)(1 + i * 7);
+
+        sg_endpoint_deliver(&p->ep, up + total, n);
+        total += n;
+        if (i % 3 == 0)
+            settle();
+    }
+    RUN_UNTIL(back.in->len >= total);
+    assert_bytes(back.in, up, total);
+    ck_assert_uint_eq(sg_relay_bytes_to(relay, SG_RELAY_BACK), total);
+    sg_relay_free(relay);
+    peer_free(&back);
+    settle();
+    sg_event_core_stop();
+}
+END_TEST
+
 static Suite *
 relay_suite(void)
 {
@@ -787,6 +1028,10 @@ relay_suite(void)
     tcase_add_test(tc, test_write_error_reported_with_errno);
     tcase_add_test(tc, test_push_pauses_and_resumes);
     tcase_add_test(tc, test_push_unpausable_overflows);
+    tcase_add_test(tc, test_push_small_and_batched_in_order);
+    tcase_add_test(tc, test_splice_toward_front);
+    tcase_add_test(tc, test_splice_spills_when_front_is_full);
+    tcase_add_test(tc, test_splice_refused_at_run_time_copies);
     suite_add_tcase(s, tc);
     return s;
 }
