@@ -40,6 +40,7 @@ typedef struct {
     bool zero_copy;               /* src gives a socket and dst takes spliced messages */
     bool splice_next;             /* the last read was large: splice the next one */
     bool paused;                  /* push source: deliveries stopped */
+    bool batched;                 /* a batch waits for the flush source */
     guint64 bytes;                /* handed to dst */
 } Dir;
 
@@ -306,14 +307,21 @@ flush_dispatch(GSource *source, GSourceFunc callback, gpointer data)
     (void)data;
     while ((link = g_queue_pop_head_link(&flush_queue)) != NULL) {
         SgRelay *r = link->data;
-        Dir *d = &r->dir[TO_BACK];
+        bool ok = true;
 
         r->flush_queued = false;
-        if (!flush(r, d)) {
-            lost_on_error(r, d->dst, errno);
-            continue;
+        for (int i = 0; i < 2 && ok; i++) {
+            Dir *d = &r->dir[i];
+
+            if (!d->batched)
+                continue;
+            d->batched = false;
+            ok = flush(r, d);
+            if (!ok)
+                lost_on_error(r, d->dst, errno);
         }
-        update_interest(r);
+        if (ok)
+            update_interest(r);
     }
     return G_SOURCE_CONTINUE;
 }
@@ -325,8 +333,9 @@ static GSourceFuncs flush_funcs = {
 };
 
 static void
-queue_flush(SgRelay *r)
+queue_flush(SgRelay *r, Dir *d)
 {
+    d->batched = true;
     if (r->flush_queued)
         return;
     if (flush_source == NULL) {
@@ -348,6 +357,7 @@ unqueue_flush(SgRelay *r)
         return;
     g_queue_unlink(&flush_queue, &r->flush_link);
     r->flush_queued = false;
+    r->dir[TO_BACK].batched = r->dir[TO_FRONT].batched = false;
 }
 
 /* A push source delivered @len bytes. */
@@ -400,7 +410,7 @@ on_received(SgEndpoint *ep, const guint8 *bytes, gsize len, gpointer data)
         ep->ops->want(ep, wanted(r, end_of(r, ep)));
     }
     if (batch && dir_open(r, d)) {
-        queue_flush(r);
+        queue_flush(r, d);
         return;
     }
     if (!flush(r, d)) {

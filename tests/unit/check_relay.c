@@ -1008,6 +1008,38 @@ START_TEST(test_push_small_and_batched_in_order)
 }
 END_TEST
 
+/* The relay is symmetric: a push endpoint as the back (as a native SPICE
+ * server end could be) gets its batches to the front too. */
+START_TEST(test_push_back_batches_reach_front)
+{
+    Owner owner = { .release_on_held = true };
+    int fsv[2];
+    PushEp *p = push_new(NULL);
+    SgRelay *relay;
+    Peer front;
+    gsize total = 0;
+    g_autofree guint8 *down = pattern(512 * 1024, 11);
+
+    make_pair(fsv);
+    relay = sg_relay_new(sg_endpoint_tcp_new_fd(fsv[0], "front"), 1, &owner_events, &owner);
+    peer_init(&front, fsv[1]);
+    peer_read(&front, true);
+    sg_relay_attach_back(relay, &p->ep);
+    for (int i = 0; i < 20; i++) {
+        sg_endpoint_deliver(&p->ep, down + total, 20000);
+        total += 20000;
+        settle();
+    }
+    RUN_UNTIL(front.in->len >= total);
+    assert_bytes(front.in, down, total);
+    ck_assert_uint_eq(sg_relay_bytes_to(relay, SG_RELAY_FRONT), total);
+    sg_relay_free(relay);
+    peer_free(&front);
+    settle();
+    sg_event_core_stop();
+}
+END_TEST
+
 static Suite *
 relay_suite(void)
 {
@@ -1029,6 +1061,7 @@ relay_suite(void)
     tcase_add_test(tc, test_push_pauses_and_resumes);
     tcase_add_test(tc, test_push_unpausable_overflows);
     tcase_add_test(tc, test_push_small_and_batched_in_order);
+    tcase_add_test(tc, test_push_back_batches_reach_front);
     tcase_add_test(tc, test_splice_toward_front);
     tcase_add_test(tc, test_splice_spills_when_front_is_full);
     tcase_add_test(tc, test_splice_refused_at_run_time_copies);
