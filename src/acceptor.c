@@ -110,6 +110,23 @@ log_recovery(SgAcceptor *a)
     a->failures = 0;
 }
 
+/* A browser whose machine or network vanished sends no FIN: after
+ * SG_KEEPALIVE_IDLE_S without a byte from it the kernel probes, and after
+ * SG_KEEPALIVE_PROBES unanswered probes it fails the socket, which ends
+ * the session. The kernel's timers cost nothing per idle connection, unlike
+ * lws' validity timers (listener.c), which this replaces. */
+static void
+enable_keepalive(int fd)
+{
+    int on = 1, idle = SG_KEEPALIVE_IDLE_S, interval = SG_KEEPALIVE_INTERVAL_S,
+        probes = SG_KEEPALIVE_PROBES;
+
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+}
+
 static void
 on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data)
 {
@@ -139,6 +156,7 @@ on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data)
         log_recovery(a);
         /* Small writes (a SPICE ack, an HTTP header) go out at once. */
         setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        enable_keepalive(conn);
         a->on_accept(conn, a->data);
     }
 }

@@ -467,3 +467,49 @@ sg_origin_verdict_to_string(SgOriginVerdict verdict)
         return "origin verdict unknown";
     }
 }
+
+const char *
+sg_admission_check_handshake(const SgHandshake *hs)
+{
+    if (hs->upgrade == NULL || g_ascii_strcasecmp(hs->upgrade, "websocket") != 0)
+        return "only websocket upgrades are served\n";
+    if (!hs->has_key)
+        return "missing Sec-WebSocket-Key\n";
+    if (hs->version == NULL || !g_str_equal(hs->version, "13"))
+        return "Sec-WebSocket-Version must be 13\n";
+    /* A value too long to read (NULL) counts as nothing offered. */
+    if (hs->has_protocols && sg_admission_pick_subprotocol(hs->protocols) == NULL)
+        return "subprotocol \"binary\" was not offered\n";
+    return NULL;
+}
+
+char *
+sg_admission_decide(const SgUpgradeRequest *req, const SgAdmissionPolicy *policy,
+                    SgCloseReason *refusal, const char **detail)
+{
+    SgOriginVerdict verdict;
+    bool token_in_url = false;
+    char *token;
+
+    *detail = NULL;
+    if (req->shutting_down) {
+        *refusal = SG_CLOSE_SHUTDOWN;
+        return NULL;
+    }
+    /* HTTP/2 has :authority where HTTP/1.1 has Host (RFC 9113 8.3.1). */
+    verdict = sg_admission_check_origin(req->origin, req->host ? req->host : req->authority,
+                                        req->forwarded_proto, policy->allowed_origins,
+                                        policy->expected_scheme);
+    if (verdict != SG_ORIGIN_OK) {
+        *refusal = SG_CLOSE_ORIGIN;
+        *detail = sg_origin_verdict_to_string(verdict);
+        return NULL;
+    }
+    token = sg_admission_token_from_args(req->query_args, &token_in_url);
+    /* Nova's rule: the cookie counts only when the URL names no token. */
+    if (!token_in_url && req->cookie != NULL)
+        token = sg_admission_token_from_cookie(req->cookie);
+    if (token == NULL)
+        *refusal = SG_CLOSE_NO_TOKEN;
+    return token;
+}

@@ -198,6 +198,12 @@ apply_frame_ancestors(SgConfig *cfg, const char *value, GError **error)
 }
 
 static gboolean
+apply_handshake_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 1, 300, &cfg->handshake_timeout_s, error);
+}
+
+static gboolean
 apply_connect_timeout(SgConfig *cfg, const char *value, GError **error)
 {
     return parse_uint(value, 1, 300, &cfg->connect_timeout_s, error);
@@ -207,6 +213,25 @@ static gboolean
 apply_link_timeout(SgConfig *cfg, const char *value, GError **error)
 {
     return parse_uint(value, 1, 300, &cfg->link_timeout_s, error);
+}
+
+/* Up to a week: longer is no different from off. */
+static gboolean
+apply_idle_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 0, 7 * 24 * 3600, &cfg->idle_timeout_s, error);
+}
+
+static gboolean
+apply_close_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 1, 300, &cfg->close_timeout_s, error);
+}
+
+static gboolean
+apply_shutdown_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 1, 300, &cfg->shutdown_timeout_s, error);
 }
 
 /* "auto": one per CPU, which is what spreads a busy host's sessions over
@@ -476,11 +501,23 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "frame_ancestors", "*",
       "pages that may show the console in a frame (CSP frame-ancestors): *, 'self', "
       "'none' or origins", apply_frame_ancestors },
+    { "server", "handshake_timeout", "10",
+      "seconds a new connection has for its TLS handshake, and then for its request "
+      "headers", apply_handshake_timeout },
     { "server", "connect_timeout", "10",
       "seconds to resolve and connect to a SPICE server", apply_connect_timeout },
     { "server", "link_timeout", "10",
-      "seconds the browser has to send its SPICE link message, and the SPICE server to "
-      "answer it", apply_link_timeout },
+      "seconds, once connected, for the browser's SPICE link message to arrive and the "
+      "SPICE server to answer it", apply_link_timeout },
+    { "server", "idle_timeout", "0",
+      "close a console after this many seconds without a byte either way; 0: never",
+      apply_idle_timeout },
+    { "server", "close_timeout", "30",
+      "seconds a browser has to take the rest of a console that ended, then it is hung up on",
+      apply_close_timeout },
+    { "server", "shutdown_timeout", SG_SHUTDOWN_TIMEOUT_DEFAULT_S,
+      "seconds sessions get to close at stop before spicegate exits anyway",
+      apply_shutdown_timeout },
     { "server", "workers", "1",
       "worker processes sharing the port: a number, or auto for one per CPU",
       apply_workers },

@@ -39,8 +39,12 @@ struct SgConfig {
     char *pages_dir;              /* our own pages; they win over web_dir */
     char **allowed_origins;       /* NULL-terminated hostnames, never NULL */
     char *frame_ancestors;        /* CSP frame-ancestors sources, space-separated; never NULL */
+    guint handshake_timeout_s;    /* TLS handshake, then the request's headers */
     guint connect_timeout_s;
     guint link_timeout_s;
+    guint idle_timeout_s;         /* 0: off */
+    guint close_timeout_s;
+    guint shutdown_timeout_s;     /* what sessions get to close at stop */
     char *base_url;               /* Nova's html5proxy_base_url; NULL: no scheme check */
     char *expected_scheme;        /* "http" or "https", from base_url; NULL: any */
     char *port_file;              /* command line only */

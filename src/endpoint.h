@@ -76,6 +76,9 @@ typedef struct {
     /* Ends the connection, with a close code and reason where the
      * transport has them (a websocket close frame); may finish later. */
     void (*close)(SgEndpoint *ep, guint16 code, const char *reason);
+    /* Drops the connection at once, sending nothing more (the peer does
+     * not take what it is owed). NULL: close() does. */
+    void (*abort)(SgEndpoint *ep);
     /* "addr:port" of the peer, for logs. */
     const char *(*peer)(SgEndpoint *ep);
     void (*free)(SgEndpoint *ep);
@@ -171,6 +174,15 @@ static inline void
 sg_endpoint_close(SgEndpoint *ep, guint16 code, const char *reason)
 {
     ep->ops->close(ep, code, reason);
+}
+
+static inline void
+sg_endpoint_abort(SgEndpoint *ep)
+{
+    if (ep->ops->abort != NULL)
+        ep->ops->abort(ep);
+    else
+        ep->ops->close(ep, 0, NULL);
 }
 
 static inline void

@@ -107,6 +107,12 @@ tcp_close(SgEndpoint *ep, guint16 code, const char *reason)
     shutdown(tcp->fd, SHUT_RDWR);
 }
 
+static void
+tcp_abort(SgEndpoint *ep)
+{
+    tcp_close(ep, 0, NULL);
+}
+
 static const char *
 tcp_peer(SgEndpoint *ep)
 {
@@ -140,6 +146,7 @@ static const SgEndpointOps tcp_ops = {
     .write = tcp_write,
     .want = tcp_want,
     .close = tcp_close,
+    .abort = tcp_abort,
     .peer = tcp_peer,
     .free = tcp_free,
     .splice_source = tcp_splice_source,

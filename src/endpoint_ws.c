@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "compat.h"
 #include "endpoint_ws.h"
+#include "event_core.h"
 #include "log.h"
 #include "session.h"
 
@@ -62,7 +63,7 @@ typedef struct {
     bool broken;                  /* a write failed */
     guint16 close_code;
     char *close_text;
-    guint paused_check;
+    SgTimer *paused_check;        /* while rx_paused: is the browser gone? */
 } SgWsEndpoint;
 
 #define ep_log(level, ep, fmt, ...)                                                   \
@@ -112,7 +113,7 @@ on_paused_check(gpointer data)
     if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
         ti.tcpi_state != TCP_CLOSE_WAIT)
         return G_SOURCE_CONTINUE;
-    ws->paused_check = 0;
+    ws->paused_check = NULL;
     sg_endpoint_report_gone(&ws->ep, "it left while its uploads waited for the SPICE server");
     return G_SOURCE_REMOVE;
 }
@@ -127,11 +128,11 @@ ws_want(SgEndpoint *ep, SgEndpointReady wanted)
         ws->rx_paused = !read;
         lws_rx_flow_control(ws->wsi, read ? 1 : 0);
         if (read) {
-            g_clear_handle_id(&ws->paused_check, g_source_remove);
+            g_clear_pointer(&ws->paused_check, sg_timer_remove);
         } else {
             ep_log(G_LOG_LEVEL_DEBUG, ep, "uploads paused: the SPICE server is not reading");
-            if (ws->paused_check == 0)
-                ws->paused_check = g_timeout_add(SG_PAUSED_CHECK_MS, on_paused_check, ws);
+            if (ws->paused_check == NULL)
+                ws->paused_check = sg_timer_add(SG_PAUSED_CHECK_MS, on_paused_check, ws);
         }
     }
     /* Asking lws for WRITEABLE turns POLLOUT on until the callback: ask
@@ -151,8 +152,22 @@ ws_close(SgEndpoint *ep, guint16 code, const char *reason)
     ws->close_code = code;
     g_free(ws->close_text);
     ws->close_text = g_strdup(reason);
-    g_clear_handle_id(&ws->paused_check, g_source_remove);
+    g_clear_pointer(&ws->paused_check, sg_timer_remove);
     lws_callback_on_writable(ws->wsi);
+}
+
+/* lws' own timeout path: the connection is dropped as unusable, with no
+ * attempt to flush or to send a close frame. From outside its callbacks
+ * lws 4.1.6 on libuv only sees the timer once it services something (its
+ * loop re-arms its timer after I/O): wake it. */
+static void
+ws_abort(SgEndpoint *ep)
+{
+    SgWsEndpoint *ws = (SgWsEndpoint *)ep;
+
+    g_clear_pointer(&ws->paused_check, sg_timer_remove);
+    lws_set_timeout(ws->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    lws_cancel_service(lws_get_context(ws->wsi));
 }
 
 static const char *
@@ -278,7 +293,7 @@ ws_free(SgEndpoint *ep)
 {
     SgWsEndpoint *ws = (SgWsEndpoint *)ep;
 
-    g_clear_handle_id(&ws->paused_check, g_source_remove);
+    g_clear_pointer(&ws->paused_check, sg_timer_remove);
     g_free(ws->close_text);
     g_free(ws->peer);
     g_free(ws);
@@ -292,6 +307,7 @@ static const SgEndpointOps ws_ops = {
     .pending = ws_pending,
     .want = ws_want,
     .close = ws_close,
+    .abort = ws_abort,
     .peer = ws_peer,
     .free = ws_free,
     .splice_source = ws_splice_source,

@@ -228,6 +228,61 @@ sg_watch_remove(SgWatch *watch)
     uv_close((uv_handle_t *)&watch->poll, on_watch_closed);
 }
 
+struct SgTimer {
+    uv_timer_t timer;             /* first: closed with uv_close() */
+    GSourceFunc func;
+    gpointer data;
+    bool removed;                 /* closed; memory goes on the next turn */
+};
+
+static void
+on_timer_closed(uv_handle_t *handle)
+{
+    g_free(handle);
+}
+
+static void
+close_timer(SgTimer *t)
+{
+    t->removed = true;
+    uv_close((uv_handle_t *)&t->timer, on_timer_closed);
+}
+
+static void
+on_timer(uv_timer_t *handle)
+{
+    SgTimer *t = (SgTimer *)handle;
+
+    /* The memory outlives this turn even if the callback removed the
+     * timer (close callbacks run after it), so t->removed can be read. */
+    if (t->func(t->data) == G_SOURCE_REMOVE && !t->removed)
+        close_timer(t);
+}
+
+SgTimer *
+sg_timer_add(guint ms, GSourceFunc func, gpointer data)
+{
+    SgTimer *t = g_new0(SgTimer, 1);
+
+    sg_event_core_start();
+    t->func = func;
+    t->data = data;
+    uv_timer_init(core_loop, &t->timer);
+    /* The loop's clock was last read when it last ran; GLib's own sources
+     * may have run since. */
+    uv_update_time(core_loop);
+    uv_timer_start(&t->timer, on_timer, ms, ms);
+    return t;
+}
+
+void
+sg_timer_remove(SgTimer *timer)
+{
+    if (timer == NULL || timer->removed)
+        return;
+    close_timer(timer);
+}
+
 void
 sg_event_core_stop(void)
 {

@@ -7,8 +7,11 @@
  * process (lws' connections, the SPICE servers', libcurl's, the listening
  * socket) sits in the epoll set of one libuv loop, and a single GSource
  * polls that loop's one descriptor: a turn costs what the ready sockets
- * cost. Timers stay GLib's (lws' own timers live in the libuv loop, whose
- * next deadline the source reports to GLib).
+ * cost. Timers that every session holds (its deadlines) are the loop's
+ * too (sg_timer_add(): a heap, not a GSource each, which GLib would visit
+ * on every turn); lws' own timers live there as well, and the source
+ * reports the loop's next deadline to GLib. Process-wide timers may stay
+ * GLib's.
  *
  * Everything runs on the thread of the default GMainContext.
  */
@@ -41,6 +44,17 @@ GIOCondition sg_watch_get_events(const SgWatch *watch);
 /* Stops watching before @fd is closed; the callback is not called again,
  * even from the dispatch in progress. NULL is ignored. */
 void sg_watch_remove(SgWatch *watch);
+
+typedef struct SgTimer SgTimer;
+
+/* Calls @func(@data) after @ms milliseconds, and again every @ms for as long
+ * as it returns G_SOURCE_CONTINUE, as g_timeout_add() does; when it
+ * returns G_SOURCE_REMOVE the timer is gone (the owner forgets it then, as
+ * it would a GLib source id). Never NULL. */
+SgTimer *sg_timer_add(guint ms, GSourceFunc func, gpointer data);
+
+/* Cancels @timer, also from its own callback. NULL is ignored. */
+void sg_timer_remove(SgTimer *timer);
 
 /* Runs the loop until every closed handle is released (lws' too, after
  * its context is destroyed) and frees the core. Watches must be removed. */

@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* listener.c - lws on the event core: HTTP files, upgrades, websocket events.
  *
- * Owns the lws context, the web roots and the registry of live sessions.
- * Each lws callback only translates: it gathers what the request says and
- * hands it to web.c, admission.c or session.c. Nothing here blocks: file
- * bodies are streamed by lws in WRITEABLE callbacks, and the token lookup
- * and upstream connect are asynchronous in session.c.
+ * Owns the lws context and the web roots; the live sessions are in the
+ * hub (hub.c), which main.c owns. Each lws callback only translates: it
+ * reads what the request says (request.c) and hands it to web.c (every
+ * plain HTTP answer), admission.c (every upgrade decision) or session.c,
+ * then carries out what they decided. Nothing here decides, and nothing
+ * blocks: file bodies are streamed by lws in WRITEABLE callbacks, and the
+ * token lookup and upstream connect are asynchronous in session.c.
  */
 #include "autoconfig.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,11 +25,13 @@
 #include "acceptor.h"
 #include "admission.h"
 #include "compat.h"
-#include "http_response.h"
 #include "config.h"
+#include "http_response.h"
+#include "hub.h"
 #include "event_core.h"
 #include "listener.h"
 #include "log.h"
+#include "request.h"
 #include "session.h"
 #include "token.h"
 #include "web.h"
@@ -38,18 +41,10 @@
 #define SG_WS_RX_BUFFER_BYTES SG_SESSION_RX_CHUNK_BYTES
 /* See pt_serv_buf_size below; shared by every connection of the thread. */
 #define SG_PT_SERV_BUF_BYTES (SG_SESSION_RX_CHUNK_BYTES + 4096)
-/* How long shutdown waits for sessions to send their close frames. */
-#define SG_SHUTDOWN_GRACE_MS 3000
-/* All request headers together: browsers send every cookie of the domain,
- * and a console proxy sharing one with Horizon sees its session and CSRF
- * cookies too; lws' default of 4 KiB refuses such requests outright. */
-#define SG_HEADERS_MAX_BYTES (16 * 1024)
 /* Connections one process accepts per wakeup of the listening socket: a
  * burst needs fewer turns of the loop, and the sessions already open
  * still get theirs between batches. */
 #define SG_ACCEPT_BATCH 256
-/* One header we read; longer values are treated as absent, not truncated. */
-#define SG_HEADER_MAX_BYTES SG_HEADERS_MAX_BYTES
 
 struct SgListener {
     const SgConfig *cfg;
@@ -57,7 +52,7 @@ struct SgListener {
     struct lws_vhost *vhost;
     SgWeb *web;
     SgSessionEnv env;
-    GHashTable *sessions;         /* SgSession* set; the wsi owns each one */
+    SgHub *hub;                   /* not ours: every live session, each owned by its wsi */
     bool shutting_down;
     bool destroying;
     GSourceFunc on_shutdown_done;
@@ -73,232 +68,97 @@ typedef struct {
     SgSession *sess;
 } SgConnData;
 
-/* A header's value as a new string, or NULL when absent or too long. */
-static char *
-copy_header(struct lws *wsi, enum lws_token_indexes h)
-{
-    int len = lws_hdr_total_length(wsi, h);
-    char *value;
-
-    if (len <= 0 || len > SG_HEADER_MAX_BYTES)
-        return NULL;
-    value = g_malloc(len + 1);
-    if (lws_hdr_copy(wsi, value, len + 1, h) < 0) {
-        g_free(value);
-        return NULL;
-    }
-    return value;
-}
-
-static char *
-copy_custom_header(struct lws *wsi, const char *name)
-{
-    int nlen = (int)strlen(name);
-    int len = lws_hdr_custom_length(wsi, name, nlen);
-    char *value;
-
-    if (len <= 0 || len > SG_HEADER_MAX_BYTES)
-        return NULL;
-    value = g_malloc(len + 1);
-    if (lws_hdr_custom_copy(wsi, value, len + 1, name, nlen) < 0) {
-        g_free(value);
-        return NULL;
-    }
-    return value;
-}
-
-/* Each fragment lws keeps of header @h, whole, NUL-terminated, in order:
- * every field of a repeated header, or every argument of the query
- * (WSI_TOKEN_HTTP_URI_ARGS, split and decoded). lws_hdr_fragment_length()
- * says 0 both for an empty fragment ("a&&b") and for none: only the copy's
- * -1 ends the list. A NUL inside a fragment (newer lws keeps %00 in
- * argument values) becomes 0x01, so the parsers refuse what it was in
- * rather than see it cut short. The caller wipes and frees the array. */
-static GPtrArray *
-copy_fragments(struct lws *wsi, enum lws_token_indexes h)
-{
-    GPtrArray *frags = g_ptr_array_new_with_free_func(g_free);
-
-    for (int i = 0;; i++) {
-        int len = MAX(lws_hdr_fragment_length(wsi, h, i), 0);
-        char *frag = g_malloc(len + 1);
-
-        if (lws_hdr_copy_fragment(wsi, frag, len + 1, h, i) < 0) {
-            g_free(frag);
-            break;
-        }
-        for (int j = 0; j < len; j++) {
-            if (frag[j] == '\0')
-                frag[j] = '\x01';
-        }
-        g_ptr_array_add(frags, frag);
-    }
-    g_ptr_array_add(frags, NULL);
-    return frags;
-}
-
-/* Fragments hold tokens: no copy stays in freed memory. */
-static void
-wipe_fragments(GPtrArray *frags)
-{
-    for (guint i = 0; i + 1 < frags->len; i++)
-        explicit_bzero(frags->pdata[i], strlen(frags->pdata[i]));
-    g_ptr_array_unref(frags);
-}
-
-/* Every Cookie field of the request, joined with "; " as RFC 6265 5.4
- * writes them. A client may send several (HTTP/2 clients split cookies
- * into one field each; RFC 9113 8.2.3), and lws_hdr_copy() glues lws'
- * fragments of this header together with no separator at all, which
- * merged the last cookie of one field with the first of the next. NULL
- * when there is none or all together are too long. */
-static char *
-copy_cookie_fields(struct lws *wsi)
-{
-    GPtrArray *fields = copy_fragments(wsi, WSI_TOKEN_HTTP_COOKIE);
-    char *joined = NULL;
-
-    if (fields->len > 1) {
-        joined = g_strjoinv("; ", (char **)fields->pdata);
-        if (strlen(joined) > SG_HEADER_MAX_BYTES) {
-            explicit_bzero(joined, strlen(joined));
-            g_clear_pointer(&joined, g_free);
-        }
-    }
-    wipe_fragments(fields);
-    return joined;
-}
-
-/* "addr:port" of the peer, without reverse DNS. */
-static char *
-describe_peer(struct lws *wsi)
-{
-    struct sockaddr_storage ss;
-    socklen_t slen = sizeof(ss);
-    char ip[INET6_ADDRSTRLEN] = "?";
-    /* An HTTP/2 stream's own wsi has no socket: the connection's has. */
-    int fd = sg_lws_socket_fd(wsi);
-
-    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &slen) != 0)
-        return g_strdup("?");
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        return g_strdup_printf("%s:%u", ip, ntohs(in->sin_port));
-    }
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        /* Show v4-mapped peers of a dual-stack socket as plain IPv4. */
-        if (g_str_has_prefix(ip, "::ffff:") && strchr(ip + 7, '.') != NULL)
-            return g_strdup_printf("%s:%u", ip + 7, ntohs(in6->sin6_port));
-        return g_strdup_printf("[%s]:%u", ip, ntohs(in6->sin6_port));
-    }
-    return g_strdup("?");
-}
-
 /* --- HTTP ------------------------------------------------------------------ */
 
-/* The upgrade request itself must be a websocket handshake spice-html5
- * could have sent: a key, version 13, and "binary" among the offered
- * subprotocols if any are offered. Anything else gets a 400 here, before
+/* A plain HTTP request: web.c decides the answer, http_response.c writes
+ * it. */
+static int
+serve_http(SgListener *listener, struct lws *wsi, SgConnData *conn, const char *uri)
+{
+    bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    bool is_head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
+    int stored = lws_hdr_total_length(wsi, is_get ? WSI_TOKEN_GET_URI : WSI_TOKEN_HEAD_URI);
+    SgWebRequest req = {
+        .method = is_get ? SG_WEB_GET : is_head ? SG_WEB_HEAD : SG_WEB_OTHER_METHOD,
+        .path = uri,
+        .stored_len = (gsize)MAX(stored, 0),
+        .shutting_down = listener->shutting_down,
+    };
+    SgWebAnswer answer;
+    int ret;
+
+    sg_web_route(listener->web, &req, &answer);
+    if (answer.bad_path) {
+        g_autofree char *peer = sg_request_peer(wsi);
+
+        g_debug("http 400 for %s: bad path", peer);
+    }
+    if (answer.file != NULL)
+        ret = sg_http_respond_file(wsi, &conn->file, answer.file, answer.mime_type);
+    else
+        ret = sg_http_respond_text(wsi, answer.status, answer.text);
+    sg_web_answer_clear(&answer);
+    return ret;
+}
+
+/* --- websocket upgrades ------------------------------------------------------ */
+
+/* The handshake, before lws answers 101: admission.c says whether it is
+ * one spice-html5 could have sent; anything else gets a 400 here, before
  * lws would just hang up. Returns what LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
  * must return. */
 static int
 confirm_upgrade(struct lws *wsi, const char *upgrade)
 {
-    g_autofree char *protocols = copy_header(wsi, WSI_TOKEN_PROTOCOL);
-    g_autofree char *version = copy_header(wsi, WSI_TOKEN_VERSION);
-    const char *why = NULL;
+    g_autofree char *protocols = sg_request_header(wsi, WSI_TOKEN_PROTOCOL);
+    g_autofree char *version = sg_request_header(wsi, WSI_TOKEN_VERSION);
+    SgHandshake hs = {
+        .upgrade = upgrade,
+        .has_key = lws_hdr_total_length(wsi, WSI_TOKEN_KEY) > 0,
+        .version = version,
+        .has_protocols = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0,
+        .protocols = protocols,
+    };
+    const char *why = sg_admission_check_handshake(&hs);
 
-    if (upgrade == NULL || g_ascii_strcasecmp(upgrade, "websocket") != 0)
-        why = "only websocket upgrades are served\n";
-    else if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0)
-        why = "missing Sec-WebSocket-Key\n";
-    else if (version == NULL || !g_str_equal(version, "13"))
-        why = "Sec-WebSocket-Version must be 13\n";
-    else if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0 &&
-             sg_admission_pick_subprotocol(protocols) == NULL)
-        why = "subprotocol \"binary\" was not offered\n";
     if (why == NULL)
         return 0;
     {
-        g_autofree char *peer = describe_peer(wsi);
+        g_autofree char *peer = sg_request_peer(wsi);
 
         g_message("refused upgrade from %s: %.*s", peer, (int)strcspn(why, "\n"), why);
     }
     return sg_http_send_text(wsi, HTTP_STATUS_BAD_REQUEST, why) < 0 ? -1 : 1;
 }
 
-static int
-serve_http(SgListener *listener, struct lws *wsi, SgConnData *conn, const char *uri)
-{
-    g_autofree char *relpath = NULL;
-    g_autofree char *file = NULL;
-    g_autofree char *peer = NULL;
-    bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-    bool is_head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
-
-    if (!is_get && !is_head)
-        return sg_http_respond_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n");
-    if (listener->shutting_down)
-        return sg_http_respond_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n");
-    /* lws decodes %00 into the path it hands us, which then ends early:
-     * a stored URI longer than the string we got means an embedded NUL. */
-    if ((int)strlen(uri) != lws_hdr_total_length(wsi, is_get ? WSI_TOKEN_GET_URI
-                                                              : WSI_TOKEN_HEAD_URI))
-        return sg_http_respond_text(wsi, HTTP_STATUS_BAD_REQUEST, "bad request\n");
-    if (g_str_equal(uri, "/healthz"))
-        return sg_http_respond_text(wsi, HTTP_STATUS_OK, "ok\n");
-
-    switch (sg_web_normalise_path(uri, &relpath)) {
-    case SG_WEB_PATH_OK:
-        break;
-    case SG_WEB_PATH_BAD_REQUEST:
-        peer = describe_peer(wsi);
-        g_debug("http 400 for %s: bad path", peer);
-        return sg_http_respond_text(wsi, HTTP_STATUS_BAD_REQUEST, "bad request\n");
-    case SG_WEB_PATH_FORBIDDEN:
-    default:
-        return sg_http_respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
-    }
-    file = sg_web_resolve(listener->web, relpath);
-    if (file == NULL)
-        return sg_http_respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
-
-    return sg_http_respond_file(wsi, &conn->file, file, sg_web_mime_type(file));
-}
-
-/* --- websocket admission ------------------------------------------------------ */
-
-/* The console token from the URL's query arguments, through the one
- * tested parser. lws has already split the query and percent-decoded each
- * argument; each is copied whole (no fixed buffer that a long argument
- * could overflow into hiding a later `token=`). @present: whether the URL
- * named a token at all, even one refused. */
-static char *
-token_from_url_args(struct lws *wsi, bool *present)
-{
-    GPtrArray *args = copy_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-    char *token = sg_admission_token_from_args((const char *const *)args->pdata, present);
-
-    wipe_fragments(args);
-    return token;
-}
-
+/* The websocket is up: a session from here on, which starts with the
+ * token admission.c found or ends with the refusal it decided. */
 static void
 admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
 {
-    g_autofree char *peer = describe_peer(wsi);
-    g_autofree char *origin = copy_header(wsi, WSI_TOKEN_ORIGIN);
-    /* HTTP/2 has :authority where HTTP/1.1 has Host (RFC 9113 8.3.1). */
-    g_autofree char *host = copy_header(wsi, WSI_TOKEN_HOST);
-    g_autofree char *proto = copy_custom_header(wsi, "x-forwarded-proto:");
-    g_autofree char *token = NULL;
-    bool token_in_url = false;
-    SgOriginVerdict verdict;
+    g_autofree char *peer = sg_request_peer(wsi);
+    g_autofree char *origin = sg_request_header(wsi, WSI_TOKEN_ORIGIN);
+    g_autofree char *host = sg_request_header(wsi, WSI_TOKEN_HOST);
+    g_autofree char *authority = sg_request_header(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
+    g_autofree char *proto = sg_request_custom_header(wsi, "x-forwarded-proto:");
+    GPtrArray *args = sg_request_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    char *cookie = sg_request_cookie(wsi);
+    SgUpgradeRequest req = {
+        .shutting_down = listener->shutting_down,
+        .origin = origin,
+        .host = host,
+        .authority = authority,
+        .forwarded_proto = proto,
+        .query_args = (const char *const *)args->pdata,
+        .cookie = cookie,
+    };
+    SgAdmissionPolicy policy = {
+        .allowed_origins = (const char *const *)listener->cfg->allowed_origins,
+        .expected_scheme = listener->cfg->expected_scheme,
+    };
+    SgCloseReason refusal = SG_CLOSE_INTERNAL;
+    const char *detail = NULL;
+    char *token;
     int fd = sg_lws_socket_fd(wsi);
     int one = 1;
 
@@ -306,40 +166,22 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
      * browser leg either (the upstream leg sets it in upstream.c). */
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (host == NULL)
-        host = copy_header(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
     conn->sess = sg_session_new(&listener->env, wsi, peer);
-    g_hash_table_add(listener->sessions, conn->sess);
-
-    if (listener->shutting_down) {
-        sg_session_refuse(conn->sess, SG_CLOSE_SHUTDOWN, NULL);
-        return;
-    }
-    verdict = sg_admission_check_origin(origin, host, proto,
-                                        (const char *const *)listener->cfg->allowed_origins,
-                                        listener->cfg->expected_scheme);
-    if (verdict != SG_ORIGIN_OK) {
-        sg_session_refuse(conn->sess, SG_CLOSE_ORIGIN, sg_origin_verdict_to_string(verdict));
-        return;
-    }
-    token = token_from_url_args(wsi, &token_in_url);
-    /* Nova's rule: the cookie counts only when the URL names no token. */
-    if (!token_in_url) {
-        g_autofree char *cookie = copy_cookie_fields(wsi);
-
-        if (cookie != NULL) {
-            token = sg_admission_token_from_cookie(cookie);
-            explicit_bzero(cookie, strlen(cookie));
-        }
+    token = sg_admission_decide(&req, &policy, &refusal, &detail);
+    /* Bearer secrets: not left lying around in freed memory
+     * (explicit_bzero, unlike memset, is never optimised away). */
+    sg_request_wipe_fragments(args);
+    if (cookie != NULL) {
+        explicit_bzero(cookie, strlen(cookie));
+        g_free(cookie);
     }
     if (token == NULL) {
-        sg_session_refuse(conn->sess, SG_CLOSE_NO_TOKEN, NULL);
-    } else {
-        sg_session_start(conn->sess, token);
-        /* A bearer secret: not left lying around in freed memory
-         * (explicit_bzero, unlike memset, is never optimised away). */
-        explicit_bzero(token, strlen(token));
+        sg_session_refuse(conn->sess, refusal, detail);
+        return;
     }
+    sg_session_start(conn->sess, token);
+    explicit_bzero(token, strlen(token));
+    g_free(token);
 }
 
 /* A connection from the acceptor: lws serves it from here on, TLS
@@ -413,10 +255,10 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
 
     case LWS_CALLBACK_CLOSED:
         if (conn->sess != NULL) {
-            g_hash_table_remove(listener->sessions, conn->sess);
+            /* The session leaves the hub as it goes. */
             g_clear_pointer(&conn->sess, sg_session_free);
             if (listener->shutting_down && !listener->destroying &&
-                g_hash_table_size(listener->sessions) == 0 && listener->shutdown_timer != 0) {
+                sg_hub_count(listener->hub) == 0 && listener->shutdown_timer != 0) {
                 /* Last one out: finish the shutdown from the loop, not from
                  * inside an lws callback. */
                 g_source_remove(listener->shutdown_timer);
@@ -449,9 +291,14 @@ static const struct lws_protocols protocols[] = {
     { 0 }
 };
 
+static const lws_retry_bo_t no_validity_timers = {
+    .secs_since_valid_ping = 0,
+    .secs_since_valid_hangup = 0,
+};
+
 SgListener *
-sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, int listen_fd,
-                GError **error)
+sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, SgHub *hub,
+                int listen_fd, GError **error)
 {
     SgListener *listener = g_new0(SgListener, 1);
     struct lws_context_creation_info info;
@@ -466,7 +313,10 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     listener->env.tokens = tokens;
     listener->env.connect_timeout_s = cfg->connect_timeout_s;
     listener->env.link_timeout_s = cfg->link_timeout_s;
-    listener->sessions = g_hash_table_new(g_direct_hash, g_direct_equal);
+    listener->env.idle_timeout_s = cfg->idle_timeout_s;
+    listener->env.close_timeout_s = cfg->close_timeout_s;
+    listener->hub = hub;
+    listener->env.hub = hub;
     if (cfg->pages_dir == NULL) {
         roots[0] = cfg->web_dir;
         roots[1] = NULL;
@@ -488,7 +338,19 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, in
     info.gid = -1;
     info.uid = -1;
     info.server_string = "spicegate";
-    info.max_http_header_data = SG_HEADERS_MAX_BYTES;
+    /* No lws "validity" timers (its default: a ping after 300 s without
+     * traffic, a hang-up 10 s later). lws 4.1.6 keeps every connection's
+     * timer in one list sorted by deadline and inserts a new one by walking
+     * that list from its start, so each websocket opened walked past every
+     * idle one: with 10,000 held, new connections ran at 0.37x the rate
+     * with none. A browser that vanished is found by TCP keepalive instead
+     * (acceptor.c), which the kernel keeps per socket. */
+    info.retry_and_idle_policy = &no_validity_timers;
+    info.max_http_header_data = SG_REQUEST_HEADERS_MAX_BYTES;
+    /* handshake_timeout: lws' TLS accept (timeout_secs), then its hold on
+     * a connection's request headers until they are whole (ah_idle). */
+    info.timeout_secs = cfg->handshake_timeout_s;
+    info.timeout_secs_ah_idle = cfg->handshake_timeout_s;
     /* lws reads the socket into this one per-thread buffer before parsing
      * frames: its 4 KiB default cut a 16 KiB upload frame into five
      * receive callbacks and five sends to the SPICE server. */
@@ -540,33 +402,31 @@ sg_listener_get_port(const SgListener *listener)
     return listener->cfg->listen_port;
 }
 
-guint
-sg_listener_count_sessions(const SgListener *listener)
-{
-    return g_hash_table_size(listener->sessions);
-}
 
+static void
+shutdown_session(const SgHubSession *s, gpointer data)
+{
+    (void)data;
+    sg_session_shutdown(s->owner);
+}
 
 void
 sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
 {
-    GHashTableIter iter;
-    gpointer sess;
-
     g_return_if_fail(!listener->shutting_down);
     listener->shutting_down = true;
     listener->on_shutdown_done = done;
     listener->shutdown_data = user_data;
     /* A stopping worker takes no more connections; the others may. */
     sg_acceptor_stop(listener->acceptor);
-    g_hash_table_iter_init(&iter, listener->sessions);
-    while (g_hash_table_iter_next(&iter, &sess, NULL))
-        sg_session_shutdown(sess);
-    if (g_hash_table_size(listener->sessions) == 0)
+    sg_hub_foreach(listener->hub, shutdown_session, NULL);
+    if (sg_hub_count(listener->hub) == 0)
         listener->shutdown_timer = g_idle_add(on_shutdown_complete, listener);
     else
-        listener->shutdown_timer = g_timeout_add(SG_SHUTDOWN_GRACE_MS, on_shutdown_complete,
-                                                 listener);
+        /* [server] shutdown_timeout: how long the sessions get to send
+         * their close frames. */
+        listener->shutdown_timer = g_timeout_add(listener->cfg->shutdown_timeout_s * 1000,
+                                                 on_shutdown_complete, listener);
 }
 
 void
@@ -578,7 +438,7 @@ sg_listener_free(SgListener *listener)
     g_clear_pointer(&listener->acceptor, sg_acceptor_free);
     listener->destroying = true;
     /* Destroying the context closes every wsi; their CLOSED callbacks free
-     * the sessions, which still need the registry. On a foreign libuv loop
+     * the sessions, which leave the hub as they go. On a foreign libuv loop
      * lws 4.1 destroys in steps: the first call closes the connections,
      * the loop then completes the closes of lws' handles, and the later
      * calls free what is left. */
@@ -589,7 +449,6 @@ sg_listener_free(SgListener *listener)
     }
     if (listener->context != NULL)
         g_warning("libwebsockets did not finish its shutdown");
-    g_clear_pointer(&listener->sessions, g_hash_table_unref);
     g_clear_pointer(&listener->web, sg_web_free);
     g_free(listener);
 }

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* listener.h - the libwebsockets context on the event core (event_core.h).
  *
- * Owns the lws context (one vhost: plain, TLS, or both on one port), the
- * static web roots, and the set of live sessions. It translates lws
- * callbacks: plain HTTP goes to the web roots, upgrades go through the
- * admission checks to a new session, websocket events go to that session.
+ * Owns the lws context (one vhost: plain, TLS, or both on one port) and
+ * the static web roots. It translates lws callbacks: plain HTTP goes to
+ * the web roots, upgrades go through the admission checks to a new
+ * session, websocket events go to that session. The live sessions are in
+ * the hub (hub.h), which the caller owns.
  */
 #pragma once
 
@@ -12,11 +13,11 @@
 
 /* Serves the connections it accepts from @listen_fd, a listening socket
  * bound by main.c or, shared by the workers, by their master (not owned;
- * listen_socket.c). Takes no ownership of @cfg or @tokens; both must
- * outlive the listener. Fails (exit status 1 material) when lws cannot
+ * listen_socket.c), and registers their sessions in @hub. Takes no
+ * ownership of @cfg, @tokens or @hub; all must outlive the listener. Fails (exit status 1 material) when lws cannot
  * start, e.g. TLS material cannot be loaded. */
 SgListener *sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
-                            int listen_fd, GError **error);
+                            SgHub *hub, int listen_fd, GError **error);
 
 /* The port actually bound (useful with port 0). */
 guint sg_listener_get_port(const SgListener *listener);
@@ -25,7 +26,5 @@ guint sg_listener_get_port(const SgListener *listener);
  * the main loop once they have all gone (or after a short grace period).
  * Call once. */
 void sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data);
-
-guint sg_listener_count_sessions(const SgListener *listener);
 
 void sg_listener_free(SgListener *listener);

@@ -26,10 +26,11 @@
 #include "compat.h"
 #include "config.h"
 #include "event_core.h"
+#include "hub.h"
 #include "listen_socket.h"
 #include "listener.h"
-#include "session.h"
 #include "log.h"
+#include "session_log.h"
 #include "nova_conf.h"
 #include "preflight.h"
 #include "token.h"
@@ -44,6 +45,7 @@ typedef struct {
     GMainLoop *loop;
     SgConfig *cfg;
     SgTokenBackend *tokens;
+    SgHub *hub;                   /* every live session, and its observers */
     SgListener *listener;
     bool stopping;
     bool worker;                  /* one of several: the master speaks for all */
@@ -301,8 +303,8 @@ on_terminate(gpointer data)
         return G_SOURCE_CONTINUE;
     d->stopping = true;
     g_log(G_LOG_DOMAIN, d->worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
-          "stopping: closing %u session(s)", sg_listener_count_sessions(d->listener));
-    sg_notify_systemd("STOPPING=1");
+          "stopping: closing %u session(s)", sg_hub_count(d->hub));
+    sg_notify_systemd_stopping(d->cfg->shutdown_timeout_s);
     sg_listener_shutdown(d->listener, on_stopped, d);
     return G_SOURCE_CONTINUE;
 }
@@ -439,7 +441,6 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
 
     if (ready_fd >= 0) {
         d.cfg->listen_port = (uint16_t)port;   /* the master bound it */
-        sg_session_set_id_space(index, d.cfg->workers);
         /* What every worker would say alike (tokens loaded, logged in to
          * Keystone), worker 0 says for all. */
         sg_log_set_quiet_once(index != 0);
@@ -475,7 +476,10 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, gpointer data)
     sig_ids[1] = g_unix_signal_add(SIGINT, on_terminate, &d);
     sig_ids[2] = g_unix_signal_add(SIGHUP, on_reload, &d);
     sig_ids[3] = 0;
-    d.listener = sg_listener_new(d.cfg, d.loop, d.tokens, listen_fd, &error);
+    /* Session ids unique across the workers: worker @index of them. */
+    d.hub = sg_hub_new(index, ready_fd >= 0 ? d.cfg->workers : 1);
+    sg_session_log_attach(d.hub);
+    d.listener = sg_listener_new(d.cfg, d.loop, d.tokens, d.hub, listen_fd, &error);
     if (d.listener == NULL) {
         fprintf(stderr, "spicegate: %s\n", error->message);
         status = SG_EXIT_RUNTIME;
@@ -496,6 +500,8 @@ out:
     for (guint i = 0; sig_ids[i] != 0; i++)
         g_source_remove(sig_ids[i]);
     sg_listener_free(d.listener);
+    /* After the listener: its sessions leave the hub as lws lets go. */
+    sg_hub_free(d.hub);
     sg_token_backend_free(d.tokens);
     sg_event_core_stop();
     g_main_loop_unref(d.loop);
@@ -621,8 +627,8 @@ main(int argc, char **argv)
             }
             sg_token_backend_free(probe);
         }
-        status = sg_workers_run(cfg->listen_host, cfg->listen_port, cfg->workers, run_daemon,
-                                on_workers_ready, cfg);
+        status = sg_workers_run(cfg->listen_host, cfg->listen_port, cfg->workers,
+                                cfg->shutdown_timeout_s, run_daemon, on_workers_ready, cfg);
         if (status == 0)
             g_message("stopped");
     }

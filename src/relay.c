@@ -467,16 +467,14 @@ buffer_for(SgEndpoint *src)
 }
 
 SgRelay *
-sg_relay_new(SgEndpoint *front, guint64 log_id, const SgRelayEvents *events, gpointer data)
+sg_relay_new(SgEndpoint *front, const SgRelayEvents *events, gpointer data)
 {
     SgRelay *r = g_new0(SgRelay, 1);
 
-    r->log_id = log_id;
     r->events = *events;
     r->data = data;
     r->held = true;
     r->ends[SG_RELAY_FRONT] = front;
-    front->log_id = log_id;
     sg_endpoint_set_events(front, &endpoint_events, r);
     r->dir[TO_BACK].src = front;
     r->dir[TO_BACK].buf = sg_buf_new(buffer_for(front));
@@ -560,10 +558,26 @@ sg_relay_front_drained(SgRelay *r)
            (d->pipe == NULL || d->pipe->len == 0);
 }
 
+void
+sg_relay_set_log_id(SgRelay *r, guint64 log_id)
+{
+    r->log_id = log_id;
+    for (int e = SG_RELAY_FRONT; e <= SG_RELAY_BACK; e++) {
+        if (r->ends[e] != NULL)
+            r->ends[e]->log_id = log_id;
+    }
+}
+
 guint64
 sg_relay_bytes_to(SgRelay *r, SgRelayEnd end)
 {
     return dir_to(r, end)->bytes;
+}
+
+const guint64 *
+sg_relay_bytes_counter(SgRelay *r, SgRelayEnd end)
+{
+    return &dir_to(r, end)->bytes;
 }
 
 SgEndpoint *

@@ -52,10 +52,11 @@ typedef struct {
     void (*drained)(SgRelay *relay, gpointer data);
 } SgRelayEvents;
 
-/* A relay from @front (owned from here on), held, with no back yet.
- * @log_id is the session id in log lines. */
-SgRelay *sg_relay_new(SgEndpoint *front, guint64 log_id, const SgRelayEvents *events,
-                      gpointer data);
+/* A relay from @front (owned from here on), held, with no back yet. */
+SgRelay *sg_relay_new(SgEndpoint *front, const SgRelayEvents *events, gpointer data);
+
+/* The session id in the relay's and its endpoints' log lines. */
+void sg_relay_set_log_id(SgRelay *relay, guint64 log_id);
 
 /* Connects @back (owned from here on) and starts relaying. */
 void sg_relay_attach_back(SgRelay *relay, SgEndpoint *back);
@@ -77,6 +78,9 @@ bool sg_relay_front_drained(SgRelay *relay);
 
 /* Bytes handed to @end so far. */
 guint64 sg_relay_bytes_to(SgRelay *relay, SgRelayEnd end);
+/* The counter behind sg_relay_bytes_to(), valid as long as the relay: for
+ * readers that only read now and then (the hub). */
+const guint64 *sg_relay_bytes_counter(SgRelay *relay, SgRelayEnd end);
 
 SgEndpoint *sg_relay_get_end(SgRelay *relay, SgRelayEnd end);
 

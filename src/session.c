@@ -2,28 +2,44 @@
 /* session.c - the per-websocket state machine; the bytes are relay.c's.
  *
  * Owns: the token lookup handle, the upstream while it connects, the relay
- * (relay.c: both endpoints and the bytes between them), the timers. Must
+ * (relay.c: both endpoints and the bytes between them), its timers. Must
  * not: block, keep a pointer to anything the listener frees before CLOSED,
  * or log a token. The websocket's framing and flow control are in
  * endpoint_ws.c, the SPICE server's socket I/O in endpoint_tcp.c.
  *
- * Session states
+ * Session states (the legal moves are one table, session_state.c)
  *
- *   new --start--> AUTHORISING --target--> CONNECTING --connected--> RELAYING
- *    |                  | no/bad token          | unreachable,          | SPICE server
- *    | refuse           | backend down          | timeout               | closes
- *    v                  v                       v                       v
- *   CLOSING <-----------+-----------------------+------------------- DRAINING
- *    |                   (bad link, link timeout, text frame, shutdown  (flush what the
- *    |                    go to CLOSING from any state)                  browser is owed)
+ *   NEW --start--> AUTHORISING --target--> CONNECTING --connected--> LINKING
+ *    |                  | no/bad token          | unreachable,          | link sent and
+ *    | refuse           | backend down          | timeout               | answered
+ *    |                  |                       |                       v
+ *    |                  |                       |                    RELAYING --idle--+
+ *    |                  |                       |                       | SPICE server |
+ *    |                  |                       |                       | closes       |
+ *    v                  v                       v                       v              |
+ *   CLOSING <-----------+-----------------------+------------------- DRAINING         |
+ *    |  ^                (bad link, link timeout, text frame, shutdown, (flush what the |
+ *    |  +-----------------expiry go to CLOSING from any state)           browser is owed)
  *    v
  *   free (lws CLOSED; also when the browser goes away in any state)
  *
  * The SPICE link message is checked as soon as the browser sends it, in
- * whatever state the session is; bytes flow upstream only once it passed
- * and the connection is up. Every waiting state has a timer: the token
- * backend's own deadline (AUTHORISING), the connect timeout (CONNECTING),
- * and the link timeout until the link message arrives.
+ * whatever state the session is (a bad one is refused at once), and waits
+ * in the upload buffer; it goes to the SPICE server in LINKING, once the
+ * connection is up, and nothing else goes before it. LINKING ends when
+ * the server has answered. Every waiting state has a deadline:
+ *
+ *   AUTHORISING  the token backend's own: [nova] timeout (a file answers at once)
+ *   CONNECTING   upstream.c's: connect_timeout (4504)
+ *   LINKING      link_timeout for the whole exchange: no link from the browser
+ *                (4408), or none answered by the SPICE server (4504)
+ *   RELAYING     idle_timeout when set: no byte either way (4408, "idle")
+ *   DRAINING,    close_timeout for the browser to take what it is owed, the
+ *   CLOSING      close frame included; then spicegate hangs up
+ *
+ * Before the upgrade, lws holds the connection under handshake_timeout
+ * (listener.c); at stop, the listener waits shutdown_timeout for CLOSING
+ * sessions.
  */
 #include "autoconfig.h"
 
@@ -35,25 +51,15 @@
 
 #include "endpoint_tcp.h"
 #include "endpoint_ws.h"
+#include "event_core.h"
+#include "hub.h"
 #include "log.h"
 #include "relay.h"
 #include "session.h"
+#include "session_state.h"
 #include "spice_link.h"
 #include "token.h"
 #include "upstream.h"
-
-typedef enum {
-    SG_SESSION_NEW = 0,
-    SG_SESSION_AUTHORISING,       /* waiting for the token backend */
-    SG_SESSION_CONNECTING,        /* TCP connect to the SPICE server */
-    SG_SESSION_RELAYING,
-    SG_SESSION_DRAINING,          /* SPICE server gone; flushing to the browser */
-    SG_SESSION_CLOSING,           /* close frame queued; waiting for lws */
-} SgSessionState;
-
-static const char *const state_names[] = {
-    "new", "authorising", "connecting", "relaying", "draining", "closing",
-};
 
 #define SG_CLOSE_TABLE_ENTRY(name, code, text) [SG_CLOSE_##name] = { code, text },
 static const struct {
@@ -79,26 +85,18 @@ struct SgSession {
     SgUpstream *up;               /* while connecting; then the relay's back end */
     SgRelay *relay;               /* browser (front) <-> SPICE server (back) */
     SgEndpoint *ws;               /* the relay's front end: the browser's websocket */
-    bool link_ok;
     bool opened;                  /* the "open" line was logged */
-    guint link_timer;
-    guint reply_timer;            /* the SPICE server's link reply is due */
+    SgTimer *deadline;            /* the current state's (arm_deadline()) */
+    gint64 drain_until_us;        /* DRAINING's deadline, which CLOSING keeps */
+    guint64 idle_moved;           /* RELAYING: bytes_up + bytes_down at the last tick */
+    guint idle_quiet_s;           /* RELAYING: seconds of ticks that saw none move */
     bool got_reply;               /* the SPICE server has said something */
-    guint expiry_timer;           /* enforce_session_timeout */
+    SgTimer *expiry_timer;        /* enforce_session_timeout */
     SgCloseReason reason;
     char *detail;                 /* extra words for the close line */
     gint64 started_us;
+    SgHubEntry *hub_entry;        /* our place in the hub, until sg_session_free() */
 };
-
-static guint64 next_session_id = 1;
-static guint64 session_id_stride = 1;
-
-void
-sg_session_set_id_space(guint index, guint count)
-{
-    next_session_id = (guint64)index + 1;
-    session_id_stride = MAX(count, 1);
-}
 
 uint16_t
 sg_close_reason_code(SgCloseReason reason)
@@ -117,13 +115,38 @@ sg_close_reason_text(SgCloseReason reason)
                    "[s:%" G_GUINT64_FORMAT "] " fmt, (sess)->id, ##__VA_ARGS__)
 
 static void end_scan(SgSession *sess);
+static void arm_deadline(SgSession *sess);
+static guint64 bytes_moved(const SgSession *sess);
 
+/* What the hub (and through it the log and every other observer) knows
+ * of the session: filled afresh at each turning point. */
+static SgHubFacts
+facts_of(const SgSession *sess)
+{
+    return (SgHubFacts){
+        .state = sg_session_state_name(sess->state), .token_tag = sess->token_tag,
+        .instance = sess->instance, .target = sess->target, .channel = sess->channel,
+        .has_console = sess->has_console, .console = sess->console,
+        .reason = sess->reason, .reason_text = sg_close_reason_text(sess->reason),
+        .detail = sess->detail,
+    };
+}
+
+/* Every move goes through the table (session_state.c): an illegal one is
+ * logged as a bug and made anyway, so that the session still ends. */
 static void
 set_state(SgSession *sess, SgSessionState state)
 {
-    sess_log(G_LOG_LEVEL_DEBUG, sess, "%s -> %s", state_names[sess->state],
-             state_names[state]);
+    SgSessionState from = sess->state;
+    SgHubFacts facts;
+
+    sg_session_state_check_move(sess->id, from, state);
+    sess_log(G_LOG_LEVEL_DEBUG, sess, "%s -> %s", sg_session_state_name(from),
+             sg_session_state_name(state));
     sess->state = state;
+    facts = facts_of(sess);
+    sg_hub_note_state(sess->hub_entry, &facts, sg_session_state_name(from));
+    arm_deadline(sess);
 }
 
 static void start_relay(SgSession *sess);
@@ -135,33 +158,37 @@ sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client)
     SgSession *sess = g_new0(SgSession, 1);
 
     sess->env = env;
-    sess->id = next_session_id;
-    next_session_id += session_id_stride;
-    sess->client = g_strdup(client);
-    sess->started_us = g_get_monotonic_time();
     sess->ws = sg_endpoint_ws_new(ws, client);
-    sess->relay = sg_relay_new(sess->ws, sess->id, &relay_events, sess);
+    sess->relay = sg_relay_new(sess->ws, &relay_events, sess);
+    /* The hub reads the relay's byte counters, which live as long as we do. */
+    sess->hub_entry = sg_hub_add(env->hub, sess, client,
+                                 sg_relay_bytes_counter(sess->relay, SG_RELAY_BACK),
+                                 sg_relay_bytes_counter(sess->relay, SG_RELAY_FRONT));
+    sess->id = sg_hub_entry_get_id(sess->hub_entry);
+    sg_relay_set_log_id(sess->relay, sess->id);
     /* Until the SPICE server has answered and, on a main channel, named
      * the console (scan_down()). */
     sg_relay_peek(sess->relay, true);
+    sess->client = g_strdup(client);
+    sess->started_us = g_get_monotonic_time();
     sess->state = SG_SESSION_NEW;
     return sess;
 }
 
-/* The one line of a session that never opened. */
+/* The one teardown: stops everything that could call back into @sess (the
+ * token lookup, the SPICE server's connection while it connects, every
+ * timer) and ends the main channel's scan, which may write the open line
+ * it held back. The relay's back end (the SPICE server's connection, its
+ * watch, a queued upload flush) goes in close_with(), and everything of
+ * the relay in sg_session_free(). Running it twice is harmless. */
 static void
-log_refused(SgSession *sess, const char *reason, const char *detail)
+stop_activities(SgSession *sess)
 {
-    g_autofree char *full = g_strconcat(reason, detail ? ": " : "", detail, NULL);
-    SgLogSession f = {
-        .session = sess->id, .event = "refused", .client = sess->client,
-        .token_tag = sess->token_tag ? sess->token_tag : "tok:-", .reason = full,
-    };
-
-    /* The detail goes after the quoted reason, as it always has. */
-    sg_log_session(G_LOG_LEVEL_MESSAGE, &f, "[s:%" G_GUINT64_FORMAT "] refused client=%s %s "
-                   "reason=\"%s\"%s%s", sess->id, f.client, f.token_tag, reason,
-                   detail ? ": " : "", detail ? detail : "");
+    g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
+    g_clear_pointer(&sess->up, sg_upstream_free);
+    g_clear_pointer(&sess->deadline, sg_timer_remove);
+    g_clear_pointer(&sess->expiry_timer, sg_timer_remove);
+    end_scan(sess);
 }
 
 /* Ends the session with @reason: stops everything that could call back,
@@ -182,16 +209,17 @@ close_with(SgSession *sess, SgCloseReason reason, const char *detail)
     sess->detail = new_detail;
     detail = new_detail;
     sess->reason = reason;
-    g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
-    g_clear_pointer(&sess->up, sg_upstream_free);
+    stop_activities(sess);
     sg_relay_drop_back(sess->relay);
-    g_clear_handle_id(&sess->link_timer, g_source_remove);
-    g_clear_handle_id(&sess->reply_timer, g_source_remove);
-    g_clear_handle_id(&sess->expiry_timer, g_source_remove);
-    end_scan(sess);
-    if (!sess->opened)
-        log_refused(sess, sg_close_reason_text(reason), detail);
     set_state(sess, SG_SESSION_CLOSING);
+    if (!sess->opened) {
+        /* Refused before it opened: its one line goes out now (the
+         * "refused" line of session_log.c), not when lws lets go. */
+        SgHubFacts facts = facts_of(sess);
+
+        sg_hub_note_close(sess->hub_entry, &facts);
+    }
+    /* The close frame goes out from the next WRITEABLE. */
     sg_endpoint_close(sess->ws, sg_close_reason_code(reason), sg_close_reason_text(reason));
 }
 
@@ -207,43 +235,152 @@ sg_session_shutdown(SgSession *sess)
     close_with(sess, SG_CLOSE_SHUTDOWN, NULL);
 }
 
-static gboolean
-on_link_timeout(gpointer data)
-{
-    SgSession *sess = data;
+/* --- deadlines ------------------------------------------------------------- */
 
-    sess->link_timer = 0;
-    close_with(sess, SG_CLOSE_LINK_TIMEOUT, NULL);
-    return G_SOURCE_REMOVE;
+/* The browser's link message has passed (it waits in the relay, held,
+ * until LINKING sends it). */
+static bool
+have_link(const SgSession *sess)
+{
+    return sess->channel != NULL;
 }
 
-/* The SPICE server took the connection and the link message but has not
- * answered within link_timeout: a hung server would otherwise hold the
- * session (two descriptors and its buffers) until lws' own 5 minutes. The
- * browser hears "console connect timed out": to a person the console could
- * not be reached; the log says what happened. */
-static gboolean
-on_reply_timeout(gpointer data)
-{
-    SgSession *sess = data;
-    g_autofree char *why =
-        g_strdup_printf("the SPICE server did not answer the link within %u s",
-                        sess->env->link_timeout_s);
-
-    sess->reply_timer = 0;
-    close_with(sess, SG_CLOSE_CONNECT_TIMEOUT, why);
-    return G_SOURCE_REMOVE;
-}
-
-/* Starts the wait for the server's link reply once the link can have been
- * sent: both the link checked and the connection up, whichever came last. */
+/* LINKING is over once the browser's link passed (and so goes out first)
+ * and the SPICE server has said something: called on either event. */
 static void
-arm_reply_deadline(SgSession *sess)
+end_linking(SgSession *sess)
 {
-    if (sess->reply_timer == 0 && !sess->got_reply && sess->link_ok &&
-        sess->state == SG_SESSION_RELAYING)
-        sess->reply_timer = g_timeout_add_seconds(sess->env->link_timeout_s, on_reply_timeout,
-                                                  sess);
+    if (sess->state == SG_SESSION_LINKING && have_link(sess) && sess->got_reply)
+        set_state(sess, SG_SESSION_RELAYING);
+}
+
+/* LINKING: no link message from the browser within link_timeout, or the
+ * SPICE server took the connection and the link but has not answered (a
+ * hung server would otherwise hold the session, two descriptors and its
+ * buffers, for good). For the latter the browser hears "console connect
+ * timed out": to a person the console could not be reached; the log says
+ * what happened. */
+static gboolean
+on_link_deadline(gpointer data)
+{
+    SgSession *sess = data;
+
+    sess->deadline = NULL;
+    if (!have_link(sess)) {
+        close_with(sess, SG_CLOSE_LINK_TIMEOUT, NULL);
+    } else {
+        g_autofree char *why =
+            g_strdup_printf("the SPICE server did not answer the link within %u s",
+                            sess->env->link_timeout_s);
+
+        close_with(sess, SG_CLOSE_CONNECT_TIMEOUT, why);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* RELAYING with idle_timeout: a tick of a quarter of it (at least a
+ * second) looks whether any byte moved since the last; the session closes
+ * once ticks worth idle_timeout saw none. So it closes between idle_timeout
+ * and idle_timeout plus a tick (and a second of timer grouping) after the
+ * last byte, and the relay itself does no bookkeeping for it. */
+static guint
+idle_tick_s(const SgSessionEnv *env)
+{
+    return MAX(env->idle_timeout_s / 4, 1);
+}
+
+static gboolean
+on_idle_tick(gpointer data)
+{
+    SgSession *sess = data;
+    guint64 moved = bytes_moved(sess);
+
+    if (moved != sess->idle_moved) {
+        sess->idle_moved = moved;
+        sess->idle_quiet_s = 0;
+        return G_SOURCE_CONTINUE;
+    }
+    sess->idle_quiet_s += idle_tick_s(sess->env);
+    if (sess->idle_quiet_s < sess->env->idle_timeout_s)
+        return G_SOURCE_CONTINUE;
+    sess->deadline = NULL;
+    {
+        g_autofree char *why = g_strdup_printf("no byte either way for %u s (idle_timeout)",
+                                               sess->env->idle_timeout_s);
+
+        close_with(sess, SG_CLOSE_IDLE, why);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* DRAINING or CLOSING past close_timeout: the browser does not take what
+ * it is owed, the close frame included (it stopped reading, or its network
+ * did). Neither can go out, so spicegate hangs up: lws drops the
+ * connection at once, without a close frame (the browser sees 1006), and
+ * the close line keeps the session's reason. */
+static gboolean
+on_drain_deadline(gpointer data)
+{
+    SgSession *sess = data;
+    g_autofree char *why = g_strdup_printf("%s%shung up: the browser did not take the rest "
+                                           "within %u s (close_timeout)",
+                                           sess->detail ? sess->detail : "",
+                                           sess->detail ? "; " : "",
+                                           sess->env->close_timeout_s);
+
+    sess->deadline = NULL;
+    sess_log(G_LOG_LEVEL_DEBUG, sess, "hanging up in %s: the browser is not reading",
+             sg_session_state_name(sess->state));
+    if (sess->state != SG_SESSION_CLOSING) {
+        close_with(sess, sess->reason, why);
+    } else {
+        g_free(sess->detail);
+        sess->detail = g_steal_pointer(&why);
+    }
+    g_clear_pointer(&sess->deadline, sg_timer_remove);
+    sg_endpoint_abort(sess->ws);
+    return G_SOURCE_REMOVE;
+}
+
+/* Arms the deadline of the state just entered (see the table at the top).
+ * AUTHORISING and CONNECTING have theirs in the token backend and in
+ * upstream.c, which own those waits. */
+static void
+arm_deadline(SgSession *sess)
+{
+    const SgSessionEnv *env = sess->env;
+
+    g_clear_pointer(&sess->deadline, sg_timer_remove);
+    switch (sess->state) {
+    case SG_SESSION_LINKING:
+        sess->deadline = sg_timer_add(env->link_timeout_s * 1000, on_link_deadline, sess);
+        break;
+    case SG_SESSION_RELAYING:
+        if (env->idle_timeout_s > 0) {
+            sess->idle_moved = bytes_moved(sess);
+            sess->idle_quiet_s = 0;
+            sess->deadline = sg_timer_add(idle_tick_s(env) * 1000, on_idle_tick, sess);
+        }
+        break;
+    case SG_SESSION_DRAINING:
+        sess->drain_until_us = g_get_monotonic_time() + env->close_timeout_s * G_USEC_PER_SEC;
+        /* fall through */
+    case SG_SESSION_CLOSING: {
+        /* From DRAINING, the close frame gets what is left of its time. */
+        gint64 left_us = sess->drain_until_us != 0
+                             ? MAX(sess->drain_until_us - g_get_monotonic_time(), 0)
+                             : (gint64)env->close_timeout_s * G_USEC_PER_SEC;
+
+        sess->deadline = sg_timer_add((guint)(left_us / 1000), on_drain_deadline, sess);
+        break;
+    }
+    case SG_SESSION_NEW:
+    case SG_SESSION_AUTHORISING:
+    case SG_SESSION_CONNECTING:
+    case SG_SESSION_N_STATES:
+    default:
+        break;
+    }
 }
 
 static gboolean
@@ -251,7 +388,7 @@ on_session_expired(gpointer data)
 {
     SgSession *sess = data;
 
-    sess->expiry_timer = 0;
+    sess->expiry_timer = NULL;
     /* Unlike the browser-side states, a live console is cut at once: the
      * token's lifetime is the operator's policy (enforce_session_timeout). */
     g_clear_pointer(&sess->up, sg_upstream_free);
@@ -282,7 +419,7 @@ on_upstream_connected(SgUpstream *up, const GError *error, gpointer data)
     }
     g_free(sess->target);
     sess->target = g_strdup(sg_upstream_get_peer(up));
-    set_state(sess, SG_SESSION_RELAYING);
+    set_state(sess, SG_SESSION_LINKING);
     start_relay(sess);
 }
 
@@ -314,7 +451,7 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
             close_with(sess, SG_CLOSE_SESSION_EXPIRED, NULL);
             return;
         }
-        sess->expiry_timer = g_timeout_add((guint)MIN(left_ms, G_MAXUINT), on_session_expired,
+        sess->expiry_timer = sg_timer_add((guint)MIN(left_ms, G_MAXUINT), on_session_expired,
                                            sess);
     }
     sess->up = sg_upstream_connect(tgt->host, tgt->port, tgt->internal_access_path,
@@ -328,40 +465,21 @@ sg_session_start(SgSession *sess, const char *token)
     g_return_if_fail(sess->state == SG_SESSION_NEW);
 
     sess->token_tag = sg_log_redact(token);
-    sess->link_timer = g_timeout_add_seconds(sess->env->link_timeout_s, on_link_timeout, sess);
     set_state(sess, SG_SESSION_AUTHORISING);
     sess->lookup = sg_token_lookup(sess->env->tokens, token, on_target, sess);
 }
 
 /* --- relaying ---------------------------------------------------------------- */
 
-/* " console=N instance=UUID", each part only when known. */
-static char *
-console_words(SgSession *sess)
-{
-    GString *words = g_string_new(NULL);
-
-    if (sess->has_console)
-        g_string_append_printf(words, " console=%" G_GUINT32_FORMAT, sess->console);
-    if (sess->instance != NULL)
-        g_string_append_printf(words, " instance=%s", sess->instance);
-    return g_string_free(words, FALSE);
-}
-
+/* The session opened: the hub tells its observers (the "open" line of
+ * session_log.c among them). */
 static void
 write_open_line(SgSession *sess)
 {
-    g_autofree char *words = console_words(sess);
-    SgLogSession f = {
-        .session = sess->id, .event = "open", .client = sess->client,
-        .token_tag = sess->token_tag, .target = sess->target, .channel = sess->channel,
-        .instance = sess->instance, .has_console = sess->has_console, .console = sess->console,
-    };
+    SgHubFacts facts = facts_of(sess);
 
     sess->opened = true;
-    sg_log_session(G_LOG_LEVEL_MESSAGE, &f,
-                   "[s:%" G_GUINT64_FORMAT "] open client=%s %s target=%s channel=%s%s",
-                   sess->id, sess->client, sess->token_tag, sess->target, sess->channel, words);
+    sg_hub_note_open(sess->hub_entry, &facts);
 }
 
 /* The open line, once both the link and the connection are there. A main
@@ -370,8 +488,8 @@ write_open_line(SgSession *sess)
 static void
 log_open(SgSession *sess)
 {
-    if (sess->opened || sess->open_deferred || !sess->link_ok ||
-        sess->state != SG_SESSION_RELAYING)
+    if (sess->opened || sess->open_deferred || !have_link(sess) ||
+        (sess->state != SG_SESSION_LINKING && sess->state != SG_SESSION_RELAYING))
         return;
     if (sess->scan != NULL) {
         sess->open_deferred = true;
@@ -428,7 +546,6 @@ scan_down(SgSession *sess, const guint8 *data, gsize len, bool next_bypasses)
 static void
 upstream_gone(SgSession *sess, SgCloseReason reason, const char *detail)
 {
-    g_clear_handle_id(&sess->reply_timer, g_source_remove);
     sg_relay_drop_back(sess->relay);
     if (sg_relay_front_drained(sess->relay)) {
         close_with(sess, reason, detail);
@@ -449,7 +566,6 @@ start_relay(SgSession *sess)
     SgEndpoint *back = sg_endpoint_tcp_new(g_steal_pointer(&sess->up));
 
     log_open(sess);
-    arm_reply_deadline(sess);
     sg_relay_attach_back(sess->relay, back);
 }
 
@@ -463,10 +579,9 @@ check_link(SgSession *sess, const guint8 *data, gsize len)
 
     switch (sg_spice_link_parse(data, len, &link, &consumed, &why)) {
     case SG_PARSE_OK:
-        sess->link_ok = true;
-        sg_relay_hold(sess->relay, false);
         sess->channel = sg_spice_channel_name(link.channel_type);
-        g_clear_handle_id(&sess->link_timer, g_source_remove);
+        /* The link heads what the relay holds: it goes first, in LINKING. */
+        sg_relay_hold(sess->relay, false);
         /* The console's id: other channels carry it in their link; the
          * main channel learns it from the server (scan_down()). */
         if (link.channel_type == SPICE_CHANNEL_MAIN) {
@@ -480,7 +595,7 @@ check_link(SgSession *sess, const guint8 *data, gsize len)
         sess_log(G_LOG_LEVEL_DEBUG, sess, "link ok: channel %s id %u", sess->channel,
                  link.channel_id);
         log_open(sess);
-        arm_reply_deadline(sess);
+        end_linking(sess);
         return true;
     case SG_PARSE_AGAIN:
         return true;
@@ -492,6 +607,13 @@ check_link(SgSession *sess, const guint8 *data, gsize len)
 }
 
 /* --- what the relay tells us ------------------------------------------------ */
+
+static guint64
+bytes_moved(const SgSession *sess)
+{
+    return sg_relay_bytes_to(sess->relay, SG_RELAY_BACK) +
+           sg_relay_bytes_to(sess->relay, SG_RELAY_FRONT);
+}
 
 static bool
 on_relay_held(SgRelay *relay, const guint8 *bytes, gsize len, gpointer data)
@@ -508,7 +630,7 @@ on_relay_peek(SgRelay *relay, const guint8 *bytes, gsize len, bool next_bypasses
 
     if (G_UNLIKELY(!sess->got_reply)) {
         sess->got_reply = true;
-        g_clear_handle_id(&sess->reply_timer, g_source_remove);
+        end_linking(sess);
     }
     if (sess->scan != NULL)
         scan_down(sess, bytes, len, next_bypasses);
@@ -572,8 +694,9 @@ sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary
 int
 sg_session_on_writeable(SgSession *sess)
 {
-    if (sess->state == SG_SESSION_RELAYING || sess->state == SG_SESSION_DRAINING ||
-        sess->state == SG_SESSION_CLOSING)
+    /* LINKING too: a server may speak before the browser's link. */
+    if (sess->state == SG_SESSION_LINKING || sess->state == SG_SESSION_RELAYING ||
+        sess->state == SG_SESSION_DRAINING || sess->state == SG_SESSION_CLOSING)
         return sg_endpoint_ws_on_writeable(sess->ws);
     return 0;
 }
@@ -585,38 +708,21 @@ sg_session_free(SgSession *sess)
         return;
     if (sess->state != SG_SESSION_CLOSING)
         sess->reason = SG_CLOSE_CLIENT_CLOSED;
-    end_scan(sess);
-    if (sess->opened) {
-        double secs = (double)(g_get_monotonic_time() - sess->started_us) / G_USEC_PER_SEC;
-        g_autofree char *words = console_words(sess);
-        g_autofree char *reason = g_strconcat(sg_close_reason_text(sess->reason),
-                                              sess->detail ? ": " : "", sess->detail, NULL);
-        SgLogSession f = {
-            .session = sess->id, .event = "close", .client = sess->client,
-            .token_tag = sess->token_tag, .target = sess->target, .channel = sess->channel,
-            .instance = sess->instance, .has_console = sess->has_console,
-            .console = sess->console, .reason = reason, .has_totals = true,
-            .duration_s = secs, .bytes_up = sg_relay_bytes_to(sess->relay, SG_RELAY_BACK),
-            .bytes_down = sg_relay_bytes_to(sess->relay, SG_RELAY_FRONT),
-        };
+    /* First, as close_with() does: it may write the open line the main
+     * channel's scan held back. */
+    stop_activities(sess);
+    {
+        /* Leaves the hub: observers hear closed now unless they already
+         * did (a refusal), so the log's close line, or the refused line
+         * of a browser that left before its session opened. */
+        SgHubFacts facts = facts_of(sess);
 
-        sg_log_session(G_LOG_LEVEL_MESSAGE, &f,
-                       "[s:%" G_GUINT64_FORMAT "] close client=%s %s target=%s channel=%s%s "
-                       "duration=%.3fs up=%" G_GUINT64_FORMAT " down=%" G_GUINT64_FORMAT
-                       " reason=\"%s\"%s%s",
-                       sess->id, sess->client, sess->token_tag, sess->target, sess->channel,
-                       words, secs, f.bytes_up, f.bytes_down,
-                       sg_close_reason_text(sess->reason), sess->detail ? ": " : "",
-                       sess->detail ? sess->detail : "");
-    } else if (sess->state != SG_SESSION_CLOSING) {
-        log_refused(sess, "browser left", NULL);
+        if (!sess->opened)
+            facts.reason_text = "browser left";
+        sg_hub_remove(sess->hub_entry, &facts);
+        sess->hub_entry = NULL;
     }
-    g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
-    g_clear_pointer(&sess->up, sg_upstream_free);
-    g_clear_handle_id(&sess->link_timer, g_source_remove);
-    g_clear_handle_id(&sess->reply_timer, g_source_remove);
-    g_clear_handle_id(&sess->expiry_timer, g_source_remove);
-    sg_relay_free(sess->relay);
+    sg_relay_free(sess->relay);   /* after the hub: it read the relay's counters */
     g_free(sess->client);
     g_free(sess->token_tag);
     g_free(sess->target);

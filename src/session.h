@@ -36,19 +36,20 @@ struct lws;
  * chunks mean fewer loop turns per MB uploaded. */
 #define SG_SESSION_RX_CHUNK_BYTES (64 * 1024)
 
-/* Session ids (the "[s:N]" of log lines) in a worker of several: @index,
- * @index + @count, ... so that ids stay unique across the workers. */
-void sg_session_set_id_space(guint index, guint count);
-
-
 uint16_t sg_close_reason_code(SgCloseReason reason);
 const char *sg_close_reason_text(SgCloseReason reason);
 
 /* What sessions share, owned by the listener and outliving every session. */
 typedef struct {
+    /* Every session is in the hub from sg_session_new() to
+     * sg_session_free(), which also gives it its id (the "[s:N]" of log
+     * lines) and tells the hub's observers what it does (hub.h). */
+    SgHub *hub;
     SgTokenBackend *tokens;
     guint connect_timeout_s;
     guint link_timeout_s;
+    guint idle_timeout_s;         /* 0: sessions may stay idle */
+    guint close_timeout_s;
 } SgSessionEnv;
 
 /* A new session on the upgraded websocket @ws from @client ("addr:port").

@@ -11,6 +11,7 @@
 typedef struct SgConfig SgConfig;
 typedef struct SgListener SgListener;
 typedef struct SgSession SgSession;
+typedef struct SgHub SgHub;
 typedef struct SgUpstream SgUpstream;
 typedef struct SgBuf SgBuf;
 typedef struct SgTokenBackend SgTokenBackend;

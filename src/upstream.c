@@ -28,7 +28,7 @@ typedef struct ConnectCtx ConnectCtx;
 struct SgUpstream {
     ConnectCtx *connect_ctx;      /* set while a connect is in flight */
     GCancellable *cancellable;
-    guint deadline_id;
+    SgTimer *deadline;
     bool timed_out;
     GSocketConnection *conn;
     int fd;
@@ -90,7 +90,7 @@ fail(SgUpstream *up, SgUpstreamError code, const char *message)
     g_autoptr(GError) error = g_error_new_literal(SG_UPSTREAM_ERROR, code, message);
 
     up->handshaking = false;
-    g_clear_handle_id(&up->deadline_id, g_source_remove);
+    g_clear_pointer(&up->deadline, sg_timer_remove);
     up->on_connected(up, error, up->user_data);
 }
 
@@ -99,7 +99,7 @@ on_deadline(gpointer data)
 {
     SgUpstream *up = data;
 
-    up->deadline_id = 0;
+    up->deadline = NULL;
     up->timed_out = true;
     if (up->handshaking) {
         fail(up, SG_UPSTREAM_ERROR_TIMEOUT, "no CONNECT reply within the connect timeout");
@@ -152,7 +152,7 @@ read_connect_reply(SgUpstream *up)
         return;
     }
     up->handshaking = false;
-    g_clear_handle_id(&up->deadline_id, g_source_remove);
+    g_clear_pointer(&up->deadline, sg_timer_remove);
     sg_upstream_set_interest(up, 0);
     up->on_connected(up, NULL, up->user_data);
 }
@@ -198,7 +198,7 @@ on_connect_done(GObject *source, GAsyncResult *result, gpointer data)
     }
     up->connect_ctx = NULL;
     if (conn == NULL) {
-        g_clear_handle_id(&up->deadline_id, g_source_remove);
+        g_clear_pointer(&up->deadline, sg_timer_remove);
         if (up->timed_out)
             reported = g_error_new(SG_UPSTREAM_ERROR, SG_UPSTREAM_ERROR_TIMEOUT,
                                    "no connection within the connect timeout");
@@ -221,7 +221,7 @@ on_connect_done(GObject *source, GAsyncResult *result, gpointer data)
         start_connect_handshake(up);    /* the deadline keeps running */
         return;
     }
-    g_clear_handle_id(&up->deadline_id, g_source_remove);
+    g_clear_pointer(&up->deadline, sg_timer_remove);
     up->on_connected(up, NULL, up->user_data);
 }
 
@@ -247,7 +247,7 @@ sg_upstream_connect(const char *host, uint16_t port, const char *access_path, gu
     up->peer = format_hostport(host, port);
     up->access_path = g_strdup(access_path);
     up->cancellable = g_cancellable_new();
-    up->deadline_id = g_timeout_add_seconds(timeout_s, on_deadline, up);
+    up->deadline = sg_timer_add(timeout_s * 1000, on_deadline, up);
     ctx->up = up;
     up->connect_ctx = ctx;
     g_socket_client_connect_to_host_async(client, host, port, up->cancellable,
@@ -300,7 +300,7 @@ sg_upstream_free(SgUpstream *up)
 {
     if (up == NULL)
         return;
-    g_clear_handle_id(&up->deadline_id, g_source_remove);
+    g_clear_pointer(&up->deadline, sg_timer_remove);
     if (up->connect_ctx != NULL) {
         up->connect_ctx->up = NULL;      /* on_connect_done() frees it */
         g_cancellable_cancel(up->cancellable);

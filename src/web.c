@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* web.c - request paths to files: normalising, MIME types, the two roots.
+/* web.c - every plain HTTP answer: /healthz, refusals, and request paths
+ * to files (normalising, MIME types, the two roots).
  *
  * Owns the list of web roots (their realpath()s) and the rules deciding
- * which file a request path may name. It never reads or serves a file and
- * knows nothing of lws: listener.c asks it for a path and does the I/O.
+ * what a request gets (sg_web_route()) and which file a path may name. It
+ * never reads or serves a file and knows nothing of lws: listener.c asks
+ * it for an answer and http_response.c writes it.
  * A request is checked twice: sg_web_normalise_path() refuses anything odd
  * in the string alone (pure, fuzzed), and sg_web_resolve() refuses, after
  * following symlinks, anything that is not a regular file inside the root
@@ -261,4 +263,62 @@ sg_web_resolve(SgWeb *web, const char *relpath)
         free(real);
     }
     return NULL;
+}
+
+static void
+answer_text(SgWebAnswer *answer, unsigned int status, const char *text)
+{
+    answer->status = status;
+    answer->text = text;
+}
+
+void
+sg_web_route(SgWeb *web, const SgWebRequest *req, SgWebAnswer *answer)
+{
+    g_autofree char *relpath = NULL;
+
+    memset(answer, 0, sizeof(*answer));
+    if (req->method != SG_WEB_GET && req->method != SG_WEB_HEAD) {
+        answer_text(answer, 405, "method not allowed\n");
+        return;
+    }
+    if (req->shutting_down) {
+        answer_text(answer, 503, "shutting down\n");
+        return;
+    }
+    /* lws decodes %00 into the path it hands us, which then ends early:
+     * a stored URI longer than the string we got means an embedded NUL. */
+    if (strlen(req->path) != req->stored_len) {
+        answer_text(answer, 400, "bad request\n");
+        return;
+    }
+    if (g_str_equal(req->path, "/healthz")) {
+        answer_text(answer, 200, "ok\n");
+        return;
+    }
+    switch (sg_web_normalise_path(req->path, &relpath)) {
+    case SG_WEB_PATH_OK:
+        break;
+    case SG_WEB_PATH_BAD_REQUEST:
+        answer_text(answer, 400, "bad request\n");
+        answer->bad_path = true;
+        return;
+    case SG_WEB_PATH_FORBIDDEN:
+    default:
+        answer_text(answer, 404, "not found\n");
+        return;
+    }
+    answer->file = sg_web_resolve(web, relpath);
+    if (answer->file == NULL) {
+        answer_text(answer, 404, "not found\n");
+        return;
+    }
+    answer->status = 200;
+    answer->mime_type = sg_web_mime_type(answer->file);
+}
+
+void
+sg_web_answer_clear(SgWebAnswer *answer)
+{
+    g_clear_pointer(&answer->file, g_free);
 }

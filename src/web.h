@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* web.h - the HTTP side: static files from two roots, nothing else.
+/* web.h - the HTTP side: every plain HTTP request's answer, and the
+ * static files from two roots it serves.
+ *
+ * sg_web_route() decides the answer to each request (405, 503 while
+ * shutting down, 400, /healthz, a file or 404); listener.c reads the
+ * request out of lws and http_response.c writes the answer.
  *
  * Our own pages (web/, installed as `pages`) win over the spice-html5 root
  * (`web`) where both have a file. Paths are decoded and normalised without
@@ -8,6 +13,8 @@
  * directory listings, no redirects.
  */
 #pragma once
+
+#include <stdbool.h>
 
 #include "sg_types.h"
 
@@ -43,3 +50,35 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgWeb, sg_web_free)
  * root's spice_auto.html), or NULL (404). Symlinks are
  * followed only while they stay inside the root they were found in. */
 char *sg_web_resolve(SgWeb *web, const char *relpath);
+
+typedef enum {
+    SG_WEB_GET = 0,
+    SG_WEB_HEAD,
+    SG_WEB_OTHER_METHOD,
+} SgWebMethod;
+
+/* A plain HTTP request, as listener.c read it. */
+typedef struct {
+    SgWebMethod method;
+    const char *path;             /* the URI's path as lws decoded it */
+    gsize stored_len;             /* the length lws stored for it: longer than
+                                   * @path means lws decoded a %00 into it */
+    bool shutting_down;           /* the daemon is stopping */
+} SgWebRequest;
+
+/* The answer to one: a short text, or a file. */
+typedef struct {
+    unsigned int status;          /* HTTP status code */
+    const char *text;             /* body of a text answer (static), or NULL */
+    char *file;                   /* absolute path of the file to send, or NULL */
+    const char *mime_type;        /* the file's Content-Type */
+    bool bad_path;                /* a 400 for the path itself (worth a debug line) */
+} SgWebAnswer;
+
+/* Decides the answer to @req: 405 for a method other than GET or HEAD,
+ * 503 while shutting down, 400 for an embedded NUL or a path that
+ * sg_web_normalise_path() refuses, "ok" for /healthz, the file the path
+ * names in @web's roots, else 404, in that order. Free @answer's file with
+ * sg_web_answer_clear(). */
+void sg_web_route(SgWeb *web, const SgWebRequest *req, SgWebAnswer *answer);
+void sg_web_answer_clear(SgWebAnswer *answer);

@@ -41,9 +41,6 @@
 /* A worker that dies is restarted after this long, so a worker that
  * crashes at once cannot turn the master into a fork loop. */
 #define SG_WORKER_RESTART_DELAY_MS 1000
-/* How long the master waits for the workers to stop after forwarding
- * SIGTERM before it kills them (their own grace is 3 s). */
-#define SG_WORKER_STOP_GRACE_MS 10000
 
 typedef struct {
     pid_t pid;                    /* 0: not running */
@@ -59,6 +56,7 @@ typedef struct {
     guint port;
     bool all_ready_once;
     bool stopping;
+    guint shutdown_timeout_s;     /* each worker's own, [server] shutdown_timeout */
     gint64 kill_at_us;            /* stopping: SIGKILL what is left then */
     int start_failure;            /* exit status when start-up failed, else -1 */
     SgWorkerMain worker_main;
@@ -87,6 +85,22 @@ sg_notify_systemd(const char *state)
     if (sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sun, slen) < 0)
         g_warning("cannot notify systemd: %s", g_strerror(errno));
     close(fd);
+}
+
+guint
+sg_stop_timeout_s(guint shutdown_timeout_s)
+{
+    return shutdown_timeout_s + SG_WORKER_STOP_MARGIN_S + SG_UNIT_STOP_MARGIN_S;
+}
+
+void
+sg_notify_systemd_stopping(guint shutdown_timeout_s)
+{
+    g_autofree char *state =
+        g_strdup_printf("STOPPING=1\nEXTEND_TIMEOUT_USEC=%" G_GUINT64_FORMAT,
+                        (guint64)sg_stop_timeout_s(shutdown_timeout_s) * G_USEC_PER_SEC);
+
+    sg_notify_systemd(state);
 }
 
 void
@@ -204,7 +218,10 @@ begin_stop(SgMaster *m)
     if (m->stopping)
         return;
     m->stopping = true;
-    m->kill_at_us = g_get_monotonic_time() + SG_WORKER_STOP_GRACE_MS * 1000;
+    /* The workers close their sessions within shutdown_timeout; the margin
+     * covers the rest of their exit (the lws context's teardown). */
+    m->kill_at_us = g_get_monotonic_time() +
+                    (gint64)(m->shutdown_timeout_s + SG_WORKER_STOP_MARGIN_S) * G_USEC_PER_SEC;
     stop_workers(m, SIGTERM);
 }
 
@@ -275,7 +292,7 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
     case SIGINT:
         if (!m->stopping) {
             g_message("stopping: %u worker(s)", count_running(m));
-            sg_notify_systemd("STOPPING=1");
+            sg_notify_systemd_stopping(m->shutdown_timeout_s);
         }
         begin_stop(m);
         break;
@@ -323,11 +340,11 @@ on_timeout(SgMaster *m)
 }
 
 int
-sg_workers_run(const char *host, guint port, guint count, SgWorkerMain worker_main,
-               SgWorkersReady on_ready, gpointer data)
+sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout_s,
+               SgWorkerMain worker_main, SgWorkersReady on_ready, gpointer data)
 {
     SgMaster m = {
-        .count = count, .start_failure = -1,
+        .count = count, .start_failure = -1, .shutdown_timeout_s = shutdown_timeout_s,
         .worker_main = worker_main, .on_ready = on_ready, .data = data,
     };
     g_autoptr(GError) error = NULL;

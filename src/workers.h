@@ -25,13 +25,25 @@ typedef int (*SgWorkerMain)(guint index, int listen_fd, guint port, int ready_fd
 typedef void (*SgWorkersReady)(guint port, guint count, gpointer data);
 
 /* Listens on @host:@port (0: any port), runs @count workers on that socket
- * and supervises them until SIGTERM or SIGINT. Returns the master's exit
+ * and supervises them until SIGTERM or SIGINT. At stop, workers that have
+ * not exited SG_WORKER_STOP_MARGIN_S after their own @shutdown_timeout_s
+ * are killed. Returns the master's exit
  * status: 0 after a clean stop, 1 when the address cannot be bound, else
  * the status of a worker that failed to start (1 when it died of a signal).
  * Call it before the process has threads or GLib sources: workers are
  * forked and run @worker_main from this point. */
-int sg_workers_run(const char *host, guint port, guint count, SgWorkerMain worker_main,
-                   SgWorkersReady on_ready, gpointer data);
+int sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout_s,
+                   SgWorkerMain worker_main, SgWorkersReady on_ready, gpointer data);
+
+/* How long a whole stop may take with [server] shutdown_timeout
+ * @shutdown_timeout_s, master included: what systemd must allow
+ * (TimeoutStopSec is this for the default; see configure.ac). */
+guint sg_stop_timeout_s(guint shutdown_timeout_s);
+
+/* STOPPING=1 for systemd, with EXTEND_TIMEOUT_USEC= for a stop under
+ * @shutdown_timeout_s (a unit's TimeoutStopSec below it is extended; one
+ * above it stays). */
+void sg_notify_systemd_stopping(guint shutdown_timeout_s);
 
 /* Tells systemd about our state (Type=notify), without libsystemd. Workers
  * never reach systemd: the master speaks for all of them. */

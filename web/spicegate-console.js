@@ -240,6 +240,8 @@ function endingKey(close, error) {
     if (close) {
         if (close.code === 4403 && /origin/i.test(close.reason))
             return '4403:origin';
+        if (close.code === 4408 && /idle/i.test(close.reason))
+            return '4408:idle';
         if (close.code === 1006 && !everConnected)
             return '1006.1';
         if (close.code in ENDINGS)

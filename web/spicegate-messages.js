@@ -123,6 +123,11 @@ export const ENDINGS = {
         text: 'This page took too long to start the console. Try again.',
         action: 'retry',
     },
+    '4408:idle': {
+        title: 'The console was closed after a time without activity',
+        text: 'Nothing happened on this console for a while, so the console service closed it. The virtual machine keeps running. Reconnect to continue.',
+        action: 'reconnect',
+    },
     4410: {
         title: 'Your console time is over',
         text: 'This console session reached the end of the time it was allowed. Open the console again from the dashboard to continue.',

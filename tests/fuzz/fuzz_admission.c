@@ -98,5 +98,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* No Origin always passes, whatever else is there. */
     if (field[FIELD_ORIGIN] == NULL && verdict != SG_ORIGIN_OK)
         abort();
+
+    /* The whole decision, as listener.c asks for it: a token exactly when
+     * the Origin passed and the query or the cookie gave one. */
+    {
+        g_auto(GStrv) args = field[FIELD_QUERY] ? g_strsplit(field[FIELD_QUERY], "&", -1)
+                                                : NULL;
+        SgUpgradeRequest req = {
+            .origin = field[FIELD_ORIGIN], .host = field[FIELD_HOST],
+            .forwarded_proto = field[FIELD_FORWARDED_PROTO],
+            .query_args = (const char *const *)args, .cookie = field[FIELD_COOKIE],
+        };
+        SgAdmissionPolicy policy = {
+            .allowed_origins = (const char *const *)fields->pdata,
+            .expected_scheme = field[FIELD_EXPECTED_SCHEME],
+        };
+        SgCloseReason refusal = SG_CLOSE_INTERNAL;
+        const char *detail = NULL;
+        char *token = sg_admission_decide(&req, &policy, &refusal, &detail);
+
+        if (token == NULL && refusal != SG_CLOSE_ORIGIN && refusal != SG_CLOSE_NO_TOKEN)
+            abort();
+        if ((verdict != SG_ORIGIN_OK) != (token == NULL && refusal == SG_CLOSE_ORIGIN))
+            abort();
+        check_token(token);
+    }
     return 0;
 }

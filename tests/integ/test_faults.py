@@ -96,3 +96,58 @@ class FdLimits(IntegTestCase):
             return sg.get("/healthz", timeout=2)[0] == 200
         except OSError:
             return False
+
+
+def keepalive_timers(port):
+    """{peer port: seconds left on the keepalive timer} of the established
+    TCP connections whose local port is @port, from ss(8)."""
+    out = subprocess.run(["ss", "-tnoH", "state", "established", "( sport = :%d )" % port],
+                         capture_output=True, text=True, check=True).stdout
+    timers = {}
+    for line in out.splitlines():
+        m = re.search(r":(\d+)\s+timer:\(keepalive,(?:(\d+)min)?(\d+)(?:\.\d+)?sec", line)
+        if m:
+            timers[int(m.group(1))] = int(m.group(2) or 0) * 60 + int(m.group(3))
+    return timers
+
+
+class Keepalive(IntegTestCase):
+    """A browser that vanishes (no FIN, no RST: its machine or network
+    went away) is found by TCP keepalive on every accepted connection,
+    with one worker and with several: the kernel probes after 300 s
+    without a byte (SG_KEEPALIVE_IDLE_S). lws' own per-connection
+    validity timers, which did this before, are off (their sorted list
+    made every new connection walk past the idle ones)."""
+
+    def open_sessions(self, sg, token, n):
+        """@n relaying sessions: each link message came back from the echo."""
+        clients = [sg.ws(token=token) for _ in range(n)]
+        msg = link_message(CHANNEL_MAIN)
+        for ws in clients:
+            ws.send_binary(msg)
+        for ws in clients:
+            self.assertEqual(ws.recv_exact(len(msg)), msg)
+        return clients
+
+    def assert_keepalive_on_browsers(self, sg, clients):
+        local_ports = {c.sock.getsockname()[1] for c in clients}
+        # ss shows one timer per socket: a retransmit timer hides the
+        # keepalive one until the last bytes sent are acknowledged.
+        timers = poll_until(lambda: (lambda t: local_ports <= set(t) and t)(
+            keepalive_timers(sg.port)), "a keepalive timer on spicegate's side of %r"
+            % sorted(local_ports))
+        for port in local_ports:
+            self.assertGreater(timers[port], 240, "keepalive idle time (s)")
+            self.assertLessEqual(timers[port], 300, "keepalive idle time (s)")
+
+    def test_one_worker(self):
+        peer = self.echo_peer()
+        token = "keepalive-one"
+        sg = self.start_spicegate({token: peer.target})
+        self.assert_keepalive_on_browsers(sg, self.open_sessions(sg, token, 3))
+
+    def test_two_workers(self):
+        peer = self.echo_peer()
+        token = "keepalive-two"
+        sg = self.start_spicegate({token: peer.target}, extra_args=["--workers", "2"])
+        self.assert_keepalive_on_browsers(sg, self.open_sessions(sg, token, 4))

@@ -247,10 +247,11 @@ class BrowserGoneWhilePaused(IntegTestCase):
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         ws.send_binary(link_message(CHANNEL_MAIN))
         chunk = pattern(5, 64 * 1024)
-        # Paused while relaying: a pause before the SPICE server's connection
-        # is up can end when it is (its buffers take a first gulp), and the
-        # FIN is then read the ordinary way.
-        paused_relaying = re.compile(r"-> relaying[\s\S]*uploads paused")
+        # Paused once connected (LINKING: this server never answers the
+        # link): a pause before the SPICE server's connection is up can end
+        # when it is (its buffers take a first gulp), and the FIN is then
+        # read the ordinary way.
+        paused_relaying = re.compile(r"-> linking[\s\S]*uploads paused")
         for _ in range(2000):                # 128 MiB at most; a few MiB pause it
             ws.send_binary(chunk)
             if paused_relaying.search(sg.log()):

@@ -484,6 +484,141 @@ START_TEST(test_admission_names_verdicts)
 }
 END_TEST
 
+/* --- the handshake ---------------------------------------------------------- */
+
+typedef struct {
+    const char *upgrade;
+    bool has_key;
+    const char *version;
+    bool has_protocols;
+    const char *protocols;
+    const char *why;            /* NO: accepted */
+} HandshakeCase;
+
+static const HandshakeCase handshake_cases[] = {
+    { "websocket", true, "13", false, NO, NO },
+    { "WebSocket", true, "13", true, "binary", NO },
+    { "websocket", true, "13", true, "base64, binary", NO },
+    /* Offered but unreadable (too long): nothing offered, as before. */
+    { "websocket", true, "13", true, NO, NO },
+    { NO, true, "13", false, NO, "only websocket upgrades are served\n" },
+    { "h2c", true, "13", false, NO, "only websocket upgrades are served\n" },
+    /* The first failing check names the refusal. */
+    { "h2c", false, "8", true, "chat", "only websocket upgrades are served\n" },
+    { "websocket", false, "13", false, NO, "missing Sec-WebSocket-Key\n" },
+    { "websocket", false, NO, true, "chat", "missing Sec-WebSocket-Key\n" },
+    { "websocket", true, NO, false, NO, "Sec-WebSocket-Version must be 13\n" },
+    { "websocket", true, "8", false, NO, "Sec-WebSocket-Version must be 13\n" },
+    { "websocket", true, "13 ", false, NO, "Sec-WebSocket-Version must be 13\n" },
+    { "websocket", true, "13", true, "chat", "subprotocol \"binary\" was not offered\n" },
+    { "websocket", true, "13", true, "", NO },
+};
+
+START_TEST(test_admission_check_handshake)
+{
+    const HandshakeCase *c = &handshake_cases[_i];
+    SgHandshake hs = {
+        .upgrade = c->upgrade, .has_key = c->has_key, .version = c->version,
+        .has_protocols = c->has_protocols, .protocols = c->protocols,
+    };
+    const char *why = sg_admission_check_handshake(&hs);
+
+    ck_assert_msg(g_strcmp0(why, c->why) == 0, "row %d: \"%s\", expected \"%s\"", _i, why,
+                  c->why);
+}
+END_TEST
+
+/* --- the decision on a completed upgrade ---------------------------------------- */
+
+typedef struct {
+    bool shutting_down;
+    const char *origin;
+    const char *host;
+    const char *authority;
+    const char *proto;
+    const char *query;          /* split at '&' into the arguments; NO: no query */
+    const char *cookie;
+    const char *expected_scheme;
+    const char *token;          /* NO: refused with the reason below */
+    SgCloseReason refusal;
+    const char *detail;
+} DecideCase;
+
+#define TOK "c0ffee00-0000-4000-8000-000000000001"
+#define TOK2 "c0ffee00-0000-4000-8000-000000000002"
+
+static const DecideCase decide_cases[] = {
+    /* Shutdown comes first, whatever else the request says. */
+    { true, "http://evil.example", "gw", NO, NO, "token=" TOK, NO, NO, NO, SG_CLOSE_SHUTDOWN, NO },
+    { true, NO, "gw", NO, NO, NO, NO, NO, NO, SG_CLOSE_SHUTDOWN, NO },
+    /* Then the Origin, before any token is looked at. */
+    { false, "http://evil.example", "gw", NO, NO, "token=" TOK, NO, NO, NO, SG_CLOSE_ORIGIN,
+      "origin host mismatch" },
+    { false, "null", "gw", NO, NO, "token=" TOK, NO, NO, NO, SG_CLOSE_ORIGIN,
+      "origin invalid" },
+    /* HTTP/2's :authority stands for Host, only when Host is absent. */
+    { false, "https://gw", NO, "gw:443", NO, "token=" TOK, NO, NO, TOK, 0, NO },
+    { false, "https://gw", "other", "gw:443", NO, "token=" TOK, NO, NO, NO, SG_CLOSE_ORIGIN,
+      "origin host mismatch" },
+    /* X-Forwarded-Proto against the expected scheme. */
+    { false, "http://gw", "gw", NO, "https", "token=" TOK, NO, "https", TOK, 0, NO },
+    { false, "http://gw", "gw", NO, NO, "token=" TOK, NO, "https", NO, SG_CLOSE_ORIGIN,
+      "origin scheme mismatch" },
+    /* The token: the query's, the cookie's only when the URL names none. */
+    { false, NO, "gw", NO, NO, "a=1&token=" TOK, "token=" TOK2, NO, TOK, 0, NO },
+    { false, NO, "gw", NO, NO, "a=1", "x=1; token=" TOK2, NO, TOK2, 0, NO },
+    { false, NO, "gw", NO, NO, NO, "token=" TOK2, NO, TOK2, 0, NO },
+    { false, NO, "gw", NO, NO, "token=bad\x01", "token=" TOK2, NO, NO, SG_CLOSE_NO_TOKEN, NO },
+    { false, NO, "gw", NO, NO, "a=1", NO, NO, NO, SG_CLOSE_NO_TOKEN, NO },
+    { false, NO, "gw", NO, NO, NO, "other=1", NO, NO, SG_CLOSE_NO_TOKEN, NO },
+};
+
+START_TEST(test_admission_decide)
+{
+    const DecideCase *c = &decide_cases[_i];
+    g_auto(GStrv) args = c->query ? g_strsplit(c->query, "&", -1) : NULL;
+    SgUpgradeRequest req = {
+        .shutting_down = c->shutting_down, .origin = c->origin, .host = c->host,
+        .authority = c->authority, .forwarded_proto = c->proto,
+        .query_args = (const char *const *)args, .cookie = c->cookie,
+    };
+    SgAdmissionPolicy policy = { .allowed_origins = NULL, .expected_scheme = c->expected_scheme };
+    SgCloseReason refusal = SG_CLOSE_INTERNAL;
+    const char *detail = "unset";
+    g_autofree char *token = sg_admission_decide(&req, &policy, &refusal, &detail);
+
+    ck_assert_msg(g_strcmp0(token, c->token) == 0, "row %d: token %s, expected %s", _i, token,
+                  c->token);
+    if (c->token == NULL) {
+        ck_assert_msg(refusal == c->refusal, "row %d: refusal %d, expected %d", _i, refusal,
+                      c->refusal);
+        ck_assert_msg(g_strcmp0(detail, c->detail) == 0, "row %d: detail %s, expected %s", _i,
+                      detail, c->detail);
+    } else {
+        ck_assert_ptr_null(detail);
+    }
+}
+END_TEST
+
+START_TEST(test_admission_decide_allowed_origins)
+{
+    static const char *const allowed[] = { "horizon.example", NULL };
+    static const char *const args[] = { "token=" TOK, NULL };
+    SgUpgradeRequest req = {
+        .origin = "https://horizon.example", .host = "gw:6082", .query_args = args,
+    };
+    SgAdmissionPolicy policy = { .allowed_origins = allowed };
+    SgCloseReason refusal = SG_CLOSE_INTERNAL;
+    const char *detail = NULL;
+    g_autofree char *token = sg_admission_decide(&req, &policy, &refusal, &detail);
+
+    ck_assert_str_eq(token, TOK);
+    policy.allowed_origins = NULL;
+    ck_assert_ptr_null(sg_admission_decide(&req, &policy, &refusal, &detail));
+    ck_assert_int_eq(refusal, SG_CLOSE_ORIGIN);
+}
+END_TEST
+
 static Suite *
 admission_suite(void)
 {
@@ -491,6 +626,7 @@ admission_suite(void)
     TCase *tokens = tcase_create("tokens");
     TCase *subprotocol = tcase_create("subprotocol");
     TCase *origin = tcase_create("origin");
+    TCase *upgrade = tcase_create("upgrade");
 
     tcase_set_timeout(tokens, 10);
     tcase_add_loop_test(tokens, test_admission_token_from_query, 0, G_N_ELEMENTS(query_cases));
@@ -509,6 +645,13 @@ admission_suite(void)
     tcase_add_loop_test(origin, test_admission_check_origin, 0, G_N_ELEMENTS(origin_cases));
     tcase_add_test(origin, test_admission_names_verdicts);
     suite_add_tcase(s, origin);
+
+    tcase_set_timeout(upgrade, 10);
+    tcase_add_loop_test(upgrade, test_admission_check_handshake, 0,
+                        G_N_ELEMENTS(handshake_cases));
+    tcase_add_loop_test(upgrade, test_admission_decide, 0, G_N_ELEMENTS(decide_cases));
+    tcase_add_test(upgrade, test_admission_decide_allowed_origins);
+    suite_add_tcase(s, upgrade);
     return s;
 }
 

@@ -32,6 +32,12 @@ START_TEST(test_config_defaults)
     ck_assert_ptr_null(cfg->allowed_origins[0]);
     ck_assert_str_eq(cfg->frame_ancestors, "*");   /* any dashboard may frame */
     ck_assert_uint_eq(cfg->connect_timeout_s, 10);
+    /* Every waiting state's deadline. */
+    ck_assert_uint_eq(cfg->handshake_timeout_s, 10);   /* lws' own before */
+    ck_assert_uint_eq(cfg->link_timeout_s, 10);
+    ck_assert_uint_eq(cfg->idle_timeout_s, 0);         /* off */
+    ck_assert_uint_eq(cfg->close_timeout_s, 30);
+    ck_assert_uint_eq(cfg->shutdown_timeout_s, 3);     /* the listener's before */
     ck_assert(!cfg->ssl_only);
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_2);
     ck_assert_str_eq(cfg->token_backend, "file");
@@ -49,6 +55,10 @@ START_TEST(test_config_file_values)
                                    "frame_ancestors = https://horizon.example.com, "
                                    "'self' https://*.dash.example.com:8443\n"
                                    "connect_timeout=3\n"
+                                   "handshake_timeout = 4\n"
+                                   "idle_timeout = 900\n"
+                                   "close_timeout = 5\n"
+                                   "shutdown_timeout = 6\n"
                                    "\n"
                                    "[tls]\n"
                                    "ssl_only = yes\n"
@@ -66,6 +76,10 @@ START_TEST(test_config_file_values)
     ck_assert_str_eq(cfg->frame_ancestors,
                      "https://horizon.example.com 'self' https://*.dash.example.com:8443");
     ck_assert_uint_eq(cfg->connect_timeout_s, 3);
+    ck_assert_uint_eq(cfg->handshake_timeout_s, 4);
+    ck_assert_uint_eq(cfg->idle_timeout_s, 900);
+    ck_assert_uint_eq(cfg->close_timeout_s, 5);
+    ck_assert_uint_eq(cfg->shutdown_timeout_s, 6);
     ck_assert(cfg->ssl_only);
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_3);
     ck_assert_str_eq(cfg->cert, "/etc/x.pem");
@@ -88,6 +102,15 @@ static const struct {
     { "[server]\nconnect_timeout = 0\n", "test.conf:2: [server] connect_timeout:" },
     { "[server]\nconnect_timeout = 301\n", "test.conf:2: [server] connect_timeout:" },
     { "[server]\nlink_timeout = ten\n", "test.conf:2: [server] link_timeout:" },
+    { "[server]\nhandshake_timeout = 0\n",
+      "test.conf:2: [server] handshake_timeout: '0' is not a whole number from 1 to 300" },
+    { "[server]\nidle_timeout = -5\n",
+      "test.conf:2: [server] idle_timeout: '-5' is not a whole number from 0 to 604800" },
+    { "[server]\nidle_timeout = 604801\n", "test.conf:2: [server] idle_timeout:" },
+    { "[server]\nclose_timeout = 0\n",
+      "test.conf:2: [server] close_timeout: '0' is not a whole number from 1 to 300" },
+    { "[server]\nshutdown_timeout = 1h\n",
+      "test.conf:2: [server] shutdown_timeout: '1h' is not a whole number from 1 to 300" },
     { "[server]\nlisten = host.example:80\n", "test.conf:2: [server] listen:" },
     { "[server]\nlisten = ::1:80\n", "test.conf:2: [server] listen:" },
     { "[server]\nallowed_origins = https://x.example\n", "[server] allowed_origins:" },

@@ -311,6 +311,115 @@ START_TEST(test_glib_timers_run_beside_the_core)
 }
 END_TEST
 
+/* --- timers ------------------------------------------------------------ */
+
+typedef struct {
+    int calls;
+    int stop_after;               /* G_SOURCE_REMOVE on this call */
+    bool remove_self;             /* sg_timer_remove() from the callback */
+    SgTimer **slot;               /* the owner's pointer, forgotten at the end */
+    GMainLoop *loop;              /* quit on the last call */
+    gint64 first_us;
+} Ticks;
+
+static gboolean
+on_timer_tick(gpointer data)
+{
+    Ticks *t = data;
+
+    if (t->calls++ == 0)
+        t->first_us = g_get_monotonic_time();
+    if (t->calls < t->stop_after)
+        return G_SOURCE_CONTINUE;
+    if (t->remove_self)
+        sg_timer_remove(*t->slot);
+    *t->slot = NULL;
+    g_main_loop_quit(t->loop);
+    return G_SOURCE_REMOVE;
+}
+
+/* A one-shot timer fires once, not before its time; a repeating one fires
+ * until its callback says stop; removing itself from the callback and
+ * returning G_SOURCE_REMOVE as well is harmless (ASan checks the memory). */
+START_TEST(test_timer_fires_on_time_and_repeats)
+{
+    g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
+    guint deadline = g_timeout_add(DEADLINE_MS, on_deadline, NULL);
+    SgTimer *timer;
+    Ticks ticks = { .stop_after = _i == 0 ? 1 : 3, .remove_self = _i == 2, .slot = &timer,
+                    .loop = loop };
+    gint64 t0 = g_get_monotonic_time();
+
+    timer = sg_timer_add(40, on_timer_tick, &ticks);
+    g_main_loop_run(loop);
+    ck_assert_ptr_null(timer);
+    ck_assert_int_eq(ticks.calls, ticks.stop_after);
+    ck_assert_int_ge(ticks.first_us - t0, 39 * 1000);
+    ck_assert_int_ge(g_get_monotonic_time() - t0, (gint64)ticks.stop_after * 39 * 1000);
+    /* Nothing fires any more. */
+    drain_loop();
+    ck_assert_int_eq(ticks.calls, ticks.stop_after);
+    g_source_remove(deadline);
+    sg_event_core_stop();
+}
+END_TEST
+
+/* A timer removed before its time never fires, and a later one still does. */
+START_TEST(test_timer_removed_never_fires)
+{
+    g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
+    guint deadline = g_timeout_add(DEADLINE_MS, on_deadline, NULL);
+    SgTimer *cancelled, *later;
+    Ticks never = { .stop_after = 1, .slot = &cancelled, .loop = loop };
+    Ticks fires = { .stop_after = 1, .slot = &later, .loop = loop };
+
+    cancelled = sg_timer_add(20, on_timer_tick, &never);
+    later = sg_timer_add(60, on_timer_tick, &fires);
+    g_clear_pointer(&cancelled, sg_timer_remove);
+    sg_timer_remove(NULL);
+    g_main_loop_run(loop);
+    ck_assert_int_eq(never.calls, 0);
+    ck_assert_int_eq(fires.calls, 1);
+    g_source_remove(deadline);
+    sg_event_core_stop();
+}
+END_TEST
+
+static gboolean
+on_count(gpointer data)
+{
+    (*(int *)data)++;
+    return G_SOURCE_CONTINUE;
+}
+
+/* 10,000 pending timers (what 10,000 sessions' deadlines would be): a
+ * ready socket is still reported, none fires early, and all go cleanly. */
+START_TEST(test_many_pending_timers_do_not_fire_early)
+{
+    enum { N = 10000 };
+    SgTimer **timers = g_new0(SgTimer *, N);
+    Seen seen = { 0 };
+    int fired = 0, sv[2];
+    SgWatch *w;
+
+    for (int i = 0; i < N; i++)
+        timers[i] = sg_timer_add(60 * 1000, on_count, &fired);
+    make_pair(sv);
+    w = sg_watch_fd(sv[0], G_IO_IN, on_ready, &seen);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    run_until_called(&seen);
+    ck_assert_int_eq(seen.calls, 1);
+    ck_assert_int_eq(fired, 0);
+    for (int i = 0; i < N; i++)
+        sg_timer_remove(timers[i]);
+    g_free(timers);
+    sg_watch_remove(w);
+    close(sv[0]);
+    close(sv[1]);
+    sg_event_core_stop();
+}
+END_TEST
+
 static Suite *
 event_core_suite(void)
 {
@@ -325,6 +434,9 @@ event_core_suite(void)
     tcase_add_test(tc, test_hang_up_reads_as_readable);
     tcase_add_test(tc, test_reset_reports_error_and_readable);
     tcase_add_test(tc, test_glib_timers_run_beside_the_core);
+    tcase_add_loop_test(tc, test_timer_fires_on_time_and_repeats, 0, 3);
+    tcase_add_test(tc, test_timer_removed_never_fires);
+    tcase_add_test(tc, test_many_pending_timers_do_not_fire_early);
     suite_add_tcase(s, tc);
     return s;
 }

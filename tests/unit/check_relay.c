@@ -298,7 +298,7 @@ rig_init(Rig *rig, bool attach)
     make_pair(rig->fsv);
     make_pair(rig->bsv);
     rig->owner.release_on_held = true;
-    rig->relay = sg_relay_new(sg_endpoint_tcp_new_fd(rig->fsv[0], "front"), 7, &owner_events,
+    rig->relay = sg_relay_new(sg_endpoint_tcp_new_fd(rig->fsv[0], "front"), &owner_events,
                               &rig->owner);
     rig->owner.relay = rig->relay;
     peer_init(&rig->front, rig->fsv[1]);
@@ -721,7 +721,7 @@ START_TEST(test_push_pauses_and_resumes)
 {
     Owner owner = { .release_on_held = true };
     PushEp *p = push_new(NULL);
-    SgRelay *relay = sg_relay_new(&p->ep, 1, &owner_events, &owner);
+    SgRelay *relay = sg_relay_new(&p->ep, &owner_events, &owner);
     int bsv[2];
     Peer back;
     gsize len = 4 * CHUNK, off = 0;
@@ -757,7 +757,7 @@ START_TEST(test_push_unpausable_overflows)
 {
     Owner owner = { .release_on_held = true };
     PushEp *p = push_new("cannot pause");
-    SgRelay *relay = sg_relay_new(&p->ep, 1, &owner_events, &owner);
+    SgRelay *relay = sg_relay_new(&p->ep, &owner_events, &owner);
     g_autofree guint8 *up = pattern(CHUNK, 8);
 
     /* No back yet: everything is held. */
@@ -927,7 +927,7 @@ check_splice(bool front_slow, bool refuse)
     make_pair(bsv);
     s = splice_new(fsv[0]);
     s->refuse = refuse;
-    relay = sg_relay_new(&s->ep, 1, &owner_events, &owner);
+    relay = sg_relay_new(&s->ep, &owner_events, &owner);
     sg_relay_attach_back(relay, sg_endpoint_tcp_new_fd(bsv[0], "back"));
     peer_init(&front, fsv[1]);
     peer_init(&back, bsv[1]);
@@ -980,7 +980,7 @@ START_TEST(test_push_small_and_batched_in_order)
 {
     Owner owner = { .release_on_held = true };
     PushEp *p = push_new(NULL);
-    SgRelay *relay = sg_relay_new(&p->ep, 1, &owner_events, &owner);
+    SgRelay *relay = sg_relay_new(&p->ep, &owner_events, &owner);
     int bsv[2];
     Peer back;
     gsize total = 0;
@@ -1021,7 +1021,7 @@ START_TEST(test_push_back_batches_reach_front)
     g_autofree guint8 *down = pattern(512 * 1024, 11);
 
     make_pair(fsv);
-    relay = sg_relay_new(sg_endpoint_tcp_new_fd(fsv[0], "front"), 1, &owner_events, &owner);
+    relay = sg_relay_new(sg_endpoint_tcp_new_fd(fsv[0], "front"), &owner_events, &owner);
     peer_init(&front, fsv[1]);
     peer_read(&front, true);
     sg_relay_attach_back(relay, &p->ep);

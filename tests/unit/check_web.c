@@ -598,6 +598,72 @@ START_TEST(test_web_resolve_root_is_filesystem_root)
 }
 END_TEST
 
+/* --- sg_web_route(): every plain HTTP request's answer ------------------------ */
+
+typedef struct {
+    SgWebMethod method;
+    const char *path;
+    gsize extra_stored;           /* lws stored this much more: a decoded %00 */
+    bool shutting_down;
+    unsigned int status;
+    const char *text;             /* NULL: a file */
+    const char *file;             /* in root1, when a file */
+    bool bad_path;
+} RouteCase;
+
+static const RouteCase route_cases[] = {
+    /* The method first: even /healthz and a stopping daemon say 405. */
+    { SG_WEB_OTHER_METHOD, "/healthz", 0, false, 405, "method not allowed\n", NULL, false },
+    { SG_WEB_OTHER_METHOD, "/a.js", 0, true, 405, "method not allowed\n", NULL, false },
+    /* Then shutdown, /healthz included: a load balancer drains us. */
+    { SG_WEB_GET, "/healthz", 0, true, 503, "shutting down\n", NULL, false },
+    { SG_WEB_HEAD, "/a.js", 0, true, 503, "shutting down\n", NULL, false },
+    /* Then an embedded NUL, before any name is looked at. */
+    { SG_WEB_GET, "/healthz", 3, false, 400, "bad request\n", NULL, false },
+    { SG_WEB_GET, "/a.js", 1, false, 400, "bad request\n", NULL, false },
+    { SG_WEB_GET, "/healthz", 0, false, 200, "ok\n", NULL, false },
+    { SG_WEB_HEAD, "/healthz", 0, false, 200, "ok\n", NULL, false },
+    { SG_WEB_GET, "/healthz/", 0, false, 404, "not found\n", NULL, false },
+    /* Paths: refused by the normaliser (400, logged), hidden (404). */
+    { SG_WEB_GET, "//a.js", 0, false, 400, "bad request\n", NULL, true },
+    { SG_WEB_GET, "/%zz", 0, false, 400, "bad request\n", NULL, true },
+    { SG_WEB_GET, "/../outside/secret.txt", 0, false, 404, "not found\n", NULL, false },
+    { SG_WEB_GET, "/.secret", 0, false, 404, "not found\n", NULL, false },
+    { SG_WEB_GET, "/nowhere.js", 0, false, 404, "not found\n", NULL, false },
+    { SG_WEB_GET, "/a.js", 0, false, 200, NULL, "a.js", false },
+    { SG_WEB_HEAD, "/sub/x.css", 0, false, 200, NULL, "sub/x.css", false },
+    { SG_WEB_GET, "/", 0, false, 200, NULL, "index.html", false },
+};
+
+START_TEST(test_web_route_table)
+{
+    const RouteCase *c = &route_cases[_i];
+    g_autoptr(SgWeb) web = new_web();
+    SgWebRequest req = {
+        .method = c->method, .path = c->path, .stored_len = strlen(c->path) + c->extra_stored,
+        .shutting_down = c->shutting_down,
+    };
+    SgWebAnswer answer;
+
+    sg_web_route(web, &req, &answer);
+    ck_assert_msg(answer.status == c->status, "row %d (%s): status %u, expected %u", _i,
+                  c->path, answer.status, c->status);
+    ck_assert_msg(g_strcmp0(answer.text, c->text) == 0, "row %d (%s): text %s", _i, c->path,
+                  answer.text);
+    ck_assert_msg(answer.bad_path == c->bad_path, "row %d (%s): bad_path", _i, c->path);
+    if (c->file == NULL) {
+        ck_assert_ptr_null(answer.file);
+    } else {
+        g_autofree char *want = real(root1, c->file);
+
+        ck_assert_str_eq(answer.file, want);
+        ck_assert_str_eq(answer.mime_type, sg_web_mime_type(want));
+    }
+    sg_web_answer_clear(&answer);
+    ck_assert_ptr_null(answer.file);
+}
+END_TEST
+
 static Suite *
 web_suite(void)
 {
@@ -637,6 +703,7 @@ web_suite(void)
     tcase_add_test(tc, test_web_new_no_roots);
     tcase_add_test(tc, test_web_resolve_through_symlinked_root);
     tcase_add_test(tc, test_web_resolve_root_is_filesystem_root);
+    tcase_add_loop_test(tc, test_web_route_table, 0, G_N_ELEMENTS(route_cases));
     suite_add_tcase(s, tc);
     return s;
 }
