@@ -8,9 +8,9 @@
  * reason (see SgCloseReason); no byte reaches a SPICE server before the
  * token and the SPICE link message have both been accepted.
  *
- * Abbreviations used in session code: sess (session), up (upstream), ws
- * (the browser's wsi), tgt (console target), dbuf/ubuf (buffer toward the
- * browser / toward the SPICE server).
+ * Abbreviations used in session code: sess (session), up (upstream, while
+ * it connects), ws (the browser's websocket endpoint, the relay's front),
+ * tgt (console target). The bytes between the two ends are relay.c's.
  */
 #pragma once
 
