@@ -4,7 +4,8 @@
  * and the fault-injecting fake_spice.c): every session deadline, with
  * small configured values: link_timeout with no link from the browser
  * (4408) and with a SPICE server that takes the link and never answers
- * (4504); idle_timeout (4408 "idle"; not while bytes move). The close
+ * (4504); idle_timeout (4408 "idle"; not while bytes move); a token's
+ * lifetime ending mid-session (4410). The close
  * deadlines are in check_core_drain.c. Every wait has a deadline;
  * nothing sleeps. */
 #include <stdbool.h>
@@ -100,6 +101,26 @@ START_TEST(test_idle_timeout_not_while_busy)
 }
 END_TEST
 
+/* A token with a lifetime (Nova's, with enforce_session_timeout): the
+ * console is cut when it ends, mid-session. */
+START_TEST(test_session_expires_4410)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    gint64 start = g_get_monotonic_time();
+
+    h = harness_start("harness.tokens", "script", NULL);
+    c = harness_open_ws(h, "expiring", NULL);
+    wsc_send_binary(c, link->data, link->len);
+    wsc_wait_received(c, link->len, DEADLINE_MS);
+    harness_expect_close(c, 4410, "console session expired");
+    ck_assert_int_ge(g_get_monotonic_time() - start, (HARNESS_EXPIRING_MS - 100) * 1000);
+    ck_assert_int_eq(harness_wait_closed(h, 1, DEADLINE_MS)->reason,
+                     SG_CLOSE_SESSION_EXPIRED);
+    wsc_run_until(harness_peer_saw_close, h->peer, DEADLINE_MS);
+}
+END_TEST
+
 static Suite *
 core_deadlines_suite(void)
 {
@@ -112,6 +133,7 @@ core_deadlines_suite(void)
     tcase_add_test(deadlines, test_link_unanswered_4504);
     tcase_add_test(deadlines, test_idle_timeout_4408);
     tcase_add_test(deadlines, test_idle_timeout_not_while_busy);
+    tcase_add_test(deadlines, test_session_expires_4410);
     suite_add_tcase(s, deadlines);
     return s;
 }

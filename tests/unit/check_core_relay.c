@@ -9,8 +9,10 @@
  * ways (a side that stops reading pauses the relay, which resumes when it
  * reads again); and the close paths that need no deadline: 4404, 4401,
  * 4403, 4400, 1003, 4502, 1000 (the SPICE server closes or resets), the
- * browser closing or vanishing, also while its uploads wait
- * (check_core_deadlines.c has the rest). Every wait has a deadline;
+ * browser closing or vanishing, also while its uploads wait or its token
+ * is checked, and with a scripted token backend 4503, 4403 (token
+ * refused) and 4410 (check_core_deadlines.c has the rest). A main
+ * channel's console id, named by the SPICE server. Every wait has a deadline;
  * nothing sleeps. */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -143,9 +145,11 @@ START_TEST(test_download_flow_control)
     sent_when_blocked = fsp_sent(h->peer);
     got_when_blocked = wsc_received_total(c);
     ck_assert_uint_lt(sent_when_blocked, total);
+    /* Paused: over 300 ms at most what the kernel's growing socket buffers
+     * take (a relay that did not pause would move the whole flood). */
     wsc_run_for(300);
-    ck_assert_uint_eq(fsp_sent(h->peer), sent_when_blocked);
-    ck_assert_uint_eq(wsc_received_total(c), got_when_blocked);
+    ck_assert_uint_le(fsp_sent(h->peer) - sent_when_blocked, 1u << 20);
+    ck_assert_uint_le(wsc_received_total(c), got_when_blocked);
     /* What is in flight is bounded by the buffers on the way. */
     ck_assert_uint_le(sent_when_blocked - got_when_blocked, 16u << 20);
 
@@ -392,6 +396,172 @@ START_TEST(test_browser_vanishes)
 }
 END_TEST
 
+/* --- answers of the token backend a file never gives --------------------- */
+
+START_TEST(test_token_unavailable_4503)
+{
+    g_autoptr(WsClient) c = NULL;
+
+    h = harness_start("harness.tokens", "script", NULL);
+    c = harness_open_ws(h, "unavailable", NULL);
+    harness_expect_close(c, 4503, "token check unavailable, try again");
+    ck_assert_int_eq(harness_wait_closed(h, 1, DEADLINE_MS)->reason,
+                     SG_CLOSE_TOKEN_UNAVAILABLE);
+}
+END_TEST
+
+START_TEST(test_token_refused_4403)
+{
+    g_autoptr(WsClient) c = NULL;
+
+    h = harness_start("harness.tokens", "script", NULL);
+    c = harness_open_ws(h, "refused", NULL);
+    harness_expect_close(c, 4403, "console token not usable here");
+    ck_assert_int_eq(harness_wait_closed(h, 1, DEADLINE_MS)->reason, SG_CLOSE_TOKEN_REFUSED);
+}
+END_TEST
+
+/* A token whose lifetime is over before the connection: 4410, and the
+ * SPICE server is never asked. */
+START_TEST(test_token_expired_4410)
+{
+    g_autoptr(WsClient) c = NULL;
+
+    h = harness_start("harness.tokens", "script", NULL);
+    c = harness_open_ws(h, "expired", NULL);
+    harness_expect_close(c, 4410, "console session expired");
+    ck_assert_int_eq(harness_wait_closed(h, 1, DEADLINE_MS)->reason,
+                     SG_CLOSE_SESSION_EXPIRED);
+    ck_assert_uint_eq(fsp_n_accepted(h->peer), 0);
+}
+END_TEST
+
+/* The browser leaves while its token is being checked: the lookup is
+ * cancelled, nothing is connected. */
+START_TEST(test_browser_leaves_while_authorising)
+{
+    WsClient *c;
+    const HarnessClose *closed;
+
+    h = harness_start("harness.tokens", "script", NULL);
+    c = harness_open_ws(h, "slow", NULL);
+    wsc_run_for(100);
+    ck_assert_uint_eq(h->lookups_pending, 1);
+    wsc_free(c);
+    closed = harness_wait_closed(h, 1, DEADLINE_MS);
+    ck_assert_int_eq(closed->reason, SG_CLOSE_CLIENT_CLOSED);
+    ck_assert(!closed->opened);
+    ck_assert_uint_eq(h->lookups_cancelled, 1);
+    ck_assert_uint_eq(fsp_n_accepted(h->peer), 0);
+}
+END_TEST
+
+/* --- the main channel ---------------------------------------------------------- */
+
+static void
+put_le32(guint8 *p, guint32 v)
+{
+    p[0] = v & 0xff;
+    p[1] = (v >> 8) & 0xff;
+    p[2] = (v >> 16) & 0xff;
+    p[3] = (v >> 24) & 0xff;
+}
+
+/* What a SPICE server sends on a main channel (full 18-byte headers, as
+ * the link below offers no mini headers): link reply, link result, a
+ * PING, then MAIN_INIT whose first field is the session id. The fake peer
+ * sends these bytes; it does not speak SPICE. */
+static GByteArray *
+main_server_stream(guint32 session_id, gsize *head_len)
+{
+    GByteArray *out = g_byte_array_new();
+    guint8 hdr[16], reply[178 + 4] = { 0 }, word[4] = { 0 }, msg[18] = { 0 }, init[32] = { 0 };
+    guint8 ping[12] = { 0 };
+
+    memcpy(hdr, "REDQ", 4);
+    put_le32(hdr + 4, SPICE_VERSION_MAJOR);
+    put_le32(hdr + 8, SPICE_VERSION_MINOR);
+    put_le32(hdr + 12, sizeof(reply));
+    g_byte_array_append(out, hdr, sizeof(hdr));
+    put_le32(reply + 166, 1);
+    put_le32(reply + 174, 178);
+    put_le32(reply + 178, 1u << SPICE_COMMON_CAP_AUTH_SPICE);
+    g_byte_array_append(out, reply, sizeof(reply));
+    g_byte_array_append(out, word, 4);          /* SPICE_LINK_ERR_OK */
+    *head_len = out->len;
+    msg[0] = 1;
+    msg[8] = SPICE_MSG_PING;
+    put_le32(msg + 10, sizeof(ping));
+    g_byte_array_append(out, msg, sizeof(msg));
+    g_byte_array_append(out, ping, sizeof(ping));
+    msg[0] = 2;
+    msg[8] = SPICE_MSG_MAIN_INIT;
+    put_le32(msg + 10, sizeof(init));
+    g_byte_array_append(out, msg, sizeof(msg));
+    put_le32(init, session_id);
+    put_le32(init + 4, 1);
+    g_byte_array_append(out, init, sizeof(init));
+    return out;
+}
+
+/* A main channel's console is named by the SPICE server (MAIN_INIT):
+ * the session opens once it has, and carries it. */
+START_TEST(test_main_channel_console_id)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message_for(SPICE_CHANNEL_MAIN, 0);
+    g_autoptr(GByteArray) stream = NULL;
+    const HarnessClose *closed;
+    gsize head = 0;
+
+    h = harness_start(NULL);
+    fsp_set_mode(h->peer, FSP_SINK);
+    c = harness_open_ws(h, "good", NULL);
+    wsc_send_binary(c, link->data, link->len);
+    harness_wait_peer_received(h, link->len);
+    stream = main_server_stream(0x5eed, &head);
+    fsp_send(h->peer, stream->data, head);
+    wsc_wait_received(c, head, DEADLINE_MS);
+    ck_assert_uint_eq(h->opened, 0);             /* waits for MAIN_INIT */
+    fsp_send(h->peer, stream->data + head, stream->len - head);
+    wsc_wait_received(c, stream->len, DEADLINE_MS);
+    ck_assert_uint_eq(h->opened, 1);
+    ck_assert(memcmp(wsc_received(c)->data, stream->data, stream->len) == 0);
+    wsc_send_close(c, 1000, NULL);
+    closed = harness_wait_closed(h, 1, DEADLINE_MS);
+    ck_assert_str_eq(closed->channel, "main");
+    ck_assert(closed->has_console);
+    ck_assert_uint_eq(closed->console, 0x5eed);
+}
+END_TEST
+
+/* A main channel that ends before MAIN_INIT still opened, without a
+ * console id. */
+START_TEST(test_main_channel_ends_before_init)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message_for(SPICE_CHANNEL_MAIN, 0);
+    g_autoptr(GByteArray) stream = NULL;
+    const HarnessClose *closed;
+    gsize head = 0;
+
+    h = harness_start(NULL);
+    fsp_set_mode(h->peer, FSP_SINK);
+    c = harness_open_ws(h, "good", NULL);
+    wsc_send_binary(c, link->data, link->len);
+    harness_wait_peer_received(h, link->len);
+    stream = main_server_stream(0x5eed, &head);
+    fsp_send(h->peer, stream->data, head);
+    wsc_wait_received(c, head, DEADLINE_MS);
+    fsp_close_all(h->peer, false);
+    harness_expect_close(c, 1000, "console closed");
+    closed = harness_wait_closed(h, 1, DEADLINE_MS);
+    ck_assert(closed->opened);
+    ck_assert(!closed->has_console);
+    ck_assert_uint_eq(h->opened, 1);
+}
+END_TEST
+
 static Suite *
 core_relay_suite(void)
 {
@@ -409,6 +579,8 @@ core_relay_suite(void)
     tcase_add_test(relay, test_token_in_cookie);
     tcase_add_test(relay, test_origin_allowed);
     tcase_add_test(relay, test_browser_vanishes);
+    tcase_add_test(relay, test_main_channel_console_id);
+    tcase_add_test(relay, test_main_channel_ends_before_init);
     suite_add_tcase(s, relay);
 
     tcase_set_timeout(refusals, 30);
@@ -421,6 +593,10 @@ core_relay_suite(void)
     tcase_add_test(refusals, test_unreachable_4502);
     tcase_add_test(refusals, test_target_closes_1000);
     tcase_add_test(refusals, test_target_resets_1000);
+    tcase_add_test(refusals, test_token_unavailable_4503);
+    tcase_add_test(refusals, test_token_refused_4403);
+    tcase_add_test(refusals, test_token_expired_4410);
+    tcase_add_test(refusals, test_browser_leaves_while_authorising);
     suite_add_tcase(s, refusals);
 
     return s;

@@ -78,6 +78,95 @@ refused_port(void)
     return ntohs(sa.sin_port);
 }
 
+/* --- a scripted token backend ------------------------------------------ */
+
+/* "harness.tokens = script": a token backend written for the tests, for
+ * the answers a token file never gives (the token file stays the default,
+ * and is what the sessions of every other test use):
+ *
+ *   good, dead     as in the token file
+ *   unavailable    SG_TOKEN_ERROR_UNAVAILABLE (a backend that is down)
+ *   refused        SG_TOKEN_ERROR_REFUSED (a console of another kind)
+ *   expired        the fake peer, its lifetime over already
+ *   expiring       the fake peer, for HARNESS_EXPIRING_MS more
+ *   slow           never answered (AUTHORISING until the session ends)
+ *   anything else  SG_TOKEN_ERROR_UNKNOWN */
+typedef struct {
+    SgTokenBackend parent;
+    Harness *h;
+    guint16 refused_port;
+} ScriptTokens;
+
+static void
+script_start(SgTokenBackend *backend, SgTokenLookup *lookup)
+{
+    ScriptTokens *st = (ScriptTokens *)backend;
+    const char *token = sg_token_lookup_get_token(lookup);
+    g_autoptr(SgConsoleTarget) tgt = NULL;
+    g_autoptr(GError) error = NULL;
+
+    if (g_str_equal(token, "slow")) {
+        st->h->lookups_pending++;
+        return;
+    }
+    if (g_str_equal(token, "unavailable"))
+        error = g_error_new_literal(SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNAVAILABLE,
+                                    "the test's backend is down");
+    else if (g_str_equal(token, "refused"))
+        error = g_error_new_literal(SG_TOKEN_ERROR, SG_TOKEN_ERROR_REFUSED,
+                                    "not a SPICE console");
+    else if (g_str_equal(token, "dead"))
+        tgt = sg_console_target_new("127.0.0.1", st->refused_port);
+    else if (g_str_equal(token, "good") || g_str_equal(token, "expired") ||
+             g_str_equal(token, "expiring"))
+        tgt = sg_console_target_new("127.0.0.1", fsp_port(st->h->peer));
+    else
+        error = g_error_new_literal(SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNKNOWN, "unknown token");
+    if (tgt != NULL) {
+        tgt->instance_uuid = g_strdup("5b8e9b77-6a2c-4f6e-9d0e-2f1a3c4d5e6f");
+        if (g_str_equal(token, "expired"))
+            tgt->expires_at_us = g_get_real_time() - G_USEC_PER_SEC;
+        else if (g_str_equal(token, "expiring"))
+            tgt->expires_at_us = g_get_real_time() + HARNESS_EXPIRING_MS * 1000;
+    }
+    /* From inside start(): token.c answers from the loop. */
+    sg_token_lookup_complete(lookup, tgt, error);
+}
+
+static void
+script_cancel(SgTokenBackend *backend, SgTokenLookup *lookup)
+{
+    ScriptTokens *st = (ScriptTokens *)backend;
+
+    (void)lookup;
+    st->h->lookups_pending--;
+    st->h->lookups_cancelled++;
+}
+
+static void
+script_free(SgTokenBackend *backend)
+{
+    g_free(backend);
+}
+
+static const SgTokenBackendVtable script_vtable = {
+    .name = "script",
+    .start = script_start,
+    .cancel = script_cancel,
+    .free = script_free,
+};
+
+static SgTokenBackend *
+script_tokens_new(Harness *h, guint16 refused_port)
+{
+    ScriptTokens *st = g_new0(ScriptTokens, 1);
+
+    st->parent.vtable = &script_vtable;
+    st->h = h;
+    st->refused_port = refused_port;
+    return &st->parent;
+}
+
 static void
 write_file(const char *dir, const char *name, const char *text)
 {
@@ -94,6 +183,11 @@ set(Harness *h, const char *group_key, const char *value)
     g_autoptr(GError) error = NULL;
 
     ck_assert_msg(parts[1] != NULL, "not group.key: %s", group_key);
+    if (g_str_equal(group_key, "harness.tokens")) {
+        ck_assert_str_eq(value, "script");
+        h->script_tokens = true;
+        return;
+    }
     ck_assert_msg(sg_config_set(h->cfg, parts[0], parts[1], value, group_key, &error), "%s",
                   error ? error->message : "");
 }
@@ -109,6 +203,7 @@ harness_start(const char *first_key, ...)
     g_autofree char *token_path = NULL;
     SgHubObserver observer = { .opened = on_opened, .closed = on_closed };
     guint bound = 0;
+    guint16 refused;
     va_list ap;
 
     /* An illegal state move is a bug: fail loudly (session_state.c). */
@@ -126,10 +221,11 @@ harness_start(const char *first_key, ...)
     ck_assert_int_eq(g_mkdir(pages, 0700), 0);
     write_file(web, "index.html", HARNESS_INDEX_HTML);
     write_file(web, "app.js", "console.log('spicegate');\n");
+    refused = refused_port();
     tokens = g_strdup_printf("# tokens of the core's unit tests\n"
                              "good: 127.0.0.1:%u\n"
                              "dead: 127.0.0.1:%u\n",
-                             fsp_port(h->peer), refused_port());
+                             fsp_port(h->peer), refused);
     write_file(h->dir, "tokens", tokens);
     token_path = g_build_filename(h->dir, "tokens", NULL);
 
@@ -145,7 +241,10 @@ harness_start(const char *first_key, ...)
     va_end(ap);
     ck_assert_msg(sg_config_validate(h->cfg, &error), "%s", error ? error->message : "");
 
-    h->tokens = sg_token_file_new(h->cfg->token_file, &error);
+    if (h->script_tokens)
+        h->tokens = script_tokens_new(h, refused);
+    else
+        h->tokens = sg_token_file_new(h->cfg->token_file, &error);
     ck_assert_msg(h->tokens != NULL, "%s", error ? error->message : "");
     h->listen_fd = sg_listen_socket_open(h->cfg->listen_host, h->cfg->listen_port, &bound,
                                          &error);
@@ -260,14 +359,20 @@ put_le32(guint8 *p, guint32 v)
 GByteArray *
 harness_link_message(void)
 {
+    return harness_link_message_for(SPICE_CHANNEL_DISPLAY, HARNESS_CONSOLE_ID);
+}
+
+GByteArray *
+harness_link_message_for(guint8 channel_type, guint32 connection_id)
+{
     guint8 m[16 + 18] = { 'R', 'E', 'D', 'Q' };
     GByteArray *a = g_byte_array_new();
 
     put_le32(m + 4, SPICE_VERSION_MAJOR);
     put_le32(m + 8, SPICE_VERSION_MINOR);
     put_le32(m + 12, 18);
-    put_le32(m + 16, HARNESS_CONSOLE_ID);
-    m[20] = SPICE_CHANNEL_DISPLAY;
+    put_le32(m + 16, connection_id);
+    m[20] = channel_type;
     m[21] = 0;
     put_le32(m + 22, 0);
     put_le32(m + 26, 0);
@@ -350,11 +455,13 @@ void
 harness_wait_relay_stuck(Harness *h)
 {
     guint64 last = G_MAXUINT64;
+    guint still = 0;
 
     for (int i = 0; i < 40; i++) {
         guint64 now = fsp_sent(h->peer);
 
-        if (now == last && fsp_blocked(h->peer))
+        still = now == last && fsp_blocked(h->peer) ? still + 1 : 0;
+        if (still == 2)
             return;
         last = now;
         wsc_run_for(150);

@@ -11,6 +11,9 @@
  *   good   -> the fake peer
  *   dead   -> a loopback port nothing listens on
  *
+ * (or, with "harness.tokens", "script", a token backend written for the
+ * tests with the answers a token file never gives: see core_harness.c)
+ *
  * The web root holds index.html and app.js. Everything runs on the
  * default GMainContext; drive it with ws_client.h's wsc_run_until().
  * An observer of the hub records every session that closes.
@@ -28,6 +31,8 @@
 
 /* The console of harness_link_message(): a display channel's link names it. */
 #define HARNESS_CONSOLE_ID 0x1234abcdu
+/* The lifetime of the scripted backend's "expiring" token. */
+#define HARNESS_EXPIRING_MS 1200
 #define HARNESS_INDEX_HTML "<html><body>spicegate test page</body></html>\n"
 
 typedef struct {
@@ -55,6 +60,9 @@ typedef struct {
     GPtrArray *closed;            /* HarnessClose*, in the order they closed */
     guint opened;                 /* sessions that opened */
     bool shutdown_done;           /* sg_listener_shutdown()'s callback ran */
+    bool script_tokens;           /* the scripted token backend */
+    guint lookups_pending;        /* its lookups not answered */
+    guint lookups_cancelled;      /* and cancelled */
 } Harness;
 
 /* Starts spicegate with the defaults, then each "group.key", "value" pair
@@ -78,6 +86,8 @@ char *harness_path(const char *token);
 /* A SPICE link message (SpiceLinkHeader + SpiceLinkMess, no capabilities)
  * for display channel 0 of console HARNESS_CONSOLE_ID: 34 bytes. */
 GByteArray *harness_link_message(void);
+/* The same for another channel type and connection id. */
+GByteArray *harness_link_message_for(guint8 channel_type, guint32 connection_id);
 /* A websocket to spicegate with @token in the query (NULL: none), @opt
  * (may be NULL) for the rest; asserts the upgrade. */
 WsClient *harness_open_ws(Harness *h, const char *token, const WsOptions *opt);
@@ -89,8 +99,8 @@ void harness_expect_close(WsClient *c, guint16 code, const char *text);
 /* Waits until the fake peer's newest connection received @n bytes. */
 void harness_wait_peer_received(Harness *h, guint64 n);
 /* The client stopped reading and the fake peer floods: waits until the
- * relay has stopped (the peer's socket full, nothing more sent over a
- * few turns of 150 ms: the kernel's buffers on the way grow for a while). */
+ * relay has stopped (the peer's socket full, nothing more sent over two
+ * turns of 150 ms: the kernel's buffers on the way grow for a while). */
 void harness_wait_relay_stuck(Harness *h);
 /* Conditions for wsc_run_until() on a FakeSpice *: its flood is all sent;
  * spicegate closed a connection to it. */
