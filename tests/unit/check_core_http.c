@@ -4,7 +4,8 @@
  * the index, /healthz, 404, 405, HEAD), upgrades refused at the
  * handshake (400), shutdown with sessions open (1001 to each, then the
  * listener says it is done; 503 and 1001 to what comes after), and the
- * acceptor running out of descriptors and recovering. spicegate is
+ * acceptor running out of descriptors and recovering; the listening
+ * socket (a port taken, a bad address, every address, IPv6). spicegate is
  * started as main.c starts it (core_harness.c); the client is
  * ws_client.c. Every wait has a deadline; nothing sleeps. */
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -20,6 +22,7 @@
 
 #include "core_harness.h"
 #include "fake_spice.h"
+#include "listen_socket.h"
 #include "ws_client.h"
 
 #define DEADLINE_MS 5000
@@ -345,12 +348,77 @@ START_TEST(test_acceptor_out_of_descriptors)
 }
 END_TEST
 
+/* --- the listening socket ------------------------------------------------------ */
+
+START_TEST(test_listen_port_taken)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *want = g_strdup_printf("cannot listen on 127.0.0.1:%u: ", h->port);
+    guint port = 0;
+
+    ck_assert_int_lt(sg_listen_socket_open("127.0.0.1", h->port, &port, &error), 0);
+    ck_assert_msg(g_str_has_prefix(error->message, want), "%s", error->message);
+}
+END_TEST
+
+START_TEST(test_listen_bad_address)
+{
+    g_autoptr(GError) error = NULL;
+    guint port = 0;
+
+    ck_assert_int_lt(sg_listen_socket_open("not-an-address", 0, &port, &error), 0);
+    ck_assert_msg(g_str_has_prefix(error->message, "cannot resolve not-an-address"), "%s",
+                  error->message);
+}
+END_TEST
+
+/* No host: every address, IPv6 and IPv4 on one socket. */
+START_TEST(test_listen_every_address)
+{
+    g_autoptr(GError) error = NULL;
+    guint port = 0;
+    int fd = sg_listen_socket_open(NULL, 0, &port, &error);
+    g_autoptr(WsClient) c = NULL;
+    int conn;
+
+    ck_assert_msg(fd >= 0, "%s", error ? error->message : "");
+    ck_assert_uint_gt(port, 0);
+    /* Over IPv4; connect() returns once the connection waits in the
+     * socket's backlog. */
+    c = wsc_connect_raw((guint16)port);
+    conn = accept(fd, NULL, NULL);
+    ck_assert_int_ge(conn, 0);
+    close(conn);
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_listen_ipv6_taken)
+{
+    g_autoptr(GError) error = NULL;
+    guint port = 0, again = 0;
+    int fd = sg_listen_socket_open("::1", 0, &port, &error);
+    g_autofree char *want = NULL;
+
+    if (fd < 0) {
+        /* No IPv6 on this machine: nothing to check. */
+        ck_assert_ptr_nonnull(error);
+        return;
+    }
+    want = g_strdup_printf("cannot listen on [::1]:%u: ", port);
+    ck_assert_int_lt(sg_listen_socket_open("::1", port, &again, &error), 0);
+    ck_assert_msg(g_str_has_prefix(error->message, want), "%s", error->message);
+    close(fd);
+}
+END_TEST
+
 static Suite *
 core_http_suite(void)
 {
     Suite *s = suite_create("core_http");
     TCase *http = tcase_create("http");
     TCase *stop = tcase_create("shutdown");
+    TCase *sock = tcase_create("listen_socket");
 
     tcase_set_timeout(http, 30);
     tcase_add_checked_fixture(http, setup, teardown);
@@ -374,6 +442,14 @@ core_http_suite(void)
     tcase_add_test(stop, test_shutdown_grace_runs_out);
     tcase_add_test(stop, test_shutdown_without_sessions);
     suite_add_tcase(s, stop);
+
+    tcase_set_timeout(sock, 30);
+    tcase_add_checked_fixture(sock, setup, teardown);
+    tcase_add_test(sock, test_listen_port_taken);
+    tcase_add_test(sock, test_listen_bad_address);
+    tcase_add_test(sock, test_listen_every_address);
+    tcase_add_test(sock, test_listen_ipv6_taken);
+    suite_add_tcase(s, sock);
     return s;
 }
 
