@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* check_core_deadlines.c - the core in-process, without QEMU or a browser
+ * (core_harness.c: listener, session, upstream, relay between ws_client.c
+ * and the fault-injecting fake_spice.c): every session deadline, with
+ * small configured values: link_timeout with no link from the browser
+ * (4408) and with a SPICE server that takes the link and never answers
+ * (4504); idle_timeout (4408 "idle"; not while bytes move); a token's
+ * lifetime ending mid-session (4410). The close
+ * deadlines are in check_core_drain.c. Every wait has a deadline;
+ * nothing sleeps. */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+#include <glib.h>
+
+#include "core_harness.h"
+#include "fake_spice.h"
+#include "ws_client.h"
+
+#define DEADLINE_MS 5000
+
+static Harness *h;
+
+static void
+teardown(void)
+{
+    g_clear_pointer(&h, harness_stop);
+}
+
+/* --- deadlines ------------------------------------------------------------- */
+
+/* No link message within link_timeout. */
+START_TEST(test_link_timeout_4408)
+{
+    g_autoptr(WsClient) c = NULL;
+    gint64 start;
+
+    h = harness_start("server.link_timeout", "1", NULL);
+    c = harness_open_ws(h, "good", NULL);
+    start = g_get_monotonic_time();
+    harness_expect_close(c, 4408, "timed out waiting for the SPICE link message");
+    ck_assert_int_ge(g_get_monotonic_time() - start, 900 * 1000);
+    ck_assert_int_eq(harness_wait_closed(h, 1, DEADLINE_MS)->reason, SG_CLOSE_LINK_TIMEOUT);
+}
+END_TEST
+
+/* The SPICE server takes the link and never answers: 4504. */
+START_TEST(test_link_unanswered_4504)
+{
+    g_autoptr(WsClient) c = NULL;
+    const HarnessClose *closed;
+
+    h = harness_start("server.link_timeout", "1", NULL);
+    fsp_set_mode(h->peer, FSP_SINK);
+    c = harness_open_console(h, NULL);
+    harness_expect_close(c, 4504, "console connect timed out");
+    closed = harness_wait_closed(h, 1, DEADLINE_MS);
+    ck_assert_int_eq(closed->reason, SG_CLOSE_CONNECT_TIMEOUT);
+    ck_assert_ptr_nonnull(strstr(closed->detail, "did not answer the link"));
+    ck_assert_uint_eq(fsp_received_total(h->peer), 34);
+}
+END_TEST
+
+/* No byte either way for idle_timeout: 4408 "idle". */
+START_TEST(test_idle_timeout_4408)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    gint64 start;
+
+    h = harness_start("server.idle_timeout", "1", NULL);
+    c = harness_open_console(h, NULL);
+    wsc_wait_received(c, link->len, DEADLINE_MS);
+    start = g_get_monotonic_time();
+    harness_expect_close(c, 4408, "console idle for too long");
+    ck_assert_int_ge(g_get_monotonic_time() - start, 900 * 1000);
+    ck_assert_int_eq(harness_wait_closed(h, 1, DEADLINE_MS)->reason, SG_CLOSE_IDLE);
+}
+END_TEST
+
+/* Traffic keeps an idle_timeout session open. */
+START_TEST(test_idle_timeout_not_while_busy)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    guint64 want = link->len;
+
+    h = harness_start("server.idle_timeout", "1", NULL);
+    c = harness_open_console(h, NULL);
+    wsc_wait_received(c, want, DEADLINE_MS);
+    /* Over two of its ticks: an idle session would have closed by then. */
+    for (int i = 0; i < 9; i++) {
+        wsc_run_for(250);
+        wsc_send_binary(c, "x", 1);
+        wsc_wait_received(c, ++want, DEADLINE_MS);
+    }
+    ck_assert(!wsc_got_close(c));
+    ck_assert_uint_eq(h->closed->len, 0);
+}
+END_TEST
+
+/* A token with a lifetime (Nova's, with enforce_session_timeout): the
+ * console is cut when it ends, mid-session. */
+START_TEST(test_session_expires_4410)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    gint64 start = g_get_monotonic_time();
+
+    h = harness_start("harness.tokens", "script", NULL);
+    c = harness_open_ws(h, "expiring", NULL);
+    wsc_send_binary(c, link->data, link->len);
+    wsc_wait_received(c, link->len, DEADLINE_MS);
+    harness_expect_close(c, 4410, "console session expired");
+    ck_assert_int_ge(g_get_monotonic_time() - start, (HARNESS_EXPIRING_MS - 100) * 1000);
+    ck_assert_int_eq(harness_wait_closed(h, 1, DEADLINE_MS)->reason,
+                     SG_CLOSE_SESSION_EXPIRED);
+    wsc_run_until(harness_peer_saw_close, h->peer, DEADLINE_MS);
+}
+END_TEST
+
+static Suite *
+core_deadlines_suite(void)
+{
+    Suite *s = suite_create("core_deadlines");
+    TCase *deadlines = tcase_create("deadlines");
+
+    tcase_set_timeout(deadlines, 30);
+    tcase_add_checked_fixture(deadlines, NULL, teardown);
+    tcase_add_test(deadlines, test_link_timeout_4408);
+    tcase_add_test(deadlines, test_link_unanswered_4504);
+    tcase_add_test(deadlines, test_idle_timeout_4408);
+    tcase_add_test(deadlines, test_idle_timeout_not_while_busy);
+    tcase_add_test(deadlines, test_session_expires_4410);
+    suite_add_tcase(s, deadlines);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(core_deadlines_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
