@@ -154,6 +154,27 @@ case $? in
 esac
 
 # --- summary --------------------------------------------------------------------
+# The failures again, short, at the very end: a CI page that keeps only
+# the head and the tail of a long log still shows what failed and why.
+# unittest's FAIL/ERROR reports (from the "=====" line to "Ran N tests"),
+# node's "not ok" entries with their error lines, check's failed checks.
+failure_digest() {
+    local log=$1
+    printf -- '--- %s\n' "$log"
+    awk '/^==========+$/ { p = 1 } /^Ran [0-9]+ tests? in/ { p = 0 } p' "$log" | head -n 120
+    grep -A 14 '^ *not ok ' "$log" | grep -v '^ *\(duration_ms\|\.\.\.\|---\)' | head -n 80
+    grep -E '^[^ ]+\.c:[0-9]+:[EF]:' "$log" | head -n 20
+}
+digest_printed=0
+for dir in "$build_root"/normal "$build_root"/sanitizers "$build_root"/normal/spicegate-*/_build/sub; do
+    [ -f "$dir/test-suite.log" ] || continue
+    for t in $(sed -n 's/^\(FAIL\|ERROR\|XPASS\): \(.*\) (exit status.*/\2/p;s/^\(FAIL\|ERROR\|XPASS\): \([^ ]*\)$/\2/p' "$dir/test-suite.log" | sort -u); do
+        [ -f "$dir/$t.log" ] || continue
+        [ "$digest_printed" -eq 1 ] || step "digest of the failures"
+        digest_printed=1
+        failure_digest "$dir/$t.log"
+    done
+done
 echo
 if [ ${#failures[@]} -gt 0 ]; then
     echo "failed: ${failures[*]}"
