@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # docs.sh - checks what we ship beside the code: the man pages, the sample
-# configuration, the systemd unit and the README's two commands.
+# configuration, the systemd unit, the README's two commands and its request flow.
 #
 # Run by `make check` with top_srcdir and top_builddir in the environment.
 # Every check runs even after one fails, so one run shows every problem.
@@ -184,6 +184,17 @@ for code in $(cut -d'|' -f1 "$defs" | sort -u); do
     checked=$((checked + 1))
     grep -qE "^    $code: \{" "$top_srcdir/web/spicegate-messages.js" ||
         fail "web/spicegate-messages.js: no message (ENDINGS) for close code $code"
+done
+
+# --- 7. the README's request flow names every source file -------------------
+# A newcomer finds where a request goes by reading it: a new src/*.c that
+# it does not name is a step missing from the walk-through.
+flow=$tmp/flow.md
+sed -n '/^## How a request flows through src\//,/^## /p' "$top_srcdir/README.md" >"$flow"
+for f in "$top_srcdir"/src/*.c; do
+    checked=$((checked + 1))
+    grep -q "\`$(basename "$f")\`" "$flow" ||
+        fail "README.md, How a request flows through src/: $(basename "$f") is not named"
 done
 
 if [ "$failed" -ne 0 ]; then
