@@ -51,3 +51,19 @@ sg_ascii_all_graph(const char *s)
     }
     return TRUE;
 }
+
+/* Ends a forked child with _exit(), not exit(): the atexit handlers and
+ * stdio buffers it inherited are its parent's. A coverage build first
+ * writes the child's line counters, which _exit() would lose (gcov writes
+ * them from an exit handler). */
+#ifdef SG_COVERAGE
+void __gcov_dump(void);
+#endif
+G_GNUC_NORETURN static inline void
+sg_child_exit(int status)
+{
+#ifdef SG_COVERAGE
+    __gcov_dump();
+#endif
+    _exit(status);
+}

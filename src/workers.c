@@ -40,6 +40,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include "compat.h"
 #include "listen_socket.h"
 #include "log.h"
 #include "workers.h"
@@ -164,7 +165,7 @@ start_worker(SgMaster *m, guint index)
          * systemd, and needs the signals the master blocked. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() == 1)
-            _exit(1);
+            sg_child_exit(1);
         g_unsetenv("NOTIFY_SOCKET");
         for (guint i = 0; i < m->count; i++) {
             if (m->workers[i].ready_fd >= 0)
@@ -178,7 +179,7 @@ start_worker(SgMaster *m, guint index)
         if (m->test_fd >= 0)
             close(m->test_fd);
         sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
-        _exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->zone, ctl[1],
+        sg_child_exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->zone, ctl[1],
                              m->data));
     }
     close(pipefd[1]);

@@ -15,6 +15,7 @@
 #include <check.h>
 #include <glib.h>
 
+#include "compat.h"
 #include "hub.h"
 #include "shared_zone.h"
 
@@ -31,7 +32,7 @@ run_children(SgZone *zone, guint n, void (*func)(SgZone *zone, guint index))
         ck_assert_int_ge(pids[i], 0);
         if (pids[i] == 0) {
             func(zone, i);
-            _exit(0);
+            sg_child_exit(0);
         }
     }
     for (guint i = 0; i < n; i++) {
@@ -133,7 +134,7 @@ child_acquire(SgZone *zone, guint index)
         if (sg_zone_limit_acquire(zone, 1, index, "10.0.0.1", LIMIT, &t))
             sg_zone_note_opened(zone, index);
         else if (t.held)
-            _exit(3);
+            sg_child_exit(3);
     }
 }
 

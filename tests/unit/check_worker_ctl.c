@@ -22,6 +22,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include "compat.h"
 #include "event_core.h"
 #include "hub.h"
 #include "worker_ctl.h"
@@ -104,7 +105,7 @@ worker_main(guint index, int fd)
     server = sg_ctl_server_new(fd, hub, fake_close, on_master_gone, loop);
     g_main_loop_run(loop);
     sg_ctl_server_free(server);
-    _exit((wrong_reason ? 100 : 0) + (int)closes_done);
+    sg_child_exit((wrong_reason ? 100 : 0) + (int)closes_done);
 }
 
 typedef struct {
