@@ -31,8 +31,10 @@
 #include "event_core.h"
 #include "listener.h"
 #include "log.h"
+#include "relay.h"
 #include "request.h"
 #include "session.h"
+#include "splice_pipe.h"
 #include "token.h"
 #include "web.h"
 
@@ -449,6 +451,10 @@ sg_listener_free(SgListener *listener)
     }
     if (listener->context != NULL)
         g_warning("libwebsockets did not finish its shutdown");
+    /* The last relay is gone with the last session: what relays share
+     * goes too, so nothing of ours outlives the listener. */
+    sg_relay_release_shared();
+    sg_pipe_pool_clear();
     g_clear_pointer(&listener->web, sg_web_free);
     g_free(listener);
 }

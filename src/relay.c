@@ -332,6 +332,16 @@ static GSourceFuncs flush_funcs = {
     .dispatch = flush_dispatch,
 };
 
+void
+sg_relay_release_shared(void)
+{
+    g_warn_if_fail(g_queue_is_empty(&flush_queue));
+    if (flush_source != NULL) {
+        g_source_destroy(flush_source);
+        g_clear_pointer(&flush_source, g_source_unref);
+    }
+}
+
 static void
 queue_flush(SgRelay *r, Dir *d)
 {

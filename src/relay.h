@@ -86,3 +86,7 @@ SgEndpoint *sg_relay_get_end(SgRelay *relay, SgRelayEnd end);
 
 /* Frees the relay and both endpoints. NULL is a no-op. */
 void sg_relay_free(SgRelay *relay);
+
+/* Destroys what all relays share (the upload flush source) once the last
+ * relay is freed: at exit, so nothing of the relay outlives the loop. */
+void sg_relay_release_shared(void);

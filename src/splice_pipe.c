@@ -137,3 +137,12 @@ sg_pipe_read_all(SgPipe *pipe_, guint8 *buf)
     }
     return (gssize)got;
 }
+
+void
+sg_pipe_pool_clear(void)
+{
+    while (pool_count > 0)
+        pipe_close(pool[--pool_count]);
+    g_clear_handle_id(&trim_timer, g_source_remove);
+    used_since_tick = false;
+}

@@ -39,3 +39,7 @@ gssize sg_pipe_read_all(SgPipe *pipe_, guint8 *buf);
 /* Gives back an empty pipe (@pipe->len == 0); a pipe that still holds bytes
  * is closed instead, since it cannot be emptied safely. */
 void sg_pipe_put(SgPipe *pipe);
+
+/* Closes the pooled pipes and stops the pool's trim timer: at exit, after
+ * the last session, so that the process leaves no descriptor or source. */
+void sg_pipe_pool_clear(void);
