@@ -2,7 +2,8 @@
 /* check_core_deadlines.c - the core in-process, without QEMU or a browser
  * (core_harness.c: listener, session, upstream, relay between ws_client.c
  * and the fault-injecting fake_spice.c): every session deadline, with
- * small configured values: link_timeout with no link from the browser
+ * small configured values: handshake_timeout before any websocket (half
+ * a request, or nothing); link_timeout with no link from the browser
  * (4408) and with a SPICE server that takes the link and never answers
  * (4504); idle_timeout (4408 "idle"; not while bytes move); a token's
  * lifetime ending mid-session (4410). The close
@@ -80,6 +81,44 @@ START_TEST(test_idle_timeout_4408)
 }
 END_TEST
 
+/* handshake_timeout: lws' hold on a connection before any websocket
+ * exists. Half a request, then nothing: the connection is dropped after
+ * handshake_timeout, with no answer, and no session ever existed. */
+static void
+expect_dropped_after_handshake_timeout(WsClient *c)
+{
+    gint64 start = g_get_monotonic_time();
+
+    wsc_run_until(wsc_cond_eof, c, DEADLINE_MS);
+    ck_assert_msg(wsc_eof(c), "still open %d ms after handshake_timeout", DEADLINE_MS);
+    ck_assert_int_ge(g_get_monotonic_time() - start, 800 * 1000);
+    ck_assert_int_eq(wsc_status(c), 0);
+    ck_assert_uint_eq(wsc_received_total(c), 0);
+    ck_assert_uint_eq(h->closed->len, 0);
+}
+
+START_TEST(test_handshake_timeout_half_request)
+{
+    g_autoptr(WsClient) c = NULL;
+    static const char half[] = "GET /index.html HTTP/1.1\r\nHo";
+
+    h = harness_start("server.handshake_timeout", "1", NULL);
+    c = wsc_connect_raw(h->port);
+    wsc_send_raw(c, half, sizeof(half) - 1);
+    expect_dropped_after_handshake_timeout(c);
+}
+END_TEST
+
+START_TEST(test_handshake_timeout_silent)
+{
+    g_autoptr(WsClient) c = NULL;
+
+    h = harness_start("server.handshake_timeout", "1", NULL);
+    c = wsc_connect_raw(h->port);
+    expect_dropped_after_handshake_timeout(c);
+}
+END_TEST
+
 /* Traffic keeps an idle_timeout session open. */
 START_TEST(test_idle_timeout_not_while_busy)
 {
@@ -129,6 +168,8 @@ core_deadlines_suite(void)
 
     tcase_set_timeout(deadlines, 30);
     tcase_add_checked_fixture(deadlines, NULL, teardown);
+    tcase_add_test(deadlines, test_handshake_timeout_half_request);
+    tcase_add_test(deadlines, test_handshake_timeout_silent);
     tcase_add_test(deadlines, test_link_timeout_4408);
     tcase_add_test(deadlines, test_link_unanswered_4504);
     tcase_add_test(deadlines, test_idle_timeout_4408);
