@@ -13,6 +13,7 @@
 #include <glib-unix.h>
 #include <glib.h>
 
+#include "run_until.h"
 #include "stub_http.h"
 
 /* An endless answer stops here even if the client never does (the client
@@ -436,24 +437,8 @@ stub_http_refused_port(void)
     return port;
 }
 
-static gboolean
-on_deadline(gpointer data)
-{
-    gboolean *expired = data;
-
-    *expired = TRUE;
-    return G_SOURCE_REMOVE;
-}
-
 void
 stub_run_until(gboolean (*cond)(gpointer data), gpointer data, guint deadline_ms)
 {
-    gboolean expired = FALSE;
-    guint id = g_timeout_add(deadline_ms, on_deadline, &expired);
-
-    while (!cond(data) && !expired)
-        g_main_context_iteration(NULL, TRUE);
-    if (!expired)
-        g_source_remove(id);
-    ck_assert_msg(!expired, "condition not met within %u ms", deadline_ms);
+    test_run_until(cond, data, deadline_ms);
 }

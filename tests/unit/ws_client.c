@@ -15,6 +15,7 @@
 #include <glib-unix.h>
 #include <glib.h>
 
+#include "run_until.h"
 #include "ws_client.h"
 
 #define WSC_READ_CHUNK (256 * 1024)
@@ -681,34 +682,16 @@ wsc_cond_blocked(gpointer data)
     return wsc_send_blocked(data);
 }
 
-static gboolean
-on_deadline(gpointer data)
-{
-    *(gboolean *)data = TRUE;
-    return G_SOURCE_REMOVE;
-}
-
 void
 wsc_run_until(gboolean (*cond)(gpointer data), gpointer data, guint deadline_ms)
 {
-    gboolean expired = FALSE;
-    guint id = g_timeout_add(deadline_ms, on_deadline, &expired);
-
-    while (!cond(data) && !expired)
-        g_main_context_iteration(NULL, TRUE);
-    if (!expired)
-        g_source_remove(id);
-    ck_assert_msg(!expired, "condition not met within %u ms", deadline_ms);
+    test_run_until(cond, data, deadline_ms);
 }
 
 void
 wsc_run_for(guint ms)
 {
-    gboolean expired = FALSE;
-
-    g_timeout_add(ms, on_deadline, &expired);
-    while (!expired)
-        g_main_context_iteration(NULL, TRUE);
+    test_run_for(ms);
 }
 
 typedef struct {
