@@ -31,8 +31,12 @@ from harness import (
     still_relays,
 )
 
-# What a deadline may take beyond its setting on a loaded 2-core machine.
-SLACK_S = 1.5
+# What a deadline may take beyond its setting on a loaded 2-core machine
+# (make check runs the browsers of tests/e2e beside these): generous, since
+# speed is the benchmarks' business. Each test's setting is chosen so that
+# setting + SLACK_S still tells it from the default (handshake 10 s, close
+# 30 s, idle off, shutdown 3 s: that test waits longer than the default).
+SLACK_S = 5.0
 
 
 def wait_dropped(sock, seconds=WAIT_S):
@@ -334,14 +338,20 @@ class Shutdown(IntegTestCase):
         # here, is longer).
         peer = FakePeer(self.reg, sink_source_handler(pattern(5, 64 << 20)), "flood")
         token = random_token()
-        sg = self.start_spicegate({token: peer.target}, config="[server]\nshutdown_timeout = 1\n")
+        # Longer than the default (3 s), so that the lower bound proves the
+        # setting is honoured and the upper one can be generous.
+        shutdown_s = 5
+        sg = self.start_spicegate({token: peer.target},
+                                  config="[server]\nshutdown_timeout = %d\n" % shutdown_s)
         self.stuck_session(sg, peer, token)
         start = time.monotonic()
         sg.send_signal(signal.SIGTERM)
-        self.assertEqual(sg.wait_exit(), 0, sg.log_tail())
+        self.assertEqual(sg.wait_exit(shutdown_s + SLACK_S + 5), 0, sg.log_tail())
         elapsed = time.monotonic() - start
-        self.assertGreater(elapsed, 0.8, "exited before shutdown_timeout")
-        self.assertLess(elapsed, 1 + SLACK_S, "shutdown_timeout = 1: exit after %.1f s" % elapsed)
+        self.assertGreater(elapsed, shutdown_s - 0.2,
+                           "exited before shutdown_timeout (after the default, 3 s?)")
+        self.assertLess(elapsed, shutdown_s + SLACK_S,
+                        "shutdown_timeout = %d: exit after %.1f s" % (shutdown_s, elapsed))
 
     def test_systemd_told_the_stop_time(self):
         # With the default, what spicegate asks for is the unit's

@@ -38,10 +38,10 @@ from harness import (
 
 # Small, so that the cases that wait for the timeout (silence, one byte per
 # second) stay short; the whole file runs in about a minute.
-NOVA_TIMEOUT_S = 2
+NOVA_TIMEOUT_S = 3
 # What a refusal may take beyond [nova] timeout on a loaded 2-core machine
-# (and under ASan).
-SLACK_S = 2.0
+# (and under ASan, with the browsers of tests/e2e running beside).
+SLACK_S = 4.0
 CLOSE_NOT_USABLE = (4403, "console token not usable here")
 # What the fault injectors stream when told to send a huge body.
 HUGE_BYTES = 64 << 20
@@ -635,7 +635,8 @@ class HostileNova(HostileApiCase):
         self.keystone.set_mode("slow")
         token = self.good_token()
         elapsed = self.refused_in_time(sg, token, CLOSE_TOKEN_UNAVAILABLE)
-        self.assertLess(elapsed, NOVA_TIMEOUT_S + 1.2,
+        # Two deadlines in a row would be about 2 * NOVA_TIMEOUT_S.
+        self.assertLess(elapsed, NOVA_TIMEOUT_S + 2,
                         "4503 after %.2f s: one deadline per request, not per lookup" % elapsed)
         self.assertGreater(elapsed, NOVA_TIMEOUT_S - 0.5, "4503 before [nova] timeout")
         sg.wait_log(r"WARNING: nova: cannot reach (Keystone|Nova) for tok:[0-9a-f]{8}: no answer "
