@@ -203,8 +203,11 @@ function startChild(name, argv) {
     return child;
 }
 
-// SIGTERM, then SIGKILL if the child is still there after @graceMs.
-async function stopChild(child, graceMs = 5_000) {
+// SIGTERM, then SIGKILL if the child is still there after @graceMs: by
+// default what systemd gives spicegate (TimeoutStopSec=15), since a test
+// that asserts a clean exit must not kill a stop that is slow only because
+// the machine is loaded (spicegate's own shutdown_timeout is 3 s).
+async function stopChild(child, graceMs = 15_000) {
     if (!child || child.exit)
         return child?.exit ?? null;
     child.kill('SIGTERM');
