@@ -1,20 +1,26 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* upstream.c - asynchronous connect to a SPICE server and its fd watch.
  *
- * Owns the GSocketClient connect (cancellable), its deadline timer, the
- * connected GSocketConnection and one watch on the socket in the process'
- * one epoll set (event_core.c). It does
+ * Owns the connect, its deadline timer, the connected socket and one watch
+ * on it in the process' one epoll set (event_core.c). A target given as an
+ * IP address (what Nova's server_proxyclient_address and token files
+ * hold) is connected directly: a non-blocking connect() whose completion
+ * the same watch reports, so setting up a console costs no more than its
+ * system calls. A host name goes through GSocketClient (GIO's resolver,
+ * every address in turn), cancellable. It does
  * no reading or writing itself: the session's relay does, straight into its
  * buffers, so bytes are copied once.
  */
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <gio/gio.h>
 
@@ -30,8 +36,11 @@ struct SgUpstream {
     GCancellable *cancellable;
     SgTimer *deadline;
     bool timed_out;
-    GSocketConnection *conn;
-    int fd;
+    GSocketConnection *conn;     /* GSocketClient's connection: it owns fd */
+    int fd;                       /* ours to close when conn is NULL */
+    bool connecting;              /* the direct connect() is in progress */
+    int connect_errno;            /* it failed at once: reported from the loop */
+    SgTimer *report_failure;
     SgWatch *watch;
     GIOCondition interest;
     char *peer;
@@ -66,6 +75,8 @@ set_peer_from_socket(SgUpstream *up, GSocket *sock)
 }
 
 static void read_connect_reply(SgUpstream *up);
+static void direct_connect_done(SgUpstream *up);
+static void connected(SgUpstream *up);
 
 static void
 on_watch(SgWatch *watch, int fd, GIOCondition ready, gpointer data)
@@ -74,6 +85,10 @@ on_watch(SgWatch *watch, int fd, GIOCondition ready, gpointer data)
 
     (void)watch;
     (void)fd;
+    if (up->connecting) {
+        direct_connect_done(up);
+        return;
+    }
     if (up->handshaking) {
         read_connect_reply(up);
         return;
@@ -103,6 +118,17 @@ on_deadline(gpointer data)
     up->timed_out = true;
     if (up->handshaking) {
         fail(up, SG_UPSTREAM_ERROR_TIMEOUT, "no CONNECT reply within the connect timeout");
+        return G_SOURCE_REMOVE;
+    }
+    if (up->connecting) {
+        up->connecting = false;
+        g_clear_pointer(&up->watch, sg_watch_remove);
+        g_clear_pointer(&up->report_failure, sg_timer_remove);
+        if (up->fd >= 0) {
+            close(up->fd);
+            up->fd = -1;
+        }
+        fail(up, SG_UPSTREAM_ERROR_TIMEOUT, "no connection within the connect timeout");
         return G_SOURCE_REMOVE;
     }
     g_cancellable_cancel(up->cancellable);
@@ -188,7 +214,6 @@ on_connect_done(GObject *source, GAsyncResult *result, gpointer data)
     g_autoptr(GError) reported = NULL;
     GSocketConnection *conn;
     GSocket *sock;
-    int one = 1;
 
     conn = g_socket_client_connect_to_host_finish(G_SOCKET_CLIENT(source), result, &error);
     g_free(ctx);
@@ -211,12 +236,22 @@ on_connect_done(GObject *source, GAsyncResult *result, gpointer data)
     up->conn = conn;
     sock = g_socket_connection_get_socket(conn);
     up->fd = g_socket_get_fd(sock);
+    set_peer_from_socket(up, sock);
+    up->watch = sg_watch_fd(up->fd, 0, on_watch, up);
+    connected(up);
+}
+
+/* The socket is connected (either way): Nagle off, then the CONNECT
+ * handshake when the target asks for one, else the session is told. */
+static void
+connected(SgUpstream *up)
+{
+    int one = 1;
+
     /* SPICE is interactive: small messages (a key press) must not wait for
      * Nagle. */
     setsockopt(up->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    set_peer_from_socket(up, sock);
     up->interest = 0;             /* the relay says what to watch */
-    up->watch = sg_watch_fd(up->fd, 0, on_watch, up);
     if (up->access_path != NULL) {
         start_connect_handshake(up);    /* the deadline keeps running */
         return;
@@ -225,20 +260,93 @@ on_connect_done(GObject *source, GAsyncResult *result, gpointer data)
     up->on_connected(up, NULL, up->user_data);
 }
 
+static void
+direct_connect_failed(SgUpstream *up, int err)
+{
+    g_autofree char *why = g_strdup_printf("cannot connect to %s: %s", up->peer,
+                                           g_strerror(err));
+
+    up->connecting = false;
+    g_clear_pointer(&up->watch, sg_watch_remove);
+    if (up->fd >= 0) {
+        close(up->fd);
+        up->fd = -1;
+    }
+    fail(up, SG_UPSTREAM_ERROR_UNREACHABLE, why);
+}
+
+/* The watch saw the socket writable (or in error): the connect is over. */
+static void
+direct_connect_done(SgUpstream *up)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err == EINPROGRESS || err == EALREADY)
+        return;
+    if (err != 0) {
+        direct_connect_failed(up, err);
+        return;
+    }
+    up->connecting = false;
+    sg_watch_modify(up->watch, 0);
+    connected(up);
+}
+
+static gboolean
+on_report_failure(gpointer data)
+{
+    SgUpstream *up = data;
+
+    up->report_failure = NULL;
+    direct_connect_failed(up, up->connect_errno);
+    return G_SOURCE_REMOVE;
+}
+
+/* @host is an IP address: no resolver, no GIO objects, one socket. A
+ * failure at once (no route, a refused loopback) is still reported from
+ * the loop, never from inside sg_upstream_connect(). */
+static void
+direct_connect(SgUpstream *up, const char *host, guint16 port)
+{
+    struct addrinfo hints = {
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+    };
+    struct addrinfo *res = NULL;
+    char service[8];
+    int rc;
+
+    up->connecting = true;
+    g_snprintf(service, sizeof(service), "%u", port);
+    rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        up->connect_errno = EINVAL;
+    } else {
+        up->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (up->fd < 0)
+            up->connect_errno = errno;
+        else if (connect(up->fd, res->ai_addr, res->ai_addrlen) < 0 && errno != EINPROGRESS)
+            up->connect_errno = errno;
+        freeaddrinfo(res);
+    }
+    if (up->connect_errno != 0) {
+        up->report_failure = sg_timer_add(0, on_report_failure, up);
+        return;
+    }
+    up->watch = sg_watch_fd(up->fd, G_IO_OUT, on_watch, up);
+}
+
 SgUpstream *
 sg_upstream_connect(const char *host, uint16_t port, const char *access_path, guint timeout_s,
                     SgUpstreamConnectedFunc on_connected, SgUpstreamIoFunc on_io,
                     gpointer user_data)
 {
-    g_autoptr(GSocketClient) client = g_socket_client_new();
+    g_autoptr(GSocketClient) client = NULL;
     SgUpstream *up = g_new0(SgUpstream, 1);
-    ConnectCtx *ctx = g_new0(ConnectCtx, 1);
-
-    /* A SPICE server is reached directly, never through the HTTP proxy of
-     * the environment or the desktop settings. Asking GIO's proxy resolver
-     * (libproxy, where glib-networking is installed) also cost a thread
-     * hand-off and a third of the CPU of every connection setup. */
-    g_socket_client_set_enable_proxy(client, FALSE);
+    ConnectCtx *ctx;
 
     up->fd = -1;
     up->on_connected = on_connected;
@@ -246,8 +354,20 @@ sg_upstream_connect(const char *host, uint16_t port, const char *access_path, gu
     up->user_data = user_data;
     up->peer = format_hostport(host, port);
     up->access_path = g_strdup(access_path);
-    up->cancellable = g_cancellable_new();
     up->deadline = sg_timer_add(timeout_s * 1000, on_deadline, up);
+    if (g_hostname_is_ip_address(host)) {
+        direct_connect(up, host, port);
+        return up;
+    }
+
+    client = g_socket_client_new();
+    /* A SPICE server is reached directly, never through the HTTP proxy of
+     * the environment or the desktop settings. Asking GIO's proxy resolver
+     * (libproxy, where glib-networking is installed) also cost a thread
+     * hand-off and a third of the CPU of every connection setup. */
+    g_socket_client_set_enable_proxy(client, FALSE);
+    up->cancellable = g_cancellable_new();
+    ctx = g_new0(ConnectCtx, 1);
     ctx->up = up;
     up->connect_ctx = ctx;
     g_socket_client_connect_to_host_async(client, host, port, up->cancellable,
@@ -265,7 +385,9 @@ sg_upstream_set_io_func(SgUpstream *up, SgUpstreamIoFunc on_io, gpointer user_da
 int
 sg_upstream_get_fd(const SgUpstream *up)
 {
-    return up->fd;
+    /* A direct connect's socket is nobody else's business until it is
+     * connected. */
+    return up->connecting ? -1 : up->fd;
 }
 
 void
@@ -301,13 +423,17 @@ sg_upstream_free(SgUpstream *up)
     if (up == NULL)
         return;
     g_clear_pointer(&up->deadline, sg_timer_remove);
+    g_clear_pointer(&up->report_failure, sg_timer_remove);
     if (up->connect_ctx != NULL) {
         up->connect_ctx->up = NULL;      /* on_connect_done() frees it */
         g_cancellable_cancel(up->cancellable);
     }
     g_clear_object(&up->cancellable);
     g_clear_pointer(&up->watch, sg_watch_remove);   /* before the socket closes */
-    g_clear_object(&up->conn);   /* closes the socket */
+    if (up->conn != NULL)
+        g_clear_object(&up->conn);   /* closes the socket */
+    else if (up->fd >= 0)
+        close(up->fd);               /* a direct connect's */
     g_free(up->peer);
     g_free(up->access_path);
     g_free(up);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* check_upstream.c - the connection to a SPICE server (upstream.c) on the
  * event core, against the fault-injecting peer of fake_spice.c (not a
- * SPICE server): connected (peer address, fd, readiness as asked),
- * refused, a connect that never completes (connect_timeout), and Nova's
+ * SPICE server): connected (peer address, fd, readiness as asked), by
+ * IP address (upstream.c's own connect) and by name (GSocketClient),
+ * refused (IPv4, IPv6), a connect that never completes (connect_timeout), and Nova's
  * internal_access_path handshake: CONNECT answered 200 (the SPICE bytes
  * after the reply's header are left in the socket), refused, cut, a
  * header too long, no answer; freed while connecting (no callback).
@@ -85,10 +86,10 @@ io_seen(gpointer data)
 }
 
 static SgUpstream *
-connect_and_wait(guint16 port, const char *path, guint timeout_s, Outcome *o)
+connect_host_and_wait(const char *host, guint16 port, const char *path, guint timeout_s,
+                      Outcome *o)
 {
-    SgUpstream *up = sg_upstream_connect("127.0.0.1", port, path, timeout_s, on_connected,
-                                         NULL, o);
+    SgUpstream *up = sg_upstream_connect(host, port, path, timeout_s, on_connected, NULL, o);
 
     ck_assert_int_eq(o->calls, 0);             /* never from inside the call */
     ck_assert_int_eq(sg_upstream_get_fd(up), -1);
@@ -96,6 +97,13 @@ connect_and_wait(guint16 port, const char *path, guint timeout_s, Outcome *o)
     ck_assert_int_eq(o->calls, 1);
     ck_assert_ptr_eq(o->up, up);
     return up;
+}
+
+/* An IP address: upstream.c's own non-blocking connect(). */
+static SgUpstream *
+connect_and_wait(guint16 port, const char *path, guint timeout_s, Outcome *o)
+{
+    return connect_host_and_wait("127.0.0.1", port, path, timeout_s, o);
 }
 
 typedef struct {
@@ -147,6 +155,44 @@ START_TEST(test_connects)
     sg_upstream_set_interest(up, G_IO_OUT);
     wsc_run_until(io_seen, &o, DEADLINE_MS);
     ck_assert(o.last_ready & G_IO_OUT);
+    sg_upstream_free(up);
+}
+END_TEST
+
+/* A host name goes through GIO's resolver and GSocketClient, which tries
+ * each address ("localhost" may be ::1 first, where nothing listens). */
+START_TEST(test_connects_by_name)
+{
+    Outcome o = { 0 };
+    g_autofree char *peer_name = g_strdup_printf("127.0.0.1:%u", fsp_port(peer));
+    SgUpstream *up = connect_host_and_wait("localhost", fsp_port(peer), NULL, 5, &o);
+
+    ck_assert_msg(o.error == NULL, "%s", o.error ? o.error->message : "");
+    ck_assert_int_ge(sg_upstream_get_fd(up), 0);
+    /* The address it reached, not the name it was given. */
+    ck_assert_str_eq(sg_upstream_get_peer(up), peer_name);
+    fsp_send(peer, "REDQ", 4);
+    sg_upstream_set_io_func(up, on_io, &o);
+    sg_upstream_set_interest(up, G_IO_IN);
+    wsc_run_until(io_seen, &o, DEADLINE_MS);
+    ck_assert(o.last_ready & G_IO_IN);
+    sg_upstream_free(up);
+}
+END_TEST
+
+/* An IPv6 address where nothing listens (the peer is IPv4 only): refused,
+ * or, on a host without IPv6, failed at once; either way reported from the
+ * loop, and the peer named with brackets. */
+START_TEST(test_refused_ipv6_address)
+{
+    Outcome o = { 0 };
+    g_autofree char *peer_name = g_strdup_printf("[::1]:%u", fsp_port(peer));
+    SgUpstream *up = connect_host_and_wait("::1", fsp_port(peer), NULL, 5, &o);
+
+    ck_assert(g_error_matches(o.error, SG_UPSTREAM_ERROR, SG_UPSTREAM_ERROR_UNREACHABLE));
+    ck_assert_ptr_nonnull(strstr(o.error->message, peer_name));
+    ck_assert_int_eq(sg_upstream_get_fd(up), -1);
+    g_clear_error(&o.error);
     sg_upstream_free(up);
 }
 END_TEST
@@ -325,6 +371,20 @@ START_TEST(test_free_while_connecting)
 }
 END_TEST
 
+/* The same through GSocketClient: its connect is cancelled, and its late
+ * completion finds nobody. */
+START_TEST(test_free_while_connecting_by_name)
+{
+    Outcome o = { 0 };
+    SgUpstream *up = sg_upstream_connect("localhost", fsp_port(peer), NULL, 5, on_connected,
+                                         NULL, &o);
+
+    sg_upstream_free(up);
+    wsc_run_for(200);
+    ck_assert_int_eq(o.calls, 0);
+}
+END_TEST
+
 /* Freed while the CONNECT reply is awaited. */
 START_TEST(test_free_during_connect_handshake)
 {
@@ -350,6 +410,8 @@ upstream_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_connects);
     tcase_add_test(tc, test_refused);
+    tcase_add_test(tc, test_connects_by_name);
+    tcase_add_test(tc, test_refused_ipv6_address);
     tcase_add_test(tc, test_connect_timeout);
     tcase_add_test(tc, test_connect_path_ok);
     tcase_add_test(tc, test_connect_path_refused);
@@ -359,6 +421,7 @@ upstream_suite(void)
     tcase_add_test(tc, test_connect_path_header_too_long);
     tcase_add_test(tc, test_connect_path_no_reply);
     tcase_add_test(tc, test_free_while_connecting);
+    tcase_add_test(tc, test_free_while_connecting_by_name);
     tcase_add_test(tc, test_free_during_connect_handshake);
     suite_add_tcase(s, tc);
     return s;
