@@ -5,8 +5,6 @@
 #include "autoconfig.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -110,23 +108,6 @@ log_recovery(SgAcceptor *a)
     a->failures = 0;
 }
 
-/* A browser whose machine or network vanished sends no FIN: after
- * SG_KEEPALIVE_IDLE_S without a byte from it the kernel probes, and after
- * SG_KEEPALIVE_PROBES unanswered probes it fails the socket, which ends
- * the session. The kernel's timers cost nothing per idle connection, unlike
- * lws' validity timers (listener.c), which this replaces. */
-static void
-enable_keepalive(int fd)
-{
-    int on = 1, idle = SG_KEEPALIVE_IDLE_S, interval = SG_KEEPALIVE_INTERVAL_S,
-        probes = SG_KEEPALIVE_PROBES;
-
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
-}
-
 static void
 on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data)
 {
@@ -135,7 +116,6 @@ on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data)
     (void)watch;
     (void)condition;
     for (guint i = 0; i < a->per_wakeup; i++) {
-        int one = 1;
         int conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (conn < 0) {
@@ -154,9 +134,9 @@ on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data)
             break;
         }
         log_recovery(a);
-        /* Small writes (a SPICE ack, an HTTP header) go out at once. */
-        setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        enable_keepalive(conn);
+        /* No Nagle and TCP keepalive come with the socket: set once on the
+         * listening socket, which every accepted one inherits
+         * (listen_socket.c). */
         a->on_accept(conn, a->data);
     }
 }

@@ -21,13 +21,6 @@ typedef void (*SgAcceptFn)(int fd, gpointer data);
 /* How long accepting stops after EMFILE, ENFILE, ENOBUFS or ENOMEM, unless
  * a descriptor is freed sooner. */
 #define SG_ACCEPT_BACKOFF_MS 250
-/* TCP keepalive of every accepted connection: the first probe after this
- * long without a byte from the peer, then one every interval; the socket
- * fails after that many unanswered (a vanished browser goes after about
- * 5.5 minutes, close to lws' own check before, which pinged after 300 s). */
-#define SG_KEEPALIVE_IDLE_S 300
-#define SG_KEEPALIVE_INTERVAL_S 10
-#define SG_KEEPALIVE_PROBES 3
 /* At most one line per this long says accepting still fails, with a count. */
 #define SG_ACCEPT_LOG_INTERVAL_S 10
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +15,27 @@
 
 #include "listen_socket.h"
 #include "preflight.h"
+
+/* What every accepted connection should have, set once here: the kernel
+ * copies them from the listening socket to each socket accept() returns,
+ * so the accept path makes no system call for them.
+ * - No Nagle: SPICE input events and acks are tiny and latency-bound.
+ * - TCP keepalive: a browser whose machine or network vanished sends no
+ *   FIN; the kernel probes it and fails the socket, which ends the
+ *   session. Its timers cost nothing per idle connection, unlike lws'
+ *   validity timers (listener.c), which this replaces. */
+static void
+set_inherited_options(int fd)
+{
+    int on = 1, idle = SG_KEEPALIVE_IDLE_S, interval = SG_KEEPALIVE_INTERVAL_S,
+        probes = SG_KEEPALIVE_PROBES;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+}
 
 int
 sg_listen_socket_open(const char *host, guint port, guint *bound_port, GError **error)
@@ -54,6 +76,7 @@ sg_listen_socket_open(const char *host, guint port, guint *bound_port, GError **
     }
     /* TIME_WAIT leftovers of a previous run must not block a restart. */
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    set_inherited_options(fd);
     if (res->ai_family == AF_INET6 && host == NULL)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0 ||

@@ -161,13 +161,7 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     SgCloseReason refusal = SG_CLOSE_INTERNAL;
     const char *detail = NULL;
     char *token;
-    int fd = sg_lws_socket_fd(wsi);
-    int one = 1;
 
-    /* SPICE input events are tiny and latency-bound: no Nagle on the
-     * browser leg either (the upstream leg sets it in upstream.c). */
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn->sess = sg_session_new(&listener->env, wsi, peer);
     token = sg_admission_decide(&req, &policy, &refusal, &detail);
     /* Bearer secrets: not left lying around in freed memory

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -393,6 +395,37 @@ START_TEST(test_listen_every_address)
 }
 END_TEST
 
+/* An accepted connection comes with no Nagle and TCP keepalive (300 s
+ * idle, 10 s interval, 3 probes), inherited from the listening socket:
+ * the accept path sets nothing itself. */
+START_TEST(test_accepted_socket_inherits_options)
+{
+    g_autoptr(GError) error = NULL;
+    guint port = 0;
+    int fd = sg_listen_socket_open("127.0.0.1", 0, &port, &error);
+    g_autoptr(WsClient) c = NULL;
+    int conn, value;
+    socklen_t len;
+
+    ck_assert_msg(fd >= 0, "%s", error ? error->message : "");
+    c = wsc_connect_raw((guint16)port);
+    conn = accept(fd, NULL, NULL);
+    ck_assert_int_ge(conn, 0);
+#define CHECK_OPTION(level, name, want)                                    \
+    len = sizeof(value);                                                   \
+    ck_assert_int_eq(getsockopt(conn, level, name, &value, &len), 0);      \
+    ck_assert_int_eq(value, want)
+    CHECK_OPTION(IPPROTO_TCP, TCP_NODELAY, 1);
+    CHECK_OPTION(SOL_SOCKET, SO_KEEPALIVE, 1);
+    CHECK_OPTION(IPPROTO_TCP, TCP_KEEPIDLE, SG_KEEPALIVE_IDLE_S);
+    CHECK_OPTION(IPPROTO_TCP, TCP_KEEPINTVL, SG_KEEPALIVE_INTERVAL_S);
+    CHECK_OPTION(IPPROTO_TCP, TCP_KEEPCNT, SG_KEEPALIVE_PROBES);
+#undef CHECK_OPTION
+    close(conn);
+    close(fd);
+}
+END_TEST
+
 START_TEST(test_listen_ipv6_taken)
 {
     g_autoptr(GError) error = NULL;
@@ -448,6 +481,7 @@ core_http_suite(void)
     tcase_add_test(sock, test_listen_port_taken);
     tcase_add_test(sock, test_listen_bad_address);
     tcase_add_test(sock, test_listen_every_address);
+    tcase_add_test(sock, test_accepted_socket_inherits_options);
     tcase_add_test(sock, test_listen_ipv6_taken);
     suite_add_tcase(s, sock);
     return s;
