@@ -49,10 +49,8 @@ typedef struct {
     SgConfig *cfg;
     SgTokenBackend *tokens;
     SgHub *hub;                   /* every live session, and its observers */
-    SgZone *zone;                 /* counters and limits, shared with the other workers */
     SgZone *own_zone;             /* the only process's zone, which it maps itself */
     SgCtlServer *ctl;             /* a worker: the master's requests */
-    SgFleet *fleet;               /* the only process: its sessions, as the master's fleet */
     SgListener *listener;
     bool stopping;
     bool worker;                  /* one of several: the master speaks for all */
@@ -505,12 +503,9 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
     /* Session ids unique across the workers: worker @index of them. */
     d.hub = sg_hub_new(index, ready_fd >= 0 ? d.cfg->workers : 1);
     sg_session_log_attach(d.hub);
-    d.zone = zone;
-    sg_zone_observe(d.zone, index, d.hub);
+    sg_zone_observe(zone, index, d.hub);
     if (ctl_fd >= 0)
         d.ctl = sg_ctl_server_new(ctl_fd, d.hub, close_session, NULL, NULL);
-    else
-        d.fleet = sg_fleet_new_local(d.hub, close_session);
     ctl_fd = -1;
     d.listener = sg_listener_new(d.cfg, d.loop, d.tokens, d.hub, listen_fd, &error);
     if (d.listener == NULL) {
@@ -533,7 +528,6 @@ out:
     for (guint i = 0; sig_ids[i] != 0; i++)
         g_source_remove(sig_ids[i]);
     sg_ctl_server_free(d.ctl);
-    sg_fleet_free(d.fleet);
     sg_listener_free(d.listener);
     /* After the listener: its sessions leave the hub as lws lets go. */
     sg_hub_free(d.hub);

@@ -177,20 +177,14 @@ on_opened(const SgHubSession *s, gpointer data)
     sg_zone_note_opened(zone, zone->observed_index);
 }
 
-static void
-on_bytes(const SgHubSession *s, guint64 up, guint64 down, gpointer data)
-{
-    SgZone *zone = data;
-
-    (void)s;
-    sg_zone_note_bytes(zone, zone->observed_index, up, down);
-}
-
+/* A session's bytes are added once, when it closes: asking the hub for
+ * bytes as they move would have it walk every session each second. */
 static void
 on_closed(const SgHubSession *s, gpointer data)
 {
     SgZone *zone = data;
 
+    sg_zone_note_bytes(zone, zone->observed_index, s->bytes_up, s->bytes_down);
     sg_zone_note_closed(zone, zone->observed_index, s->facts.reason, s->opened);
 }
 
@@ -199,7 +193,6 @@ sg_zone_observe(SgZone *zone, guint index, SgHub *hub)
 {
     static const SgHubObserver observer = {
         .opened = on_opened,
-        .bytes = on_bytes,
         .closed = on_closed,
     };
 

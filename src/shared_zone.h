@@ -47,6 +47,8 @@ typedef struct {
     guint64 opened;               /* sessions that opened (both ends up, link passed) */
     guint64 closed[SG_CLOSE_REASONS]; /* sessions that ended, by reason, refused ones too */
     guint64 lost;                 /* open in a worker that died */
+    /* Bytes of the sessions that have closed (added at the close, so that
+     * no one walks the open ones every second): */
     guint64 bytes_up;             /* browser -> SPICE server */
     guint64 bytes_down;           /* SPICE server -> browser */
 } SgZoneStats;

@@ -30,6 +30,13 @@ pipe_close(SgPipe *pipe_)
     g_free(pipe_);
 }
 
+static void
+pool_drain(void)
+{
+    while (pool_count > 0)
+        pipe_close(pool[--pool_count]);
+}
+
 static gboolean
 on_trim_tick(gpointer data)
 {
@@ -38,8 +45,7 @@ on_trim_tick(gpointer data)
         used_since_tick = false;
         return G_SOURCE_CONTINUE;
     }
-    while (pool_count > 0)
-        pipe_close(pool[--pool_count]);
+    pool_drain();
     trim_timer = 0;
     return G_SOURCE_REMOVE;
 }
@@ -141,8 +147,7 @@ sg_pipe_read_all(SgPipe *pipe_, guint8 *buf)
 void
 sg_pipe_pool_clear(void)
 {
-    while (pool_count > 0)
-        pipe_close(pool[--pool_count]);
+    pool_drain();
     g_clear_handle_id(&trim_timer, g_source_remove);
     used_since_tick = false;
 }
