@@ -20,21 +20,31 @@
 #include "shared_zone.h"
 
 /* Runs @func(@zone, index) in @n forked children and waits for them all;
- * each must exit 0. */
+ * each must exit 0. They start together: each waits until the parent has
+ * forked them all (the end of a pipe), so they really race. */
 static void
 run_children(SgZone *zone, guint n, void (*func)(SgZone *zone, guint index))
 {
     pid_t pids[8];
+    int gate[2];
 
     ck_assert_uint_le(n, G_N_ELEMENTS(pids));
+    ck_assert_int_eq(pipe(gate), 0);
     for (guint i = 0; i < n; i++) {
         pids[i] = fork();
         ck_assert_int_ge(pids[i], 0);
         if (pids[i] == 0) {
+            char c;
+
+            close(gate[1]);
+            while (read(gate[0], &c, 1) < 0) {
+            }
             func(zone, i);
             sg_child_exit(0);
         }
     }
+    close(gate[0]);
+    close(gate[1]);               /* the gate opens: every child reads EOF */
     for (guint i = 0; i < n; i++) {
         int status;
 
@@ -121,6 +131,7 @@ END_TEST
 
 #define LIMIT 37
 #define TRIES 200
+#define CHURN 2000
 
 /* Tries TRIES times to take "10.0.0.1" in table 1 under LIMIT, and
  * notes each success as an opened session in its slot, for the parent to
@@ -128,6 +139,17 @@ END_TEST
 static void
 child_acquire(SgZone *zone, guint index)
 {
+    /* First churn, all children at once: the limit must hold at every
+     * moment, not only at the end. */
+    for (guint i = 0; i < CHURN; i++) {
+        SgZoneTicket t;
+
+        if (!sg_zone_limit_acquire(zone, 1, index, "10.0.0.1", LIMIT, &t))
+            continue;
+        if (sg_zone_limit_count(zone, 1, "10.0.0.1") > LIMIT)
+            sg_child_exit(4);
+        sg_zone_limit_release(zone, &t);
+    }
     for (guint i = 0; i < TRIES; i++) {
         SgZoneTicket t;
 
