@@ -223,8 +223,13 @@ class WebSocketOverHttp2(IntegTestCase):
         self.assertTrue(conn.link_read.wait(WAIT_S), "link never reached the server")
         self.assertEqual(conn.link, msg)
         conn.go.set()
-        ws.send_binary(up)
-        got = ws.recv_exact(len(down), seconds=60)
+        try:
+            ws.send_binary(up)
+            got = ws.recv_exact(len(down), seconds=60)
+        except (OSError, EOFError) as e:
+            # Once seen in CI under load (spicegate ended the connection
+            # mid-upload) and never here: keep what spicegate said.
+            raise AssertionError("%r\n%s" % (e, sg.log_tail())) from e
         self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(down).hexdigest())
         self.assertTrue(conn.eof.wait(60) or conn.received >= len(up),
                         "upstream bytes never all arrived")
