@@ -229,6 +229,14 @@ apply_close_timeout(SgConfig *cfg, const char *value, GError **error)
 }
 
 static gboolean
+apply_drain_timeout(SgConfig *cfg, const char *value, GError **error)
+{
+    /* A day: a drain is for consoles to end by themselves, behind a load
+     * balancer that sends new ones elsewhere; longer is a forgotten stop. */
+    return parse_uint(value, 0, 24 * 3600, &cfg->drain_timeout_s, error);
+}
+
+static gboolean
 apply_shutdown_timeout(SgConfig *cfg, const char *value, GError **error)
 {
     return parse_uint(value, 1, 300, &cfg->shutdown_timeout_s, error);
@@ -515,6 +523,9 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "close_timeout", "30",
       "seconds a browser has to take the rest of a console that ended, then it is hung up on",
       apply_close_timeout },
+    { "server", "drain_timeout", SG_DRAIN_TIMEOUT_DEFAULT_S,
+      "seconds live consoles keep relaying after SIGTERM before they are closed with "
+      "1001; 0: close them at once", apply_drain_timeout },
     { "server", "shutdown_timeout", SG_SHUTDOWN_TIMEOUT_DEFAULT_S,
       "seconds sessions get to close at stop before spicegate exits anyway",
       apply_shutdown_timeout },

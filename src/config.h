@@ -44,6 +44,7 @@ struct SgConfig {
     guint link_timeout_s;
     guint idle_timeout_s;         /* 0: off */
     guint close_timeout_s;
+    guint drain_timeout_s;        /* SIGTERM: live consoles relay this long; 0: no drain */
     guint shutdown_timeout_s;     /* what sessions get to close at stop */
     char *base_url;               /* Nova's html5proxy_base_url; NULL: no scheme check */
     char *expected_scheme;        /* "http" or "https", from base_url; NULL: any */

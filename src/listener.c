@@ -55,11 +55,13 @@ struct SgListener {
     SgWeb *web;
     SgSessionEnv env;
     SgHub *hub;                   /* not ours: every live session, each owned by its wsi */
+    bool draining;                /* SIGTERM: no new consoles; live ones relay on */
     bool shutting_down;
     bool destroying;
     GSourceFunc on_shutdown_done;
     gpointer shutdown_data;
     guint shutdown_timer;
+    guint drain_timer;            /* drain_timeout, or the idle that ends an empty drain */
     int listen_fd;                /* not ours: main.c's or the workers' master's */
     SgAcceptor *acceptor;
 };
@@ -85,6 +87,7 @@ serve_http(SgListener *listener, struct lws *wsi, SgConnData *conn, const char *
         .path = uri,
         .stored_len = (gsize)MAX(stored, 0),
         .shutting_down = listener->shutting_down,
+        .draining = listener->draining,
     };
     SgWebAnswer answer;
     int ret;
@@ -146,7 +149,10 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     GPtrArray *args = sg_request_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS);
     char *cookie = sg_request_cookie(wsi);
     SgUpgradeRequest req = {
-        .shutting_down = listener->shutting_down,
+        /* A draining process takes no new console (it would be cut at the
+         * drain's end): 1001 sends the page back through the load
+         * balancer, to a healthy instance. */
+        .shutting_down = listener->shutting_down || listener->draining,
         .origin = origin,
         .host = host,
         .authority = authority,
@@ -200,6 +206,21 @@ on_shutdown_complete(gpointer data)
 
     listener->shutdown_timer = 0;
     listener->on_shutdown_done(listener->shutdown_data);
+    return G_SOURCE_REMOVE;
+}
+
+static void begin_shutdown(SgListener *listener);
+
+/* drain_timeout is over, or the last session of a drain is gone. */
+static gboolean
+on_drain_over(gpointer data)
+{
+    SgListener *listener = data;
+
+    listener->drain_timer = 0;
+    if (sg_hub_count(listener->hub) > 0)
+        g_message("drain over: closing %u session(s)", sg_hub_count(listener->hub));
+    begin_shutdown(listener);
     return G_SOURCE_REMOVE;
 }
 
@@ -259,6 +280,13 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
                  * inside an lws callback. */
                 g_source_remove(listener->shutdown_timer);
                 listener->shutdown_timer = g_idle_add(on_shutdown_complete, listener);
+            } else if (listener->draining && !listener->shutting_down &&
+                       !listener->destroying && sg_hub_count(listener->hub) == 0 &&
+                       listener->drain_timer != 0) {
+                /* The last console of a drain ended by itself: nothing is
+                 * left to wait for. From the loop, as above. */
+                g_source_remove(listener->drain_timer);
+                listener->drain_timer = g_idle_add(on_drain_over, listener);
             }
         }
         return 0;
@@ -406,13 +434,13 @@ shutdown_session(const SgHubSession *s, gpointer data)
     sg_session_shutdown(s->owner);
 }
 
-void
-sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
+static void
+begin_shutdown(SgListener *listener)
 {
-    g_return_if_fail(!listener->shutting_down);
+    if (listener->shutting_down)
+        return;
     listener->shutting_down = true;
-    listener->on_shutdown_done = done;
-    listener->shutdown_data = user_data;
+    g_clear_handle_id(&listener->drain_timer, g_source_remove);
     /* A stopping worker takes no more connections; the others may. */
     sg_acceptor_stop(listener->acceptor);
     sg_hub_foreach(listener->hub, shutdown_session, NULL);
@@ -426,11 +454,44 @@ sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
 }
 
 void
+sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data)
+{
+    /* A drain's @done, or this one: the same for both. */
+    listener->on_shutdown_done = done;
+    listener->shutdown_data = user_data;
+    begin_shutdown(listener);
+}
+
+void
+sg_listener_drain(SgListener *listener, guint drain_s, GSourceFunc done, gpointer user_data)
+{
+    g_return_if_fail(!listener->draining && !listener->shutting_down);
+    listener->draining = true;
+    listener->on_shutdown_done = done;
+    listener->shutdown_data = user_data;
+    /* Before main.c closes the listening socket that it watches. */
+    sg_acceptor_stop(listener->acceptor);
+    if (drain_s == 0 || sg_hub_count(listener->hub) == 0) {
+        begin_shutdown(listener);
+        return;
+    }
+    /* Milliseconds: g_timeout_add_seconds() may fire up to a second late. */
+    listener->drain_timer = g_timeout_add(drain_s * 1000, on_drain_over, listener);
+}
+
+bool
+sg_listener_is_draining(const SgListener *listener)
+{
+    return listener->draining || listener->shutting_down;
+}
+
+void
 sg_listener_free(SgListener *listener)
 {
     if (listener == NULL)
         return;
     g_clear_handle_id(&listener->shutdown_timer, g_source_remove);
+    g_clear_handle_id(&listener->drain_timer, g_source_remove);
     g_clear_pointer(&listener->acceptor, sg_acceptor_free);
     listener->destroying = true;
     /* Destroying the context closes every wsi; their CLOSED callbacks free

@@ -9,6 +9,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 #include "sg_types.h"
 
 /* Serves the connections it accepts from @listen_fd, a listening socket
@@ -23,8 +25,23 @@ SgListener *sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend
 guint sg_listener_get_port(const SgListener *listener);
 
 /* Stops admitting, closes every session with 1001, and calls @done from
- * the main loop once they have all gone (or after a short grace period).
- * Call once. */
+ * the main loop once they have all gone (or after shutdown_timeout).
+ * Also ends a drain at once (a second signal): @done then replaces the
+ * drain's. Later calls do nothing more. */
 void sg_listener_shutdown(SgListener *listener, GSourceFunc done, gpointer user_data);
+
+/* The graceful stop (SIGTERM): stops accepting at once (the caller may
+ * then close the listening socket, so that a new instance can bind the
+ * port), answers /healthz with 503 and refuses new websockets with 1001
+ * on the connections still open, and lets live sessions relay for up to
+ * @drain_s seconds; then, or as soon as the last session has ended by
+ * itself, goes on as sg_listener_shutdown() with @done. @drain_s 0, or
+ * no session: at once. Call once, before any sg_listener_shutdown(). */
+void sg_listener_drain(SgListener *listener, guint drain_s, GSourceFunc done,
+                       gpointer user_data);
+
+/* Draining or stopping: what /healthz says, and what another listener of
+ * the process (an admin API) reports. */
+bool sg_listener_is_draining(const SgListener *listener);
 
 void sg_listener_free(SgListener *listener);

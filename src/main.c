@@ -52,8 +52,16 @@ typedef struct {
     SgZone *own_zone;             /* the only process's zone, which it maps itself */
     SgCtlServer *ctl;             /* a worker: the master's requests */
     SgListener *listener;
-    bool stopping;
+    int listen_fd;                /* ours, or our copy of the master's; -1 once closed */
+    bool stopping;                /* SIGTERM came: draining (or closing, drain_timeout 0) */
+    bool hurried;                 /* SIGINT, or a second SIGTERM: closing at once */
     bool worker;                  /* one of several: the master speaks for all */
+    /* systemd, for the only process (a worker's master speaks for it): */
+    bool notify;                  /* $NOTIFY_SOCKET is set */
+    char *status;                 /* the last STATUS= sent, or NULL */
+    guint status_timer;           /* a STATUS= update is due, or 0 */
+    guint status_observer;        /* in the hub, or 0 */
+    guint watchdog_timer;         /* WATCHDOG=1, or 0 */
 } SgDaemon;
 
 typedef struct {
@@ -299,18 +307,150 @@ on_stopped(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* --- STATUS= and WATCHDOG=1 (the only process) ------------------------------ */
+
+/* Sends STATUS= if it changed: sessions open (the zone's count, as a
+ * master of workers reports it) and whether we drain. */
+static gboolean
+on_status_due(gpointer data)
+{
+    SgDaemon *d = data;
+    SgRunState state = !d->stopping ? SG_RUN_SERVING
+                       : d->hurried || d->cfg->drain_timeout_s == 0 ? SG_RUN_STOPPING
+                                                                    : SG_RUN_DRAINING;
+    SgZoneStats st;
+    g_autofree char *text = NULL;
+    g_autofree char *line = NULL;
+
+    d->status_timer = 0;
+    sg_zone_read(d->own_zone, &st);
+    text = sg_notify_status_text(state, st.open, d->cfg->drain_timeout_s);
+    if (g_strcmp0(text, d->status) != 0) {
+        line = g_strconcat("STATUS=", text, NULL);
+        sg_notify_systemd(line);
+        g_free(d->status);
+        d->status = g_steal_pointer(&text);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* Something changed: one update within SG_NOTIFY_STATUS_PERIOD_MS, however
+ * many sessions open or close meanwhile. Nothing runs while nothing
+ * changes. */
+static void
+status_changed(SgDaemon *d)
+{
+    if (d->notify && d->status_timer == 0)
+        d->status_timer = g_timeout_add(SG_NOTIFY_STATUS_PERIOD_MS, on_status_due, d);
+}
+
+static void
+on_session_event(const SgHubSession *s, gpointer data)
+{
+    (void)s;
+    status_changed(data);
+}
+
+/* Under WatchdogSec=: from the main loop, which every session, timer and
+ * signal runs on; were it stuck, systemd would stop hearing this. */
+static gboolean
+on_watchdog(gpointer data)
+{
+    (void)data;
+    sg_notify_systemd("WATCHDOG=1");
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+notify_start(SgDaemon *d)
+{
+    const SgHubObserver observer = { .opened = on_session_event, .closed = on_session_event };
+    guint64 period_us;
+
+    d->notify = !d->worker && sg_notify_systemd_enabled();
+    if (!d->notify)
+        return;
+    d->status_observer = sg_hub_add_observer(d->hub, &observer, d);
+    period_us = sg_notify_watchdog_period_us();
+    if (period_us > 0)
+        d->watchdog_timer = g_timeout_add(MAX(period_us / 1000, 1), on_watchdog, d);
+    g_clear_handle_id(&d->status_timer, g_source_remove);
+    on_status_due(d);
+}
+
+static void
+notify_stop(SgDaemon *d)
+{
+    g_clear_handle_id(&d->status_timer, g_source_remove);
+    g_clear_handle_id(&d->watchdog_timer, g_source_remove);
+    if (d->status_observer != 0)
+        sg_hub_remove_observer(d->hub, d->status_observer);
+    d->status_observer = 0;
+    g_clear_pointer(&d->status, g_free);
+}
+
+/* --- signals ---------------------------------------------------------------- */
+
+/* The port is let go at the first signal, so that a new instance can bind
+ * it while this one drains. */
+static void
+close_listen_socket(SgDaemon *d)
+{
+    if (d->listen_fd >= 0) {
+        close(d->listen_fd);
+        d->listen_fd = -1;
+    }
+}
+
+/* SIGINT, or a second SIGTERM: every session closes with 1001 now. */
+static gboolean
+on_interrupt(gpointer data)
+{
+    SgDaemon *d = data;
+
+    if (d->hurried)
+        return G_SOURCE_CONTINUE;
+    d->hurried = true;
+    /* Without a drain, the first signal did all there is to do. */
+    if (d->stopping && d->cfg->drain_timeout_s == 0)
+        return G_SOURCE_CONTINUE;
+    if (!d->stopping && !d->worker)
+        sg_notify_systemd_stopping(0, d->cfg->shutdown_timeout_s);
+    d->stopping = true;
+    g_log(G_LOG_DOMAIN, d->worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
+          "stopping: closing %u session(s)", sg_hub_count(d->hub));
+    /* Ends a drain under way (the acceptor is stopped first either way). */
+    sg_listener_shutdown(d->listener, on_stopped, d);
+    close_listen_socket(d);
+    status_changed(d);
+    return G_SOURCE_CONTINUE;
+}
+
+/* SIGTERM: the drain (sg_listener_drain()). A second one is SIGINT,
+ * except in a worker: its master passes a second SIGTERM on as SIGINT,
+ * and systemd (KillMode=control-group) may send the worker its own
+ * SIGTERM besides the master's. */
 static gboolean
 on_terminate(gpointer data)
 {
     SgDaemon *d = data;
+    guint n = sg_hub_count(d->hub);
 
     if (d->stopping)
-        return G_SOURCE_CONTINUE;
+        return d->worker ? G_SOURCE_CONTINUE : on_interrupt(d);
     d->stopping = true;
-    g_log(G_LOG_DOMAIN, d->worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
-          "stopping: closing %u session(s)", sg_hub_count(d->hub));
-    sg_notify_systemd_stopping(d->cfg->shutdown_timeout_s);
-    sg_listener_shutdown(d->listener, on_stopped, d);
+    if (!d->worker)
+        sg_notify_systemd_stopping(d->cfg->drain_timeout_s, d->cfg->shutdown_timeout_s);
+    if (d->cfg->drain_timeout_s > 0 && n > 0)
+        g_log(G_LOG_DOMAIN, d->worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
+              "draining: %u session(s) keep relaying for up to %u s (drain_timeout); "
+              "no new connections", n, d->cfg->drain_timeout_s);
+    else
+        g_log(G_LOG_DOMAIN, d->worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
+              "stopping: closing %u session(s)", n);
+    sg_listener_drain(d->listener, d->cfg->drain_timeout_s, on_stopped, d);
+    close_listen_socket(d);
+    status_changed(d);
     return G_SOURCE_CONTINUE;
 }
 
@@ -450,8 +590,9 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
     g_autoptr(GError) error = NULL;
     guint sig_ids[4] = { 0 };
     int status = EXIT_SUCCESS;
-    sg_autofd int own_listen_fd = -1;     /* the only process binds itself */
+    int own_listen_fd = -1;               /* the only process binds itself */
 
+    d.listen_fd = listen_fd;
     if (ready_fd >= 0) {
         d.cfg->listen_port = (uint16_t)port;   /* the master bound it */
         /* What every worker would say alike (tokens loaded, logged in to
@@ -483,11 +624,13 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
                                  &error);
         if (d.own_zone == NULL) {
             fprintf(stderr, "spicegate: %s\n", error->message);
+            close(own_listen_fd);
             sg_token_backend_free(d.tokens);
             return SG_EXIT_RUNTIME;
         }
         zone = d.own_zone;
         listen_fd = own_listen_fd;
+        d.listen_fd = own_listen_fd;
         d.cfg->listen_port = (uint16_t)port;
     }
 
@@ -497,7 +640,7 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
      * handlers in place, not the default action (which kills). The
      * handlers run from the loop, so only once the listener exists. */
     sig_ids[0] = g_unix_signal_add(SIGTERM, on_terminate, &d);
-    sig_ids[1] = g_unix_signal_add(SIGINT, on_terminate, &d);
+    sig_ids[1] = g_unix_signal_add(SIGINT, on_interrupt, &d);
     sig_ids[2] = g_unix_signal_add(SIGHUP, on_reload, &d);
     sig_ids[3] = 0;
     /* Session ids unique across the workers: worker @index of them. */
@@ -519,6 +662,7 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
         goto out;
     }
     ready_fd = -1;
+    notify_start(&d);
 
     g_main_loop_run(d.loop);
     g_log(G_LOG_DOMAIN, d.worker ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE, "stopped");
@@ -527,8 +671,11 @@ out:
         close(ready_fd);
     for (guint i = 0; sig_ids[i] != 0; i++)
         g_source_remove(sig_ids[i]);
+    notify_stop(&d);
     sg_ctl_server_free(d.ctl);
     sg_listener_free(d.listener);
+    /* After the listener, which watched it. */
+    close_listen_socket(&d);
     /* After the listener: its sessions leave the hub as lws lets go. */
     sg_hub_free(d.hub);
     sg_zone_free(d.own_zone);
@@ -658,7 +805,8 @@ main(int argc, char **argv)
             sg_token_backend_free(probe);
         }
         status = sg_workers_run(cfg->listen_host, cfg->listen_port, cfg->workers,
-                                cfg->shutdown_timeout_s, run_daemon, on_workers_ready, cfg);
+                                cfg->drain_timeout_s, cfg->shutdown_timeout_s, run_daemon,
+                                on_workers_ready, cfg);
         if (status == 0)
             g_message("stopped");
     }

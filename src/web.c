@@ -293,7 +293,12 @@ sg_web_route(SgWeb *web, const SgWebRequest *req, SgWebAnswer *answer)
         return;
     }
     if (g_str_equal(req->path, "/healthz")) {
-        answer_text(answer, 200, "ok\n");
+        /* A draining daemon still serves what it holds, but a load
+         * balancer must send new consoles elsewhere. */
+        if (req->draining)
+            answer_text(answer, 503, "draining\n");
+        else
+            answer_text(answer, 200, "ok\n");
         return;
     }
     switch (sg_web_normalise_path(req->path, &relpath)) {

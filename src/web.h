@@ -3,7 +3,7 @@
  * static files from two roots it serves.
  *
  * sg_web_route() decides the answer to each request (405, 503 while
- * shutting down, 400, /healthz, a file or 404); listener.c reads the
+ * shutting down, 400, /healthz (503 while draining), a file or 404); listener.c reads the
  * request out of lws and http_response.c writes the answer.
  *
  * Our own pages (web/, installed as `pages`) win over the spice-html5 root
@@ -64,6 +64,7 @@ typedef struct {
     gsize stored_len;             /* the length lws stored for it: longer than
                                    * @path means lws decoded a %00 into it */
     bool shutting_down;           /* the daemon is stopping */
+    bool draining;                /* the daemon is draining: /healthz says 503 */
 } SgWebRequest;
 
 /* The answer to one: a short text, or a file. */
@@ -77,7 +78,8 @@ typedef struct {
 
 /* Decides the answer to @req: 405 for a method other than GET or HEAD,
  * 503 while shutting down, 400 for an embedded NUL or a path that
- * sg_web_normalise_path() refuses, "ok" for /healthz, the file the path
+ * sg_web_normalise_path() refuses, "ok" for /healthz ("draining" and 503
+ * while draining, when files are still served), the file the path
  * names in @web's roots, else 404, in that order. Free @answer's file with
  * sg_web_answer_clear(). */
 void sg_web_route(SgWeb *web, const SgWebRequest *req, SgWebAnswer *answer);

@@ -18,6 +18,19 @@
  * Its zone slot is retired (totals kept, open sessions counted as lost,
  * limit counts given back) as soon as the master reaps it, before its
  * replacement can write there.
+ *
+ * Stop: SIGTERM drains. The master closes its copy of the listening
+ * socket and passes SIGTERM on; each worker closes its own copy (the port
+ * is then free for a new instance) and lets its consoles relay for up to
+ * drain_timeout. SIGINT, or a second SIGTERM, is passed on as SIGINT:
+ * the workers close their sessions with 1001 at once. A worker that has
+ * not exited by then is killed (next_timeout_ms()).
+ *
+ * systemd: the master is the main PID. It reports STATUS= (sessions open
+ * in every worker, read from the zone, and whether it drains) and, under
+ * WatchdogSec=, WATCHDOG=1 from its poll loop: that proves the master
+ * turns, and so reaps and restarts workers; a worker that hangs without
+ * dying is not seen by it.
  */
 #include "autoconfig.h"
 
@@ -64,7 +77,9 @@ typedef struct {
     int listen_fd;
     guint port;
     bool all_ready_once;
-    bool stopping;
+    bool stopping;                /* SIGTERM or SIGINT came: draining, or hurried */
+    bool hurried;                 /* SIGINT or a second SIGTERM: no drain */
+    guint drain_timeout_s;        /* each worker's own, [server] drain_timeout */
     guint shutdown_timeout_s;     /* each worker's own, [server] shutdown_timeout */
     gint64 kill_at_us;            /* stopping: SIGKILL what is left then */
     int start_failure;            /* exit status when start-up failed, else -1 */
@@ -75,7 +90,15 @@ typedef struct {
     SgWorkersReady on_ready;
     gpointer data;
     sigset_t old_mask;
+    /* systemd, while $NOTIFY_SOCKET is set: */
+    bool notify;
+    char *status;                 /* the last STATUS= sent, or NULL */
+    gint64 status_at_us;          /* next look at the zone, or 0 */
+    guint64 watchdog_us;          /* WATCHDOG=1 this often, or 0 */
+    gint64 watchdog_at_us;        /* the next one */
 } SgMaster;
+
+static void update_status(SgMaster *m);
 
 void
 sg_notify_systemd(const char *state)
@@ -99,20 +122,62 @@ sg_notify_systemd(const char *state)
     close(fd);
 }
 
-guint
-sg_stop_timeout_s(guint shutdown_timeout_s)
+bool
+sg_notify_systemd_enabled(void)
 {
-    return shutdown_timeout_s + SG_WORKER_STOP_MARGIN_S + SG_UNIT_STOP_MARGIN_S;
+    const char *path = g_getenv("NOTIFY_SOCKET");
+
+    return path != NULL && path[0] != '\0';
+}
+
+guint
+sg_stop_timeout_s(guint drain_timeout_s, guint shutdown_timeout_s)
+{
+    return drain_timeout_s + shutdown_timeout_s + SG_WORKER_STOP_MARGIN_S +
+           SG_UNIT_STOP_MARGIN_S;
 }
 
 void
-sg_notify_systemd_stopping(guint shutdown_timeout_s)
+sg_notify_systemd_stopping(guint drain_timeout_s, guint shutdown_timeout_s)
 {
-    g_autofree char *state =
-        g_strdup_printf("STOPPING=1\nEXTEND_TIMEOUT_USEC=%" G_GUINT64_FORMAT,
-                        (guint64)sg_stop_timeout_s(shutdown_timeout_s) * G_USEC_PER_SEC);
+    g_autofree char *state = g_strdup_printf(
+        "STOPPING=1\nEXTEND_TIMEOUT_USEC=%" G_GUINT64_FORMAT,
+        (guint64)sg_stop_timeout_s(drain_timeout_s, shutdown_timeout_s) * G_USEC_PER_SEC);
 
     sg_notify_systemd(state);
+}
+
+char *
+sg_notify_status_text(SgRunState state, guint64 open, guint drain_timeout_s)
+{
+    switch (state) {
+    case SG_RUN_DRAINING:
+        return g_strdup_printf("draining: %" G_GUINT64_FORMAT " session(s) open, no new ones; "
+                               "closed with 1001 after drain_timeout (%u s) if still open",
+                               open, drain_timeout_s);
+    case SG_RUN_STOPPING:
+        return g_strdup_printf("stopping: closing %" G_GUINT64_FORMAT " session(s)", open);
+    case SG_RUN_SERVING:
+    default:
+        return g_strdup_printf("serving: %" G_GUINT64_FORMAT " session(s) open", open);
+    }
+}
+
+guint64
+sg_notify_watchdog_period_us(void)
+{
+    const char *usec = g_getenv("WATCHDOG_USEC");
+    const char *pid = g_getenv("WATCHDOG_PID");
+    guint64 value, owner;
+
+    if (usec == NULL || !g_ascii_string_to_unsigned(usec, 10, 1, G_MAXUINT64, &value, NULL))
+        return 0;
+    /* systemd sets WATCHDOG_PID for the main PID; a child that inherited
+     * the variables is not watched. */
+    if (pid != NULL && (!g_ascii_string_to_unsigned(pid, 10, 1, G_MAXINT, &owner, NULL) ||
+                        owner != (guint64)getpid()))
+        return 0;
+    return MAX(value / 2, 1);
 }
 
 void
@@ -167,6 +232,8 @@ start_worker(SgMaster *m, guint index)
         if (getppid() == 1)
             sg_child_exit(1);
         g_unsetenv("NOTIFY_SOCKET");
+        g_unsetenv("WATCHDOG_USEC");
+        g_unsetenv("WATCHDOG_PID");
         for (guint i = 0; i < m->count; i++) {
             if (m->workers[i].ready_fd >= 0)
                 close(m->workers[i].ready_fd);
@@ -203,6 +270,7 @@ check_all_ready(SgMaster *m)
     }
     m->all_ready_once = true;
     m->on_ready(m->port, m->count, m->data);
+    update_status(m);
 }
 
 static void
@@ -243,17 +311,56 @@ count_running(const SgMaster *m)
     return n;
 }
 
+/* What the sessions in every worker are, for STATUS=, sent when it
+ * changed. Called every SG_NOTIFY_STATUS_PERIOD_MS while $NOTIFY_SOCKET is
+ * set (a read of the zone: a few cache lines), and at each turn. */
 static void
-begin_stop(SgMaster *m)
+update_status(SgMaster *m)
 {
-    if (m->stopping)
+    SgRunState state = !m->stopping ? SG_RUN_SERVING
+                       : m->hurried || m->drain_timeout_s == 0 ? SG_RUN_STOPPING
+                                                               : SG_RUN_DRAINING;
+    SgZoneStats st;
+    g_autofree char *text = NULL;
+    g_autofree char *line = NULL;
+
+    if (!m->notify || !m->all_ready_once)
         return;
+    m->status_at_us = g_get_monotonic_time() + SG_NOTIFY_STATUS_PERIOD_MS * 1000;
+    sg_zone_read(m->zone, &st);
+    text = sg_notify_status_text(state, st.open, m->drain_timeout_s);
+    if (g_strcmp0(text, m->status) == 0)
+        return;
+    line = g_strconcat("STATUS=", text, NULL);
+    sg_notify_systemd(line);
+    g_free(m->status);
+    m->status = g_steal_pointer(&text);
+}
+
+/* @drain: SIGTERM (the workers drain, then close), else at once (SIGINT,
+ * a second SIGTERM, a failed start). The listening socket closes either
+ * way, so that a new instance can bind the port. */
+static void
+begin_stop(SgMaster *m, bool drain)
+{
+    gint64 now = g_get_monotonic_time();
+    /* The workers close their sessions within shutdown_timeout, after
+     * their drain; the margin covers the rest of their exit (the lws
+     * context's teardown). */
+    gint64 kill_at = now + (gint64)((drain ? m->drain_timeout_s : 0) + m->shutdown_timeout_s +
+                                    SG_WORKER_STOP_MARGIN_S) * G_USEC_PER_SEC;
+
+    if (m->stopping && (m->hurried || drain))
+        return;
+    if (m->listen_fd >= 0) {
+        close(m->listen_fd);
+        m->listen_fd = -1;
+    }
+    m->kill_at_us = m->stopping ? MIN(m->kill_at_us, kill_at) : kill_at;
     m->stopping = true;
-    /* The workers close their sessions within shutdown_timeout; the margin
-     * covers the rest of their exit (the lws context's teardown). */
-    m->kill_at_us = g_get_monotonic_time() +
-                    (gint64)(m->shutdown_timeout_s + SG_WORKER_STOP_MARGIN_S) * G_USEC_PER_SEC;
-    stop_workers(m, SIGTERM);
+    m->hurried = !drain;
+    stop_workers(m, drain ? SIGTERM : SIGINT);
+    update_status(m);
 }
 
 static void
@@ -286,7 +393,7 @@ on_child_exit(SgMaster *m, pid_t pid, int wstatus)
         m->start_failure = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0
                                ? WEXITSTATUS(wstatus)
                                : 1;
-        begin_stop(m);
+        begin_stop(m, false);
         return;
     }
     g_warning("worker %u (pid %d) %s; restarting it in %d ms; its sessions were lost", index,
@@ -324,12 +431,26 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
         }
         break;
     case SIGTERM:
+        if (!m->stopping) {
+            if (m->drain_timeout_s > 0)
+                g_message("draining: %u worker(s); their consoles keep relaying for up to "
+                          "%u s (drain_timeout)", count_running(m), m->drain_timeout_s);
+            else
+                g_message("stopping: %u worker(s)", count_running(m));
+            sg_notify_systemd_stopping(m->drain_timeout_s, m->shutdown_timeout_s);
+            begin_stop(m, true);
+            break;
+        }
+        /* A second one: at once. */
+        G_GNUC_FALLTHROUGH;
     case SIGINT:
         if (!m->stopping) {
             g_message("stopping: %u worker(s)", count_running(m));
-            sg_notify_systemd_stopping(m->shutdown_timeout_s);
+            sg_notify_systemd_stopping(0, m->shutdown_timeout_s);
+        } else if (!m->hurried) {
+            g_message("stopping now: %u worker(s) close their sessions", count_running(m));
         }
-        begin_stop(m);
+        begin_stop(m, false);
         break;
     default:
         break;
@@ -350,6 +471,10 @@ next_timeout_ms(const SgMaster *m)
                 next = MIN(next, m->workers[i].restart_at_us);
         }
     }
+    if (m->status_at_us > 0)
+        next = MIN(next, m->status_at_us);
+    if (m->watchdog_us > 0)
+        next = MIN(next, m->watchdog_at_us);
     if (next == G_MAXINT64)
         return -1;
     return next <= now ? 0 : (int)MIN((next - now + 999) / 1000, G_MAXINT);
@@ -360,6 +485,14 @@ on_timeout(SgMaster *m)
 {
     gint64 now = g_get_monotonic_time();
 
+    /* From the loop that supervises the workers: were it stuck, systemd
+     * would stop hearing this. */
+    if (m->watchdog_us > 0 && now >= m->watchdog_at_us) {
+        sg_notify_systemd("WATCHDOG=1");
+        m->watchdog_at_us = now + (gint64)m->watchdog_us;
+    }
+    if (m->status_at_us > 0 && now >= m->status_at_us)
+        update_status(m);
     if (m->stopping) {
         if (now >= m->kill_at_us && count_running(m) > 0) {
             g_warning("%u worker(s) did not stop in time; killing them", count_running(m));
@@ -483,12 +616,14 @@ test_hook_serve(SgMaster *m)
 }
 
 int
-sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout_s,
-               SgWorkerMain worker_main, SgWorkersReady on_ready, gpointer data)
+sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
+               guint shutdown_timeout_s, SgWorkerMain worker_main, SgWorkersReady on_ready,
+               gpointer data)
 {
     SgMaster m = {
-        .count = count, .start_failure = -1, .shutdown_timeout_s = shutdown_timeout_s,
-        .worker_main = worker_main, .on_ready = on_ready, .data = data,
+        .count = count, .start_failure = -1, .drain_timeout_s = drain_timeout_s,
+        .shutdown_timeout_s = shutdown_timeout_s, .worker_main = worker_main,
+        .on_ready = on_ready, .data = data,
     };
     g_autoptr(GError) error = NULL;
     sigset_t mask;
@@ -523,6 +658,9 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
     }
     m.fleet = sg_fleet_new_remote(count);
     m.test_fd = test_hook_open();
+    m.notify = sg_notify_systemd_enabled();
+    m.watchdog_us = sg_notify_watchdog_period_us();
+    m.watchdog_at_us = g_get_monotonic_time() + (gint64)m.watchdog_us;
     m.workers = g_new0(SgWorker, count);
     for (guint i = 0; i < count; i++)
         m.workers[i].ready_fd = -1;
@@ -549,7 +687,7 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
         rc = poll(pfds, n, next_timeout_ms(&m));
         if (rc < 0 && errno != EINTR) {
             g_warning("poll: %s", g_strerror(errno));
-            begin_stop(&m);
+            begin_stop(&m, false);
             continue;
         }
         if (rc <= 0) {
@@ -571,7 +709,9 @@ sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout
         on_timeout(&m);
     }
     close(sfd);
-    close(m.listen_fd);
+    if (m.listen_fd >= 0)
+        close(m.listen_fd);
+    g_free(m.status);
     if (m.test_fd >= 0) {
         close(m.test_fd);
         unlink(g_getenv(SG_TEST_HOOK_ENV));

@@ -22,6 +22,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 #include <glib.h>
 
 #include "shared_zone.h"
@@ -35,8 +37,9 @@
 #define SG_WORKERS_ZONE_TABLES 2
 #define SG_WORKERS_ZONE_TABLE_SLOTS 4096
 
-/* What a worker runs: it takes its connections from @listen_fd (shared,
- * not its own to close) and listens on @port. Once it serves, it writes
+/* What a worker runs: it takes its connections from @listen_fd (its copy
+ * of the master's socket: it closes it when it stops, so that a new
+ * instance can bind the port during a drain) and listens on @port. Once it serves, it writes
  * "ok\n" to @ready_fd and closes it; it returns its exit status. It
  * writes its counters to slot @index of @zone and serves the master's
  * requests on @ctl_fd (its own: sg_ctl_server_new()). */
@@ -47,25 +50,54 @@ typedef int (*SgWorkerMain)(guint index, int listen_fd, guint port, int ready_fd
 typedef void (*SgWorkersReady)(guint port, guint count, gpointer data);
 
 /* Listens on @host:@port (0: any port), runs @count workers on that socket
- * and supervises them until SIGTERM or SIGINT. At stop, workers that have
- * not exited SG_WORKER_STOP_MARGIN_S after their own @shutdown_timeout_s
- * are killed. Returns the master's exit
+ * and supervises them until SIGTERM or SIGINT. SIGTERM drains: the master
+ * closes its copy of the listening socket and passes SIGTERM on (each
+ * worker closes its own and lets its consoles relay for up to
+ * @drain_timeout_s). SIGINT, or a second SIGTERM, stops at once: the
+ * master passes SIGINT on. Workers that have not exited
+ * SG_WORKER_STOP_MARGIN_S after their own drain and @shutdown_timeout_s
+ * are killed. While $NOTIFY_SOCKET is set, the master tells systemd
+ * STATUS= (sessions open across workers, draining) and, under
+ * WatchdogSec=, WATCHDOG=1 from its own loop. Returns the master's exit
  * status: 0 after a clean stop, 1 when the address cannot be bound, else
  * the status of a worker that failed to start (1 when it died of a signal).
  * Call it before the process has threads or GLib sources: workers are
  * forked and run @worker_main from this point. */
-int sg_workers_run(const char *host, guint port, guint count, guint shutdown_timeout_s,
-                   SgWorkerMain worker_main, SgWorkersReady on_ready, gpointer data);
+int sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
+                   guint shutdown_timeout_s, SgWorkerMain worker_main, SgWorkersReady on_ready,
+                   gpointer data);
 
-/* How long a whole stop may take with [server] shutdown_timeout
- * @shutdown_timeout_s, master included: what systemd must allow
- * (TimeoutStopSec is this for the default; see configure.ac). */
-guint sg_stop_timeout_s(guint shutdown_timeout_s);
+/* How long a whole stop may take with [server] drain_timeout
+ * @drain_timeout_s and shutdown_timeout @shutdown_timeout_s, master
+ * included: what systemd must allow (TimeoutStopSec is this for the
+ * defaults; see configure.ac). */
+guint sg_stop_timeout_s(guint drain_timeout_s, guint shutdown_timeout_s);
 
 /* STOPPING=1 for systemd, with EXTEND_TIMEOUT_USEC= for a stop under
- * @shutdown_timeout_s (a unit's TimeoutStopSec below it is extended; one
- * above it stays). */
-void sg_notify_systemd_stopping(guint shutdown_timeout_s);
+ * @drain_timeout_s and @shutdown_timeout_s (a unit's TimeoutStopSec below
+ * it is extended; one above it stays). */
+void sg_notify_systemd_stopping(guint drain_timeout_s, guint shutdown_timeout_s);
+
+/* What STATUS= says, and how often at most it is sent again: */
+typedef enum {
+    SG_RUN_SERVING = 0,
+    SG_RUN_DRAINING,              /* SIGTERM: no new consoles, live ones relay */
+    SG_RUN_STOPPING,              /* sessions are being closed with 1001 */
+} SgRunState;
+#define SG_NOTIFY_STATUS_PERIOD_MS 1000
+
+/* The STATUS= line for @open sessions (websockets: one per SPICE channel,
+ * several per console) in @state; @drain_timeout_s is quoted while
+ * draining. Newly allocated, without "STATUS=". */
+char *sg_notify_status_text(SgRunState state, guint64 open, guint drain_timeout_s);
+
+/* Whether $NOTIFY_SOCKET is set: without it no STATUS= is worth computing. */
+bool sg_notify_systemd_enabled(void);
+
+/* Half of $WATCHDOG_USEC, in microseconds, when systemd's watchdog is on
+ * for this process ($WATCHDOG_PID unset or ours), else 0: how often to
+ * send WATCHDOG=1. */
+guint64 sg_notify_watchdog_period_us(void);
 
 /* Tells systemd about our state (Type=notify), without libsystemd. Workers
  * never reach systemd: the master speaks for all of them. */

@@ -319,9 +319,15 @@ class Shutdown(IntegTestCase):
         self.reg.add(self.notify)
 
     def recv_state(self):
-        self.notify.settimeout(Deadline().remaining())
-        data = self.notify.recv(4096).decode()
-        return dict(line.split("=", 1) for line in data.split("\n") if line)
+        """The next message but STATUS= alone (sessions open, sent when
+        that changes: test_drain.py checks those)."""
+        deadline = Deadline()
+        while True:
+            self.notify.settimeout(max(deadline.remaining(), 0.01))
+            data = self.notify.recv(4096).decode()
+            state = dict(line.split("=", 1) for line in data.split("\n") if line)
+            if set(state) != {"STATUS"}:
+                return state
 
     def stuck_session(self, sg, peer, token):
         ws = sg.ws(token=token, rcvbuf=65536)     # never reads

@@ -38,6 +38,7 @@ START_TEST(test_config_defaults)
     ck_assert_uint_eq(cfg->idle_timeout_s, 0);         /* off */
     ck_assert_uint_eq(cfg->close_timeout_s, 30);
     ck_assert_uint_eq(cfg->shutdown_timeout_s, 3);     /* the listener's before */
+    ck_assert_uint_eq(cfg->drain_timeout_s, 0);        /* SIGTERM closes at once */
     ck_assert(!cfg->ssl_only);
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_2);
     ck_assert_str_eq(cfg->token_backend, "file");
@@ -59,6 +60,7 @@ START_TEST(test_config_file_values)
                                    "idle_timeout = 900\n"
                                    "close_timeout = 5\n"
                                    "shutdown_timeout = 6\n"
+                                   "drain_timeout = 600\n"
                                    "\n"
                                    "[tls]\n"
                                    "ssl_only = yes\n"
@@ -80,6 +82,7 @@ START_TEST(test_config_file_values)
     ck_assert_uint_eq(cfg->idle_timeout_s, 900);
     ck_assert_uint_eq(cfg->close_timeout_s, 5);
     ck_assert_uint_eq(cfg->shutdown_timeout_s, 6);
+    ck_assert_uint_eq(cfg->drain_timeout_s, 600);
     ck_assert(cfg->ssl_only);
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_3);
     ck_assert_str_eq(cfg->cert, "/etc/x.pem");
@@ -111,6 +114,8 @@ static const struct {
       "test.conf:2: [server] close_timeout: '0' is not a whole number from 1 to 300" },
     { "[server]\nshutdown_timeout = 1h\n",
       "test.conf:2: [server] shutdown_timeout: '1h' is not a whole number from 1 to 300" },
+    { "[server]\ndrain_timeout = 86401\n",
+      "test.conf:2: [server] drain_timeout: '86401' is not a whole number from 0 to 86400" },
     { "[server]\nlisten = host.example:80\n", "test.conf:2: [server] listen:" },
     { "[server]\nlisten = ::1:80\n", "test.conf:2: [server] listen:" },
     { "[server]\nallowed_origins = https://x.example\n", "[server] allowed_origins:" },

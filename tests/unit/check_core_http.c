@@ -25,6 +25,7 @@
 #include "core_harness.h"
 #include "fake_spice.h"
 #include "listen_socket.h"
+#include "listener.h"
 #include "ws_client.h"
 
 #define DEADLINE_MS 5000
@@ -323,6 +324,115 @@ START_TEST(test_shutdown_without_sessions)
 }
 END_TEST
 
+/* --- drain (SIGTERM) ------------------------------------------------------------- */
+
+/* A live console keeps relaying through the drain while /healthz says 503
+ * on a connection already open, then closes with 1001 once drain_timeout
+ * is over. */
+START_TEST(test_drain_relays_then_1001)
+{
+    const char *healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    g_autoptr(WsClient) a = relaying_console();
+    g_autoptr(WsClient) k = wsc_http(h->port, healthz);
+    g_autoptr(WsClient) u = NULL;
+    guint8 more[100];
+    gint64 start;
+
+    memset(more, 'x', sizeof(more));
+    wsc_run_until(wsc_cond_answered, k, DEADLINE_MS);
+    ck_assert_int_eq(wsc_status(k), 200);
+    ck_assert(!sg_listener_is_draining(h->listener));
+    start = g_get_monotonic_time();
+    harness_drain(h, 2);
+    ck_assert(sg_listener_is_draining(h->listener));
+
+    wsc_next_answer(k);
+    wsc_send_raw(k, healthz, strlen(healthz));
+    wsc_run_until(wsc_cond_answered, k, DEADLINE_MS);
+    ck_assert_int_eq(wsc_status(k), 503);
+    ck_assert_int_eq(wsc_body(k)->len, strlen("draining\n"));
+    ck_assert(memcmp(wsc_body(k)->data, "draining\n", wsc_body(k)->len) == 0);
+
+    /* Bytes still go both ways (the fake peer echoes). */
+    wsc_send_binary(a, more, sizeof(more));
+    wsc_wait_received(a, 34 + sizeof(more), DEADLINE_MS);
+    ck_assert(!wsc_got_close(a));
+
+    /* A new websocket on a connection still open: 1001, to go elsewhere. */
+    u = wsc_connect(h->port, &(WsOptions){ .path = "/websockify?token=good" });
+    wsc_run_for(200);
+    ck_assert_int_eq(wsc_status(u), 0);          /* the port is not served */
+
+    harness_expect_close(a, 1001, "spicegate shutting down");
+    ck_assert_int_ge(g_get_monotonic_time() - start, 1900 * 1000);
+    wsc_run_until(shutdown_done, h, DEADLINE_MS);
+    ck_assert_int_eq(harness_wait_closed(h, 1, DEADLINE_MS)->reason, SG_CLOSE_SHUTDOWN);
+}
+END_TEST
+
+/* An upgrade on a keep-alive connection taken before the drain: 1001. */
+START_TEST(test_drain_refuses_new_websockets)
+{
+    const char *healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    g_autoptr(WsClient) keep = relaying_console();
+    g_autoptr(WsClient) u = wsc_http(h->port, healthz);
+
+    wsc_run_until(wsc_cond_answered, u, DEADLINE_MS);
+    harness_drain(h, 30);
+    wsc_next_answer(u);
+    wsc_send_upgrade(u, h->port, &(WsOptions){ .path = "/websockify?token=good" });
+    wsc_run_until(wsc_cond_answered, u, DEADLINE_MS);
+    ck_assert_int_eq(wsc_status(u), 101);
+    harness_expect_close(u, 1001, "spicegate shutting down");
+    ck_assert(!wsc_got_close(keep));
+    harness_shutdown(h);
+    harness_expect_close(keep, 1001, "spicegate shutting down");
+}
+END_TEST
+
+/* The last console ends by itself: the stop goes on at once, not at the
+ * end of drain_timeout. */
+START_TEST(test_drain_ends_with_the_last_session)
+{
+    g_autoptr(WsClient) a = relaying_console();
+    g_autoptr(WsClient) b = relaying_console();
+    gint64 start = g_get_monotonic_time();
+
+    harness_drain(h, 60);
+    wsc_send_close(a, 1000, "");
+    wsc_run_until(wsc_cond_eof, a, DEADLINE_MS);
+    wsc_run_for(200);
+    ck_assert(!h->shutdown_done);                /* b is still there */
+    wsc_send_close(b, 1000, "");
+    wsc_run_until(wsc_cond_eof, b, DEADLINE_MS);
+    wsc_run_until(shutdown_done, h, DEADLINE_MS);
+    ck_assert_int_lt(g_get_monotonic_time() - start, DEADLINE_MS * 1000);
+    ck_assert_int_eq(harness_wait_closed(h, 2, DEADLINE_MS)->reason, SG_CLOSE_CLIENT_CLOSED);
+}
+END_TEST
+
+/* A second signal during the drain: 1001 now. */
+START_TEST(test_drain_cut_short)
+{
+    g_autoptr(WsClient) a = relaying_console();
+
+    harness_drain(h, 60);
+    wsc_run_for(100);
+    ck_assert(!wsc_got_close(a));
+    harness_shutdown(h);
+    harness_expect_close(a, 1001, "spicegate shutting down");
+    wsc_run_until(shutdown_done, h, DEADLINE_MS);
+}
+END_TEST
+
+START_TEST(test_drain_without_sessions)
+{
+    harness_drain(h, 60);
+    ck_assert(!h->shutdown_done);                /* from the loop, not the call */
+    wsc_run_until(shutdown_done, h, DEADLINE_MS);
+}
+END_TEST
+
 /* --- the acceptor --------------------------------------------------------------- */
 
 /* Out of descriptors, accept() fails: the acceptor backs off instead of
@@ -474,6 +584,11 @@ core_http_suite(void)
     tcase_add_test(stop, test_shutdown_refuses_what_comes_after);
     tcase_add_test(stop, test_shutdown_grace_runs_out);
     tcase_add_test(stop, test_shutdown_without_sessions);
+    tcase_add_test(stop, test_drain_relays_then_1001);
+    tcase_add_test(stop, test_drain_refuses_new_websockets);
+    tcase_add_test(stop, test_drain_ends_with_the_last_session);
+    tcase_add_test(stop, test_drain_cut_short);
+    tcase_add_test(stop, test_drain_without_sessions);
     suite_add_tcase(s, stop);
 
     tcase_set_timeout(sock, 30);

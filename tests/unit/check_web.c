@@ -609,30 +609,37 @@ typedef struct {
     const char *text;             /* NULL: a file */
     const char *file;             /* in root1, when a file */
     bool bad_path;
+    bool draining;
 } RouteCase;
 
 static const RouteCase route_cases[] = {
     /* The method first: even /healthz and a stopping daemon say 405. */
-    { SG_WEB_OTHER_METHOD, "/healthz", 0, false, 405, "method not allowed\n", NULL, false },
-    { SG_WEB_OTHER_METHOD, "/a.js", 0, true, 405, "method not allowed\n", NULL, false },
+    { SG_WEB_OTHER_METHOD, "/healthz", 0, false, 405, "method not allowed\n", NULL, false, false },
+    { SG_WEB_OTHER_METHOD, "/a.js", 0, true, 405, "method not allowed\n", NULL, false, false },
     /* Then shutdown, /healthz included: a load balancer drains us. */
-    { SG_WEB_GET, "/healthz", 0, true, 503, "shutting down\n", NULL, false },
-    { SG_WEB_HEAD, "/a.js", 0, true, 503, "shutting down\n", NULL, false },
+    { SG_WEB_GET, "/healthz", 0, true, 503, "shutting down\n", NULL, false, false },
+    { SG_WEB_HEAD, "/a.js", 0, true, 503, "shutting down\n", NULL, false, false },
     /* Then an embedded NUL, before any name is looked at. */
-    { SG_WEB_GET, "/healthz", 3, false, 400, "bad request\n", NULL, false },
-    { SG_WEB_GET, "/a.js", 1, false, 400, "bad request\n", NULL, false },
-    { SG_WEB_GET, "/healthz", 0, false, 200, "ok\n", NULL, false },
-    { SG_WEB_HEAD, "/healthz", 0, false, 200, "ok\n", NULL, false },
-    { SG_WEB_GET, "/healthz/", 0, false, 404, "not found\n", NULL, false },
+    { SG_WEB_GET, "/healthz", 3, false, 400, "bad request\n", NULL, false, false },
+    { SG_WEB_GET, "/a.js", 1, false, 400, "bad request\n", NULL, false, false },
+    { SG_WEB_GET, "/healthz", 0, false, 200, "ok\n", NULL, false, false },
+    { SG_WEB_HEAD, "/healthz", 0, false, 200, "ok\n", NULL, false, false },
+    { SG_WEB_GET, "/healthz/", 0, false, 404, "not found\n", NULL, false, false },
     /* Paths: refused by the normaliser (400, logged), hidden (404). */
-    { SG_WEB_GET, "//a.js", 0, false, 400, "bad request\n", NULL, true },
-    { SG_WEB_GET, "/%zz", 0, false, 400, "bad request\n", NULL, true },
-    { SG_WEB_GET, "/../outside/secret.txt", 0, false, 404, "not found\n", NULL, false },
-    { SG_WEB_GET, "/.secret", 0, false, 404, "not found\n", NULL, false },
-    { SG_WEB_GET, "/nowhere.js", 0, false, 404, "not found\n", NULL, false },
-    { SG_WEB_GET, "/a.js", 0, false, 200, NULL, "a.js", false },
-    { SG_WEB_HEAD, "/sub/x.css", 0, false, 200, NULL, "sub/x.css", false },
-    { SG_WEB_GET, "/", 0, false, 200, NULL, "index.html", false },
+    { SG_WEB_GET, "//a.js", 0, false, 400, "bad request\n", NULL, true, false },
+    { SG_WEB_GET, "/%zz", 0, false, 400, "bad request\n", NULL, true, false },
+    { SG_WEB_GET, "/../outside/secret.txt", 0, false, 404, "not found\n", NULL, false, false },
+    { SG_WEB_GET, "/.secret", 0, false, 404, "not found\n", NULL, false, false },
+    { SG_WEB_GET, "/nowhere.js", 0, false, 404, "not found\n", NULL, false, false },
+    { SG_WEB_GET, "/a.js", 0, false, 200, NULL, "a.js", false, false },
+    { SG_WEB_HEAD, "/sub/x.css", 0, false, 200, NULL, "sub/x.css", false, false },
+    { SG_WEB_GET, "/", 0, false, 200, NULL, "index.html", false, false },
+    /* Draining: /healthz alone says 503 (the load balancer sends new
+     * consoles elsewhere); the rest is still served. */
+    { SG_WEB_GET, "/healthz", 0, false, 503, "draining\n", NULL, false, true },
+    { SG_WEB_HEAD, "/healthz", 0, false, 503, "draining\n", NULL, false, true },
+    { SG_WEB_GET, "/a.js", 0, false, 200, NULL, "a.js", false, true },
+    { SG_WEB_GET, "/healthz", 0, true, 503, "shutting down\n", NULL, false, true },
 };
 
 START_TEST(test_web_route_table)
@@ -641,7 +648,7 @@ START_TEST(test_web_route_table)
     g_autoptr(SgWeb) web = new_web();
     SgWebRequest req = {
         .method = c->method, .path = c->path, .stored_len = strlen(c->path) + c->extra_stored,
-        .shutting_down = c->shutting_down,
+        .shutting_down = c->shutting_down, .draining = c->draining,
     };
     SgWebAnswer answer;
 

@@ -315,6 +315,12 @@ harness_shutdown(Harness *h)
     sg_listener_shutdown(h->listener, on_shutdown_done, h);
 }
 
+void
+harness_drain(Harness *h, guint drain_s)
+{
+    sg_listener_drain(h->listener, drain_s, on_shutdown_done, h);
+}
+
 typedef struct {
     Harness *h;
     guint n;

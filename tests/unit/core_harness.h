@@ -75,6 +75,9 @@ void harness_stop(Harness *h);
 /* Stops admitting and closes every session with 1001, as SIGTERM does;
  * h->shutdown_done once the listener says it is done. */
 void harness_shutdown(Harness *h);
+/* SIGTERM's drain (sg_listener_drain()) for up to @drain_s seconds; then
+ * as harness_shutdown(). */
+void harness_drain(Harness *h, guint drain_s);
 
 /* Waits until @n sessions in all have closed; returns the @n-th. */
 const HarnessClose *harness_wait_closed(Harness *h, guint n, guint deadline_ms);
