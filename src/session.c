@@ -33,7 +33,8 @@
  *   CONNECTING   upstream.c's: connect_timeout (4504)
  *   LINKING      link_timeout for the whole exchange: no link from the browser
  *                (4408), or none answered by the SPICE server (4504)
- *   RELAYING     idle_timeout when set: no byte either way (4408, "idle")
+ *   RELAYING     idle_timeout when set: no byte either way on any channel of
+ *                the console (4408, "idle")
  *   DRAINING,    close_timeout for the browser to take what it is owed, the
  *   CLOSING      close frame included; then spicegate hangs up
  *
@@ -288,21 +289,48 @@ on_link_deadline(gpointer data)
 }
 
 /* RELAYING with idle_timeout: a tick of a quarter of it (at least a
- * second) looks whether any byte moved since the last; the session closes
- * once ticks worth idle_timeout saw none. So it closes between idle_timeout
- * and idle_timeout plus a tick (and a second of timer grouping) after the
- * last byte, and the relay itself does no bookkeeping for it. */
+ * second) looks whether any byte of the console moved since the last
+ * (console_bytes_moved()); the session closes once ticks worth
+ * idle_timeout saw none. So it closes between idle_timeout and
+ * idle_timeout plus a tick (and a second of timer grouping) after the
+ * console's last byte, and the relay itself does no bookkeeping for it. */
 static guint
 idle_tick_s(const SgSessionEnv *env)
 {
     return MAX(env->idle_timeout_s / 4, 1);
 }
 
+static void
+add_bytes(const SgHubSession *s, gpointer data)
+{
+    guint64 *sum = data;
+
+    *sum += s->bytes_up + s->bytes_down;
+}
+
+/* idle_timeout is about the console, not one of its channels: someone
+ * watching a video moves no byte on the inputs channel, someone typing
+ * into a still screen none on the display's. So a channel is idle only
+ * while every websocket of its console (its token's tag, as the hub finds
+ * a console) is: what the tick compares is their sum. A channel that
+ * comes or goes changes the sum, and counts as activity. */
+static guint64
+console_bytes_moved(const SgSession *sess)
+{
+    guint64 sum = 0;
+
+    if (sess->token_tag == NULL ||
+        sg_hub_find_by(sess->env->hub, SG_HUB_BY_TOKEN_TAG, sess->token_tag, add_bytes,
+                       &sum) == 0)
+        return bytes_moved(sess);
+    return sum;
+}
+
 static gboolean
 on_idle_tick(gpointer data)
 {
     SgSession *sess = data;
-    guint64 moved = bytes_moved(sess);
+    guint64 moved = console_bytes_moved(sess);
 
     if (moved != sess->idle_moved) {
         sess->idle_moved = moved;
@@ -366,7 +394,7 @@ arm_deadline(SgSession *sess)
         break;
     case SG_SESSION_RELAYING:
         if (env->idle_timeout_s > 0) {
-            sess->idle_moved = bytes_moved(sess);
+            sess->idle_moved = console_bytes_moved(sess);
             sess->idle_quiet_s = 0;
             sess->deadline = sg_timer_add(idle_tick_s(env) * 1000, on_idle_tick, sess);
         }
