@@ -38,6 +38,10 @@
  *   DRAINING,    close_timeout for the browser to take what it is owed, the
  *   CLOSING      close frame included; then spicegate hangs up
  *
+ * At start, before the token lookup, the session takes its [limits]
+ * counts (session_limits.h) or is refused with 4429; it gives them back
+ * in sg_session_free(), whatever ended it.
+ *
  * Before the upgrade, lws holds the connection under handshake_timeout
  * (listener.c); at stop, the listener waits shutdown_timeout for CLOSING
  * sessions.
@@ -97,6 +101,7 @@ struct SgSession {
     char *detail;                 /* extra words for the close line */
     gint64 started_us;
     SgHubEntry *hub_entry;        /* our place in the hub, until sg_session_free() */
+    SgLimitsHold limits_hold;     /* [limits] counts, from start until sg_session_free() */
 };
 
 uint16_t
@@ -496,12 +501,37 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
                                    sess);
 }
 
+/* The browser's address as the hub records it (what the log, the
+ * metrics and the limits all show): the address part of the client
+ * the listener gave sg_session_new(). */
+static char *
+client_addr_of(const SgSession *sess)
+{
+    const SgHubSession *hs = sg_hub_find(sess->env->hub, sess->id);
+
+    return hs != NULL ? g_strdup(hs->client_addr) : sg_hub_client_addr(sess->client);
+}
+
 void
 sg_session_start(SgSession *sess, const char *token)
 {
     g_return_if_fail(sess->state == SG_SESSION_NEW);
 
     sess->token_tag = sg_log_redact(token);
+    /* Before the lookup: a websocket over a limit costs no token check
+     * and no connection. The console is keyed by its tag, never the
+     * token. */
+    if (sess->env->limits != NULL) {
+        g_autofree char *addr = client_addr_of(sess);
+        g_autofree char *detail = NULL;
+        SgCloseReason refusal = SG_CLOSE_INTERNAL;
+
+        if (!sg_limits_acquire(sess->env->limits, addr, sess->token_tag, &sess->limits_hold,
+                               &refusal, &detail)) {
+            close_with(sess, refusal, detail);
+            return;
+        }
+    }
     set_state(sess, SG_SESSION_AUTHORISING);
     sess->lookup = sg_token_lookup(sess->env->tokens, token, on_target, sess);
 }
@@ -748,6 +778,9 @@ sg_session_free(SgSession *sess)
     /* First, as close_with() does: it may write the open line the main
      * channel's scan held back. */
     stop_activities(sess);
+    /* Once, whatever ended the session, and before the close line: a
+     * console that saw it may open another at once, on any worker. */
+    sg_limits_release(sess->env->limits, &sess->limits_hold);
     {
         /* Leaves the hub: observers hear closed now unless they already
          * did (a refusal), so the log's close line, or the refused line
