@@ -3,8 +3,8 @@
  *
  * Each entry: the reason's name (SG_CLOSE_<name>), the close code sent to
  * the browser and the reason text sent with it, which the console page
- * shows and the log quotes. Two reasons may share a code (4403, 4408): the
- * page tells them apart by the reason text.
+ * shows and the log quotes. Two reasons may share a code (4403, 4408,
+ * 4429): the page tells them apart by the reason text.
  * `make check` (tests/docs.sh) holds the README's and spicegate(8)'s close
  * code tables, the integration tests' constants and the console page's
  * messages (web/spicegate-messages.js) to this list: add a code here and
@@ -28,6 +28,9 @@
     X(IDLE, 4408, "console idle for too long")                                   \
     X(SESSION_EXPIRED, 4410, "console session expired")                          \
     X(ADMIN, 4409, "closed by an administrator")                                 \
+    X(LIMIT_TOTAL, 4429, "too many consoles open, try again later")              \
+    X(LIMIT_ADDRESS, 4429, "too many consoles from this address")                \
+    X(LIMIT_CONSOLE, 4429, "too many connections to this console")               \
     X(UNREACHABLE, 4502, "console unreachable")                                  \
     X(TOKEN_UNAVAILABLE, 4503, "token check unavailable, try again")             \
     X(CONNECT_TIMEOUT, 4504, "console connect timed out")

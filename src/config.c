@@ -489,6 +489,45 @@ apply_enforce_session_timeout(SgConfig *cfg, const char *value, GError **error)
     return parse_bool(value, &cfg->enforce_session_timeout, error);
 }
 
+/* [limits]: whole numbers of websockets, 0 for no limit. A million is
+ * more than one host's descriptors allow. */
+#define SG_LIMIT_MAX 1000000
+
+static gboolean
+apply_max_sessions(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 0, SG_LIMIT_MAX, &cfg->max_sessions, error);
+}
+
+static gboolean
+apply_per_ip(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 0, SG_LIMIT_MAX, &cfg->per_ip, error);
+}
+
+/* A console opens one websocket per SPICE channel: spice-html5 opens
+ * main, display, inputs and cursor at least. Below 4, no console could
+ * ever open: a mistake, not a policy. */
+#define SG_PER_TOKEN_MIN 4
+
+static gboolean
+apply_per_token(SgConfig *cfg, const char *value, GError **error)
+{
+    guint v;
+
+    if (!parse_uint(value, 0, SG_LIMIT_MAX, &v, error))
+        return FALSE;
+    if (v > 0 && v < SG_PER_TOKEN_MIN) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' would let no console open: a console opens %u websockets or more "
+                    "(one per SPICE channel); use 0 (no limit) or %u and up",
+                    value, SG_PER_TOKEN_MIN, SG_PER_TOKEN_MIN);
+        return FALSE;
+    }
+    cfg->per_token = v;
+    return TRUE;
+}
+
 /* --- the key table -------------------------------------------------------- */
 
 /* The one list of settings. Defaults are applied by running each parser on
@@ -545,6 +584,13 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "tokens", "backend", "file", "where console tokens are checked", apply_token_backend },
     { "tokens", "file", SG_SYSCONFDIR "/spicegate/tokens",
       "token file, or a directory of token files", apply_token_file },
+    { "limits", "max_sessions", "0",
+      "websockets open at once in all, across every worker; 0: no limit", apply_max_sessions },
+    { "limits", "per_ip", "0",
+      "websockets open at once from one client address; 0: no limit", apply_per_ip },
+    { "limits", "per_token", "0",
+      "websockets open at once for one console token (a console opens 4 to 6); 0: no limit",
+      apply_per_token },
     { "nova", "auth_url", "", "Keystone URL, e.g. http://keystone:5000/v3",
       apply_nova_auth_url },
     { "nova", "username", "", "service user (needs the admin role)", apply_nova_username },

@@ -61,6 +61,10 @@ struct SgConfig {
     /* [tokens] */
     char *token_backend;          /* "file" or "nova" */
     char *token_file;
+    /* [limits]: websockets, across every worker; 0: unlimited */
+    guint max_sessions;           /* in all */
+    guint per_ip;                 /* per client address */
+    guint per_token;              /* per console token */
     /* [nova] */
     char *nova_auth_url;
     char *nova_username;

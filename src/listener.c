@@ -54,6 +54,7 @@ struct SgListener {
     struct lws_vhost *vhost;
     SgWeb *web;
     SgSessionEnv env;
+    SgLimits limits;              /* env.limits once set (sg_listener_set_limits()) */
     SgHub *hub;                   /* not ours: every live session, each owned by its wsi */
     bool draining;                /* SIGTERM: no new consoles; live ones relay on */
     bool shutting_down;
@@ -418,6 +419,21 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
     listener->acceptor = sg_acceptor_new(listen_fd, cfg->workers > 1 ? 1 : SG_ACCEPT_BATCH,
                                          on_accepted, listener);
     return listener;
+}
+
+void
+sg_listener_set_limits(SgListener *listener, SgZone *zone, guint index)
+{
+    const SgConfig *cfg = listener->cfg;
+
+    listener->limits = (SgLimits){
+        .zone = zone, .worker = index, .max_sessions = cfg->max_sessions,
+        .per_ip = cfg->per_ip, .per_token = cfg->per_token,
+    };
+    /* No limit set: sessions pay nothing, not even the zone's atomics. */
+    listener->env.limits = (cfg->max_sessions > 0 || cfg->per_ip > 0 || cfg->per_token > 0)
+                               ? &listener->limits
+                               : NULL;
 }
 
 guint

@@ -21,6 +21,12 @@
 SgListener *sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
                             SgHub *hub, int listen_fd, GError **error);
 
+/* Sessions count against [limits] in @zone's limit tables (not owned;
+ * it must outlive the listener) as worker @index of it: call before the
+ * loop runs. Without this call, or with every limit 0, nothing is
+ * counted. */
+void sg_listener_set_limits(SgListener *listener, SgZone *zone, guint index);
+
 /* The port actually bound (useful with port 0). */
 guint sg_listener_get_port(const SgListener *listener);
 

@@ -656,6 +656,8 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
         status = SG_EXIT_RUNTIME;
         goto out;
     }
+    /* [limits] hold across the workers: counted in the zone they share. */
+    sg_listener_set_limits(d.listener, zone, index);
     if (!announce(&d, ready_fd, &error)) {
         fprintf(stderr, "spicegate: %s\n", error->message);
         status = SG_EXIT_RUNTIME;

@@ -33,9 +33,14 @@
  *   CONNECTING   upstream.c's: connect_timeout (4504)
  *   LINKING      link_timeout for the whole exchange: no link from the browser
  *                (4408), or none answered by the SPICE server (4504)
- *   RELAYING     idle_timeout when set: no byte either way (4408, "idle")
+ *   RELAYING     idle_timeout when set: no byte either way on any channel of
+ *                the console (4408, "idle")
  *   DRAINING,    close_timeout for the browser to take what it is owed, the
  *   CLOSING      close frame included; then spicegate hangs up
+ *
+ * At start, before the token lookup, the session takes its [limits]
+ * counts (session_limits.h) or is refused with 4429; it gives them back
+ * in sg_session_free(), whatever ended it.
  *
  * Before the upgrade, lws holds the connection under handshake_timeout
  * (listener.c); at stop, the listener waits shutdown_timeout for CLOSING
@@ -96,6 +101,7 @@ struct SgSession {
     char *detail;                 /* extra words for the close line */
     gint64 started_us;
     SgHubEntry *hub_entry;        /* our place in the hub, until sg_session_free() */
+    SgLimitsHold limits_hold;     /* [limits] counts, from start until sg_session_free() */
 };
 
 uint16_t
@@ -288,21 +294,48 @@ on_link_deadline(gpointer data)
 }
 
 /* RELAYING with idle_timeout: a tick of a quarter of it (at least a
- * second) looks whether any byte moved since the last; the session closes
- * once ticks worth idle_timeout saw none. So it closes between idle_timeout
- * and idle_timeout plus a tick (and a second of timer grouping) after the
- * last byte, and the relay itself does no bookkeeping for it. */
+ * second) looks whether any byte of the console moved since the last
+ * (console_bytes_moved()); the session closes once ticks worth
+ * idle_timeout saw none. So it closes between idle_timeout and
+ * idle_timeout plus a tick (and a second of timer grouping) after the
+ * console's last byte, and the relay itself does no bookkeeping for it. */
 static guint
 idle_tick_s(const SgSessionEnv *env)
 {
     return MAX(env->idle_timeout_s / 4, 1);
 }
 
+static void
+add_bytes(const SgHubSession *s, gpointer data)
+{
+    guint64 *sum = data;
+
+    *sum += s->bytes_up + s->bytes_down;
+}
+
+/* idle_timeout is about the console, not one of its channels: someone
+ * watching a video moves no byte on the inputs channel, someone typing
+ * into a still screen none on the display's. So a channel is idle only
+ * while every websocket of its console (its token's tag, as the hub finds
+ * a console) is: what the tick compares is their sum. A channel that
+ * comes or goes changes the sum, and counts as activity. */
+static guint64
+console_bytes_moved(const SgSession *sess)
+{
+    guint64 sum = 0;
+
+    if (sess->token_tag == NULL ||
+        sg_hub_find_by(sess->env->hub, SG_HUB_BY_TOKEN_TAG, sess->token_tag, add_bytes,
+                       &sum) == 0)
+        return bytes_moved(sess);
+    return sum;
+}
+
 static gboolean
 on_idle_tick(gpointer data)
 {
     SgSession *sess = data;
-    guint64 moved = bytes_moved(sess);
+    guint64 moved = console_bytes_moved(sess);
 
     if (moved != sess->idle_moved) {
         sess->idle_moved = moved;
@@ -366,7 +399,7 @@ arm_deadline(SgSession *sess)
         break;
     case SG_SESSION_RELAYING:
         if (env->idle_timeout_s > 0) {
-            sess->idle_moved = bytes_moved(sess);
+            sess->idle_moved = console_bytes_moved(sess);
             sess->idle_quiet_s = 0;
             sess->deadline = sg_timer_add(idle_tick_s(env) * 1000, on_idle_tick, sess);
         }
@@ -468,12 +501,37 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
                                    sess);
 }
 
+/* The browser's address as the hub records it (what the log, the
+ * metrics and the limits all show): the address part of the client
+ * the listener gave sg_session_new(). */
+static char *
+client_addr_of(const SgSession *sess)
+{
+    const SgHubSession *hs = sg_hub_find(sess->env->hub, sess->id);
+
+    return hs != NULL ? g_strdup(hs->client_addr) : sg_hub_client_addr(sess->client);
+}
+
 void
 sg_session_start(SgSession *sess, const char *token)
 {
     g_return_if_fail(sess->state == SG_SESSION_NEW);
 
     sess->token_tag = sg_log_redact(token);
+    /* Before the lookup: a websocket over a limit costs no token check
+     * and no connection. The console is keyed by its tag, never the
+     * token. */
+    if (sess->env->limits != NULL) {
+        g_autofree char *addr = client_addr_of(sess);
+        g_autofree char *detail = NULL;
+        SgCloseReason refusal = SG_CLOSE_INTERNAL;
+
+        if (!sg_limits_acquire(sess->env->limits, addr, sess->token_tag, &sess->limits_hold,
+                               &refusal, &detail)) {
+            close_with(sess, refusal, detail);
+            return;
+        }
+    }
     set_state(sess, SG_SESSION_AUTHORISING);
     sess->lookup = sg_token_lookup(sess->env->tokens, token, on_target, sess);
 }
@@ -720,6 +778,9 @@ sg_session_free(SgSession *sess)
     /* First, as close_with() does: it may write the open line the main
      * channel's scan held back. */
     stop_activities(sess);
+    /* Once, whatever ended the session, and before the close line: a
+     * console that saw it may open another at once, on any worker. */
+    sg_limits_release(sess->env->limits, &sess->limits_hold);
     {
         /* Leaves the hub: observers hear closed now unless they already
          * did (a refusal), so the log's close line, or the refused line

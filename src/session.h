@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "close_code.h"
+#include "session_limits.h"
 #include "sg_types.h"
 
 struct lws;
@@ -50,6 +51,9 @@ typedef struct {
     guint link_timeout_s;
     guint idle_timeout_s;         /* 0: sessions may stay idle */
     guint close_timeout_s;
+    /* [limits]: each session holds one count of each from its start until
+     * it is freed (session_limits.h). NULL: none. */
+    const SgLimits *limits;
 } SgSessionEnv;
 
 /* A new session on the upgraded websocket @ws from @client ("addr:port").
@@ -57,7 +61,9 @@ typedef struct {
  * sg_session_start() or sg_session_refuse() next. */
 SgSession *sg_session_new(const SgSessionEnv *env, struct lws *ws, const char *client);
 
-/* Looks up @token (copied) and, once it leads somewhere, connects. */
+/* Takes the session's [limits] counts (refusing it with 4429 when one is
+ * reached), then looks up @token (copied) and, once it leads somewhere,
+ * connects. */
 void sg_session_start(SgSession *sess, const char *token);
 
 /* Closes the websocket with @reason before anything else happens, logging

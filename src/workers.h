@@ -26,16 +26,17 @@
 
 #include <glib.h>
 
+#include "session_limits.h"
 #include "shared_zone.h"
 #include "worker_ctl.h"
 
 /* The most workers [server] workers accepts. */
 #define SG_WORKERS_MAX 64
 
-/* Limit tables of the shared zone, and their size (shared_zone.h): kept
- * for per-address and per-console limits. */
-#define SG_WORKERS_ZONE_TABLES 2
-#define SG_WORKERS_ZONE_TABLE_SLOTS 4096
+/* Limit tables of the shared zone, and their size (shared_zone.h): those
+ * of [limits] (session_limits.h). */
+#define SG_WORKERS_ZONE_TABLES SG_LIMITS_TABLES
+#define SG_WORKERS_ZONE_TABLE_SLOTS SG_LIMITS_TABLE_SLOTS
 
 /* What a worker runs: it takes its connections from @listen_fd (its copy
  * of the master's socket: it closes it when it stops, so that a new

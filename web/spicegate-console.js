@@ -242,6 +242,10 @@ function endingKey(close, error) {
             return '4403:origin';
         if (close.code === 4408 && /idle/i.test(close.reason))
             return '4408:idle';
+        if (close.code === 4429 && /address/i.test(close.reason))
+            return '4429:address';
+        if (close.code === 4429 && /this console/i.test(close.reason))
+            return '4429:console';
         if (close.code === 1006 && !everConnected)
             return '1006.1';
         if (close.code in ENDINGS)

@@ -138,6 +138,21 @@ export const ENDINGS = {
         text: 'This console session reached the end of the time it was allowed. Open the console again from the dashboard to continue.',
         action: 'none',
     },
+    4429: {
+        title: 'The console service is busy',
+        text: 'Too many consoles are open on the console service right now. Try again in a moment.',
+        action: 'retry',
+    },
+    '4429:address': {
+        title: 'Too many consoles are open from your address',
+        text: 'The console service allows only so many consoles at once from one network address, which everyone behind the same network gateway shares. Close the consoles you no longer need, in other tabs or windows, then try again.',
+        action: 'retry',
+    },
+    '4429:console': {
+        title: 'This console is already open elsewhere',
+        text: 'This console link is in use in other tabs or windows. Close them, then try again.',
+        action: 'retry',
+    },
     4502: {
         title: 'The console cannot be reached',
         text: 'The console service could not connect to the virtual machine\'s console. The machine may be stopped, or its host unreachable. Start the machine, or wait a moment, then try again.',

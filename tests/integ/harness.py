@@ -57,6 +57,9 @@ CLOSE_BAD_TOKEN = (4404, "console token invalid or expired")
 CLOSE_LINK_TIMEOUT = (4408, "timed out waiting for the SPICE link message")
 CLOSE_IDLE = (4408, "console idle for too long")
 CLOSE_ADMIN = (4409, "closed by an administrator")
+CLOSE_LIMIT_TOTAL = (4429, "too many consoles open, try again later")
+CLOSE_LIMIT_ADDRESS = (4429, "too many consoles from this address")
+CLOSE_LIMIT_CONSOLE = (4429, "too many connections to this console")
 CLOSE_UNREACHABLE = (4502, "console unreachable")
 CLOSE_TOKEN_UNAVAILABLE = (4503, "token check unavailable, try again")
 CLOSE_CONNECT_TIMEOUT = (4504, "console connect timed out")
@@ -350,13 +353,14 @@ class WsClient:
     """One websocket connection, as a browser (or a misbehaving one) makes it.
 
     Defaults mimic spice-html5: path /websockify, subprotocol "binary", an
-    Origin equal to the Host. Pass origin=None to send no Origin, token= to
+    Origin equal to the Host. Pass origin=None to send no Origin, source= to
+    connect from another local address (127.0.0.2, ...), token= to
     put the token in the query string, cookie= for a raw Cookie header."""
 
     def __init__(self, port, host="127.0.0.1", path="/websockify", query=None, token=None,
                  subprotocols=("binary",), origin=_DEFAULT, cookie=None, host_header=None,
                  extra_headers=(), ssl_context=None, server_hostname=None, timeout=WAIT_S,
-                 omit_key=False, rcvbuf=None):
+                 omit_key=False, rcvbuf=None, source=None):
         self.port = port
         self.host = host
         self.timeout = timeout
@@ -384,6 +388,9 @@ class WsClient:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
         try:
+            if source is not None:
+                # Another client address: any 127.x.y.z is this host's.
+                sock.bind((source, 0))
             sock.connect((host, port))
             if ssl_context is not None:
                 sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)

@@ -199,7 +199,9 @@ class Idle(IntegTestCase):
         super().setUp()
         self.peer = self.echo_peer()
         self.token = random_token()
-        self.sg = self.start_spicegate({self.token: self.peer.target},
+        self.other = random_token()   # another console
+        self.sg = self.start_spicegate({self.token: self.peer.target,
+                                        self.other: self.peer.target},
                                        config="[server]\nidle_timeout = %d\n" % self.IDLE_S)
 
     def test_idle_console_closed_4408(self):
@@ -220,7 +222,7 @@ class Idle(IntegTestCase):
     def test_traffic_keeps_the_console(self):
         # Two consoles opened together: the quiet one's close is the clock;
         # the busy one, which exchanged bytes all along, outlives it.
-        busy = open_echo(self.sg, self.token)
+        busy = open_echo(self.sg, self.other)
         quiet = open_echo(self.sg, self.token)
         deadline = Deadline(self.IDLE_S + 2 + SLACK_S + 5)
         rounds = 0
@@ -231,6 +233,20 @@ class Idle(IntegTestCase):
         self.assert_closed(quiet, CLOSE_IDLE, self.sg)
         self.assertTrue(still_relays(busy), "a console with traffic was closed as idle")
         self.assertGreater(rounds, 4)
+
+    def test_idle_is_the_whole_consoles(self):
+        # Two channels of one console (one token): the quiet one (a
+        # display nobody changes) stays while the other (inputs someone
+        # types into) moves bytes; then both close as idle.
+        busy = open_echo(self.sg, self.token)
+        quiet = open_echo(self.sg, self.token)
+        for rounds in range(4 * (self.IDLE_S + 2)):
+            self.assertFalse(select.select([quiet.sock], [], [], 0.25)[0],
+                             "a channel of a busy console closed after %d rounds%s"
+                             % (rounds, self.sg.log_tail()))
+            self.assertTrue(still_relays(busy, b"%d" % rounds))
+        self.assert_closed(quiet, CLOSE_IDLE, self.sg)
+        self.assert_closed(busy, CLOSE_IDLE, self.sg)
 
     def test_off_by_default(self):
         # Without idle_timeout a quiet console outlives a console that was

@@ -128,6 +128,9 @@ static const struct {
     { "[server]\nframe_ancestors = 'none' https://a.example\n", "[server] frame_ancestors:" },
     { "[server]\nframe_ancestors =\n", "[server] frame_ancestors: empty" },
     { "[server]\nframe_ancestors = 'unsafe-inline'\n", "[server] frame_ancestors:" },
+    { "[limits]\nper_token = 3\n", "would let no console open" },
+    { "[limits]\nper_ip = -1\n", "test.conf:2: [limits] per_ip:" },
+    { "[limits]\nmax_sessions = 1000001\n", "[limits] max_sessions:" },
 };
 
 START_TEST(test_config_errors_name_file_line_key)
@@ -386,6 +389,24 @@ START_TEST(test_config_nova_error_not_repeated)
 }
 END_TEST
 
+/* [limits]: 0 (no limit) by default, whole numbers when set. */
+START_TEST(test_config_limits)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) defaults = sg_config_new_default();
+    g_autoptr(SgConfig) cfg = load("[limits]\nmax_sessions = 5000\nper_ip = 60\n"
+                                   "per_token = 4\n", &error);
+
+    ck_assert_uint_eq(defaults->max_sessions, 0);
+    ck_assert_uint_eq(defaults->per_ip, 0);
+    ck_assert_uint_eq(defaults->per_token, 0);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_uint_eq(cfg->max_sessions, 5000);
+    ck_assert_uint_eq(cfg->per_ip, 60);
+    ck_assert_uint_eq(cfg->per_token, 4);
+}
+END_TEST
+
 START_TEST(test_config_later_value_wins)
 {
     g_autoptr(GError) error = NULL;
@@ -444,6 +465,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_nova_error_not_repeated);
     tcase_add_test(tc, test_config_nova_domain_ids_and_messages);
     tcase_add_test(tc, test_config_later_value_wins);
+    tcase_add_test(tc, test_config_limits);
     tcase_add_test(tc, test_config_every_key_is_documented);
     suite_add_tcase(s, tc);
     return s;

@@ -5,7 +5,8 @@
  * small configured values: handshake_timeout before any websocket (half
  * a request, or nothing); link_timeout with no link from the browser
  * (4408) and with a SPICE server that takes the link and never answers
- * (4504); idle_timeout (4408 "idle"; not while bytes move); a token's
+ * (4504); idle_timeout (4408 "idle"; not while bytes move on any channel
+ * of the console); a token's
  * lifetime ending mid-session (4410). The close
  * deadlines are in check_core_drain.c. Every wait has a deadline;
  * nothing sleeps. */
@@ -139,6 +140,39 @@ START_TEST(test_idle_timeout_not_while_busy)
 }
 END_TEST
 
+/* idle_timeout is the console's: a quiet channel (a display nobody
+ * changes) stays open while another channel of the same console (the
+ * inputs someone types into) moves bytes; once the whole console is
+ * quiet, both close with 4408 "idle". */
+START_TEST(test_idle_timeout_is_the_consoles)
+{
+    g_autoptr(WsClient) quiet = NULL;
+    g_autoptr(WsClient) busy = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    guint64 want = link->len;
+    gint64 start;
+
+    h = harness_start("server.idle_timeout", "1", NULL);
+    quiet = harness_open_console(h, NULL);
+    wsc_wait_received(quiet, link->len, DEADLINE_MS);
+    busy = harness_open_console(h, NULL);
+    wsc_wait_received(busy, want, DEADLINE_MS);
+    /* Over two of the quiet one's ticks: alone, it would have closed. */
+    for (int i = 0; i < 9; i++) {
+        wsc_run_for(250);
+        wsc_send_binary(busy, "x", 1);
+        wsc_wait_received(busy, ++want, DEADLINE_MS);
+    }
+    ck_assert(!wsc_got_close(quiet));
+    ck_assert_uint_eq(h->closed->len, 0);
+    start = g_get_monotonic_time();
+    harness_expect_close(quiet, 4408, "console idle for too long");
+    harness_expect_close(busy, 4408, "console idle for too long");
+    ck_assert_int_ge(g_get_monotonic_time() - start, 900 * 1000);
+    ck_assert_int_eq(harness_wait_closed(h, 2, DEADLINE_MS)->reason, SG_CLOSE_IDLE);
+}
+END_TEST
+
 /* A token with a lifetime (Nova's, with enforce_session_timeout): the
  * console is cut when it ends, mid-session. */
 START_TEST(test_session_expires_4410)
@@ -173,6 +207,7 @@ core_deadlines_suite(void)
     tcase_add_test(deadlines, test_link_unanswered_4504);
     tcase_add_test(deadlines, test_idle_timeout_4408);
     tcase_add_test(deadlines, test_idle_timeout_not_while_busy);
+    tcase_add_test(deadlines, test_idle_timeout_is_the_consoles);
     tcase_add_test(deadlines, test_session_expires_4410);
     suite_add_tcase(s, deadlines);
     return s;

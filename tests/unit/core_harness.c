@@ -22,8 +22,10 @@
 #include "listener.h"
 #include "log.h"
 #include "session_log.h"
+#include "shared_zone.h"
 #include "token.h"
 #include "token_file.h"
+#include "workers.h"
 #include "ws_client.h"
 
 #define DEADLINE_MS 5000
@@ -254,9 +256,13 @@ harness_start(const char *first_key, ...)
     h->loop = g_main_loop_new(NULL, FALSE);
     h->hub = sg_hub_new(0, 1);
     sg_session_log_attach(h->hub);
+    h->zone = sg_zone_new(1, SG_WORKERS_ZONE_TABLES, SG_WORKERS_ZONE_TABLE_SLOTS, &error);
+    ck_assert_msg(h->zone != NULL, "%s", error ? error->message : "");
+    sg_zone_observe(h->zone, 0, h->hub);
     sg_hub_add_observer(h->hub, &observer, h);
     h->listener = sg_listener_new(h->cfg, h->loop, h->tokens, h->hub, h->listen_fd, &error);
     ck_assert_msg(h->listener != NULL, "%s", error ? error->message : "");
+    sg_listener_set_limits(h->listener, h->zone, 0);
     ck_assert_uint_eq(sg_listener_get_port(h->listener), h->port);
     return h;
 }
@@ -290,6 +296,7 @@ harness_stop(Harness *h)
     sg_listener_free(h->listener);
     ck_assert_uint_eq(sg_hub_count(h->hub), 0);
     sg_hub_free(h->hub);
+    sg_zone_free(h->zone);
     sg_token_backend_free(h->tokens);
     close(h->listen_fd);
     fsp_free(h->peer);

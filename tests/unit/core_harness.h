@@ -51,6 +51,7 @@ typedef struct {
     SgConfig *cfg;
     SgTokenBackend *tokens;
     SgHub *hub;
+    SgZone *zone;                 /* one worker's, as main.c maps it: counts and [limits] */
     SgListener *listener;
     GMainLoop *loop;
     int listen_fd;

@@ -2,6 +2,7 @@
 /* ws_client.c - the unit tests' HTTP/1.1 and websocket client; see
  * ws_client.h. It plays a browser against spicegate on loopback. */
 #define _GNU_SOURCE 1             /* memmem() */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -75,7 +76,7 @@ rewatch(WsClient *c)
 }
 
 static int
-open_socket(guint16 port, int rcvbuf, int sndbuf)
+open_socket(guint16 port, int rcvbuf, int sndbuf, const char *source)
 {
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -88,6 +89,14 @@ open_socket(guint16 port, int rcvbuf, int sndbuf)
     if (sndbuf > 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (source != NULL) {
+        /* Another client address: every 127.x.y.z is this host's. */
+        struct sockaddr_in from = { .sin_family = AF_INET };
+
+        ck_assert_int_eq(inet_pton(AF_INET, source, &from.sin_addr), 1);
+        ck_assert_msg(bind(fd, (struct sockaddr *)&from, sizeof(from)) == 0, "bind %s: %s",
+                      source, g_strerror(errno));
+    }
     /* On loopback the handshake completes in the kernel (the listening
      * socket's backlog) without the server's loop turning. */
     ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s",
@@ -97,11 +106,11 @@ open_socket(guint16 port, int rcvbuf, int sndbuf)
 }
 
 static WsClient *
-client_new(guint16 port, int rcvbuf, int sndbuf)
+client_new(guint16 port, int rcvbuf, int sndbuf, const char *source)
 {
     WsClient *c = g_new0(WsClient, 1);
 
-    c->fd = open_socket(port, rcvbuf, sndbuf);
+    c->fd = open_socket(port, rcvbuf, sndbuf, source);
     c->in = g_byte_array_new();
     c->out = g_byte_array_new();
     c->body = g_byte_array_new();
@@ -116,13 +125,13 @@ client_new(guint16 port, int rcvbuf, int sndbuf)
 WsClient *
 wsc_connect_raw(guint16 port)
 {
-    return client_new(port, 0, 0);
+    return client_new(port, 0, 0, NULL);
 }
 
 WsClient *
 wsc_http(guint16 port, const char *request)
 {
-    WsClient *c = client_new(port, 0, 0);
+    WsClient *c = client_new(port, 0, 0, NULL);
 
     wsc_send_raw(c, request, strlen(request));
     return c;
@@ -131,7 +140,8 @@ wsc_http(guint16 port, const char *request)
 WsClient *
 wsc_connect(guint16 port, const WsOptions *opt)
 {
-    WsClient *c = client_new(port, opt ? opt->rcvbuf : 0, opt ? opt->sndbuf : 0);
+    WsClient *c = client_new(port, opt ? opt->rcvbuf : 0, opt ? opt->sndbuf : 0,
+                             opt ? opt->source : NULL);
 
     wsc_send_upgrade(c, port, opt);
     return c;

@@ -36,6 +36,7 @@ typedef struct {
     const char *extra_headers;    /* whole "Name: value\r\n" lines, or NULL */
     int rcvbuf;                   /* SO_RCVBUF before connecting, if > 0 */
     int sndbuf;                   /* SO_SNDBUF before connecting, if > 0 */
+    const char *source;           /* connect from this IPv4 address (127.0.0.2...); NULL: any */
 } WsOptions;
 
 /* Connects to 127.0.0.1:@port and sends the upgrade request; the answer
