@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -125,6 +126,25 @@ class AdminBase(IntegTestCase):
             for pid in others:
                 os.kill(pid, signal.SIGCONT)
         return ws, len(msg)
+
+    def assert_slow_client_blocks_nobody(self):
+        """A client that sends half a request holds one connection, not
+        the server: others are answered meanwhile, and it gets its answer
+        once the request is whole."""
+        slow = socket.create_connection(("127.0.0.1", self.admin_port), timeout=WAIT_S)
+        self.addCleanup(slow.close)
+        slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(3):
+            self.metrics()
+        slow.sendall(b"\r\n")
+        got = b""
+        while True:
+            chunk = slow.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        self.assertTrue(got.startswith(b"HTTP/1.1 200 OK\r\n"), got[:200])
+        self.assertIn(b"spicegate_workers %d\n" % self.workers, got)
 
     def still_relays(self, ws):
         ws.send_binary(b"still here")
@@ -248,6 +268,7 @@ class AdminOneProcess(AdminBase):
         self.admin("/consoles/1", expect=405)
         # HEAD: the headers alone.
         self.admin("/metrics", method="HEAD")
+        self.assert_slow_client_blocks_nobody()
         # The public port knows none of it.
         for target in ("/metrics", "/consoles"):
             self.assertEqual(self.sg.get(target)[0], 404, target)
@@ -280,6 +301,7 @@ class AdminWorkers(AdminBase):
 
     def test_one_view_across_workers(self):
         w0, w1 = self.worker_pids
+        self.assert_slow_client_blocks_nobody()
         # One console whose channels landed on both workers, and another.
         a0, n = self.open_channel(self.token, CHANNEL_DISPLAY, connection_id=555, on=w0)
         a1, _ = self.open_channel(self.token, CHANNEL_DISPLAY, connection_id=555, on=w1)
