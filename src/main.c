@@ -87,6 +87,15 @@ typedef enum {
 static char *admin_token;             /* [admin] token_file's token, or NULL */
 static gint64 start_time_us;          /* g_get_real_time() at start */
 
+/* Wipes and frees admin_token (a bearer secret: no copy left in the heap). */
+static void
+forget_admin_token(void)
+{
+    if (admin_token != NULL)
+        explicit_bzero(admin_token, strlen(admin_token));
+    g_clear_pointer(&admin_token, g_free);
+}
+
 /* Set by on_check_config(): GOption hands an optional argument's value only
  * to a callback. */
 static SgCheckMode check_mode = SG_CHECK_NONE;
@@ -727,6 +736,7 @@ main(int argc, char **argv)
                 g_clear_pointer(&probe, sg_token_backend_free);
                 fprintf(stderr, "spicegate: [tokens] %s: %s\n", cfg->token_backend,
                         error->message);
+                forget_admin_token();
                 sg_config_free(cfg);
                 curl_global_cleanup();
                 return SG_EXIT_CONFIG;
@@ -740,6 +750,7 @@ main(int argc, char **argv)
             admin.fd = open_admin(cfg, &error);
             if (admin.fd < 0) {
                 fprintf(stderr, "spicegate: %s\n", error->message);
+                forget_admin_token();
                 sg_config_free(cfg);
                 curl_global_cleanup();
                 return SG_EXIT_RUNTIME;
@@ -751,9 +762,7 @@ main(int argc, char **argv)
         if (status == 0)
             g_message("stopped");
     }
-    if (admin_token != NULL)
-        explicit_bzero(admin_token, strlen(admin_token));
-    g_clear_pointer(&admin_token, g_free);
+    forget_admin_token();
     sg_config_free(cfg);
     curl_global_cleanup();
     return status;

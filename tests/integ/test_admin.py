@@ -453,6 +453,28 @@ class AdminStartup(IntegTestCase):
             self.assertEqual(status, 2, err)
             self.assertIn("[admin] listen: port %d is the public port" % port, err)
 
+    def test_admin_port_taken_is_exit_1(self):
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        conf = os.path.join(self.tmp, "spicegate.conf")
+        tokens = os.path.join(self.tmp, "tokens")
+        secret = os.path.join(self.tmp, "admin-token")
+        with open(tokens, "w") as f:
+            f.write("")
+        with open(secret, "w") as f:
+            f.write(random_token())
+        with open(conf, "w") as f:
+            f.write("[admin]\nlisten = 127.0.0.1:%d\ntoken_file = %s\n" % (port, secret))
+        for workers in ("1", "2"):
+            status, _, err = run_spicegate(["--config", conf, "--listen", "127.0.0.1:0",
+                                            "--token-file", tokens, "--web", SPICE_HTML5,
+                                            "--pages", PAGES, "--workers", workers])
+            self.assertEqual(status, 1, err)
+            self.assertIn("[admin] listen: cannot listen on 127.0.0.1:%d" % port, err)
+
     def test_bad_token_file(self):
         conf = os.path.join(self.tmp, "spicegate.conf")
         tokens = os.path.join(self.tmp, "tokens")
