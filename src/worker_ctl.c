@@ -436,8 +436,8 @@ recv_answer(int sock, CtlAnswer *ans, int *passed)
     return got;
 }
 
-/* What the master does with each worker's good answer. */
-typedef void (*AnswerFunc)(const CtlAnswer *ans, int passed, gpointer data);
+/* What the master does with worker @index's good answer. */
+typedef void (*AnswerFunc)(guint index, const CtlAnswer *ans, int passed, gpointer data);
 
 /* Sends @req to every worker (but those @skip says cannot hold what it
  * names) and hands each good answer to @func, until every worker answered
@@ -510,7 +510,7 @@ fleet_ask(SgFleet *fleet, CtlRequest *req, int timeout_ms, guint *answered, Answ
             waiting[owner[k]] = false;
             pending--;
             if (got == sizeof(ans) && ans.magic == SG_CTL_MAGIC && ans.status == CTL_OK) {
-                func(&ans, passed, data);
+                func(owner[k], &ans, passed, data);
                 (*answered)++;
             } else {
                 silent++;             /* gone (EOF), or it could not read us */
@@ -523,10 +523,11 @@ fleet_ask(SgFleet *fleet, CtlRequest *req, int timeout_ms, guint *answered, Answ
 }
 
 static void
-sum_closed(const CtlAnswer *ans, int passed, gpointer data)
+sum_closed(guint index, const CtlAnswer *ans, int passed, gpointer data)
 {
     guint *closed = data;
 
+    (void)index;
     (void)passed;
     *closed += ans->count;
 }
@@ -568,11 +569,14 @@ sg_fleet_close(SgFleet *fleet, const SgCtlClose *what, int timeout_ms, guint *cl
                         error);
 }
 
-/* Reads a worker's list out of its memfd into @data (a JsonArray). */
+/* Reads worker @index's list out of its memfd into @data's slot
+ * (JsonArray *[count]): answers come in any order, lists go out in the
+ * workers'. */
 static void
-join_list(const CtlAnswer *ans, int passed, gpointer data)
+join_list(guint index, const CtlAnswer *ans, int passed, gpointer data)
 {
-    JsonArray *out = data;
+    JsonArray **lists = data;
+    JsonArray *out;
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autofree char *text = NULL;
     struct stat st;
@@ -580,6 +584,7 @@ join_list(const CtlAnswer *ans, int passed, gpointer data)
     gsize done = 0;
 
     (void)ans;
+    out = lists[index] = json_array_new();
     if (passed < 0 || fstat(passed, &st) < 0 || st.st_size < 0 ||
         (guint64)st.st_size > SG_CTL_LIST_MAX_BYTES) {
         g_warning("control: a worker's list is missing or too large; skipped");
@@ -614,6 +619,8 @@ sg_fleet_list(SgFleet *fleet, int timeout_ms, JsonArray **sessions, guint *answe
               GError **error)
 {
     CtlRequest req = { .op = CTL_OP_LIST };
+    g_autofree JsonArray **lists = NULL;
+    guint silent;
 
     *sessions = json_array_new();
     *answered = 0;
@@ -622,6 +629,13 @@ sg_fleet_list(SgFleet *fleet, int timeout_ms, JsonArray **sessions, guint *answe
         *answered = 1;
         return true;
     }
-    return fleet_failed(fleet, fleet_ask(fleet, &req, timeout_ms, answered, join_list,
-                                         *sessions), error);
+    lists = g_new0(JsonArray *, fleet->count);
+    silent = fleet_ask(fleet, &req, timeout_ms, answered, join_list, lists);
+    for (guint i = 0; i < fleet->count; i++) {
+        for (guint k = 0; lists[i] != NULL && k < json_array_get_length(lists[i]); k++)
+            json_array_add_element(*sessions,
+                                   json_node_copy(json_array_get_element(lists[i], k)));
+        g_clear_pointer(&lists[i], json_array_unref);
+    }
+    return fleet_failed(fleet, silent, error);
 }

@@ -236,6 +236,69 @@ START_TEST(test_ctl_list_and_close_console)
 }
 END_TEST
 
+/* A worker with many sessions: its list is far larger than a socket's
+ * buffer (some 3 MB of JSON), and arrives whole, through its memfd. */
+#define MANY 10000
+
+static void
+many_worker_main(int fd)
+{
+    GMainLoop *loop = g_main_loop_new(NULL, FALSE);
+    SgHub *hub = sg_hub_new(0, 1);
+    FakeSession *fs = g_new0(FakeSession, MANY);
+    SgCtlServer *server;
+
+    sg_event_core_start();
+    for (guint i = 0; i < MANY; i++) {
+        g_autofree char *client = g_strdup_printf("10.%u.%u.%u:4000", i >> 16, (i >> 8) & 255,
+                                                  i & 255);
+
+        fs[i].entry = sg_hub_add(hub, &fs[i], client, &fs[i].up, &fs[i].down);
+        fs[i].facts.state = "relaying";
+        fs[i].facts.token_tag = "tok:aaaa";
+        fs[i].facts.target = "10.0.0.5:5901";
+        fs[i].up = i;
+        sg_hub_note_open(fs[i].entry, &fs[i].facts);
+    }
+    server = sg_ctl_server_new(fd, hub, fake_close, on_master_gone, loop);
+    g_main_loop_run(loop);
+    sg_ctl_server_free(server);
+    sg_child_exit(0);
+}
+
+START_TEST(test_ctl_list_larger_than_a_socket_buffer)
+{
+    SgFleet *fleet = sg_fleet_new_remote(1);
+    g_autoptr(JsonArray) list = NULL;
+    g_autoptr(GError) error = NULL;
+    guint answered = 0;
+    int sv[2], status;
+    pid_t pid;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(sv[0]);
+        sg_fleet_free(fleet);
+        many_worker_main(sv[1]);
+    }
+    close(sv[1]);
+    sg_fleet_set_fd(fleet, 0, sv[0]);
+    ck_assert_msg(sg_fleet_list(fleet, TIMEOUT_MS, &list, &answered, &error), "%s",
+                  error ? error->message : "");
+    ck_assert_uint_eq(answered, 1);
+    ck_assert_uint_eq(json_array_get_length(list), MANY);
+    ck_assert_int_eq(json_object_get_int_member(json_array_get_object_element(list, MANY - 1),
+                                                "bytes_up"), MANY - 1);
+    ck_assert_str_eq(json_object_get_string_member(json_array_get_object_element(list, 258),
+                                                   "client_addr"), "10.0.1.2");
+    sg_fleet_free(fleet);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 START_TEST(test_ctl_dead_worker)
 {
     Master m = { 0 };
@@ -361,6 +424,7 @@ ctl_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, test_ctl_close_across_workers);
     tcase_add_test(tc, test_ctl_list_and_close_console);
+    tcase_add_test(tc, test_ctl_list_larger_than_a_socket_buffer);
     tcase_add_test(tc, test_ctl_dead_worker);
     tcase_add_test(tc, test_ctl_silent_worker);
     tcase_add_test(tc, test_ctl_malformed_request);
