@@ -192,4 +192,3 @@ class WorkersStartup(IntegTestCase):
         self.assertEqual(sg.get("/healthz")[0], 200)
         if socket.has_ipv6 and os.path.exists("/proc/net/tcp6"):
             self.assertEqual(sg.get("/healthz", host="::1")[0], 200)
-
