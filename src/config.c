@@ -74,6 +74,36 @@ apply_listen(SgConfig *cfg, const char *value, GError **error)
     return sg_config_set_listen(cfg, value, NULL, error);
 }
 
+static gboolean parse_listen(const char *value, char **host, guint *port, GError **error);
+
+static gboolean
+apply_admin_listen(SgConfig *cfg, const char *value, GError **error)
+{
+    char *host = NULL;
+    guint port = 0;
+
+    if (value[0] == '\0') {
+        cfg->admin_enabled = false;
+        g_clear_pointer(&cfg->admin_host, g_free);
+        return TRUE;
+    }
+    if (!parse_listen(value, &host, &port, error))
+        return FALSE;
+    g_free(cfg->admin_host);
+    cfg->admin_host = host;
+    cfg->admin_port = (uint16_t)port;
+    cfg->admin_enabled = true;
+    return TRUE;
+}
+
+static gboolean
+apply_admin_token_file(SgConfig *cfg, const char *value, GError **error)
+{
+    (void)error;
+    set_string(&cfg->admin_token_file, value);
+    return TRUE;
+}
+
 static gboolean
 apply_web(SgConfig *cfg, const char *value, GError **error)
 {
@@ -574,6 +604,11 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "log_format", "text",
       "log lines as text, or as one JSON object per line for log pipelines",
       apply_log_format },
+    { "admin", "listen", "",
+      "address and port of the admin API (metrics, consoles); empty: off; never the "
+      "public port", apply_admin_listen },
+    { "admin", "token_file", "",
+      "file holding the bearer token the admin API asks for; empty: none", apply_admin_token_file },
     { "tls", "cert", "", "certificate file (PEM); enables https and wss", apply_cert },
     { "tls", "key", "", "private key file (PEM); default: the cert file", apply_key },
     { "tls", "ssl_only", "false", "refuse plain http and ws connections", apply_ssl_only },
@@ -721,11 +756,30 @@ sg_config_free(SgConfig *cfg)
     g_free(cfg->nova_ca_file);
     g_free(cfg->nova_conf_files);
     g_free(cfg->nova_conf_section);
+    g_free(cfg->admin_host);
+    g_free(cfg->admin_token_file);
     g_free(cfg);
 }
 
 gboolean
 sg_config_set_listen(SgConfig *cfg, const char *value, const char *what, GError **error)
+{
+    char *host = NULL;
+    guint port = 0;
+
+    (void)what;
+    if (!parse_listen(value, &host, &port, error))
+        return FALSE;
+    g_free(cfg->listen_host);
+    cfg->listen_host = host;
+    cfg->listen_port = (uint16_t)port;
+    return TRUE;
+}
+
+/* "ADDR:PORT" and its other forms (sg_config_set_listen()) into a host
+ * (NULL: every address; newly allocated) and a port. */
+static gboolean
+parse_listen(const char *value, char **host_out, guint *port_out, GError **error)
 {
     g_autofree char *host = NULL;
     const char *port_str;
@@ -769,10 +823,8 @@ sg_config_set_listen(SgConfig *cfg, const char *value, const char *what, GError 
                     host);
         return FALSE;
     }
-    g_free(cfg->listen_host);
-    cfg->listen_host = g_steal_pointer(&host);
-    cfg->listen_port = (uint16_t)port;
-    (void)what;
+    *host_out = g_steal_pointer(&host);
+    *port_out = port;
     return TRUE;
 }
 
@@ -898,7 +950,7 @@ map_lines(const char *data, gsize len, const char *filename, LineMap *map, GArra
                 group = g_strndup(line + 1, n - 2);
                 if (!group_is_known(group)) {
                     add_error(errors, lineno, SG_CONFIG_ERROR_UNKNOWN,
-                              "%s:%u: [%s]: unknown group (known: server, tls, tokens, nova)",
+                              "%s:%u: [%s]: unknown group (known: server, admin, tls, tokens, nova)",
                               filename, lineno, group);
                 } else {
                     g_hash_table_replace(map->lines, g_strdup(group),
@@ -1117,6 +1169,18 @@ sg_config_validate(const SgConfig *cfg, GError **error)
         else
             validate_nova_credentials(cfg, problems);
     }
+    /* The admin API must never answer on the consoles' port: a port of 0
+     * (tests) is the kernel's pick, different for each. */
+    if (cfg->admin_enabled && cfg->admin_port != 0 && cfg->admin_port == cfg->listen_port &&
+        (cfg->admin_host == NULL || cfg->listen_host == NULL ||
+         g_str_equal(cfg->admin_host, cfg->listen_host)))
+        g_ptr_array_add(problems,
+                        g_strdup_printf("[admin] listen: port %u is the public port ([server] "
+                                        "listen); give the admin API a port of its own",
+                                        cfg->admin_port));
+    if (cfg->admin_token_file != NULL && !cfg->admin_enabled)
+        g_ptr_array_add(problems, g_strdup("[admin] token_file is set but [admin] listen is "
+                                           "not"));
     if (problems->len == 0)
         return TRUE;
     return sg_config_fail_with(problems, error);

@@ -51,6 +51,11 @@ struct SgConfig {
     char *port_file;              /* command line only */
     guint workers;                /* processes sharing the port; "auto" resolved */
     SgLogFormat log_format;       /* text or json */
+    /* [admin] */
+    bool admin_enabled;           /* [admin] listen is set */
+    char *admin_host;             /* NULL: every address (allowed, but warned of) */
+    uint16_t admin_port;          /* 0: the kernel picks (tests) */
+    char *admin_token_file;       /* NULL: no bearer token asked */
     /* [tls] */
     char *cert;
     char *key;

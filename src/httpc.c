@@ -242,6 +242,12 @@ check_finished(SgHttpc *hc)
         resp.headers = req->response_headers;
         resp.body = req->response->str;
         resp.body_len = req->response->len;
+        {
+            curl_off_t total_us = 0;
+
+            if (curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
+                resp.elapsed_us = (gint64)total_us;
+        }
         req->callback(&resp, req->user_data);
         request_free(req);
     }

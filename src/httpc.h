@@ -32,6 +32,7 @@ typedef struct {
     GHashTable *headers;          /* lowercased name -> value (last one wins) */
     const char *body;             /* NUL-terminated; may be "" */
     gsize body_len;
+    gint64 elapsed_us;            /* from the start to the answer or failure (metrics) */
 } SgHttpResponse;
 
 /* Runs once from the main loop, never inside sg_httpc_request() and never

@@ -16,6 +16,7 @@
 #include "json_guard.h"
 #include "compat.h"
 #include "keystone.h"
+#include "shared_zone.h"
 #include "log.h"
 
 G_DEFINE_QUARK(sg-keystone-error-quark, sg_keystone_error)
@@ -300,6 +301,8 @@ on_login_done(const SgHttpResponse *resp, gpointer data)
     gint64 expires_at_us = 0;
     g_autofree char *compute_url = NULL;
     g_autofree char *origin = credentials_origin(ks->cfg);
+
+    sg_zone_note_latency(SG_ZONE_SVC_KEYSTONE, resp->elapsed_us);
 
     ks->login = NULL;
     if (resp->status == 0) {

@@ -23,6 +23,7 @@
 #include <glib-unix.h>
 #include <glib.h>
 
+#include "admin.h"
 #include "compat.h"
 #include "config.h"
 #include "event_core.h"
@@ -51,6 +52,8 @@ typedef struct {
     SgHub *hub;                   /* every live session, and its observers */
     SgZone *own_zone;             /* the only process's zone, which it maps itself */
     SgCtlServer *ctl;             /* a worker: the master's requests */
+    SgFleet *fleet;               /* the only process: its own sessions, for the admin API */
+    SgAdmin *admin;               /* the only process: the admin API, or NULL */
     SgListener *listener;
     int listen_fd;                /* ours, or our copy of the master's; -1 once closed */
     bool stopping;                /* SIGTERM came: draining (or closing, drain_timeout 0) */
@@ -87,6 +90,19 @@ typedef enum {
     SG_CHECK_CONFIG,              /* --check-config */
     SG_CHECK_LOGIN,               /* --check-config=login */
 } SgCheckMode;
+
+/* What the admin API needs from start-up (main() sets them once). */
+static char *admin_token;             /* [admin] token_file's token, or NULL */
+static gint64 start_time_us;          /* g_get_real_time() at start */
+
+/* Wipes and frees admin_token (a bearer secret: no copy left in the heap). */
+static void
+forget_admin_token(void)
+{
+    if (admin_token != NULL)
+        explicit_bzero(admin_token, strlen(admin_token));
+    g_clear_pointer(&admin_token, g_free);
+}
 
 /* Set by on_check_config(): GOption hands an optional argument's value only
  * to a callback. */
@@ -525,6 +541,15 @@ check_setup(const SgConfig *cfg, bool load_tokens, GError **error)
     }
     if (!sg_preflight_evlib(sg_preflight_evlib_path(), &local))
         note_problem(problems, &local);
+    if (cfg->admin_token_file != NULL) {
+        char *token = sg_admin_read_token(cfg->admin_token_file, &local);
+
+        if (token == NULL)
+            note_problem(problems, &local);
+        else
+            explicit_bzero(token, strlen(token));
+        g_free(token);
+    }
     if (problems->len == 0)
         return TRUE;
     return sg_config_fail_with(problems, error);
@@ -577,6 +602,33 @@ static bool
 close_session(gpointer owner, SgCloseReason reason)
 {
     return sg_session_close(owner, reason);
+}
+
+/* Binds [admin] listen (or returns -1 with no error when it is off) and
+ * says where: the one line that tells an operator, and the tests, the
+ * admin port. */
+static int
+open_admin(const SgConfig *cfg, GError **error)
+{
+    guint port = 0;
+    int fd;
+
+    if (!cfg->admin_enabled)
+        return -1;
+    fd = sg_listen_socket_open(cfg->admin_host, cfg->admin_port, &port, error);
+    if (fd < 0) {
+        g_prefix_error(error, "[admin] listen: ");
+        return -1;
+    }
+    if (cfg->admin_host == NULL)
+        g_warning("[admin] listen: the admin API answers on every address; bind it to "
+                  "loopback or a management network");
+    g_message("admin API listening on %s%s%s:%u (plain HTTP%s)",
+              cfg->admin_host != NULL && strchr(cfg->admin_host, ':') ? "[" : "",
+              cfg->admin_host != NULL ? cfg->admin_host : "*",
+              cfg->admin_host != NULL && strchr(cfg->admin_host, ':') ? "]" : "", port,
+              admin_token != NULL ? ", bearer token required" : ", no token");
+    return fd;
 }
 
 /* One whole spicegate: the token backend, the loop, the listener. Runs in
@@ -633,6 +685,8 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
         d.listen_fd = own_listen_fd;
         d.cfg->listen_port = (uint16_t)port;
     }
+    /* Token lookups and Keystone/Nova latency go to our slot. */
+    sg_zone_set_current(zone, index);
 
     d.loop = g_main_loop_new(NULL, FALSE);
     /* Before anything can announce us (port file, READY=1): a SIGHUP or
@@ -658,6 +712,24 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
     }
     /* [limits] hold across the workers: counted in the zone they share. */
     sg_listener_set_limits(d.listener, zone, index);
+    if (!d.worker && d.cfg->admin_enabled) {
+        /* The only process serves the admin API on its own loop, from its
+         * own hub (with workers, the master does: workers.c). */
+        int admin_fd = open_admin(d.cfg, &error);
+        SgAdminContext ctx = {
+            .zone = zone, .token = admin_token, .start_time_us = start_time_us, .workers = 1,
+        };
+
+        if (admin_fd < 0) {
+            fprintf(stderr, "spicegate: %s\n", error->message);
+            status = SG_EXIT_RUNTIME;
+            goto out;
+        }
+        d.fleet = sg_fleet_new_local(d.hub, close_session);
+        ctx.fleet = d.fleet;
+        d.admin = sg_admin_new(admin_fd, &ctx);
+        sg_admin_attach_core(d.admin);
+    }
     if (!announce(&d, ready_fd, &error)) {
         fprintf(stderr, "spicegate: %s\n", error->message);
         status = SG_EXIT_RUNTIME;
@@ -675,6 +747,8 @@ out:
         g_source_remove(sig_ids[i]);
     notify_stop(&d);
     sg_ctl_server_free(d.ctl);
+    sg_admin_free(d.admin);
+    sg_fleet_free(d.fleet);
     sg_listener_free(d.listener);
     /* After the listener, which watched it. */
     close_listen_socket(&d);
@@ -728,6 +802,7 @@ main(int argc, char **argv)
         options_clear(&opt);
         return SG_EXIT_CONFIG;
     }
+    start_time_us = g_get_real_time();
     if (opt.version) {
         printf("spicegate %s\n", PACKAGE_VERSION);
         options_clear(&opt);
@@ -757,6 +832,16 @@ main(int argc, char **argv)
         return SG_EXIT_CONFIG;
     }
     sg_log_set_format(cfg->log_format);
+    if (check_mode == SG_CHECK_NONE && cfg->admin_token_file != NULL) {
+        /* check_setup() read it already: it is there and well formed. */
+        admin_token = sg_admin_read_token(cfg->admin_token_file, &error);
+        if (admin_token == NULL) {
+            print_error(error->message);
+            sg_config_free(cfg);
+            curl_global_cleanup();
+            return SG_EXIT_CONFIG;
+        }
+    }
     if (check_mode != SG_CHECK_NONE) {
         g_autofree char *compute_url = NULL;
 
@@ -800,18 +885,33 @@ main(int argc, char **argv)
                 g_clear_pointer(&probe, sg_token_backend_free);
                 fprintf(stderr, "spicegate: [tokens] %s: %s\n", cfg->token_backend,
                         error->message);
+                forget_admin_token();
                 sg_config_free(cfg);
                 curl_global_cleanup();
                 return SG_EXIT_CONFIG;
             }
             sg_token_backend_free(probe);
         }
+        SgWorkersAdmin admin = { .fd = -1, .token = admin_token,
+                                 .start_time_us = start_time_us };
+
+        if (cfg->admin_enabled) {
+            admin.fd = open_admin(cfg, &error);
+            if (admin.fd < 0) {
+                fprintf(stderr, "spicegate: %s\n", error->message);
+                forget_admin_token();
+                sg_config_free(cfg);
+                curl_global_cleanup();
+                return SG_EXIT_RUNTIME;
+            }
+        }
         status = sg_workers_run(cfg->listen_host, cfg->listen_port, cfg->workers,
-                                cfg->drain_timeout_s, cfg->shutdown_timeout_s, run_daemon,
-                                on_workers_ready, cfg);
+                                cfg->drain_timeout_s, cfg->shutdown_timeout_s, &admin,
+                                run_daemon, on_workers_ready, cfg);
         if (status == 0)
             g_message("stopped");
     }
+    forget_admin_token();
     sg_config_free(cfg);
     curl_global_cleanup();
     return status;

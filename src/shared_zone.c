@@ -48,6 +48,35 @@ typedef struct {
     guint64 seq;                  /* odd while the master folds a slot */
 } ZoneHeader;
 
+const char *const sg_zone_channel_names[SG_ZONE_CHANNELS] = {
+    "main", "display", "inputs", "cursor", "playback", "record", "tunnel", "smartcard",
+    "usbredir", "port", "webdav", "unknown",
+};
+const char *const sg_zone_backend_names[SG_ZONE_BACKENDS] = { "file", "nova" };
+const char *const sg_zone_lookup_result_names[SG_ZONE_LOOKUP_RESULTS] = {
+    "ok", "unknown", "unavailable", "refused",
+};
+const char *const sg_zone_service_names[SG_ZONE_SERVICES] = { "keystone", "nova" };
+/* 5 ms (a cached Keystone answer on a LAN) to 10 s ([nova] timeout's
+ * default): the range a token check can take. */
+const guint64 sg_zone_latency_bounds_us[SG_ZONE_LATENCY_BUCKETS] = {
+    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
+};
+
+G_STATIC_ASSERT(G_STRUCT_OFFSET(SgZoneStats, open) == 0);
+G_STATIC_ASSERT(G_STRUCT_OFFSET(SgZoneStats, opened) ==
+                SG_ZONE_GAUGE_WORDS * sizeof(guint64));
+
+guint
+sg_zone_channel_index(const char *name)
+{
+    for (guint i = 0; name != NULL && i < SG_ZONE_CHANNELS - 1; i++) {
+        if (g_str_equal(name, sg_zone_channel_names[i]))
+            return i;
+    }
+    return SG_ZONE_CHANNELS - 1;
+}
+
 /* This process's handle on the mapping. */
 struct SgZone {
     void *map;
@@ -157,6 +186,70 @@ sg_zone_note_closed(SgZone *zone, guint index, SgCloseReason reason, bool was_op
     add(&slot->stats.closed[reason], 1);
     if (was_open)
         __atomic_fetch_sub(&slot->stats.open, 1, __ATOMIC_RELAXED);
+    else
+        add(&slot->stats.refused[reason], 1);
+}
+
+void
+sg_zone_note_channel(SgZone *zone, guint index, const char *channel, bool open)
+{
+    ZoneSlot *slot = slot_of(zone, index);
+    guint64 *word = &slot->stats.open_channel[sg_zone_channel_index(channel)];
+
+    if (open)
+        add(word, 1);
+    else
+        __atomic_fetch_sub(word, 1, __ATOMIC_RELAXED);
+}
+
+void
+sg_zone_note_lookup_in(SgZone *zone, guint index, SgZoneBackend backend,
+                       SgZoneLookupResult result)
+{
+    g_return_if_fail(backend < SG_ZONE_BACKENDS && result < SG_ZONE_LOOKUP_RESULTS);
+    add(&slot_of(zone, index)->stats.lookups[backend][result], 1);
+}
+
+void
+sg_zone_note_latency_in(SgZone *zone, guint index, SgZoneService service, gint64 elapsed_us)
+{
+    ZoneSlot *slot = slot_of(zone, index);
+    guint b = 0;
+
+    g_return_if_fail(service < SG_ZONE_SERVICES);
+    elapsed_us = MAX(elapsed_us, 0);
+    while (b < SG_ZONE_LATENCY_BUCKETS && (guint64)elapsed_us > sg_zone_latency_bounds_us[b])
+        b++;
+    add(&slot->stats.latency_bucket[service][b], 1);
+    add(&slot->stats.latency_sum_us[service], (guint64)elapsed_us);
+}
+
+/* The slot this process writes: set once in each process (a worker after
+ * its fork), read on the main loop's thread. */
+static SgZone *current_zone;
+static guint current_index;
+
+void
+sg_zone_set_current(SgZone *zone, guint index)
+{
+    current_zone = zone;
+    current_index = index;
+}
+
+void
+sg_zone_note_lookup(const char *backend, SgZoneLookupResult result)
+{
+    for (guint b = 0; current_zone != NULL && backend != NULL && b < SG_ZONE_BACKENDS; b++) {
+        if (g_str_equal(backend, sg_zone_backend_names[b]))
+            sg_zone_note_lookup_in(current_zone, current_index, (SgZoneBackend)b, result);
+    }
+}
+
+void
+sg_zone_note_latency(SgZoneService service, gint64 elapsed_us)
+{
+    if (current_zone != NULL)
+        sg_zone_note_latency_in(current_zone, current_index, service, elapsed_us);
 }
 
 void
@@ -173,8 +266,8 @@ on_opened(const SgHubSession *s, gpointer data)
 {
     SgZone *zone = data;
 
-    (void)s;
     sg_zone_note_opened(zone, zone->observed_index);
+    sg_zone_note_channel(zone, zone->observed_index, s->facts.channel, true);
 }
 
 /* A session's bytes are added once, when it closes: asking the hub for
@@ -186,6 +279,8 @@ on_closed(const SgHubSession *s, gpointer data)
 
     sg_zone_note_bytes(zone, zone->observed_index, s->bytes_up, s->bytes_down);
     sg_zone_note_closed(zone, zone->observed_index, s->facts.reason, s->opened);
+    if (s->opened)
+        sg_zone_note_channel(zone, zone->observed_index, s->facts.channel, false);
 }
 
 guint
@@ -334,7 +429,8 @@ sg_zone_retire(SgZone *zone, guint index)
     for (gsize i = 0; i < G_N_ELEMENTS(slot->words); i++) {
         guint64 v = __atomic_exchange_n(&slot->words[i], 0, __ATOMIC_RELAXED);
 
-        if (&slot->words[i] != &slot->stats.open)
+        /* Gauges (what was open) die with the worker. */
+        if (i >= SG_ZONE_GAUGE_WORDS)
             add(&zone->retired->words[i], v);
     }
     add(&zone->retired->stats.lost, open);

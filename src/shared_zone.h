@@ -7,7 +7,9 @@
  * every worker, and every worker it restarts, shares the same pages. With
  * one process the zone is the same, mapped in that process: one code path.
  *
- * Counters: one slot per worker, written only by that worker (its hub's
+ * Counters: one slot per worker (sessions by close reason and by channel,
+ * bytes, token lookups, Keystone and Nova latency histograms: what
+ * GET /metrics shows, admin.c), written only by that worker (its hub's
  * observer, sg_zone_observe()) with relaxed atomic adds on its own cache
  * lines, never locked. Readers sum the slots (sg_zone_read()). When a
  * worker dies, the master folds its slot into a "retired" slot that only
@@ -41,17 +43,55 @@
 /* How many close reasons there are (SgCloseReason runs 0 .. this - 1). */
 #define SG_CLOSE_REASONS (0 SG_CLOSE_CODES(SG_CLOSE_COUNT_ENTRY))
 
-/* What one worker did, or all of them (sg_zone_read()). */
+/* The SPICE channel types a gauge is kept for (sg_spice_channel_name()'s
+ * names, "unknown" last), and the index of a name among them. */
+#define SG_ZONE_CHANNELS 12
+extern const char *const sg_zone_channel_names[SG_ZONE_CHANNELS];
+guint sg_zone_channel_index(const char *name);
+
+/* Token lookups, by backend and by result (token.c's answers). */
+typedef enum { SG_ZONE_BACKEND_FILE = 0, SG_ZONE_BACKEND_NOVA, SG_ZONE_BACKENDS } SgZoneBackend;
+typedef enum {
+    SG_ZONE_LOOKUP_OK = 0,        /* a target */
+    SG_ZONE_LOOKUP_UNKNOWN,       /* no such token, or expired */
+    SG_ZONE_LOOKUP_UNAVAILABLE,   /* the backend could not say */
+    SG_ZONE_LOOKUP_REFUSED,       /* a token we will not serve */
+    SG_ZONE_LOOKUP_RESULTS
+} SgZoneLookupResult;
+extern const char *const sg_zone_backend_names[SG_ZONE_BACKENDS];
+extern const char *const sg_zone_lookup_result_names[SG_ZONE_LOOKUP_RESULTS];
+
+/* Requests to Keystone and Nova, timed from start to answer (or failure),
+ * counted in histogram buckets whose upper bounds are
+ * sg_zone_latency_bounds_us (the last bucket is +Inf). */
+typedef enum { SG_ZONE_SVC_KEYSTONE = 0, SG_ZONE_SVC_NOVA, SG_ZONE_SERVICES } SgZoneService;
+#define SG_ZONE_LATENCY_BUCKETS 11
+extern const char *const sg_zone_service_names[SG_ZONE_SERVICES];
+extern const guint64 sg_zone_latency_bounds_us[SG_ZONE_LATENCY_BUCKETS];
+
+/* What one worker did, or all of them (sg_zone_read()). Every field is a
+ * 64-bit word. The gauges come first (open .. open_channel): when a worker
+ * dies they are zeroed, not added to the retired totals. */
 typedef struct {
     guint64 open;                 /* sessions open now (opened, not yet closed) */
+    guint64 open_channel[SG_ZONE_CHANNELS]; /* the same, by channel type */
     guint64 opened;               /* sessions that opened (both ends up, link passed) */
     guint64 closed[SG_CLOSE_REASONS]; /* sessions that ended, by reason, refused ones too */
+    guint64 refused[SG_CLOSE_REASONS]; /* of those, the ones that never opened */
     guint64 lost;                 /* open in a worker that died */
     /* Bytes of the sessions that have closed (added at the close, so that
      * no one walks the open ones every second): */
     guint64 bytes_up;             /* browser -> SPICE server */
     guint64 bytes_down;           /* SPICE server -> browser */
+    guint64 lookups[SG_ZONE_BACKENDS][SG_ZONE_LOOKUP_RESULTS];
+    /* Not cumulative: bucket i counts requests above bound i - 1 and up to
+     * bound i; the last one those above every bound. */
+    guint64 latency_bucket[SG_ZONE_SERVICES][SG_ZONE_LATENCY_BUCKETS + 1];
+    guint64 latency_sum_us[SG_ZONE_SERVICES];
 } SgZoneStats;
+
+/* The gauges' words: [0, SG_ZONE_GAUGE_WORDS). */
+#define SG_ZONE_GAUGE_WORDS (1 + SG_ZONE_CHANNELS)
 
 /* Maps a zone for @workers workers (1 for the only process) with
  * @tables limit tables of @table_slots counts each (a power of two, or 0
@@ -73,6 +113,27 @@ guint sg_zone_observe(SgZone *zone, guint index, SgHub *hub);
 void sg_zone_note_opened(SgZone *zone, guint index);
 void sg_zone_note_closed(SgZone *zone, guint index, SgCloseReason reason, bool was_open);
 void sg_zone_note_bytes(SgZone *zone, guint index, guint64 up, guint64 down);
+/* A session of channel type @channel (a name; NULL or unknown names count
+ * as "unknown") opened (@open) or, having opened, closed. */
+void sg_zone_note_channel(SgZone *zone, guint index, const char *channel, bool open);
+
+/* --- this process's slot, for modules that know no zone ------------------- */
+
+/* Token lookups and Keystone/Nova requests happen deep in the backends,
+ * which hold no zone: they note into the slot this process writes, set
+ * once at start (sg_zone_set_current(); until then, and in unit tests that
+ * set none, the notes go nowhere). Main loop's thread only. */
+void sg_zone_set_current(SgZone *zone, guint index);
+/* A lookup by backend @backend (its vtable name, "file" or "nova"; others
+ * are ignored) ended with @result. */
+void sg_zone_note_lookup(const char *backend, SgZoneLookupResult result);
+/* A request to @service took @elapsed_us (start to answer or failure). */
+void sg_zone_note_latency(SgZoneService service, gint64 elapsed_us);
+/* For tests: the same into a given slot. */
+void sg_zone_note_lookup_in(SgZone *zone, guint index, SgZoneBackend backend,
+                            SgZoneLookupResult result);
+void sg_zone_note_latency_in(SgZone *zone, guint index, SgZoneService service,
+                             gint64 elapsed_us);
 
 /* --- readers --------------------------------------------------------------- */
 

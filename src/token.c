@@ -22,12 +22,15 @@
 
 #include <glib.h>
 
+#include "shared_zone.h"
 #include "token.h"
 
 G_DEFINE_QUARK(sg-token-error-quark, sg_token_error)
 
 struct SgTokenLookup {
     SgTokenBackend *backend;      /* not owned */
+    const char *backend_name;     /* static (the vtable's): a deferred answer may
+                                   * outlive the backend */
     char *token;                  /* secret: wiped before it is freed */
     SgTokenCallback callback;
     gpointer user_data;
@@ -100,6 +103,16 @@ lookup_free(SgTokenLookup *lookup)
 static void
 dispatch(SgTokenLookup *lookup, const SgConsoleTarget *tgt, const GError *error)
 {
+    SgZoneLookupResult result = SG_ZONE_LOOKUP_OK;
+
+    if (error != NULL && error->domain == SG_TOKEN_ERROR) {
+        result = error->code == SG_TOKEN_ERROR_UNKNOWN   ? SG_ZONE_LOOKUP_UNKNOWN
+                 : error->code == SG_TOKEN_ERROR_REFUSED ? SG_ZONE_LOOKUP_REFUSED
+                                                         : SG_ZONE_LOOKUP_UNAVAILABLE;
+    } else if (error != NULL) {
+        result = SG_ZONE_LOOKUP_UNAVAILABLE;
+    }
+    sg_zone_note_lookup(lookup->backend_name, result);
     lookup->dispatching = true;
     lookup->callback(tgt, error, lookup->user_data);
     lookup_free(lookup);
@@ -127,6 +140,7 @@ sg_token_lookup(SgTokenBackend *backend, const char *token,
 
     lookup = g_new0(SgTokenLookup, 1);
     lookup->backend = backend;
+    lookup->backend_name = backend->vtable->name;
     lookup->token = g_strdup(token);
     lookup->callback = callback;
     lookup->user_data = user_data;

@@ -22,6 +22,7 @@
 #include "json_guard.h"
 #include "keystone.h"
 #include "log.h"
+#include "shared_zone.h"
 #include "compat.h"
 #include "token_nova.h"
 
@@ -440,6 +441,7 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
     g_autoptr(GError) error = NULL;
 
     p->req = NULL;
+    sg_zone_note_latency(SG_ZONE_SVC_NOVA, resp->elapsed_us);
     switch (resp->status) {
     case 200:
         if (!sg_token_nova_parse_reply(resp->body, resp->body_len, &tgt, &error)) {
@@ -704,6 +706,8 @@ on_version_reply(const SgHttpResponse *resp, gpointer data)
     const char *max = NULL;
     const char *min = NULL;
     g_autoptr(GError) error = NULL;
+
+    sg_zone_note_latency(SG_ZONE_SVC_NOVA, resp->elapsed_us);
 
     nb->probe = NULL;
     if (resp->status == 0) {

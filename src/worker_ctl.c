@@ -6,17 +6,21 @@
  * loop (its socket is non-blocking; an answer that cannot be sent at once
  * is dropped and the master counts that worker as silent).
  */
+#define _GNU_SOURCE 1             /* memfd_create(), MSG_CMSG_CLOEXEC */
 #include "autoconfig.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "event_core.h"
 #include "hub.h"
@@ -27,7 +31,12 @@
 
 enum {
     CTL_OP_CLOSE = 1,
+    CTL_OP_LIST = 2,
 };
+
+/* 256 MiB: a list of a million sessions is about that; more means a
+ * broken worker, not a busy one. */
+#define SG_CTL_LIST_MAX_BYTES (256u << 20)
 
 enum {
     CTL_OK = 0,
@@ -58,6 +67,7 @@ typedef struct {
     SgCtlCloseFunc close;
     SgCloseReason reason;
     guint closed;
+    guint64 console;              /* SG_CTL_BY_CONSOLE */
 } CloseWalk;
 
 static void
@@ -67,6 +77,62 @@ close_one(const SgHubSession *s, gpointer data)
 
     if (!s->closed && walk->close(s->owner, walk->reason))
         walk->closed++;
+}
+
+static void
+close_console(const SgHubSession *s, gpointer data)
+{
+    CloseWalk *walk = data;
+
+    if (s->facts.has_console && s->facts.console == walk->console)
+        close_one(s, walk);
+}
+
+static void
+set_string_or_null(JsonObject *o, const char *name, const char *value)
+{
+    if (value != NULL)
+        json_object_set_string_member(o, name, value);
+    else
+        json_object_set_null_member(o, name);
+}
+
+static void
+list_one(const SgHubSession *s, gpointer data)
+{
+    JsonArray *out = data;
+    JsonObject *o = json_object_new();
+    gint64 age_us = g_get_monotonic_time() - s->started_us;
+    g_autoptr(GDateTime) epoch = g_date_time_new_from_unix_utc(0);
+    g_autoptr(GDateTime) at = NULL;
+    g_autofree char *text = NULL;
+
+    /* Wall-clock time of the start: now minus its monotonic age, so that
+     * a clock step since does not make it lie by the step. */
+    at = g_date_time_add(epoch, g_get_real_time() - MAX(age_us, 0));
+    text = g_date_time_format(at, "%Y-%m-%dT%H:%M:%S.%fZ");
+    json_object_set_int_member(o, "session", (gint64)s->id);
+    set_string_or_null(o, "client", s->client);
+    set_string_or_null(o, "client_addr", s->client_addr);
+    set_string_or_null(o, "state", s->facts.state);
+    set_string_or_null(o, "channel", s->facts.channel);
+    if (s->facts.has_console)
+        json_object_set_int_member(o, "console", s->facts.console);
+    else
+        json_object_set_null_member(o, "console");
+    set_string_or_null(o, "instance", s->facts.instance);
+    set_string_or_null(o, "target", s->facts.target);
+    set_string_or_null(o, "token_tag", s->facts.token_tag);
+    set_string_or_null(o, "since", text);
+    json_object_set_int_member(o, "bytes_up", (gint64)s->bytes_up);
+    json_object_set_int_member(o, "bytes_down", (gint64)s->bytes_down);
+    json_array_add_object_element(out, o);
+}
+
+void
+sg_ctl_list_local(SgHub *hub, JsonArray *out)
+{
+    sg_hub_foreach(hub, list_one, out);
 }
 
 guint
@@ -91,6 +157,11 @@ sg_ctl_close_local(SgHub *hub, const SgCtlClose *what, SgCtlCloseFunc close)
     case SG_CTL_BY_CLIENT_ADDR:
         sg_hub_find_by(hub, SG_HUB_BY_CLIENT_ADDR, what->value, close_one, &walk);
         break;
+    case SG_CTL_BY_CONSOLE:
+        /* No index by SPICE connection id: a walk, for an admin's request. */
+        walk.console = what->id;
+        sg_hub_foreach(hub, close_console, &walk);
+        break;
     default:
         g_return_val_if_reached(0);
     }
@@ -112,19 +183,85 @@ static bool
 request_valid(const CtlRequest *req, ssize_t n)
 {
     return n == (ssize_t)sizeof(*req) && req->magic == SG_CTL_MAGIC &&
-           req->op == CTL_OP_CLOSE && req->by <= SG_CTL_BY_CLIENT_ADDR &&
+           (req->op == CTL_OP_CLOSE || req->op == CTL_OP_LIST) && req->by <= SG_CTL_BY_CONSOLE &&
            req->reason < SG_CLOSE_REASONS &&
            memchr(req->value, '\0', sizeof(req->value)) != NULL;
+}
+
+/* Our sessions as JSON in a memfd, or -1 (*@count: how many). */
+static int
+list_to_memfd(SgHub *hub, guint *count)
+{
+    g_autoptr(JsonArray) arr = json_array_new();
+    g_autoptr(JsonNode) root = json_node_new(JSON_NODE_ARRAY);
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autofree char *text = NULL;
+    gsize len = 0, done = 0;
+    int fd;
+
+    sg_ctl_list_local(hub, arr);
+    *count = json_array_get_length(arr);
+    json_node_set_array(root, arr);
+    json_generator_set_root(gen, root);
+    text = json_generator_to_data(gen, &len);
+    fd = memfd_create("spicegate-list", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            close(fd);
+            return -1;
+        }
+        done += (gsize)n;
+    }
+    return fd;
+}
+
+/* Sends @ans, with @fd (unless -1) as SCM_RIGHTS. */
+static ssize_t
+send_answer(int sock, const CtlAnswer *ans, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = { .iov_base = (void *)ans, .iov_len = sizeof(*ans) };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+    if (fd >= 0) {
+        struct cmsghdr *cmsg;
+
+        memset(&control, 0, sizeof(control));
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof(control.buf);
+        cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    }
+    return sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 static void
 serve_one(SgCtlServer *server, const CtlRequest *req, ssize_t n)
 {
     CtlAnswer ans = { .magic = SG_CTL_MAGIC, .seq = n >= 8 ? req->seq : 0 };
+    int list_fd = -1;
 
     if (!request_valid(req, n)) {
         g_warning("control: a malformed request from the master (%zd bytes); ignored", n);
         ans.status = CTL_BAD_REQUEST;
+    } else if (req->op == CTL_OP_LIST) {
+        list_fd = list_to_memfd(server->hub, &ans.count);
+        if (list_fd < 0) {
+            g_warning("control: cannot list the sessions: %s", g_strerror(errno));
+            ans.status = CTL_BAD_REQUEST;
+        }
     } else {
         SgCtlClose what = {
             .by = (SgCtlBy)req->by, .id = req->id, .value = req->value,
@@ -136,8 +273,10 @@ serve_one(SgCtlServer *server, const CtlRequest *req, ssize_t n)
     }
     /* The master waits for this; if it cannot go out now, the master
      * counts us as silent rather than have our loop wait. */
-    if (send(server->fd, &ans, sizeof(ans), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ans))
+    if (send_answer(server->fd, &ans, list_fd) != sizeof(ans))
         g_warning("control: cannot answer the master: %s", g_strerror(errno));
+    if (list_fd >= 0)
+        close(list_fd);
 }
 
 static void
@@ -259,7 +398,9 @@ sg_fleet_set_fd(SgFleet *fleet, guint index, int fd)
     fleet->fds[index] = fd;
 }
 
-/* Drops what is waiting on @fd: answers to requests that timed out. */
+/* Drops what is waiting on @fd: answers to requests that timed out (a
+ * memfd they carried is not even received: without room for it, the
+ * kernel closes it). */
 static void
 drain_stale(int fd)
 {
@@ -269,41 +410,55 @@ drain_stale(int fd)
         ;
 }
 
-bool
-sg_fleet_close(SgFleet *fleet, const SgCtlClose *what, int timeout_ms, guint *closed,
-               guint *answered, GError **error)
+/* Receives one answer and the descriptor it may carry (*@passed, else
+ * -1). Returns what recvmsg() did. */
+static ssize_t
+recv_answer(int sock, CtlAnswer *ans, int *passed)
 {
-    CtlRequest req = { .magic = SG_CTL_MAGIC, .op = CTL_OP_CLOSE };
-    g_autofree bool *waiting = NULL;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = { .iov_base = ans, .iov_len = sizeof(*ans) };
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+        .msg_controllen = sizeof(control.buf),
+    };
+    ssize_t got = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+    *passed = -1;
+    for (struct cmsghdr *c = got >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; c != NULL;
+         c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(passed, CMSG_DATA(c), sizeof(int));
+    }
+    return got;
+}
+
+/* What the master does with worker @index's good answer. */
+typedef void (*AnswerFunc)(guint index, const CtlAnswer *ans, int passed, gpointer data);
+
+/* Sends @req to every worker (but those @skip says cannot hold what it
+ * names) and hands each good answer to @func, until every worker answered
+ * or @timeout_ms passed. Returns how many did not answer. */
+static guint
+fleet_ask(SgFleet *fleet, CtlRequest *req, int timeout_ms, guint *answered, AnswerFunc func,
+          gpointer data)
+{
+    g_autofree bool *waiting = g_new0(bool, fleet->count);
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
     guint pending = 0, silent = 0;
 
-    *closed = 0;
-    *answered = 0;
-    if (fleet->hub != NULL) {
-        *closed = sg_ctl_close_local(fleet->hub, what, fleet->close);
-        *answered = 1;
-        return true;
-    }
-    if (what->value != NULL && strlen(what->value) > SG_CTL_VALUE_MAX) {
-        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "a value longer than %d bytes", SG_CTL_VALUE_MAX);
-        return false;
-    }
-    req.seq = ++fleet->seq;
-    req.by = (guint8)what->by;
-    req.reason = (guint16)what->reason;
-    req.id = what->id;
-    if (what->value != NULL)
-        g_strlcpy(req.value, what->value, sizeof(req.value));
-
-    waiting = g_new0(bool, fleet->count);
+    req->magic = SG_CTL_MAGIC;
+    req->seq = ++fleet->seq;
     for (guint i = 0; i < fleet->count; i++) {
         int fd = fleet->fds[i];
 
         /* Ids are index + 1 + k * count (hub.h): only one worker can
          * hold a given id. */
-        if (what->by == SG_CTL_BY_ID && what->id > 0 && (what->id - 1) % fleet->count != i) {
+        if (req->op == CTL_OP_CLOSE && req->by == SG_CTL_BY_ID && req->id > 0 &&
+            (req->id - 1) % fleet->count != i) {
             (*answered)++;
             continue;
         }
@@ -312,7 +467,7 @@ sg_fleet_close(SgFleet *fleet, const SgCtlClose *what, int timeout_ms, guint *cl
             continue;
         }
         drain_stale(fd);
-        if (send(fd, &req, sizeof(req), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(req)) {
+        if (send(fd, req, sizeof(*req), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(*req)) {
             silent++;
             continue;
         }
@@ -339,30 +494,148 @@ sg_fleet_close(SgFleet *fleet, const SgCtlClose *what, int timeout_ms, guint *cl
             break;
         for (nfds_t k = 0; rc > 0 && k < n; k++) {
             CtlAnswer ans;
+            int passed = -1;
             ssize_t got;
 
             if (pfds[k].revents == 0)
                 continue;
-            got = recv(pfds[k].fd, &ans, sizeof(ans), MSG_DONTWAIT);
-            if (got == sizeof(ans) && ans.magic == SG_CTL_MAGIC && ans.seq != req.seq)
+            got = recv_answer(pfds[k].fd, &ans, &passed);
+            if (got == sizeof(ans) && ans.magic == SG_CTL_MAGIC && ans.seq != req->seq) {
+                if (passed >= 0)
+                    close(passed);
                 continue;             /* a late answer to an earlier request */
+            }
             if (got < 0 && (errno == EAGAIN || errno == EINTR))
                 continue;
             waiting[owner[k]] = false;
             pending--;
             if (got == sizeof(ans) && ans.magic == SG_CTL_MAGIC && ans.status == CTL_OK) {
-                *closed += ans.count;
+                func(owner[k], &ans, passed, data);
                 (*answered)++;
             } else {
                 silent++;             /* gone (EOF), or it could not read us */
             }
+            if (passed >= 0)
+                close(passed);
         }
     }
-    silent += pending;
-    if (silent > 0) {
-        g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                    "%u of %u worker(s) did not answer", silent, fleet->count);
+    return silent + pending;
+}
+
+static void
+sum_closed(guint index, const CtlAnswer *ans, int passed, gpointer data)
+{
+    guint *closed = data;
+
+    (void)index;
+    (void)passed;
+    *closed += ans->count;
+}
+
+static bool
+fleet_failed(SgFleet *fleet, guint silent, GError **error)
+{
+    if (silent == 0)
+        return true;
+    g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "%u of %u worker(s) did not answer",
+                silent, fleet->count);
+    return false;
+}
+
+bool
+sg_fleet_close(SgFleet *fleet, const SgCtlClose *what, int timeout_ms, guint *closed,
+               guint *answered, GError **error)
+{
+    CtlRequest req = { .op = CTL_OP_CLOSE };
+
+    *closed = 0;
+    *answered = 0;
+    if (fleet->hub != NULL) {
+        *closed = sg_ctl_close_local(fleet->hub, what, fleet->close);
+        *answered = 1;
+        return true;
+    }
+    if (what->value != NULL && strlen(what->value) > SG_CTL_VALUE_MAX) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "a value longer than %d bytes", SG_CTL_VALUE_MAX);
         return false;
     }
-    return true;
+    req.by = (guint8)what->by;
+    req.reason = (guint16)what->reason;
+    req.id = what->id;
+    if (what->value != NULL)
+        g_strlcpy(req.value, what->value, sizeof(req.value));
+    return fleet_failed(fleet, fleet_ask(fleet, &req, timeout_ms, answered, sum_closed, closed),
+                        error);
+}
+
+/* Reads worker @index's list out of its memfd into @data's slot
+ * (JsonArray *[count]): answers come in any order, lists go out in the
+ * workers'. */
+static void
+join_list(guint index, const CtlAnswer *ans, int passed, gpointer data)
+{
+    JsonArray **lists = data;
+    JsonArray *out;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autofree char *text = NULL;
+    struct stat st;
+    JsonNode *root;
+    gsize done = 0;
+
+    (void)ans;
+    out = lists[index] = json_array_new();
+    if (passed < 0 || fstat(passed, &st) < 0 || st.st_size < 0 ||
+        (guint64)st.st_size > SG_CTL_LIST_MAX_BYTES) {
+        g_warning("control: a worker's list is missing or too large; skipped");
+        return;
+    }
+    text = g_malloc((gsize)st.st_size + 1);
+    while (done < (gsize)st.st_size) {
+        ssize_t n = pread(passed, text + done, (gsize)st.st_size - done, (off_t)done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += (gsize)n;
+    }
+    text[done] = '\0';
+    if (!json_parser_load_from_data(parser, text, (gssize)done, NULL) ||
+        (root = json_parser_get_root(parser)) == NULL || !JSON_NODE_HOLDS_ARRAY(root)) {
+        g_warning("control: a worker's list is not a JSON array; skipped");
+        return;
+    }
+    {
+        JsonArray *arr = json_node_get_array(root);
+
+        for (guint i = 0; i < json_array_get_length(arr); i++)
+            json_array_add_element(out, json_node_copy(json_array_get_element(arr, i)));
+    }
+}
+
+bool
+sg_fleet_list(SgFleet *fleet, int timeout_ms, JsonArray **sessions, guint *answered,
+              GError **error)
+{
+    CtlRequest req = { .op = CTL_OP_LIST };
+    g_autofree JsonArray **lists = NULL;
+    guint silent;
+
+    *sessions = json_array_new();
+    *answered = 0;
+    if (fleet->hub != NULL) {
+        sg_ctl_list_local(fleet->hub, *sessions);
+        *answered = 1;
+        return true;
+    }
+    lists = g_new0(JsonArray *, fleet->count);
+    silent = fleet_ask(fleet, &req, timeout_ms, answered, join_list, lists);
+    for (guint i = 0; i < fleet->count; i++) {
+        for (guint k = 0; lists[i] != NULL && k < json_array_get_length(lists[i]); k++)
+            json_array_add_element(*sessions,
+                                   json_node_copy(json_array_get_element(lists[i], k)));
+        g_clear_pointer(&lists[i], json_array_unref);
+    }
+    return fleet_failed(fleet, silent, error);
 }

@@ -7,7 +7,11 @@
  * sessions (by id, console, instance or client address) and what to do
  * with them (close them with a reason); the worker closes those it holds,
  * through its hub, and answers how many. The master sends the same request
- * to every worker and sums the answers (sg_fleet_close()).
+ * to every worker and sums the answers (sg_fleet_close()). A list request
+ * asks every worker for its sessions: each answers with a memfd holding
+ * a JSON array (passed with SCM_RIGHTS, so that an answer of any size
+ * neither blocks the worker nor needs a socket buffer to hold it), which
+ * the master joins (sg_fleet_list()).
  *
  * A fleet is that view of every worker's sessions: remote (the master's
  * ends of the socketpairs) or local (the only process's own hub, with no
@@ -23,6 +27,7 @@
 #include <stdbool.h>
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "close_code.h"
 #include "sg_types.h"
@@ -39,6 +44,7 @@ typedef enum {
     SG_CTL_BY_TOKEN_TAG,          /* a console: "tok:0123abcd" */
     SG_CTL_BY_INSTANCE,           /* an instance UUID */
     SG_CTL_BY_CLIENT_ADDR,        /* a browser's address */
+    SG_CTL_BY_CONSOLE,            /* a SPICE connection id (in id): a console's channels */
 } SgCtlBy;
 
 /* Which sessions, and why they are closed. */
@@ -57,6 +63,13 @@ typedef bool (*SgCtlCloseFunc)(gpointer owner, SgCloseReason reason);
 /* Closes the sessions of @hub that @what names, with @close; returns how
  * many. What a worker does for a request, and a local fleet. */
 guint sg_ctl_close_local(SgHub *hub, const SgCtlClose *what, SgCtlCloseFunc close);
+
+/* Appends one JSON object per session of @hub to @out, oldest first:
+ * session (id), client, client_addr, state, channel, console, instance,
+ * target, token_tag (unknown ones null), since (RFC 3339, UTC), bytes_up,
+ * bytes_down (live). What a worker answers to a list request, and a local
+ * fleet. */
+void sg_ctl_list_local(SgHub *hub, JsonArray *out);
 
 /* --- a worker's side ------------------------------------------------------- */
 
@@ -90,3 +103,10 @@ void sg_fleet_set_fd(SgFleet *fleet, guint index, int fd);
  * false with @error when a worker did not answer, true otherwise. */
 bool sg_fleet_close(SgFleet *fleet, const SgCtlClose *what, int timeout_ms, guint *closed,
                     guint *answered, GError **error);
+
+/* Asks every worker for its sessions (sg_ctl_list_local()'s objects),
+ * waiting as sg_fleet_close() does; *@sessions (newly allocated, never
+ * NULL) holds every answer's, in worker order. Returns false with @error
+ * when a worker did not answer (the others' sessions are in *@sessions). */
+bool sg_fleet_list(SgFleet *fleet, int timeout_ms, JsonArray **sessions, guint *answered,
+                   GError **error);

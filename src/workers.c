@@ -53,6 +53,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include "admin.h"
 #include "compat.h"
 #include "listen_socket.h"
 #include "log.h"
@@ -85,7 +86,7 @@ typedef struct {
     int start_failure;            /* exit status when start-up failed, else -1 */
     SgZone *zone;                 /* shared with every worker */
     SgFleet *fleet;               /* our ends of the workers' control sockets */
-    int test_fd;                  /* the tests' control socket, or -1 (test_hook_open()) */
+    SgAdmin *admin;               /* the admin API, or NULL */
     SgWorkerMain worker_main;
     SgWorkersReady on_ready;
     gpointer data;
@@ -243,8 +244,8 @@ start_worker(SgMaster *m, guint index)
          * (sg_fleet_free() here closes the descriptors, not their peers). */
         close(ctl[0]);
         g_clear_pointer(&m->fleet, sg_fleet_free);
-        if (m->test_fd >= 0)
-            close(m->test_fd);
+        /* The admin socket and its connections are the master's. */
+        g_clear_pointer(&m->admin, sg_admin_free);
         sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
         sg_child_exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->zone, ctl[1],
                              m->data));
@@ -507,117 +508,10 @@ on_timeout(SgMaster *m)
     }
 }
 
-/* --- the tests' hook ---------------------------------------------------------- */
-
-/* Until the admin API exists, the integration tests reach the fleet and
- * the zone through a Unix socket the master listens on when
- * SPICEGATE_TEST_CONTROL_SOCKET names a path (never set in production;
- * not documented for users). One line per connection, one line back:
- *   "close id|console|instance|client VALUE" -> "closed=N answered=M ok|failed"
- *   "stats" -> "opened=N open=N lost=N closed_admin=N bytes_up=N bytes_down=N"
- * Handled synchronously in the master's loop, under short timeouts. */
-#define SG_TEST_HOOK_ENV "SPICEGATE_TEST_CONTROL_SOCKET"
-#define SG_TEST_HOOK_TIMEOUT_MS 2000
-
-static int
-test_hook_open(void)
-{
-    const char *path = g_getenv(SG_TEST_HOOK_ENV);
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    int fd;
-
-    if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(sun.sun_path))
-        return -1;
-    memcpy(sun.sun_path, path, strlen(path));
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 4) < 0) {
-        g_warning("%s: %s", SG_TEST_HOOK_ENV, g_strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static char *
-test_hook_run(SgMaster *m, const char *line)
-{
-    static const struct {
-        const char *word;
-        SgCtlBy by;
-    } keys[] = {
-        { "id", SG_CTL_BY_ID }, { "console", SG_CTL_BY_TOKEN_TAG },
-        { "instance", SG_CTL_BY_INSTANCE }, { "client", SG_CTL_BY_CLIENT_ADDR },
-    };
-    g_auto(GStrv) words = g_strsplit(line, " ", 3);
-
-    if (g_strv_length(words) == 1 && g_str_equal(words[0], "stats")) {
-        SgZoneStats st;
-
-        sg_zone_read(m->zone, &st);
-        return g_strdup_printf("opened=%" G_GUINT64_FORMAT " open=%" G_GUINT64_FORMAT
-                               " lost=%" G_GUINT64_FORMAT " closed_admin=%" G_GUINT64_FORMAT
-                               " bytes_up=%" G_GUINT64_FORMAT " bytes_down=%" G_GUINT64_FORMAT,
-                               st.opened, st.open, st.lost, st.closed[SG_CLOSE_ADMIN],
-                               st.bytes_up, st.bytes_down);
-    }
-    if (g_strv_length(words) == 3 && g_str_equal(words[0], "close")) {
-        for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
-            SgCtlClose what = { .by = keys[i].by, .value = words[2], .reason = SG_CLOSE_ADMIN };
-            g_autoptr(GError) error = NULL;
-            guint closed, answered;
-            bool ok;
-
-            if (!g_str_equal(words[1], keys[i].word))
-                continue;
-            what.id = g_ascii_strtoull(words[2], NULL, 10);
-            ok = sg_fleet_close(m->fleet, &what, SG_TEST_HOOK_TIMEOUT_MS, &closed, &answered,
-                                &error);
-            /* Not the value: whatever a caller passes stays out of the log. */
-            g_message("test hook: close by %s: %u session(s) closed, %u worker(s) answered",
-                      words[1], closed, answered);
-            return g_strdup_printf("closed=%u answered=%u %s", closed, answered,
-                                   ok ? "ok" : "failed");
-        }
-    }
-    return g_strdup("unknown command");
-}
-
-static void
-test_hook_serve(SgMaster *m)
-{
-    struct timeval tv = { .tv_sec = SG_TEST_HOOK_TIMEOUT_MS / 1000 };
-    char line[512];
-    gsize len = 0;
-    g_autofree char *result = NULL;
-    g_autofree char *answer = NULL;
-    int fd = accept(m->test_fd, NULL, NULL);
-
-    if (fd < 0)
-        return;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    while (len < sizeof(line) - 1) {
-        ssize_t n = read(fd, line + len, sizeof(line) - 1 - len);
-
-        if (n <= 0)
-            break;
-        len += (gsize)n;
-        if (memchr(line, '\n', len) != NULL)
-            break;
-    }
-    line[len] = '\0';
-    line[strcspn(line, "\r\n")] = '\0';
-    result = test_hook_run(m, line);
-    answer = g_strconcat(result, "\n", NULL);
-    if (write(fd, answer, strlen(answer)) < 0)
-        g_debug("test hook: %s", g_strerror(errno));
-    close(fd);
-}
-
 int
 sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
-               guint shutdown_timeout_s, SgWorkerMain worker_main, SgWorkersReady on_ready,
+               guint shutdown_timeout_s, const SgWorkersAdmin *admin,
+               SgWorkerMain worker_main, SgWorkersReady on_ready,
                gpointer data)
 {
     SgMaster m = {
@@ -633,6 +527,8 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
     m.listen_fd = sg_listen_socket_open(host, port, &m.port, &error);
     if (m.listen_fd < 0) {
         fprintf(stderr, "spicegate: %s\n", error->message);
+        if (admin != NULL && admin->fd >= 0)
+            close(admin->fd);
         return 1;
     }
     sigemptyset(&mask);
@@ -657,10 +553,17 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
         return 1;
     }
     m.fleet = sg_fleet_new_remote(count);
-    m.test_fd = test_hook_open();
     m.notify = sg_notify_systemd_enabled();
     m.watchdog_us = sg_notify_watchdog_period_us();
     m.watchdog_at_us = g_get_monotonic_time() + (gint64)m.watchdog_us;
+    if (admin != NULL && admin->fd >= 0) {
+        SgAdminContext ctx = {
+            .zone = m.zone, .fleet = m.fleet, .token = admin->token,
+            .start_time_us = admin->start_time_us, .workers = count,
+        };
+
+        m.admin = sg_admin_new(admin->fd, &ctx);
+    }
     m.workers = g_new0(SgWorker, count);
     for (guint i = 0; i < count; i++)
         m.workers[i].ready_fd = -1;
@@ -668,36 +571,42 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
         start_worker(&m, i);
 
     while (!(m.stopping && count_running(&m) == 0)) {
-        struct pollfd pfds[2 + SG_WORKERS_MAX];
+        struct pollfd pfds[2 + SG_WORKERS_MAX + 1 + SG_ADMIN_MAX_CONNS];
         guint owner[2 + SG_WORKERS_MAX];
-        nfds_t n = 0;
-        int rc;
+        nfds_t n = 0, n_own;
+        int rc, timeout_ms;
 
         pfds[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-        if (m.test_fd >= 0) {
-            owner[n] = G_MAXUINT;
-            pfds[n++] = (struct pollfd){ .fd = m.test_fd, .events = POLLIN };
-        }
         for (guint i = 0; i < count; i++) {
             if (m.workers[i].ready_fd >= 0) {
                 owner[n] = i;
                 pfds[n++] = (struct pollfd){ .fd = m.workers[i].ready_fd, .events = POLLIN };
             }
         }
-        rc = poll(pfds, n, next_timeout_ms(&m));
+        /* The admin API's descriptors last: pfds[n_own ..]. */
+        n_own = n;
+        timeout_ms = next_timeout_ms(&m);
+        if (m.admin != NULL) {
+            int admin_ms = sg_admin_timeout_ms(m.admin);
+
+            n += sg_admin_fill_pollfds(m.admin, pfds + n, G_N_ELEMENTS(pfds) - n);
+            if (admin_ms >= 0 && (timeout_ms < 0 || admin_ms < timeout_ms))
+                timeout_ms = admin_ms;
+        }
+        rc = poll(pfds, n, timeout_ms);
         if (rc < 0 && errno != EINTR) {
             g_warning("poll: %s", g_strerror(errno));
             begin_stop(&m, false);
             continue;
         }
+        if (m.admin != NULL)
+            sg_admin_dispatch(m.admin, pfds + n_own, (guint)(n - n_own));
         if (rc <= 0) {
             on_timeout(&m);
             continue;
         }
-        for (nfds_t i = 1; i < n; i++) {
-            if (pfds[i].revents != 0 && owner[i] == G_MAXUINT)
-                test_hook_serve(&m);
-            else if (pfds[i].revents != 0 && m.workers[owner[i]].ready_fd == pfds[i].fd)
+        for (nfds_t i = 1; i < n_own; i++) {
+            if (pfds[i].revents != 0 && m.workers[owner[i]].ready_fd == pfds[i].fd)
                 on_ready_report(&m, owner[i]);
         }
         if (pfds[0].revents & POLLIN) {
@@ -712,10 +621,7 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
     if (m.listen_fd >= 0)
         close(m.listen_fd);
     g_free(m.status);
-    if (m.test_fd >= 0) {
-        close(m.test_fd);
-        unlink(g_getenv(SG_TEST_HOOK_ENV));
-    }
+    sg_admin_free(m.admin);
     sg_fleet_free(m.fleet);
     sg_zone_free(m.zone);
     g_free(m.workers);

@@ -17,6 +17,8 @@
  * its slot into the zone's retired totals (its open sessions count as
  * lost), gives back its limit counts, and closes its control socket; the
  * worker that replaces it starts with a zeroed slot and a new socketpair.
+ * The master also serves the admin API ([admin] listen, admin.h) from its
+ * poll loop, reading the zone and asking the fleet.
  * Nothing crosses processes on the relay's path: the zone is written with
  * atomics, and the control socket is only read when the master asks.
  */
@@ -50,6 +52,13 @@ typedef int (*SgWorkerMain)(guint index, int listen_fd, guint port, int ready_fd
 /* Called in the master once every worker listens on @port. */
 typedef void (*SgWorkersReady)(guint port, guint count, gpointer data);
 
+/* The admin listener the master serves (admin.h), or none. */
+typedef struct {
+    int fd;                       /* a listening socket (owned from now on), or -1: none */
+    const char *token;            /* bearer token, or NULL */
+    gint64 start_time_us;         /* when spicegate started (g_get_real_time()) */
+} SgWorkersAdmin;
+
 /* Listens on @host:@port (0: any port), runs @count workers on that socket
  * and supervises them until SIGTERM or SIGINT. SIGTERM drains: the master
  * closes its copy of the listening socket and passes SIGTERM on (each
@@ -65,8 +74,8 @@ typedef void (*SgWorkersReady)(guint port, guint count, gpointer data);
  * Call it before the process has threads or GLib sources: workers are
  * forked and run @worker_main from this point. */
 int sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
-                   guint shutdown_timeout_s, SgWorkerMain worker_main, SgWorkersReady on_ready,
-                   gpointer data);
+                   guint shutdown_timeout_s, const SgWorkersAdmin *admin,
+                   SgWorkerMain worker_main, SgWorkersReady on_ready, gpointer data);
 
 /* How long a whole stop may take with [server] drain_timeout
  * @drain_timeout_s and shutdown_timeout @shutdown_timeout_s, master

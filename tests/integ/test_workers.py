@@ -2,7 +2,9 @@
 """Several worker processes on one port ([server] workers / --workers): each
 worker serves on its own, signals sent to the master reach every worker, a
 worker that dies is restarted, SIGTERM stops them all, and start-up errors
-give the same exit status as with one process."""
+give the same exit status as with one process. The one view across
+workers (counters summed, closes reaching every worker, a dead worker's
+totals kept) is test_admin.AdminWorkers', through the admin API."""
 
 import os
 import re
@@ -10,8 +12,8 @@ import signal
 import socket
 
 from harness import (
-    CHANNEL_MAIN, CLOSE_ADMIN, IntegTestCase, WAIT_S, WsClosed, link_message, poll_until,
-    random_token, children, run_spicegate, token_tag, PAGES, SPICE_HTML5,
+    CHANNEL_MAIN, IntegTestCase, WsClosed, link_message, poll_until, random_token, children,
+    run_spicegate, PAGES, SPICE_HTML5,
 )
 
 
@@ -190,103 +192,3 @@ class WorkersStartup(IntegTestCase):
         self.assertEqual(sg.get("/healthz")[0], 200)
         if socket.has_ipv6 and os.path.exists("/proc/net/tcp6"):
             self.assertEqual(sg.get("/healthz", host="::1")[0], 200)
-
-
-class OneView(IntegTestCase):
-    """One view across workers: the master sums every worker's counters
-    from the shared zone, and a close by console reaches the sessions of
-    every worker. Until the admin API exists, the test reaches the master
-    through its test-only control socket (SPICEGATE_TEST_CONTROL_SOCKET)."""
-
-    def setUp(self):
-        super().setUp()
-        self.peer = self.echo_peer()
-        self.token = random_token()
-        self.other = random_token()
-        self.ctl_path = os.path.join(self.tmp, "ctl.sock")
-        env = dict(os.environ, SPICEGATE_TEST_CONTROL_SOCKET=self.ctl_path)
-        self.sg = self.start_spicegate({self.token: self.peer.target,
-                                        self.other: self.peer.target},
-                                       extra_args=["--workers", "2"], env=env)
-        poll_until(lambda: len(children(self.sg.pid)) == 2, "two workers")
-        self.workers = children(self.sg.pid)
-
-    def ask(self, line):
-        """One request to the master; its answer's key=value words."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(WAIT_S)
-            s.connect(self.ctl_path)
-            s.sendall(line.encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(512)
-                if not chunk:
-                    break
-                buf += chunk
-        words = buf.decode().split()
-        return dict(w.split("=", 1) for w in words if "=" in w), words
-
-    def stats(self):
-        return {k: int(v) for k, v in self.ask("stats")[0].items()}
-
-    def open_on(self, worker, token):
-        """A relaying session in @worker: the other one is stopped while
-        it connects, so only @worker can accept it."""
-        others = [pid for pid in self.workers if pid != worker]
-        for pid in others:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            ws = self.reg.add(self.sg.ws(token=token))
-            msg = link_message(CHANNEL_MAIN)
-            ws.send_binary(msg)
-            self.assertEqual(ws.recv_exact(len(msg)), msg)
-        finally:
-            for pid in others:
-                os.kill(pid, signal.SIGCONT)
-        return ws, len(msg)
-
-    def test_close_by_console_in_every_worker(self):
-        a0, n = self.open_on(self.workers[0], self.token)
-        a1, _ = self.open_on(self.workers[1], self.token)
-        b0, _ = self.open_on(self.workers[0], self.other)
-        poll_until(lambda: self.stats()["open"] == 3, "3 sessions open across the workers")
-        st = self.stats()
-        self.assertEqual((st["opened"], st["lost"], st["closed_admin"]), (3, 0, 0))
-
-        # One console, open in both workers: both close theirs.
-        answer, words = self.ask("close console %s" % token_tag(self.token))
-        self.assertEqual(answer, {"closed": "2", "answered": "2"}, words)
-        self.assertIn("ok", words)
-        self.assert_closed(a0, CLOSE_ADMIN, self.sg)
-        self.assert_closed(a1, CLOSE_ADMIN, self.sg)
-        # The other console relays on.
-        b0.send_binary(b"still here")
-        self.assertEqual(b0.recv_exact(10), b"still here")
-        poll_until(lambda: self.stats()["open"] == 1, "the closed sessions counted")
-        st = self.stats()
-        self.assertEqual((st["opened"], st["closed_admin"]), (3, 2))
-        # Their bytes were counted when they closed: each echoed its link.
-        self.assertGreaterEqual(st["bytes_up"], 2 * n)
-        self.assertGreaterEqual(st["bytes_down"], 2 * n)
-        # Asked again: nothing left to close.
-        answer, _ = self.ask("close console %s" % token_tag(self.token))
-        self.assertEqual(answer, {"closed": "0", "answered": "2"})
-
-        # Worker 0 dies with b0 open: its slot is retired, totals stay.
-        os.kill(self.workers[0], signal.SIGKILL)
-        # By pid: after a pid wrap-around, the lowest pid need not be worker 0.
-        self.sg.wait_log(r"worker \d+ restarted")
-        st = self.stats()
-        self.assertEqual((st["opened"], st["open"], st["lost"], st["closed_admin"]),
-                         (3, 0, 1, 2))
-        # The new worker 0 answers the master too.
-        new = [pid for pid in children(self.sg.pid) if pid not in self.workers]
-        self.assertEqual(len(new), 1)
-        self.workers = [new[0], self.workers[1]]
-        answer, _ = self.ask("close console %s" % token_tag(self.other))
-        self.assertEqual(answer, {"closed": "0", "answered": "2"})
-        c, _ = self.open_on(new[0], self.other)
-        poll_until(lambda: self.stats()["open"] == 1, "the new worker's session counted")
-        answer, _ = self.ask("close console %s" % token_tag(self.other))
-        self.assertEqual(answer, {"closed": "1", "answered": "2"})
-        self.assert_closed(c, CLOSE_ADMIN, self.sg)

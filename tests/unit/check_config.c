@@ -207,7 +207,7 @@ START_TEST(test_config_every_error_is_reported)
                      "to 300\n"
                      "test.conf:3: [server] bogus: unknown key\n"
                      "test.conf:4: not a 'key = value' line, [group] header or # comment\n"
-                     "test.conf:5: [nonsense]: unknown group (known: server, tls, tokens, nova)\n"
+                     "test.conf:5: [nonsense]: unknown group (known: server, admin, tls, tokens, nova)\n"
                      "test.conf:8: [tls] ssl_only: 'perhaps' is not a boolean (true or false)");
 }
 END_TEST

@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "event_core.h"
+#include "shared_zone.h"
 #include "token.h"
 #include "token_nova.h"
 #include "stub_http.h"
@@ -643,6 +644,39 @@ logged_has(gpointer data)
     return strstr(logged->str, data) != NULL;
 }
 
+/* What GET /metrics shows of the backend: Keystone's login and Nova's
+ * requests timed in their histograms, and lookups by result. */
+START_TEST(test_metrics_noted)
+{
+    g_autoptr(SgZone) zone = sg_zone_new(1, 0, 0, NULL);
+    Got g = { 0 };
+    SgZoneStats st;
+    guint64 keystone = 0, nova = 0;
+
+    sg_zone_set_current(zone, 0);
+    setup();
+    start_backend(NULL);
+    lookup("tok-good", &g);
+    ck_assert_ptr_null(g.error);
+    lookup("unknown-1", &g);
+    ck_assert_int_eq(g.error->code, SG_TOKEN_ERROR_UNKNOWN);
+    got_clear(&g);
+    sg_zone_set_current(NULL, 0);
+    sg_zone_read(zone, &st);
+    ck_assert_uint_eq(st.lookups[SG_ZONE_BACKEND_NOVA][SG_ZONE_LOOKUP_OK], 1);
+    ck_assert_uint_eq(st.lookups[SG_ZONE_BACKEND_NOVA][SG_ZONE_LOOKUP_UNKNOWN], 1);
+    ck_assert_uint_eq(st.lookups[SG_ZONE_BACKEND_FILE][SG_ZONE_LOOKUP_OK], 0);
+    for (guint b = 0; b <= SG_ZONE_LATENCY_BUCKETS; b++) {
+        keystone += st.latency_bucket[SG_ZONE_SVC_KEYSTONE][b];
+        nova += st.latency_bucket[SG_ZONE_SVC_NOVA][b];
+    }
+    /* One login; the version document and two lookups. */
+    ck_assert_uint_eq(keystone, 1);
+    ck_assert_uint_eq(nova, 3);
+    ck_assert_uint_gt(st.latency_sum_us[SG_ZONE_SVC_NOVA], 0);
+}
+END_TEST
+
 /* Keystone refuses the start-up login: the backend starts anyway, does
  * not ask Nova without a token, and serves once Keystone answers well. */
 START_TEST(test_keystone_refuses_at_start)
@@ -744,6 +778,7 @@ token_nova_suite(void)
     tcase_add_test(t, test_free_during_start_up_check);
     tcase_add_test(t, test_version_check_unreachable);
     tcase_add_test(t, test_keystone_refuses_at_start);
+    tcase_add_test(t, test_metrics_noted);
     suite_add_tcase(s, t);
     return s;
 }

@@ -62,6 +62,12 @@ fake_add(SgHub *hub, FakeSession *fs, guint worker, guint k)
     fs->facts.state = "relaying";
     fs->facts.token_tag = sessions[worker][k].tag;
     fs->facts.instance = sessions[worker][k].instance;
+    /* Console 100 + k: the same console in both workers (its channels
+     * landed on either). */
+    fs->facts.has_console = true;
+    fs->facts.console = 100 + k;
+    fs->facts.channel = k == 0 ? "main" : "display";
+    fs->up = 10 * (worker + 1);
     sg_hub_note_open(fs->entry, &fs->facts);
 }
 
@@ -190,6 +196,109 @@ START_TEST(test_ctl_close_across_workers)
 }
 END_TEST
 
+START_TEST(test_ctl_list_and_close_console)
+{
+    Master m = { 0 };
+    int statuses[WORKERS];
+    g_autoptr(JsonArray) list = NULL;
+    g_autoptr(GError) error = NULL;
+    guint answered = 0, seen = 0;
+
+    master_start(&m);
+    /* Every worker's sessions, through a memfd each, in worker order. */
+    ck_assert_msg(sg_fleet_list(m.fleet, TIMEOUT_MS, &list, &answered, &error), "%s",
+                  error ? error->message : "");
+    ck_assert_uint_eq(answered, 2);
+    ck_assert_uint_eq(json_array_get_length(list), 6);
+    for (guint i = 0; i < 6; i++) {
+        JsonObject *o = json_array_get_object_element(list, i);
+        guint w = i / 3, k = i % 3;
+
+        ck_assert_int_eq(json_object_get_int_member(o, "session"), w + 1 + k * WORKERS);
+        ck_assert_str_eq(json_object_get_string_member(o, "client"), sessions[w][k].client);
+        ck_assert_str_eq(json_object_get_string_member(o, "token_tag"), sessions[w][k].tag);
+        ck_assert_str_eq(json_object_get_string_member(o, "instance"),
+                         sessions[w][k].instance);
+        ck_assert_int_eq(json_object_get_int_member(o, "console"), 100 + k);
+        ck_assert_int_eq(json_object_get_int_member(o, "bytes_up"), 10 * (w + 1));
+        ck_assert(json_object_get_null_member(o, "target"));
+        ck_assert_ptr_nonnull(strstr(json_object_get_string_member(o, "since"), "T"));
+        seen++;
+    }
+    ck_assert_uint_eq(seen, 6);
+    /* A console whose channels are in both workers: both close theirs. */
+    ck_assert_uint_eq(fleet_close(m.fleet, SG_CTL_BY_CONSOLE, 101, NULL, 2), 2);
+    ck_assert_uint_eq(fleet_close(m.fleet, SG_CTL_BY_CONSOLE, 101, NULL, 2), 0);
+    ck_assert_uint_eq(fleet_close(m.fleet, SG_CTL_BY_CONSOLE, 7, NULL, 2), 0);
+    master_stop(&m, statuses);
+    ck_assert_int_eq(statuses[0], 1);
+    ck_assert_int_eq(statuses[1], 1);
+}
+END_TEST
+
+/* A worker with many sessions: its list is far larger than a socket's
+ * buffer (some 3 MB of JSON), and arrives whole, through its memfd. */
+#define MANY 10000
+
+static void
+many_worker_main(int fd)
+{
+    GMainLoop *loop = g_main_loop_new(NULL, FALSE);
+    SgHub *hub = sg_hub_new(0, 1);
+    FakeSession *fs = g_new0(FakeSession, MANY);
+    SgCtlServer *server;
+
+    sg_event_core_start();
+    for (guint i = 0; i < MANY; i++) {
+        g_autofree char *client = g_strdup_printf("10.%u.%u.%u:4000", i >> 16, (i >> 8) & 255,
+                                                  i & 255);
+
+        fs[i].entry = sg_hub_add(hub, &fs[i], client, &fs[i].up, &fs[i].down);
+        fs[i].facts.state = "relaying";
+        fs[i].facts.token_tag = "tok:aaaa";
+        fs[i].facts.target = "10.0.0.5:5901";
+        fs[i].up = i;
+        sg_hub_note_open(fs[i].entry, &fs[i].facts);
+    }
+    server = sg_ctl_server_new(fd, hub, fake_close, on_master_gone, loop);
+    g_main_loop_run(loop);
+    sg_ctl_server_free(server);
+    sg_child_exit(0);
+}
+
+START_TEST(test_ctl_list_larger_than_a_socket_buffer)
+{
+    SgFleet *fleet = sg_fleet_new_remote(1);
+    g_autoptr(JsonArray) list = NULL;
+    g_autoptr(GError) error = NULL;
+    guint answered = 0;
+    int sv[2], status;
+    pid_t pid;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(sv[0]);
+        sg_fleet_free(fleet);
+        many_worker_main(sv[1]);
+    }
+    close(sv[1]);
+    sg_fleet_set_fd(fleet, 0, sv[0]);
+    ck_assert_msg(sg_fleet_list(fleet, TIMEOUT_MS, &list, &answered, &error), "%s",
+                  error ? error->message : "");
+    ck_assert_uint_eq(answered, 1);
+    ck_assert_uint_eq(json_array_get_length(list), MANY);
+    ck_assert_int_eq(json_object_get_int_member(json_array_get_object_element(list, MANY - 1),
+                                                "bytes_up"), MANY - 1);
+    ck_assert_str_eq(json_object_get_string_member(json_array_get_object_element(list, 258),
+                                                   "client_addr"), "10.0.1.2");
+    sg_fleet_free(fleet);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 START_TEST(test_ctl_dead_worker)
 {
     Master m = { 0 };
@@ -289,6 +398,14 @@ START_TEST(test_ctl_local_fleet)
     ck_assert_uint_eq(fleet_close(fleet, SG_CTL_BY_CLIENT_ADDR, 0, "10.0.0.9", 1), 1);
     ck_assert_uint_eq(fleet_close(fleet, SG_CTL_BY_INSTANCE, 0, "inst-3", 1), 0);
     ck_assert_uint_eq(closes_done, 3);
+    {
+        g_autoptr(JsonArray) list = NULL;
+        guint answered = 0;
+
+        ck_assert(sg_fleet_list(fleet, TIMEOUT_MS, &list, &answered, NULL));
+        ck_assert_uint_eq(answered, 1);
+        ck_assert_uint_eq(json_array_get_length(list), 3);
+    }
     sg_fleet_free(fleet);
     for (guint k = 0; k < 3; k++) {
         fs[k].facts.reason = fs[k].reason;
@@ -306,6 +423,8 @@ ctl_suite(void)
 
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, test_ctl_close_across_workers);
+    tcase_add_test(tc, test_ctl_list_and_close_console);
+    tcase_add_test(tc, test_ctl_list_larger_than_a_socket_buffer);
     tcase_add_test(tc, test_ctl_dead_worker);
     tcase_add_test(tc, test_ctl_silent_worker);
     tcase_add_test(tc, test_ctl_malformed_request);
