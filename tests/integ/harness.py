@@ -351,12 +351,13 @@ class WsClient:
 
     Defaults mimic spice-html5: path /websockify, subprotocol "binary", an
     Origin equal to the Host. Pass origin=None to send no Origin, token= to
-    put the token in the query string, cookie= for a raw Cookie header."""
+    put the token in the query string, cookie= for a raw Cookie header,
+    source= to connect from that local address."""
 
     def __init__(self, port, host="127.0.0.1", path="/websockify", query=None, token=None,
                  subprotocols=("binary",), origin=_DEFAULT, cookie=None, host_header=None,
                  extra_headers=(), ssl_context=None, server_hostname=None, timeout=WAIT_S,
-                 omit_key=False, rcvbuf=None):
+                 omit_key=False, rcvbuf=None, source=None):
         self.port = port
         self.host = host
         self.timeout = timeout
@@ -384,6 +385,10 @@ class WsClient:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
         try:
+            if source is not None:
+                # A client address of its own, e.g. 127.0.0.5 (all of
+                # 127/8 is loopback on Linux).
+                sock.bind((source, 0))
             sock.connect((host, port))
             if ssl_context is not None:
                 sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
@@ -623,10 +628,12 @@ class WsClient:
 
 
 def http_request(port, target, method="GET", host="127.0.0.1", headers=(), ssl_context=None,
-                 server_hostname=None, timeout=WAIT_S, host_header=None):
+                 server_hostname=None, timeout=WAIT_S, host_header=None, source=None):
     """One raw HTTP/1.1 request with Connection: close, the target sent
-    exactly as given (no normalisation). Returns (status, headers, body)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+    exactly as given (no normalisation), from the local address @source if
+    given. Returns (status, headers, body)."""
+    sock = socket.create_connection((host, port), timeout=timeout,
+                                    source_address=(source, 0) if source else None)
     try:
         if ssl_context is not None:
             sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
