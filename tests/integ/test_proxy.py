@@ -9,12 +9,13 @@ Clients connect from 127.0.0.5 (all of 127/8 is loopback), HAProxy from
 
 import re
 import socket
+import ssl
 import struct
 import unittest
 
 from harness import (
     CHANNEL_MAIN, CLOSE_ORIGIN, HandshakeRefused, IntegTestCase, QemuTestCase, WsClient,
-    WsClosed, link_message, random_token, spice_connect_main,
+    WsClosed, link_message, make_cert, random_token, spice_connect_main,
 )
 from lb import Haproxy, have_haproxy, spicegate_config
 
@@ -144,6 +145,42 @@ class BehindHaproxy(QemuTestCase):
         finally:
             sock.close()
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+
+
+@unittest.skipUnless(have_haproxy(), "haproxy is not installed (apt-get install haproxy)")
+class BehindHaproxyTlsWorkers(QemuTestCase):
+    """TLS passed through HAProxy to spicegate, two workers: the PROXY
+    header is read before TLS, by whichever worker accepted."""
+
+    def setUp(self):
+        super().setUp()
+        self.token = random_token()
+        self.cert, self.key = make_cert(self.tmp)
+        self.sg = self.start_spicegate({self.token: self.qemu_target},
+                                       config=spicegate_config(),
+                                       extra_args=("--cert", self.cert, "--key", self.key,
+                                                   "--workers", "2"))
+        self.lb = Haproxy(self.reg, self.tmp, [self.sg.port]).start()
+        # Plain HTTP checks on the TLS port (no ssl_only): both ways work.
+        self.lb.wait_servers({"spicegate1": ("UP", "L7OK"), "spicegate2": ("UP", "L7OK")})
+
+    def test_wss_consoles_show_the_client_address(self):
+        ctx = ssl.create_default_context(cafile=self.cert)
+        ports = []
+        for _ in range(3):
+            ws = self.reg.add(WsClient(self.lb.port, source=CLIENT, token=self.token,
+                                       ssl_context=ctx, server_hostname="localhost"))
+            try:
+                spice_connect_main(ws)
+            except WsClosed as e:
+                self.fail("main channel closed: %d %r%s" % (e.code, e.reason,
+                                                           self.sg.log_tail()))
+            ports.append(ws.sock.getsockname()[1])
+            ws.send_close()
+            ws.wait_close()
+        for port in ports:
+            self.sg.wait_log(r"\[s:\w+\] open client=%s:%d " % (re.escape(CLIENT), port))
+        self.assertNotRegex(self.sg.log(), r"\[s:\w+\] \w+ client=127\.0\.0\.1[: ]")
 
 
 class ForwardedHeaders(IntegTestCase):
