@@ -111,6 +111,11 @@ class BehindHaproxy(QemuTestCase):
         self.sg.wait_log(r"closed a connection from %s:\d+: not in \[server\] trusted_proxies "
                          r"\(\[server\] proxy_protocol\)" % re.escape(STRANGER))
         self.assertNotIn("203.0.113.1", self.sg.log())
+        # A flood of them is one line per 10 s, not one each.
+        for _ in range(5):
+            closed_without_answer(self.sg.port, proxy_v2("203.0.113.1", 4444), STRANGER)
+        self.assertEqual(len(re.findall(r"closed a connection from", self.sg.log())), 1,
+                         self.sg.log_tail())
         # HAProxy, and consoles through it, carry on.
         self.console()
         self.assertEqual(self.lb.server_states()["spicegate1"][0], "UP")
