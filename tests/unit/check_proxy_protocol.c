@@ -225,6 +225,12 @@ accepted(gpointer data)
     return ((Accepted *)data)->fd >= 0;
 }
 
+static gboolean
+one_pending(gpointer data)
+{
+    return sg_acceptor_pending_count(data) == 1;
+}
+
 typedef struct {
     SgAcceptor *acceptor;
     int listen_fd;
@@ -329,6 +335,7 @@ START_TEST(test_acceptor_takes_exactly_the_header)
     /* In pieces, the first with the header's start only, the last with
      * the header's end and the next protocol's first bytes together. */
     ck_assert_int_eq(send(c, v2_head, 10, 0), 10);
+    test_run_until(one_pending, rig.acceptor, 5000);
     test_run_for(50);
     ck_assert_int_eq(rig.acc.fd, -1);
     ck_assert_uint_eq(sg_acceptor_pending_count(rig.acceptor), 1);
@@ -441,8 +448,7 @@ START_TEST(test_acceptor_free_closes_pending)
     rig_start(&rig, "127.0.0.1", 30);
     c.fd = rig_connect(&rig, NULL);
     ck_assert_int_eq(send(c.fd, "PROXY ", 6, 0), 6);
-    test_run_for(50);
-    ck_assert_uint_eq(sg_acceptor_pending_count(rig.acceptor), 1);
+    test_run_until(one_pending, rig.acceptor, 5000);
     sg_acceptor_free(rig.acceptor);
     rig.acceptor = NULL;
     test_run_until(client_closed, &c, 5000);
