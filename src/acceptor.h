@@ -10,13 +10,20 @@
  * soon as one closes (sg_acceptor_resume) accepting starts again. */
 #pragma once
 
+#include <sys/socket.h>
+
 #include <glib.h>
+
+#include "client_addr.h"
 
 typedef struct SgAcceptor SgAcceptor;
 
 /* Given each accepted connection: non-blocking, close-on-exec, Nagle off,
- * TCP keepalive on. The callee owns @fd. */
-typedef void (*SgAcceptFn)(int fd, gpointer data);
+ * TCP keepalive on. The callee owns @fd. @proxied_source: the client a
+ * PROXY protocol header named (valid during the call), or NULL when there
+ * was none or it named none (v2 LOCAL): the socket's own peer stands. */
+typedef void (*SgAcceptFn)(int fd, const struct sockaddr_storage *proxied_source,
+                           gpointer data);
 
 /* How long accepting stops after EMFILE, ENFILE, ENOBUFS or ENOMEM, unless
  * a descriptor is freed sooner. */
@@ -30,11 +37,27 @@ typedef void (*SgAcceptFn)(int fd, gpointer data);
 SgAcceptor *sg_acceptor_new(int listen_fd, guint per_wakeup, SgAcceptFn on_accept,
                             gpointer data);
 
+/* [server] proxy_protocol: from now on every connection must come from a
+ * peer in @trusted (not owned; it outlives the acceptor) and start with a
+ * PROXY protocol header (v1 or v2, proxy_protocol.h), whole within
+ * @timeout_s seconds. The acceptor reads it off the socket on the event
+ * core, without blocking and without taking a byte past it, before
+ * @on_accept sees the connection: TLS and HTTP after it are untouched.
+ * Anything else is closed, with at most one log line per
+ * SG_ACCEPT_LOG_INTERVAL_S (and a count of the others). */
+void sg_acceptor_expect_proxy(SgAcceptor *acceptor, const SgTrustedProxies *trusted,
+                              guint timeout_s);
+
+/* Connections still waiting for their PROXY header (tests). */
+guint sg_acceptor_pending_count(const SgAcceptor *acceptor);
+
 /* A descriptor was freed: while stopped for lack of them, accept again now
  * rather than at the end of the back-off. Cheap; call on every close. */
 void sg_acceptor_resume(SgAcceptor *acceptor);
 
-/* Stops accepting for good (shutdown); the socket stays open. */
+/* Stops accepting for good (shutdown); the socket stays open. Connections
+ * still reading their PROXY header finish (or time out) as usual. */
 void sg_acceptor_stop(SgAcceptor *acceptor);
 
+/* Closes the connections still waiting for a PROXY header. */
 void sg_acceptor_free(SgAcceptor *acceptor);

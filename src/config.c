@@ -16,6 +16,7 @@
 
 #include <glib.h>
 
+#include "client_addr.h"
 #include "config.h"
 #include "workers.h"
 
@@ -138,6 +139,29 @@ apply_allowed_origins(SgConfig *cfg, const char *value, GError **error)
     g_strfreev(cfg->allowed_origins);
     cfg->allowed_origins = (char **)g_ptr_array_free(g_steal_pointer(&list), FALSE);
     return TRUE;
+}
+
+/* [server] trusted_proxies: parsed here, so that a typo is an error at
+ * start with the file's line, not a proxy silently untrusted. */
+static gboolean
+apply_trusted_proxies(SgConfig *cfg, const char *value, GError **error)
+{
+    g_autoptr(GError) local = NULL;
+    SgTrustedProxies *tp = sg_trusted_proxies_parse(value, &local);
+
+    if (tp == NULL) {
+        g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE, local->message);
+        return FALSE;
+    }
+    sg_trusted_proxies_free(cfg->trusted_proxies);
+    cfg->trusted_proxies = tp;
+    return TRUE;
+}
+
+static gboolean
+apply_proxy_protocol(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_bool(value, &cfg->proxy_protocol, error);
 }
 
 /* Sources for CSP frame-ancestors: '*' (any page may frame the console, the
@@ -578,6 +602,13 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "frame_ancestors", "*",
       "pages that may show the console in a frame (CSP frame-ancestors): *, 'self', "
       "'none' or origins", apply_frame_ancestors },
+    { "server", "trusted_proxies", "",
+      "addresses and CIDR blocks of load balancers and proxies whose PROXY header, "
+      "X-Forwarded-For and X-Forwarded-Proto are believed; empty: nobody's",
+      apply_trusted_proxies },
+    { "server", "proxy_protocol", "false",
+      "every connection starts with a PROXY protocol header (v1 or v2) from a trusted "
+      "proxy; others are closed", apply_proxy_protocol },
     { "server", "handshake_timeout", "10",
       "seconds a new connection has for its TLS handshake, and then for its request "
       "headers", apply_handshake_timeout },
@@ -726,6 +757,7 @@ sg_config_free(SgConfig *cfg)
     g_free(cfg->pages_dir);
     g_strfreev(cfg->allowed_origins);
     g_free(cfg->frame_ancestors);
+    sg_trusted_proxies_free(cfg->trusted_proxies);
     g_free(cfg->port_file);
     g_free(cfg->cert);
     g_free(cfg->key);
@@ -1158,6 +1190,10 @@ sg_config_validate(const SgConfig *cfg, GError **error)
         g_ptr_array_add(problems, g_strdup("[tls] key is set but [tls] cert is not"));
     if (cfg->ssl_only && cfg->cert == NULL)
         g_ptr_array_add(problems, g_strdup("[tls] ssl_only needs [tls] cert (and key)"));
+    if (cfg->proxy_protocol && sg_trusted_proxies_count(cfg->trusted_proxies) == 0)
+        g_ptr_array_add(problems,
+                        g_strdup("[server] proxy_protocol needs [server] trusted_proxies: "
+                                 "the load balancers whose PROXY headers are believed"));
     if (g_str_equal(cfg->token_backend, "file") && cfg->token_file == NULL)
         g_ptr_array_add(problems,
                         g_strdup("[tokens] file is empty: the file backend needs a token file"));

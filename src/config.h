@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "client_addr.h"
 #include "log.h"
 #include "sg_types.h"
 
@@ -39,6 +40,8 @@ struct SgConfig {
     char *pages_dir;              /* our own pages; they win over web_dir */
     char **allowed_origins;       /* NULL-terminated hostnames, never NULL */
     char *frame_ancestors;        /* CSP frame-ancestors sources, space-separated; never NULL */
+    SgTrustedProxies *trusted_proxies; /* whose PROXY header and X-Forwarded-* count; never NULL */
+    bool proxy_protocol;          /* a PROXY header starts every connection */
     guint handshake_timeout_s;    /* TLS handshake, then the request's headers */
     guint connect_timeout_s;
     guint link_timeout_s;

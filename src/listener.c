@@ -24,6 +24,7 @@
 
 #include "acceptor.h"
 #include "admission.h"
+#include "client_addr.h"
 #include "compat.h"
 #include "config.h"
 #include "http_response.h"
@@ -65,6 +66,11 @@ struct SgListener {
     guint drain_timer;            /* drain_timeout, or the idle that ends an empty drain */
     int listen_fd;                /* not ours: main.c's or the workers' master's */
     SgAcceptor *acceptor;
+    /* The clients that PROXY headers named, one per connection that had
+     * one, each its connection's lws opaque user data; freed with the
+     * connection (LWS_CALLBACK_WSI_DESTROY) or the listener. */
+    GHashTable *proxied;
+    bool told_untrusted_forwarded; /* the hint about X-Forwarded-* is logged once */
 };
 
 /* Per-connection storage lws allocates for us. */
@@ -72,6 +78,40 @@ typedef struct {
     SgHttpFile file;              /* a static file being sent */
     SgSession *sess;
 } SgConnData;
+
+/* --- who the client is -------------------------------------------------------- */
+
+/* The one place that decides a request's client (client_addr.h): the
+ * connection's address (a PROXY header's source, else the TCP peer), and
+ * X-Forwarded-For and -Proto only when that address is a trusted proxy.
+ * The session records view->client, so the log, the hub, limits, metrics
+ * and /consoles all see the same address. */
+static void
+decide_client(SgListener *listener, struct lws *wsi, SgClientView *view)
+{
+    /* An HTTP/2 stream's connection is its network wsi's. */
+    const struct sockaddr_storage *conn = lws_get_opaque_user_data(lws_get_network_wsi(wsi));
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof(peer);
+    GPtrArray *xff = sg_request_fragments(wsi, WSI_TOKEN_X_FORWARDED_FOR);
+    g_autofree char *xfp = sg_request_custom_header(wsi, "x-forwarded-proto:");
+
+    if (conn == NULL) {
+        int fd = sg_lws_socket_fd(wsi);
+
+        if (fd >= 0 && getpeername(fd, (struct sockaddr *)&peer, &peer_len) == 0)
+            conn = &peer;
+    }
+    sg_client_decide(listener->cfg->trusted_proxies, conn, (const char *const *)xff->pdata,
+                     xfp, view);
+    sg_request_wipe_fragments(xff);
+    if (view->ignored_forwarded && !listener->told_untrusted_forwarded) {
+        listener->told_untrusted_forwarded = true;
+        g_message("ignored X-Forwarded-For/X-Forwarded-Proto from %s, which is not in "
+                  "[server] trusted_proxies; if it is your load balancer or proxy, list it "
+                  "there (said once)", view->client);
+    }
+}
 
 /* --- HTTP ------------------------------------------------------------------ */
 
@@ -95,9 +135,11 @@ serve_http(SgListener *listener, struct lws *wsi, SgConnData *conn, const char *
 
     sg_web_route(listener->web, &req, &answer);
     if (answer.bad_path) {
-        g_autofree char *peer = sg_request_peer(wsi);
+        SgClientView client;
 
-        g_debug("http 400 for %s: bad path", peer);
+        decide_client(listener, wsi, &client);
+        g_debug("http 400 for %s: bad path", client.client);
+        sg_client_view_clear(&client);
     }
     if (answer.file != NULL)
         ret = sg_http_respond_file(wsi, &conn->file, answer.file, answer.mime_type);
@@ -114,7 +156,7 @@ serve_http(SgListener *listener, struct lws *wsi, SgConnData *conn, const char *
  * lws would just hang up. Returns what LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
  * must return. */
 static int
-confirm_upgrade(struct lws *wsi, const char *upgrade)
+confirm_upgrade(SgListener *listener, struct lws *wsi, const char *upgrade)
 {
     g_autofree char *protocols = sg_request_header(wsi, WSI_TOKEN_PROTOCOL);
     g_autofree char *version = sg_request_header(wsi, WSI_TOKEN_VERSION);
@@ -130,9 +172,12 @@ confirm_upgrade(struct lws *wsi, const char *upgrade)
     if (why == NULL)
         return 0;
     {
-        g_autofree char *peer = sg_request_peer(wsi);
+        SgClientView client;
 
-        g_message("refused upgrade from %s: %.*s", peer, (int)strcspn(why, "\n"), why);
+        decide_client(listener, wsi, &client);
+        g_message("refused upgrade from %s: %.*s", client.client, (int)strcspn(why, "\n"),
+                  why);
+        sg_client_view_clear(&client);
     }
     return sg_http_send_text(wsi, HTTP_STATUS_BAD_REQUEST, why) < 0 ? -1 : 1;
 }
@@ -142,11 +187,10 @@ confirm_upgrade(struct lws *wsi, const char *upgrade)
 static void
 admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
 {
-    g_autofree char *peer = sg_request_peer(wsi);
+    g_auto(SgClientView) client = { 0 };
     g_autofree char *origin = sg_request_header(wsi, WSI_TOKEN_ORIGIN);
     g_autofree char *host = sg_request_header(wsi, WSI_TOKEN_HOST);
     g_autofree char *authority = sg_request_header(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
-    g_autofree char *proto = sg_request_custom_header(wsi, "x-forwarded-proto:");
     GPtrArray *args = sg_request_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS);
     char *cookie = sg_request_cookie(wsi);
     SgUpgradeRequest req = {
@@ -157,7 +201,7 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
         .origin = origin,
         .host = host,
         .authority = authority,
-        .forwarded_proto = proto,
+        .forwarded_proto = NULL,  /* below: believed only from a trusted proxy */
         .query_args = (const char *const *)args->pdata,
         .cookie = cookie,
     };
@@ -169,7 +213,9 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
     const char *detail = NULL;
     char *token;
 
-    conn->sess = sg_session_new(&listener->env, wsi, peer);
+    decide_client(listener, wsi, &client);
+    req.forwarded_proto = client.forwarded_proto;
+    conn->sess = sg_session_new(&listener->env, wsi, client.client);
     token = sg_admission_decide(&req, &policy, &refusal, &detail);
     /* Bearer secrets: not left lying around in freed memory
      * (explicit_bzero, unlike memset, is never optimised away). */
@@ -190,13 +236,28 @@ admit(SgListener *listener, struct lws *wsi, SgConnData *conn)
 /* A connection from the acceptor: lws serves it from here on, TLS
  * included, exactly as if its own listening socket had accepted it. */
 static void
-on_accepted(int fd, gpointer data)
+on_accepted(int fd, const struct sockaddr_storage *proxied_source, gpointer data)
 {
     SgListener *listener = data;
+    /* What lws_adopt_socket_vhost() does, with the PROXY header's client
+     * as the connection's opaque user data (decide_client() reads it). */
+    lws_adopt_desc_t desc = {
+        .vh = listener->vhost,
+        .type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL,
+        .fd.sockfd = fd,
+    };
 
+    if (proxied_source != NULL) {
+        desc.opaque = g_memdup2(proxied_source, sizeof(*proxied_source));
+        g_hash_table_add(listener->proxied, desc.opaque);
+    }
     /* On failure lws closes @fd itself. */
-    if (lws_adopt_socket_vhost(listener->vhost, fd) == NULL)
+    if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL) {
+        /* Whether lws destroyed a wsi on the way or not, it is gone. */
+        if (desc.opaque != NULL)
+            g_hash_table_remove(listener->proxied, desc.opaque);
         g_warning("cannot take on a new connection (out of memory?)");
+    }
 }
 
 /* Every session has gone, or the grace period is over. */
@@ -252,7 +313,7 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         break;
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return confirm_upgrade(wsi, (const char *)in);
+        return confirm_upgrade(listener, wsi, (const char *)in);
 
     case LWS_CALLBACK_ESTABLISHED:
         admit(listener, wsi, conn);
@@ -269,6 +330,12 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
     case LWS_CALLBACK_WSI_DESTROY:
         /* A descriptor is free: if accept() had run out, try again now. */
         sg_acceptor_resume(listener->acceptor);
+        /* The connection's own wsi (not an HTTP/2 stream of it) takes
+         * its PROXY header's client along. */
+        if (lws_get_network_wsi(wsi) == wsi && lws_get_opaque_user_data(wsi) != NULL) {
+            g_hash_table_remove(listener->proxied, lws_get_opaque_user_data(wsi));
+            lws_set_opaque_user_data(wsi, NULL);
+        }
         break;
 
     case LWS_CALLBACK_CLOSED:
@@ -342,6 +409,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
     listener->env.close_timeout_s = cfg->close_timeout_s;
     listener->hub = hub;
     listener->env.hub = hub;
+    listener->proxied = g_hash_table_new_full(NULL, NULL, g_free, NULL);
     if (cfg->pages_dir == NULL) {
         roots[0] = cfg->web_dir;
         roots[1] = NULL;
@@ -418,6 +486,11 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
      * instead of landing on the first one awake. */
     listener->acceptor = sg_acceptor_new(listen_fd, cfg->workers > 1 ? 1 : SG_ACCEPT_BATCH,
                                          on_accepted, listener);
+    /* The PROXY header comes first, before TLS: handshake_timeout covers
+     * it too. */
+    if (cfg->proxy_protocol)
+        sg_acceptor_expect_proxy(listener->acceptor, cfg->trusted_proxies,
+                                 cfg->handshake_timeout_s);
     return listener;
 }
 
@@ -527,5 +600,6 @@ sg_listener_free(SgListener *listener)
     sg_relay_release_shared();
     sg_pipe_pool_clear();
     g_clear_pointer(&listener->web, sg_web_free);
+    g_clear_pointer(&listener->proxied, g_hash_table_destroy);
     g_free(listener);
 }

@@ -630,10 +630,12 @@ class WsClient:
 
 
 def http_request(port, target, method="GET", host="127.0.0.1", headers=(), ssl_context=None,
-                 server_hostname=None, timeout=WAIT_S, host_header=None):
+                 server_hostname=None, timeout=WAIT_S, host_header=None, source=None):
     """One raw HTTP/1.1 request with Connection: close, the target sent
-    exactly as given (no normalisation). Returns (status, headers, body)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+    exactly as given (no normalisation), from the local address @source if
+    given. Returns (status, headers, body)."""
+    sock = socket.create_connection((host, port), timeout=timeout,
+                                    source_address=(source, 0) if source else None)
     try:
         if ssl_context is not None:
             sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Nova's verify_origin_proto: with [server] base_url set, the Origin's
-scheme (or X-Forwarded-Proto, which replaces it) must match the base URL's,
-ws counting as http and wss as https."""
+scheme (or X-Forwarded-Proto, which replaces it when it comes from a
+[server] trusted_proxies peer: here 127.0.0.1, the tests' own address) must
+match the base URL's, ws counting as http and wss as https. test_proxy.py
+has X-Forwarded-Proto from an untrusted peer."""
 
 from harness import CLOSE_ORIGIN, IntegTestCase, link_message, random_token
 
@@ -16,7 +18,8 @@ class OriginScheme(IntegTestCase):
         peer = self.echo_peer()
         self.sg = self.start_spicegate(
             tokens={self.token: "127.0.0.1:%d" % peer.port},
-            config="[server]\nbase_url = https://console.example:6082/spice_auto.html\n")
+            config="[server]\nbase_url = https://console.example:6082/spice_auto.html\n"
+                   "trusted_proxies = 127.0.0.1\n")
 
     def kw(self, origin, *extra):
         return dict(token=self.token, origin=origin, host_header=HOST, extra_headers=extra)

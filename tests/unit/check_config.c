@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* check_config.c - defaults, file parsing, errors that name file:line and
  * key, command-line overrides, and the key table against the docs. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,6 +318,41 @@ START_TEST(test_config_validate_cross_checks)
 }
 END_TEST
 
+/* [server] trusted_proxies is parsed at load, so that a typo stops the
+ * start with its line; proxy_protocol without it would refuse everyone. */
+START_TEST(test_config_trusted_proxies)
+{
+    g_autoptr(GError) error = NULL;
+    /* The other keys of [server] leave the list alone, in any order. */
+    g_autoptr(SgConfig) cfg = load("[server]\ntrusted_proxies = 10.0.0.0/8, ::1\n"
+                                   "proxy_protocol = true\nframe_ancestors = 'self'\n"
+                                   "allowed_origins = a.example\n", &error);
+    g_autoptr(SgConfig) bad = NULL;
+    g_autoptr(SgConfig) lonely = sg_config_new_default();
+    struct sockaddr_storage ss = { 0 };
+
+    ck_assert_msg(cfg != NULL, "%s", error ? error->message : "");
+    ck_assert(cfg->proxy_protocol);
+    ck_assert_uint_eq(sg_trusted_proxies_count(cfg->trusted_proxies), 2);
+    ss.ss_family = AF_INET;
+    ((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(0x0a010203);
+    ck_assert(sg_trusted_proxies_match(cfg->trusted_proxies, &ss));
+    ck_assert(sg_config_validate(cfg, &error));
+    /* The default trusts nobody. */
+    ck_assert_uint_eq(sg_trusted_proxies_count(lonely->trusted_proxies), 0);
+    ck_assert(!lonely->proxy_protocol);
+    bad = load("[server]\ntrusted_proxies = lb.example.org\n", &error);
+    ck_assert_ptr_null(bad);
+    ck_assert_msg(strstr(error->message, ":2: [server] trusted_proxies: 'lb.example.org' is not "
+                         "an IP address") != NULL, "%s", error->message);
+    g_clear_error(&error);
+    lonely->proxy_protocol = true;
+    ck_assert(!sg_config_validate(lonely, &error));
+    ck_assert_str_eq(error->message, "[server] proxy_protocol needs [server] trusted_proxies: "
+                                     "the load balancers whose PROXY headers are believed");
+}
+END_TEST
+
 /* Every cross-check that fails is reported, one per line, not only the
  * first. */
 START_TEST(test_config_validate_every_problem)
@@ -467,6 +504,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_later_value_wins);
     tcase_add_test(tc, test_config_limits);
     tcase_add_test(tc, test_config_every_key_is_documented);
+    tcase_add_test(tc, test_config_trusted_proxies);
     suite_add_tcase(s, tc);
     return s;
 }
