@@ -85,6 +85,7 @@ typedef struct {
     bool finishing;               /* finish() is answering the lookups */
     bool background;              /* only re-checks of live consoles' tokens wait on it:
                                    * token.c sums their failures up in one line a round */
+    GError *recheck_error;        /* when set, what re-checks get instead of the answer */
 } Pending;
 
 /* A warning about one lookup, or a debug line when only re-checks wait on
@@ -268,6 +269,7 @@ pending_free(Pending *p)
     sg_keystone_wait_cancel(p->ks_wait);
     sg_httpc_cancel(p->req);
     wipe_free(p->service_token);
+    g_clear_error(&p->recheck_error);
     g_ptr_array_unref(p->lookups);
     g_free(p->tag);
     wipe_free(p->token);
@@ -392,7 +394,10 @@ finish(Pending *p, const SgConsoleTarget *tgt, const GError *error)
         SgTokenLookup *lookup = g_ptr_array_steal_index(p->lookups, 0);
 
         sg_token_lookup_set_backend_data(lookup, NULL);
-        sg_token_lookup_complete(lookup, tgt, error);
+        if (p->recheck_error != NULL && sg_token_lookup_is_recheck(lookup))
+            sg_token_lookup_complete(lookup, NULL, p->recheck_error);
+        else
+            sg_token_lookup_complete(lookup, tgt, error);
     }
     pending_free(p);
     promote(nb);
@@ -468,6 +473,15 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
         /* Remembered briefly, so that one bad token (a browser retrying, or
          * someone guessing) does not ask Nova again and again. */
         remember(nb, p->token, NULL, nb->cfg->nova_negative_cache_s);
+        /* A re-check closes live consoles on a 404: only on Nova's own
+         * (its JSON "itemNotFound"), not on the bare 404 of a proxy or a
+         * wrong endpoint, which would otherwise close every console at
+         * once. A browser's lookup is refused either way. */
+        if (resp->body == NULL || strstr(resp->body, "\"itemNotFound\"") == NULL)
+            p->recheck_error = g_error_new_literal(SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNAVAILABLE,
+                                                   "Nova answered 404 without its "
+                                                   "\"itemNotFound\": is the compute "
+                                                   "endpoint right?");
         finish_error(p, SG_TOKEN_ERROR_UNKNOWN, "console token invalid or expired");
         return;
     case 401:

@@ -872,8 +872,10 @@ START_TEST(test_revalidate_one_request_per_token)
 }
 END_TEST
 
-/* Nova answers 500, then nothing within [nova] timeout: the consoles stay
- * (fail open), one warning a round says so, and no warning per token. */
+/* Nova answers 500, then nothing within [nova] timeout, then a bare 404
+ * that is not Nova's own (a proxy's, or a wrong endpoint's): the consoles
+ * stay (fail open), one warning a round says so, and no warning per
+ * token. */
 START_TEST(test_revalidate_fails_open)
 {
     Live a[3] = { 0 };
@@ -883,8 +885,10 @@ START_TEST(test_revalidate_fails_open)
     base = count_requests(LOOKUP_PREFIX);
     g_queue_push_tail(&nova_faults, stub_reply_new(500, NULL, "{}", -1));
     g_queue_push_tail(&nova_faults, stub_reply_raw(STUB_STALL, NULL, 0));
-    /* The 500's round, the silent one, then one answered again. */
-    stub_run_until(n_lookups_reached, GUINT_TO_POINTER(base + 3), 8000);
+    g_queue_push_tail(&nova_faults, stub_reply_new(404, NULL, "<html>Not Found</html>", -1));
+    /* The 500's round, the silent one, the bare 404's, then one answered
+     * again. */
+    stub_run_until(n_lookups_reached, GUINT_TO_POINTER(base + 4), 10000);
     drain_loop();
     for (guint i = 0; i < G_N_ELEMENTS(a); i++) {
         ck_assert_int_eq(a[i].revoked, 0);
@@ -897,6 +901,9 @@ START_TEST(test_revalidate_fails_open)
     ck_assert_msg(strstr(logged->str, "[warning] tokens: 1 of 1 re-check(s) of live consoles' "
                                       "tokens failed (first: Nova unreachable") != NULL,
                   "%s", logged->str);
+    ck_assert_msg(strstr(logged->str, "[warning] tokens: 1 of 1 re-check(s) of live consoles' "
+                                      "tokens failed (first: Nova answered 404 without its "
+                                      "\"itemNotFound\"") != NULL, "%s", logged->str);
     ck_assert_ptr_nonnull(strstr(logged->str, "stay open"));
     ck_assert_msg(strstr(logged->str, "[warning] nova:") == NULL, "%s", logged->str);
     close_lives(a, G_N_ELEMENTS(a));
