@@ -116,8 +116,9 @@ void sg_token_watch_cancel(SgTokenWatch *watch);
  * says it does not know (SG_TOKEN_ERROR_UNKNOWN) is revoked: all its
  * watches are told. Any other failure (backend down, slow, an error)
  * revokes nothing: live consoles stay up while the backend cannot say,
- * and one warning per round says how many could not be checked. A round
- * still running when the next is due delays it. For backends. */
+ * and one warning per round says how many could not be checked. When a
+ * round is still running as the next falls due, that next one is skipped.
+ * For backends. */
 void sg_token_backend_set_revalidate(SgTokenBackend *backend, guint interval_s,
                                      guint max_in_flight);
 /* Starts a round of re-checks now unless one is running (a backend whose
