@@ -3,8 +3,8 @@
  *
  * Each entry: the reason's name (SG_CLOSE_<name>), the close code sent to
  * the browser and the reason text sent with it, which the console page
- * shows and the log quotes. Two reasons may share a code (4403, 4408,
- * 4429): the page tells them apart by the reason text.
+ * shows and the log quotes. Two reasons may share a code (4403, 4404,
+ * 4408, 4429): the page tells them apart by the reason text.
  * `make check` (tests/docs.sh) holds the README's and spicegate(8)'s close
  * code tables, the integration tests' constants and the console page's
  * messages (web/spicegate-messages.js) to this list: add a code here and
@@ -24,6 +24,7 @@
     X(ORIGIN, 4403, "origin not allowed")                                        \
     X(TOKEN_REFUSED, 4403, "console token not usable here")                      \
     X(BAD_TOKEN, 4404, "console token invalid or expired")                       \
+    X(TOKEN_REVOKED, 4404, "console token revoked")                              \
     X(LINK_TIMEOUT, 4408, "timed out waiting for the SPICE link message")        \
     X(IDLE, 4408, "console idle for too long")                                   \
     X(SESSION_EXPIRED, 4410, "console session expired")                          \

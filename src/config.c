@@ -526,6 +526,12 @@ apply_nova_negative_cache_time(SgConfig *cfg, const char *value, GError **error)
 }
 
 static gboolean
+apply_nova_revalidate_interval(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 0, 86400, &cfg->nova_revalidate_s, error);
+}
+
+static gboolean
 apply_nova_max_lookups(SgConfig *cfg, const char *value, GError **error)
 {
     return parse_uint(value, 1, 1024, &cfg->nova_max_lookups, error);
@@ -695,6 +701,9 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "nova", "max_concurrent_lookups", "16",
       "distinct tokens asked about at once; the rest wait up to timeout",
       apply_nova_max_lookups },
+    { "nova", "revalidate_interval", "60",
+      "seconds between re-checks of live consoles' tokens with Nova; a token Nova no longer "
+      "knows closes its consoles (4404); 0: never", apply_nova_revalidate_interval },
     { "nova", "token_ttl", "600", "Nova's [consoleauth] token_ttl in seconds",
       apply_token_ttl },
     { "nova", "enforce_session_timeout", "false",

@@ -94,6 +94,7 @@ struct SgConfig {
     guint nova_cache_s;           /* 0: no reuse of answers */
     guint nova_negative_cache_s;  /* "unknown token" answers; 0: no reuse */
     guint nova_max_lookups;       /* distinct tokens asked about at once */
+    guint nova_revalidate_s;      /* live consoles' tokens re-checked this often; 0: never */
     guint token_ttl_s;
     bool enforce_session_timeout;
     /* Where the [nova] settings came from, for messages in the operator's

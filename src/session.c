@@ -23,6 +23,9 @@
  *    v
  *   free (lws CLOSED; also when the browser goes away in any state)
  *
+ * A token that its backend revokes once it has led somewhere (token.h's
+ * watches: Nova no longer knows it) goes to CLOSING from any state too.
+ *
  * The SPICE link message is checked as soon as the browser sends it, in
  * whatever state the session is (a bad one is refused at once), and waits
  * in the upload buffer; it goes to the SPICE server in LINKING, once the
@@ -87,6 +90,7 @@ struct SgSession {
     SgSpiceMainScan *scan;        /* main channel: looking for the session id */
     bool open_deferred;           /* the open line waits for the scan */
     SgTokenLookup *lookup;
+    SgTokenWatch *watch;          /* from the token's lookup until the end: revocation */
     SgUpstream *up;               /* while connecting; then the relay's back end */
     SgRelay *relay;               /* browser (front) <-> SPICE server (back) */
     SgEndpoint *ws;               /* the relay's front end: the browser's websocket */
@@ -191,6 +195,7 @@ static void
 stop_activities(SgSession *sess)
 {
     g_clear_pointer(&sess->lookup, sg_token_lookup_cancel);
+    g_clear_pointer(&sess->watch, sg_token_watch_cancel);
     g_clear_pointer(&sess->up, sg_upstream_free);
     g_clear_pointer(&sess->deadline, sg_timer_remove);
     g_clear_pointer(&sess->expiry_timer, sg_timer_remove);
@@ -439,6 +444,19 @@ on_session_expired(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* The token backend no longer knows our token (Nova deleted it, or the
+ * instance; [nova] revalidate_interval): like an expiry, the console is
+ * cut at once, in whatever state the session is. */
+static void
+on_token_revoked(SgTokenWatch *watch, const char *detail, gpointer data)
+{
+    SgSession *sess = data;
+
+    (void)watch;
+    sess->watch = NULL;           /* freed when we return */
+    close_with(sess, SG_CLOSE_TOKEN_REVOKED, detail);
+}
+
 /* --- connecting ------------------------------------------------------------ */
 
 static void
@@ -469,8 +487,8 @@ static void
 on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
 {
     SgSession *sess = data;
+    SgTokenLookup *lookup = g_steal_pointer(&sess->lookup);   /* freed after this callback */
 
-    sess->lookup = NULL;          /* the handle is freed after this callback */
     if (error != NULL) {
         SgCloseReason reason = SG_CLOSE_BAD_TOKEN;
 
@@ -481,6 +499,9 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
         close_with(sess, reason, error->message);
         return;
     }
+    /* From now until the session ends, the backend may tell us that the
+     * token was revoked. */
+    sess->watch = sg_token_lookup_watch(lookup, on_token_revoked, sess);
     sess->instance = g_strdup(tgt->instance_uuid);
     sess->target = (strchr(tgt->host, ':') != NULL)
                        ? g_strdup_printf("[%s]:%u", tgt->host, tgt->port)

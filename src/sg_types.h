@@ -16,6 +16,7 @@ typedef struct SgUpstream SgUpstream;
 typedef struct SgBuf SgBuf;
 typedef struct SgTokenBackend SgTokenBackend;
 typedef struct SgTokenLookup SgTokenLookup;
+typedef struct SgTokenWatch SgTokenWatch;
 typedef struct SgConsoleTarget SgConsoleTarget;
 typedef struct SgWeb SgWeb;
 typedef struct SgZone SgZone;

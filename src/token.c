@@ -22,6 +22,7 @@
 
 #include <glib.h>
 
+#include "log.h"
 #include "shared_zone.h"
 #include "token.h"
 
@@ -39,6 +40,7 @@ struct SgTokenLookup {
     bool in_start;                /* inside vtable->start(): answers must wait */
     bool deferred;                /* backend answered; only the idle is left */
     bool dispatching;             /* inside the callback: cancel() is a no-op */
+    bool recheck;                 /* a re-check of a watched token: not from a cache */
     SgConsoleTarget *tgt;         /* the deferred answer, one of these two */
     GError *error;
 };
@@ -225,6 +227,333 @@ sg_token_lookup_complete(SgTokenLookup *lookup, const SgConsoleTarget *tgt,
 }
 
 gboolean
+sg_token_lookup_is_recheck(const SgTokenLookup *lookup)
+{
+    return lookup->recheck;
+}
+
+/* --- watches and re-checks ------------------------------------------------- */
+
+typedef struct Watched Watched;
+
+struct SgTokenWatches {
+    SgTokenBackend *backend;      /* the owner */
+    GHashTable *by_token;         /* token -> Watched*; the record owns the key */
+    guint interval_s;             /* 0: no rounds */
+    guint max_in_flight;
+    guint timer_id;               /* the next round; 0 when none is due */
+    GQueue round;                 /* Watched* this round has yet to check */
+    guint in_flight;              /* re-checks asking now */
+    bool round_running;
+    /* This round so far, for its one summary line. */
+    guint round_checked;
+    guint round_failed;
+    guint round_revoked;
+    char *round_error;            /* the first failure's message */
+};
+
+struct Watched {
+    SgTokenWatches *ws;
+    char *token;                  /* secret: wiped before it is freed */
+    char *tag;                    /* sg_log_redact(token) */
+    GQueue watches;               /* SgTokenWatch*, oldest first */
+    SgTokenLookup *recheck;       /* in flight, or NULL */
+    GList round_link;             /* in ws->round while queued */
+    bool queued;
+    bool revoking;                /* revoke_watched() is telling the watches */
+};
+
+struct SgTokenWatch {
+    Watched *w;                   /* NULL once revoked, or when the backend went first */
+    SgTokenRevokedFunc func;
+    gpointer user_data;
+    GList link;                   /* in w->watches */
+    bool firing;                  /* inside func: cancel() is a no-op */
+};
+
+static void round_pump(SgTokenWatches *ws);
+
+static SgTokenWatches *
+watches_of(SgTokenBackend *backend)
+{
+    if (backend->watches == NULL) {
+        SgTokenWatches *ws = g_new0(SgTokenWatches, 1);
+
+        ws->backend = backend;
+        ws->by_token = g_hash_table_new(g_str_hash, g_str_equal);
+        g_queue_init(&ws->round);
+        backend->watches = ws;
+    }
+    return backend->watches;
+}
+
+/* Forgets @w: its re-check, its place in the round, its token. Its
+ * watches must have gone, or be detached by the caller. */
+static void
+watched_free(Watched *w)
+{
+    SgTokenWatches *ws = w->ws;
+    bool in_round = w->queued || w->recheck != NULL;
+
+    /* revoke_watched() took it out of the table already; a new record for the
+     * same token may be there by now. */
+    if (g_hash_table_lookup(ws->by_token, w->token) == w)
+        g_hash_table_remove(ws->by_token, w->token);
+    if (w->queued)
+        g_queue_unlink(&ws->round, &w->round_link);
+    if (w->recheck != NULL) {
+        g_clear_pointer(&w->recheck, sg_token_lookup_cancel);
+        ws->in_flight--;
+    }
+    g_free(w->tag);
+    wipe_free(w->token);
+    g_free(w);
+    /* Its slot goes to the next token of the round, or the round ends. */
+    if (in_round)
+        round_pump(ws);
+}
+
+SgTokenWatch *
+sg_token_lookup_watch(SgTokenLookup *lookup, SgTokenRevokedFunc func, gpointer user_data)
+{
+    SgTokenWatches *ws;
+    SgTokenWatch *watch;
+    Watched *w;
+
+    g_return_val_if_fail(lookup != NULL && lookup->dispatching, NULL);
+    g_return_val_if_fail(func != NULL, NULL);
+
+    ws = watches_of(lookup->backend);
+    w = g_hash_table_lookup(ws->by_token, lookup->token);
+    if (w == NULL) {
+        w = g_new0(Watched, 1);
+        w->ws = ws;
+        w->token = g_strdup(lookup->token);
+        w->tag = sg_log_redact(lookup->token);
+        g_queue_init(&w->watches);
+        w->round_link.data = w;
+        g_hash_table_insert(ws->by_token, w->token, w);
+    }
+    watch = g_new0(SgTokenWatch, 1);
+    watch->w = w;
+    watch->func = func;
+    watch->user_data = user_data;
+    watch->link.data = watch;
+    g_queue_push_tail_link(&w->watches, &watch->link);
+    return watch;
+}
+
+void
+sg_token_watch_cancel(SgTokenWatch *watch)
+{
+    Watched *w;
+
+    if (watch == NULL || watch->firing)
+        return;
+    w = watch->w;
+    if (w != NULL) {
+        g_queue_unlink(&w->watches, &watch->link);
+        /* The last session of the console is gone: nothing left to
+         * re-check, and the token need not stay in memory. */
+        if (g_queue_is_empty(&w->watches) && !w->revoking)
+            watched_free(w);
+    }
+    g_free(watch);
+}
+
+guint
+sg_token_backend_n_watched(const SgTokenBackend *backend)
+{
+    return backend->watches != NULL ? g_hash_table_size(backend->watches->by_token) : 0;
+}
+
+gboolean
+sg_token_backend_revalidating(const SgTokenBackend *backend)
+{
+    return backend->watches != NULL && backend->watches->round_running;
+}
+
+/* The backend no longer knows @w's token: every watch hears it, in the
+ * order they came, then the record goes. A callback may cancel other
+ * watches (of this token or any) and start lookups. */
+static void
+revoke_watched(Watched *w, const char *detail)
+{
+    SgTokenWatches *ws = w->ws;
+    GList *link;
+
+    g_message("tokens: %s revoked (%s): closing its %u live websocket(s)", w->tag, detail,
+              g_queue_get_length(&w->watches));
+    ws->round_revoked++;
+    w->revoking = true;
+    /* Watches made from now on (a lookup that a cache answered) are a new
+     * record's, which the next round checks. */
+    g_hash_table_remove(ws->by_token, w->token);
+    while ((link = g_queue_pop_head_link(&w->watches)) != NULL) {
+        SgTokenWatch *watch = link->data;
+
+        watch->w = NULL;
+        watch->firing = true;
+        watch->func(watch, detail, watch->user_data);
+        g_free(watch);
+    }
+    watched_free(w);
+}
+
+/* The round is over: one line says how it went, a warning when some
+ * token could not be checked. At most one a round, so at most one an
+ * interval, however many consoles are open. */
+static void
+round_end(SgTokenWatches *ws)
+{
+    const char *backend = ws->backend->vtable->name;
+
+    ws->round_running = false;
+    if (ws->round_failed > 0)
+        g_warning("tokens: %u of %u re-check(s) of live consoles' tokens failed (first: %s); "
+                  "their consoles stay open until %s can say (re-checks fail open)",
+                  ws->round_failed, ws->round_checked, ws->round_error, backend);
+    else
+        g_debug("tokens: %u live console token(s) re-checked with %s, %u revoked",
+                ws->round_checked, backend, ws->round_revoked);
+    g_clear_pointer(&ws->round_error, g_free);
+}
+
+static void
+on_recheck(const SgConsoleTarget *tgt, const GError *error, gpointer data)
+{
+    Watched *w = data;
+    SgTokenWatches *ws = w->ws;
+
+    (void)tgt;
+    w->recheck = NULL;            /* the handle is freed after this callback */
+    ws->in_flight--;
+    ws->round_checked++;
+    if (error != NULL && g_error_matches(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNKNOWN)) {
+        g_autofree char *detail = g_strdup_printf("%s no longer knows it",
+                                                  ws->backend->vtable->name);
+
+        revoke_watched(w, detail); /* frees w */
+    } else if (error != NULL) {
+        g_debug("tokens: re-check of %s failed, its consoles stay open: %s", w->tag,
+                error->message);
+        ws->round_failed++;
+        if (ws->round_error == NULL)
+            ws->round_error = g_strdup(error->message);
+    }
+    round_pump(ws);
+}
+
+/* Starts queued re-checks while fewer than max_in_flight are asking;
+ * ends the round when none is left. */
+static void
+round_pump(SgTokenWatches *ws)
+{
+    while (ws->in_flight < ws->max_in_flight && !g_queue_is_empty(&ws->round)) {
+        Watched *w = g_queue_pop_head_link(&ws->round)->data;
+        SgTokenLookup *lookup;
+
+        w->queued = false;
+        lookup = g_new0(SgTokenLookup, 1);
+        lookup->backend = ws->backend;
+        lookup->token = g_strdup(w->token);
+        lookup->callback = on_recheck;
+        lookup->user_data = w;
+        lookup->recheck = true;
+        w->recheck = lookup;
+        ws->in_flight++;
+        lookup->in_start = true;
+        ws->backend->vtable->start(ws->backend, lookup);
+        lookup->in_start = false;
+    }
+    if (ws->round_running && ws->in_flight == 0 && g_queue_is_empty(&ws->round))
+        round_end(ws);
+}
+
+static void
+round_start(SgTokenWatches *ws)
+{
+    GHashTableIter iter;
+    gpointer value;
+
+    if (ws->round_running) {
+        g_debug("tokens: re-checks of the last round still running; the next waits");
+        return;
+    }
+    ws->round_running = true;
+    ws->round_checked = ws->round_failed = ws->round_revoked = 0;
+    g_hash_table_iter_init(&iter, ws->by_token);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        Watched *w = value;
+
+        if (w->recheck == NULL && !w->queued) {
+            w->queued = true;
+            g_queue_push_tail_link(&ws->round, &w->round_link);
+        }
+    }
+    round_pump(ws);
+}
+
+static gboolean
+on_round_due(gpointer data)
+{
+    round_start(data);
+    return G_SOURCE_CONTINUE;
+}
+
+void
+sg_token_backend_set_revalidate(SgTokenBackend *backend, guint interval_s, guint max_in_flight)
+{
+    SgTokenWatches *ws = watches_of(backend);
+
+    ws->interval_s = interval_s;
+    ws->max_in_flight = MAX(max_in_flight, 1u);
+    g_clear_handle_id(&ws->timer_id, g_source_remove);
+    if (interval_s > 0)
+        ws->timer_id = g_timeout_add_seconds(interval_s, on_round_due, ws);
+}
+
+void
+sg_token_backend_revalidate_now(SgTokenBackend *backend)
+{
+    SgTokenWatches *ws = watches_of(backend);
+
+    if (ws->max_in_flight == 0)
+        ws->max_in_flight = 1;
+    round_start(ws);
+}
+
+/* The backend goes: re-checks are cancelled (while the backend can still
+ * be told), tokens wiped; a watch still held is detached, and its
+ * cancel() then only frees it. */
+static void
+watches_free(SgTokenWatches *ws)
+{
+    GHashTableIter iter;
+    gpointer value;
+
+    g_clear_handle_id(&ws->timer_id, g_source_remove);
+    g_hash_table_iter_init(&iter, ws->by_token);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        Watched *w = value;
+        GList *link;
+
+        while ((link = g_queue_pop_head_link(&w->watches)) != NULL)
+            ((SgTokenWatch *)link->data)->w = NULL;
+        g_hash_table_iter_steal(&iter);
+        if (w->queued)
+            g_queue_unlink(&ws->round, &w->round_link);
+        g_clear_pointer(&w->recheck, sg_token_lookup_cancel);
+        g_free(w->tag);
+        wipe_free(w->token);
+        g_free(w);
+    }
+    g_hash_table_unref(ws->by_token);
+    g_free(ws->round_error);
+    g_free(ws);
+}
+
+gboolean
 sg_token_backend_reload(SgTokenBackend *backend, GError **error)
 {
     g_return_val_if_fail(backend != NULL, FALSE);
@@ -238,5 +567,6 @@ sg_token_backend_free(SgTokenBackend *backend)
 {
     if (backend == NULL)
         return;
+    g_clear_pointer(&backend->watches, watches_free);
     backend->vtable->free(backend);
 }

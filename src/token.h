@@ -7,6 +7,13 @@
  * never after sg_token_lookup_cancel(). The static token file and Nova's
  * API are two implementations; admission and relay never know which one
  * they talk to.
+ *
+ * A live session also watches its token (sg_token_lookup_watch()): the
+ * backend may re-check the tokens of live consoles (Nova's [nova]
+ * revalidate_interval), one request per distinct token however many
+ * websockets share it, and tells every watch of a token that its backend
+ * no longer knows (revoked). The token itself stays here, never in the
+ * session, so that nothing that logs a session can log it.
  */
 #pragma once
 
@@ -59,9 +66,12 @@ typedef struct {
     void (*free)(SgTokenBackend *backend);
 } SgTokenBackendVtable;
 
-/* Every backend struct starts with this. */
+typedef struct SgTokenWatches SgTokenWatches;
+
+/* Every backend struct starts with this, zeroed. */
 struct SgTokenBackend {
     const SgTokenBackendVtable *vtable;
+    SgTokenWatches *watches;      /* token.c's: watched tokens, re-checks; NULL until used */
 };
 
 /* Starts a lookup of @token (copied). Returns a handle the caller owns until
@@ -82,6 +92,45 @@ void sg_token_lookup_set_backend_data(SgTokenLookup *lookup, gpointer data);
  * start(): it defers itself through an idle source) and frees the handle. */
 void sg_token_lookup_complete(SgTokenLookup *lookup, const SgConsoleTarget *tgt,
                               const GError *error);
+
+/* --- revocation of live consoles' tokens ------------------------------------ */
+
+/* Called once when the backend says @watch's token is no longer known
+ * (revoked: Nova deleted it, or the instance). The watch is freed when the
+ * callback returns: forget the handle; cancelling it from inside the
+ * callback is a no-op. @detail says who said so, for the log. */
+typedef void (*SgTokenRevokedFunc)(SgTokenWatch *watch, const char *detail, gpointer user_data);
+
+/* Only from inside @lookup's callback, when it brought a target: watches
+ * the lookup's token until sg_token_watch_cancel() or @func. The watch
+ * keeps no copy of the token of its own: every watch of a token shares one
+ * record, in the backend, wiped when the last watch goes. */
+SgTokenWatch *sg_token_lookup_watch(SgTokenLookup *lookup, SgTokenRevokedFunc func,
+                                    gpointer user_data);
+/* Stops watching; NULL is a no-op. */
+void sg_token_watch_cancel(SgTokenWatch *watch);
+
+/* Re-checks every watched token every @interval_s seconds (0: never), at
+ * most @max_in_flight at once, with lookups that a backend's answer cache
+ * must not answer (sg_token_lookup_is_recheck()). A token the backend
+ * says it does not know (SG_TOKEN_ERROR_UNKNOWN) is revoked: all its
+ * watches are told. Any other failure (backend down, slow, an error)
+ * revokes nothing: live consoles stay up while the backend cannot say,
+ * and one warning per round says how many could not be checked. When a
+ * round is still running as the next falls due, that next one is skipped.
+ * For backends. */
+void sg_token_backend_set_revalidate(SgTokenBackend *backend, guint interval_s,
+                                     guint max_in_flight);
+/* Starts a round of re-checks now unless one is running (a backend whose
+ * tokens just changed, e.g. on reload). */
+void sg_token_backend_revalidate_now(SgTokenBackend *backend);
+/* How many distinct tokens are watched. */
+guint sg_token_backend_n_watched(const SgTokenBackend *backend);
+/* TRUE while a round of re-checks runs. */
+gboolean sg_token_backend_revalidating(const SgTokenBackend *backend);
+/* TRUE for a re-check of a watched token: a backend answers it from the
+ * source, not from an answer it cached. */
+gboolean sg_token_lookup_is_recheck(const SgTokenLookup *lookup);
 
 gboolean sg_token_backend_reload(SgTokenBackend *backend, GError **error);
 void sg_token_backend_free(SgTokenBackend *backend);

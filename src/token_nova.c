@@ -84,7 +84,17 @@ typedef struct {
     bool asking;                  /* holds a lookup slot */
     bool retried;
     bool finishing;               /* finish() is answering the lookups */
+    bool background;              /* only re-checks of live consoles' tokens wait on it:
+                                   * token.c sums their failures up in one line a round */
+    GError *recheck_error;        /* when set, what re-checks get instead of the answer */
 } Pending;
+
+/* A warning about one lookup, or a debug line when only re-checks wait on
+ * it: with Nova down, one warning per live console per round would flood
+ * the log, and token.c says it once per round. */
+#define nova_warn(p, ...)                                                          \
+    g_log(G_LOG_DOMAIN, (p)->background ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_WARNING,  \
+          __VA_ARGS__)
 
 static void
 wipe_free(gpointer data)
@@ -260,6 +270,7 @@ pending_free(Pending *p)
     sg_keystone_wait_cancel(p->ks_wait);
     sg_httpc_cancel(p->req);
     wipe_free(p->service_token);
+    g_clear_error(&p->recheck_error);
     g_ptr_array_unref(p->lookups);
     g_free(p->tag);
     wipe_free(p->token);
@@ -384,7 +395,10 @@ finish(Pending *p, const SgConsoleTarget *tgt, const GError *error)
         SgTokenLookup *lookup = g_ptr_array_steal_index(p->lookups, 0);
 
         sg_token_lookup_set_backend_data(lookup, NULL);
-        sg_token_lookup_complete(lookup, tgt, error);
+        if (p->recheck_error != NULL && sg_token_lookup_is_recheck(lookup))
+            sg_token_lookup_complete(lookup, NULL, p->recheck_error);
+        else
+            sg_token_lookup_complete(lookup, tgt, error);
     }
     pending_free(p);
     promote(nb);
@@ -445,7 +459,7 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
     switch (resp->status) {
     case 200:
         if (!sg_token_nova_parse_reply(resp->body, resp->body_len, &tgt, &error)) {
-            g_warning("nova: %s: %s", p->tag, error->message);
+            nova_warn(p, "nova: %s: %s", p->tag, error->message);
             finish(p, NULL, error);
             return;
         }
@@ -461,6 +475,15 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
         /* Remembered briefly, so that one bad token (a browser retrying, or
          * someone guessing) does not ask Nova again and again. */
         remember(nb, p->token, NULL, nb->cfg->nova_negative_cache_s);
+        /* A re-check closes live consoles on a 404: only on Nova's own
+         * (its JSON "itemNotFound"), not on the bare 404 of a proxy or a
+         * wrong endpoint, which would otherwise close every console at
+         * once. A browser's lookup is refused either way. */
+        if (resp->body == NULL || strstr(resp->body, "\"itemNotFound\"") == NULL)
+            p->recheck_error = g_error_new_literal(SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNAVAILABLE,
+                                                   "Nova answered 404 without its "
+                                                   "\"itemNotFound\": is the compute "
+                                                   "endpoint right?");
         finish_error(p, SG_TOKEN_ERROR_UNKNOWN, "console token invalid or expired");
         return;
     case 401:
@@ -469,7 +492,7 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
          * keystonemiddleware refuses a stale service token with
          * {"error": ...}. Only the second is cured by logging in again. */
         if (resp->body != NULL && strstr(resp->body, "\"unauthorized\"") != NULL) {
-            g_warning("nova: Nova refuses console details at microversion %s (HTTP 401 "
+            nova_warn(p, "nova: Nova refuses console details at microversion %s (HTTP 401 "
                       "\"unauthorized\"): use 2.31 or later", nb->cfg->nova_api_version);
             finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova rejected the microversion");
             return;
@@ -481,29 +504,29 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
             ask_keystone(p);
             return;
         }
-        g_warning("nova: Nova refuses freshly issued service tokens (HTTP 401); check "
+        nova_warn(p, "nova: Nova refuses freshly issued service tokens (HTTP 401); check "
                   "[nova] api_version (2.31 or later) and Nova's keystone_authtoken");
         finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova refused the service token");
         return;
     case 403:
-        g_warning("nova: Nova answered 403 to os-console-auth-tokens: the [nova] service "
+        nova_warn(p, "nova: Nova answered 403 to os-console-auth-tokens: the [nova] service "
                   "user needs the admin role in its project (policy "
                   "os_compute_api:os-console-auth-tokens)");
         finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "service user not allowed to check tokens");
         return;
     case 400:
     case 406:
-        g_warning("nova: Nova answered %ld to os-console-auth-tokens with microversion %s: "
+        nova_warn(p, "nova: Nova answered %ld to os-console-auth-tokens with microversion %s: "
                   "check [nova] api_version against Nova's supported range",
                   resp->status, nb->cfg->nova_api_version);
         finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova rejected the microversion");
         return;
     case 0:
-        g_warning("nova: cannot reach Nova for %s: %s", p->tag, resp->error);
+        nova_warn(p, "nova: cannot reach Nova for %s: %s", p->tag, resp->error);
         finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova unreachable: %s", resp->error);
         return;
     default:
-        g_warning("nova: Nova answered HTTP %ld for %s", resp->status, p->tag);
+        nova_warn(p, "nova: Nova answered HTTP %ld for %s", resp->status, p->tag);
         finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova answered HTTP %ld", resp->status);
         return;
     }
@@ -566,7 +589,7 @@ on_deadline(gpointer data)
     if (!p->was_queued) {
         /* Worded like libcurl's own timeout, which this one usually beats
          * by a few milliseconds on a lookup's only request. */
-        g_warning("nova: cannot reach %s for %s: no answer within [nova] timeout = %u s",
+        nova_warn(p, "nova: cannot reach %s for %s: no answer within [nova] timeout = %u s",
                   service, p->tag, nb->cfg->nova_timeout_s);
         finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "%s unreachable: no answer in time", service);
         return G_SOURCE_REMOVE;
@@ -608,7 +631,10 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
         sg_token_lookup_complete(lookup, NULL, error);
         return;
     }
-    if (sg_nova_cache_get(nb->cache, token, g_get_monotonic_time(), &cached)) {
+    /* A re-check of a live console's token asks Nova itself: the cache
+     * would answer for Nova for up to cache_time. */
+    if (!sg_token_lookup_is_recheck(lookup) &&
+        sg_nova_cache_get(nb->cache, token, g_get_monotonic_time(), &cached)) {
         g_autoptr(GError) error = NULL;
 
         if (cached == NULL)
@@ -625,6 +651,7 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
         p->tag = sg_log_redact(token);
         p->lookups = g_ptr_array_new();
         p->qlink.data = p;
+        p->background = sg_token_lookup_is_recheck(lookup);
         g_hash_table_insert(nb->pending, p->token, p);
         p->deadline_id = g_timeout_add(nb->cfg->nova_timeout_s * 1000, on_deadline, p);
         if (nb->asking < nb->cfg->nova_max_lookups) {
@@ -641,6 +668,9 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
                     "%u queued", p->tag, nb->asking, nb->queue.length);
         }
     }
+    /* A browser waits on it now: its failures are worth a warning. */
+    if (!sg_token_lookup_is_recheck(lookup))
+        p->background = false;
     g_ptr_array_add(p->lookups, lookup);
     sg_token_lookup_set_backend_data(lookup, p);
 }
@@ -805,5 +835,9 @@ sg_token_nova_new(const SgConfig *cfg, GError **error)
     nb->first_use = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     g_queue_init(&nb->queue);
     nb->probe_wait = sg_keystone_get(nb->ks, on_probe_token, nb);
+    /* Re-checks take at most half the lookup slots, so that browsers
+     * opening consoles are not queued behind a round of them. */
+    sg_token_backend_set_revalidate(&nb->parent, cfg->nova_revalidate_s,
+                                    MAX(cfg->nova_max_lookups / 2, 1u));
     return &nb->parent;
 }

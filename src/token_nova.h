@@ -14,6 +14,9 @@
  * Nova's reply has no
  * expiry, so with enforce_session_timeout a session ends token_ttl seconds
  * after the token's first successful lookup here.
+ * Every [nova] revalidate_interval seconds the tokens of live consoles are
+ * asked about again (token.h's watches), past the cache, with at most half
+ * the lookup slots; a 404 then revokes the token, anything else keeps it.
  */
 #pragma once
 

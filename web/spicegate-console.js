@@ -246,6 +246,8 @@ function endingKey(close, error) {
             return '4429:address';
         if (close.code === 4429 && /this console/i.test(close.reason))
             return '4429:console';
+        if (close.code === 4404 && /revoked/i.test(close.reason))
+            return '4404:revoked';
         if (close.code === 1006 && !everConnected)
             return '1006.1';
         if (close.code in ENDINGS)

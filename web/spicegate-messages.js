@@ -118,6 +118,11 @@ export const ENDINGS = {
         text: 'Console links work for a short time only. Open the console again from the dashboard (the instance\'s Console tab) to get a new link.',
         action: 'none',
     },
+    '4404:revoked': {
+        title: 'This console is no longer available',
+        text: 'The cloud no longer knows this console: the virtual machine may have been deleted, or its console reset. Open the console again from the dashboard if the machine still exists.',
+        action: 'none',
+    },
     4408: {
         title: 'The console did not start in time',
         text: 'This page took too long to start the console. Try again.',

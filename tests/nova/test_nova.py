@@ -40,7 +40,8 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 import openstack_env  # noqa: E402
 from harness import (  # noqa: E402
-    CHANNEL_MAIN, CLOSE_BAD_TOKEN, CLOSE_ORIGIN, CLOSE_TOKEN_UNAVAILABLE, CLOSE_UNREACHABLE, KEEP,
+    CHANNEL_MAIN, CLOSE_BAD_TOKEN, CLOSE_ORIGIN, CLOSE_TOKEN_REVOKED, CLOSE_TOKEN_UNAVAILABLE,
+    CLOSE_UNREACHABLE, KEEP,
     LINK_ERR_OK, SPICE_MSG_MAIN_INIT, FakePeer, IntegTestCase, Qemu, Registry, SpiceClient,
     TcpStream, WsClosed, link_message, pick_port, poll_until, random_token, run_spicegate,
     spice_connect_main, token_tag,
@@ -797,6 +798,59 @@ region_name = {region}
         openstack_env.revoke(self.env_dir)
         self.refused(sg, token, CLOSE_BAD_TOKEN)
         self.assertEqual(self.lookups(token, status=404), 1)
+
+    def test_revoked_token_closes_live_console(self):
+        """Issue 14, point 7: with revalidate_interval = 2 (cache_time 5),
+        Nova deletes the instance's console tokens while a console is open
+        with two websockets (a main channel relaying, a second one linked):
+        both close with 4404 "console token revoked" within the interval
+        (plus slack), after one Nova request for the two."""
+        interval = 2
+        sg = self.start_nova_spicegate(revalidate_interval=interval)
+        token = self.mint()
+        client = self.connect_main(sg, token)
+        second = self.link(sg, token)
+        opened = self.lookups(token, status=200)
+        # A round passes: Nova asked again although the answer is cached,
+        # and the console is still up.
+        poll_until(lambda: self.lookups(token, status=200) > opened, "a re-check round",
+                   seconds=interval + 10, interval=0.2)
+        self.assert_relaying(client, "after a re-check round")
+
+        openstack_env.revoke(self.env_dir)
+        t0 = time.monotonic()
+        code, reason, _ = client.stream.wait_close(interval + 10)
+        elapsed = time.monotonic() - t0
+        self.assertEqual((code, reason), CLOSE_TOKEN_REVOKED, sg.log_tail())
+        self.assertLess(elapsed, interval + 3, "closed long after revalidate_interval")
+        code, reason, _ = second.stream.wait_close(5)
+        self.assertEqual((code, reason), CLOSE_TOKEN_REVOKED, sg.log_tail())
+        self.assertEqual(self.lookups(token, status=404), 1, "one re-check for both websockets")
+        sg.wait_log(r"tokens: %s revoked \(nova no longer knows it\): closing its 2 live "
+                    r"websocket\(s\)" % re.escape(token_tag(token)))
+        sg.wait_log(r"\[s:\d+\] (?:close|refused) .*%s.*reason=\"console token revoked\""
+                    % re.escape(token_tag(token)), count=2)
+        # A new websocket with the token is refused as any unknown token.
+        self.refused(sg, token, CLOSE_BAD_TOKEN)
+
+    def test_revalidation_fails_open_while_nova_paused(self):
+        """Nova paused (SIGSTOP), revalidate_interval = 1, timeout = 2: the
+        re-checks get no answer, the open console stays up and relays, and
+        the log says so once a round. Resumed, Nova answers again and a
+        deleted token then closes the console."""
+        sg = self.start_nova_spicegate(revalidate_interval=1, timeout=2)
+        token = self.mint()
+        client = self.connect_main(sg, token)
+        self.pause("nova")
+        sg.wait_log(r"tokens: 1 of 1 re-check\(s\) of live consoles' tokens failed \(first: "
+                    r"Nova unreachable.*stay open", seconds=20)
+        self.assert_relaying(client, "while Nova is paused")
+        self.assertNotRegex(sg.log(), r"WARNING: nova: cannot reach Nova for tok:",
+                            "a warning per token and round")
+        openstack_env.signal_service(self.env_dir, "nova", "CONT")
+        openstack_env.revoke(self.env_dir)
+        code, reason, _ = client.stream.wait_close(20)
+        self.assertEqual((code, reason), CLOSE_TOKEN_REVOKED, sg.log_tail())
 
     def test_novnc_token_relays(self):
         """Documented behaviour: os-console-auth-tokens at microversion

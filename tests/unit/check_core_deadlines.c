@@ -6,8 +6,9 @@
  * a request, or nothing); link_timeout with no link from the browser
  * (4408) and with a SPICE server that takes the link and never answers
  * (4504); idle_timeout (4408 "idle"; not while bytes move on any channel
- * of the console); a token's
- * lifetime ending mid-session (4410). The close
+ * of the console); a token's lifetime ending mid-session (4410); a live
+ * console's token revoked (4404 "revoked"; one re-check for its
+ * websockets; a failed re-check keeps them). The close
  * deadlines are in check_core_drain.c. Every wait has a deadline;
  * nothing sleeps. */
 #include <stdbool.h>
@@ -19,6 +20,7 @@
 
 #include "core_harness.h"
 #include "fake_spice.h"
+#include "token.h"
 #include "ws_client.h"
 
 #define DEADLINE_MS 5000
@@ -193,6 +195,61 @@ START_TEST(test_session_expires_4410)
 }
 END_TEST
 
+static gboolean
+round_over(gpointer data)
+{
+    (void)data;
+    return !sg_token_backend_revalidating(h->tokens);
+}
+
+/* Token revocation (token.h's watches; in the daemon, Nova's
+ * revalidate_interval starts the rounds): two websockets of one console
+ * cost one re-check a round; a re-check the backend cannot answer keeps
+ * them relaying; one that says the token is unknown closes both with 4404
+ * "console token revoked". */
+START_TEST(test_token_revoked_4404)
+{
+    g_autoptr(WsClient) a = NULL;
+    g_autoptr(WsClient) b = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    const HarnessClose *closed;
+
+    h = harness_start("harness.tokens", "script", NULL);
+    a = harness_open_console(h, NULL);
+    b = harness_open_console(h, NULL);
+    wsc_wait_received(a, link->len, DEADLINE_MS);
+    wsc_wait_received(b, link->len, DEADLINE_MS);
+    ck_assert_uint_eq(sg_token_backend_n_watched(h->tokens), 1);
+
+    h->recheck_fails = true;
+    h->recheck_error = SG_TOKEN_ERROR_UNAVAILABLE;
+    sg_token_backend_revalidate_now(h->tokens);
+    ck_assert(sg_token_backend_revalidating(h->tokens));
+    wsc_run_until(round_over, NULL, DEADLINE_MS);
+    /* Still relaying both ways, both of them. */
+    wsc_send_binary(a, link->data, link->len);
+    wsc_send_binary(b, link->data, link->len);
+    wsc_wait_received(a, 2 * link->len, DEADLINE_MS);
+    wsc_wait_received(b, 2 * link->len, DEADLINE_MS);
+    ck_assert_uint_eq(h->closed->len, 0);
+    ck_assert_uint_eq(h->rechecks, 1);
+
+    h->recheck_error = SG_TOKEN_ERROR_UNKNOWN;
+    sg_token_backend_revalidate_now(h->tokens);
+    harness_expect_close(a, 4404, "console token revoked");
+    harness_expect_close(b, 4404, "console token revoked");
+    ck_assert_uint_eq(h->rechecks, 2);
+    closed = harness_wait_closed(h, 2, DEADLINE_MS);
+    ck_assert_int_eq(closed->reason, SG_CLOSE_TOKEN_REVOKED);
+    ck_assert_int_eq(((HarnessClose *)g_ptr_array_index(h->closed, 0))->reason,
+                     SG_CLOSE_TOKEN_REVOKED);
+    ck_assert_ptr_nonnull(closed->detail);
+    ck_assert_ptr_nonnull(strstr(closed->detail, "script no longer knows it"));
+    ck_assert_uint_eq(sg_token_backend_n_watched(h->tokens), 0);
+    wsc_run_until(harness_peer_saw_close, h->peer, DEADLINE_MS);
+}
+END_TEST
+
 static Suite *
 core_deadlines_suite(void)
 {
@@ -209,6 +266,7 @@ core_deadlines_suite(void)
     tcase_add_test(deadlines, test_idle_timeout_not_while_busy);
     tcase_add_test(deadlines, test_idle_timeout_is_the_consoles);
     tcase_add_test(deadlines, test_session_expires_4410);
+    tcase_add_test(deadlines, test_token_revoked_4404);
     suite_add_tcase(s, deadlines);
     return s;
 }

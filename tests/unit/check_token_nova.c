@@ -7,8 +7,11 @@
  * token, the positive and negative caches, a stale service token renewed
  * once, each error status and bad reply mapped to its error, the deadline
  * (alone and while queued for a lookup slot), the queue, cancel and free
- * with lookups in flight, session expiry from the first use, and the
- * start-up check of Nova's microversions. Every wait has a deadline. */
+ * with lookups in flight, session expiry from the first use, the
+ * start-up check of Nova's microversions, and the re-checks of live
+ * consoles' tokens (revalidate_interval: one request per token past the
+ * cache, 404 revokes every watch of the token, 5xx and silence revoke
+ * nothing). Every wait has a deadline. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,7 @@ static guint logins;
 static GQueue login_faults = G_QUEUE_INIT;   /* StubReply*, for the next logins */
 static GQueue nova_faults = G_QUEUE_INIT;    /* StubReply*, for the next lookups */
 static const char *version_doc;              /* NULL: HTTP 500 */
+static const char *deleted_token;            /* Nova answers 404 for it; NULL: none */
 static StubAction version_action;             /* STUB_ANSWER: version_doc */
 
 static const char good_console[] =
@@ -73,7 +77,9 @@ openstack(StubHttp *s, const StubRequest *req, gpointer data)
     if (g_str_has_prefix(req->path, LOOKUP_PREFIX)) {
         if (!g_queue_is_empty(&nova_faults))
             return g_queue_pop_head(&nova_faults);
-        if (g_str_has_prefix(req->path, LOOKUP_PREFIX "unknown"))
+        if (g_str_has_prefix(req->path, LOOKUP_PREFIX "unknown") ||
+            (deleted_token != NULL && g_str_equal(req->path + strlen(LOOKUP_PREFIX),
+                                                  deleted_token)))
             return stub_reply_new(404, NULL, "{\"itemNotFound\": {\"code\": 404}}", -1);
         return stub_reply_new(200, "Content-Type: application/json\r\n", good_console, -1);
     }
@@ -86,6 +92,8 @@ log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpoint
     (void)data;
     for (gsize i = 0; i < n_fields; i++) {
         if (g_str_equal(fields[i].key, "MESSAGE")) {
+            if (level & G_LOG_LEVEL_WARNING)
+                g_string_append(logged, "[warning] ");
             g_string_append_len(logged, fields[i].value,
                                 fields[i].length < 0 ? (gssize)strlen(fields[i].value)
                                                      : fields[i].length);
@@ -148,6 +156,7 @@ setup(void)
 {
     logged = g_string_new(NULL);
     logins = 0;
+    deleted_token = NULL;
     version_action = STUB_ANSWER;
     version_doc = "{\"version\": {\"id\": \"v2.1\", \"version\": \"2.93\", "
                   "\"min_version\": \"2.1\"}}";
@@ -737,6 +746,232 @@ START_TEST(test_console_extras)
 }
 END_TEST
 
+/* --- re-checks of live consoles' tokens ------------------------------------------ */
+
+/* A live session, as far as its token goes: its lookup, then its watch. */
+typedef struct {
+    SgTokenLookup *lookup;
+    SgTokenWatch *watch;
+    Got got;
+    int revoked;
+    char *detail;
+} Live;
+
+static void
+on_revoked(SgTokenWatch *watch, const char *detail, gpointer data)
+{
+    Live *l = data;
+
+    ck_assert_ptr_eq(watch, l->watch);
+    l->watch = NULL;
+    l->revoked++;
+    g_free(l->detail);
+    l->detail = g_strdup(detail);
+}
+
+static void
+on_live(const SgConsoleTarget *tgt, const GError *error, gpointer data)
+{
+    Live *l = data;
+
+    on_got(tgt, error, &l->got);
+    if (tgt != NULL)
+        l->watch = sg_token_lookup_watch(l->lookup, on_revoked, l);
+    l->lookup = NULL;
+}
+
+typedef struct {
+    Live *l;
+    guint n;
+} Lives;
+
+static gboolean
+lives_answered(gpointer data)
+{
+    Lives *ls = data;
+
+    for (guint i = 0; i < ls->n; i++)
+        if (ls->l[i].got.calls == 0)
+            return FALSE;
+    return TRUE;
+}
+
+static gboolean
+lives_revoked(gpointer data)
+{
+    Lives *ls = data;
+
+    for (guint i = 0; i < ls->n; i++)
+        if (ls->l[i].revoked == 0)
+            return FALSE;
+    return TRUE;
+}
+
+/* @n sessions of @token, all asking at once (one request), all watching. */
+static void
+open_lives(Live *l, guint n, const char *token)
+{
+    Lives ls = { l, n };
+
+    for (guint i = 0; i < n; i++)
+        l[i].lookup = sg_token_lookup(backend, token, on_live, &l[i]);
+    stub_run_until(lives_answered, &ls, DEADLINE_MS);
+    for (guint i = 0; i < n; i++) {
+        ck_assert_ptr_null(l[i].got.error);
+        ck_assert_ptr_nonnull(l[i].watch);
+    }
+}
+
+static void
+close_lives(Live *l, guint n)
+{
+    for (guint i = 0; i < n; i++) {
+        g_clear_pointer(&l[i].watch, sg_token_watch_cancel);
+        got_clear(&l[i].got);
+        g_clear_pointer(&l[i].detail, g_free);
+    }
+}
+
+static void
+setup_revalidate(void)
+{
+    setup();
+    start_backend("revalidate_interval = 1\n");
+}
+
+/* Rounds only when the test says (sg_token_backend_revalidate_now()). */
+static void
+setup_revalidate_by_hand(void)
+{
+    setup();
+    start_backend("revalidate_interval = 3600\n");
+}
+
+static gboolean
+round_done(gpointer data)
+{
+    return strstr(logged->str, data) != NULL;
+}
+
+/* Four websockets of one console and two of another: one request per
+ * token a round, past the answer cache (cache_time is 5 s, a round 1 s).
+ * Nova deletes the first token: all four of its watches hear it, once,
+ * the other console's do not, and a browser asking again is refused from
+ * the negative cache. */
+START_TEST(test_revalidate_one_request_per_token)
+{
+    Live a[4] = { 0 };
+    Live b[2] = { 0 };
+    Lives la = { a, G_N_ELEMENTS(a) };
+    Got g = { 0 };
+    guint base;
+
+    open_lives(a, G_N_ELEMENTS(a), "tok-live");
+    open_lives(b, G_N_ELEMENTS(b), "tok-other");
+    base = count_requests(LOOKUP_PREFIX);
+    ck_assert_uint_eq(base, 2);
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 2);
+
+    /* A round: one request for each token. */
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(round_done, (gpointer) "2 live console token(s) re-checked with nova, 0 revoked",
+                   DEADLINE_MS);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX), base + 2);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX "tok-live"), 2);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX "tok-other"), 2);
+
+    deleted_token = "tok-live";
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(lives_revoked, &la, DEADLINE_MS);
+    /* The round that found it: one request for the four. */
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX "tok-live"), 3);
+    for (guint i = 0; i < G_N_ELEMENTS(a); i++) {
+        ck_assert_int_eq(a[i].revoked, 1);
+        ck_assert_ptr_null(a[i].watch);
+        ck_assert_str_eq(a[i].detail, "nova no longer knows it");
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(b); i++)
+        ck_assert_int_eq(b[i].revoked, 0);
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 1);
+    ck_assert_ptr_nonnull(strstr(logged->str, "revoked (nova no longer knows it): closing its "
+                                              "4 live websocket(s)"));
+
+    lookup("tok-live", &g);
+    ck_assert_int_eq(g.error->code, SG_TOKEN_ERROR_UNKNOWN);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX "tok-live"), 3);
+    got_clear(&g);
+    close_lives(a, G_N_ELEMENTS(a));
+    close_lives(b, G_N_ELEMENTS(b));
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 0);
+}
+END_TEST
+
+/* Nova answers 500, then nothing within [nova] timeout, then a bare 404
+ * that is not Nova's own (a proxy's, or a wrong endpoint's): the consoles
+ * stay (fail open), one warning a round says so, and no warning per
+ * token. */
+START_TEST(test_revalidate_fails_open)
+{
+    Live a[3] = { 0 };
+    guint base;
+
+    open_lives(a, G_N_ELEMENTS(a), "tok-live");
+    base = count_requests(LOOKUP_PREFIX);
+    g_queue_push_tail(&nova_faults, stub_reply_new(500, NULL, "{}", -1));
+    g_queue_push_tail(&nova_faults, stub_reply_raw(STUB_STALL, NULL, 0));
+    g_queue_push_tail(&nova_faults, stub_reply_new(404, NULL, "<html>Not Found</html>", -1));
+    /* The 500's round, the silent one, the bare 404's, then one answered
+     * again. */
+    stub_run_until(n_lookups_reached, GUINT_TO_POINTER(base + 4), 10000);
+    drain_loop();
+    for (guint i = 0; i < G_N_ELEMENTS(a); i++) {
+        ck_assert_int_eq(a[i].revoked, 0);
+        ck_assert_ptr_nonnull(a[i].watch);
+    }
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 1);
+    ck_assert_msg(strstr(logged->str, "[warning] tokens: 1 of 1 re-check(s) of live consoles' "
+                                      "tokens failed (first: Nova answered HTTP 500)") != NULL,
+                  "%s", logged->str);
+    ck_assert_msg(strstr(logged->str, "[warning] tokens: 1 of 1 re-check(s) of live consoles' "
+                                      "tokens failed (first: Nova unreachable") != NULL,
+                  "%s", logged->str);
+    ck_assert_msg(strstr(logged->str, "[warning] tokens: 1 of 1 re-check(s) of live consoles' "
+                                      "tokens failed (first: Nova answered 404 without its "
+                                      "\"itemNotFound\"") != NULL, "%s", logged->str);
+    ck_assert_ptr_nonnull(strstr(logged->str, "stay open"));
+    ck_assert_msg(strstr(logged->str, "[warning] nova:") == NULL, "%s", logged->str);
+    close_lives(a, G_N_ELEMENTS(a));
+}
+END_TEST
+
+/* The last session of a console goes while its re-check waits on a silent
+ * Nova: the request is dropped, the token forgotten, and the next round
+ * still runs for a console opened since. */
+START_TEST(test_revalidate_last_session_leaves)
+{
+    Live a[2] = { 0 };
+    Live c[1] = { 0 };
+    guint base;
+    guint closed = stub_http_n_client_closed(stub);
+
+    open_lives(a, G_N_ELEMENTS(a), "tok-live");
+    base = count_requests(LOOKUP_PREFIX);
+    g_queue_push_tail(&nova_faults, stub_reply_raw(STUB_STALL, NULL, 0));
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(n_lookups_reached, GUINT_TO_POINTER(base + 1), DEADLINE_MS);
+    close_lives(a, G_N_ELEMENTS(a));
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 0);
+    stub_run_until(n_closed_reached, GUINT_TO_POINTER(closed + 1), DEADLINE_MS);
+
+    /* The round ended with the request dropped: the next one runs. */
+    open_lives(c, G_N_ELEMENTS(c), "tok-next");
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(n_lookups_reached, GUINT_TO_POINTER(base + 3), DEADLINE_MS);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX "tok-next"), 2);
+    close_lives(c, G_N_ELEMENTS(c));
+}
+END_TEST
+
 static Suite *
 token_nova_suite(void)
 {
@@ -769,6 +1004,19 @@ token_nova_suite(void)
     tcase_set_timeout(t, 20);
     tcase_add_checked_fixture(t, setup_one_slot, teardown);
     tcase_add_test(t, test_queue);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("revalidate");
+    tcase_set_timeout(t, 20);
+    tcase_add_checked_fixture(t, setup_revalidate, teardown);
+    tcase_add_test(t, test_revalidate_fails_open);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("revalidate_by_hand");
+    tcase_set_timeout(t, 20);
+    tcase_add_checked_fixture(t, setup_revalidate_by_hand, teardown);
+    tcase_add_test(t, test_revalidate_one_request_per_token);
+    tcase_add_test(t, test_revalidate_last_session_leaves);
     suite_add_tcase(s, t);
 
     t = tcase_create("version");

@@ -92,7 +92,11 @@ refused_port(void)
  *   expired        the fake peer, its lifetime over already
  *   expiring       the fake peer, for HARNESS_EXPIRING_MS more
  *   slow           never answered (AUTHORISING until the session ends)
- *   anything else  SG_TOKEN_ERROR_UNKNOWN */
+ *   anything else  SG_TOKEN_ERROR_UNKNOWN
+ *
+ * A re-check of a live console's token (token.h's watches) is counted in
+ * h->rechecks and answered with h->recheck_error when h->recheck_fails,
+ * else as above. */
 typedef struct {
     SgTokenBackend parent;
     Harness *h;
@@ -107,6 +111,15 @@ script_start(SgTokenBackend *backend, SgTokenLookup *lookup)
     g_autoptr(SgConsoleTarget) tgt = NULL;
     g_autoptr(GError) error = NULL;
 
+    if (sg_token_lookup_is_recheck(lookup)) {
+        st->h->rechecks++;
+        if (st->h->recheck_fails) {
+            error = g_error_new_literal(SG_TOKEN_ERROR, st->h->recheck_error,
+                                        "the test's re-check answer");
+            sg_token_lookup_complete(lookup, NULL, error);
+            return;
+        }
+    }
     if (g_str_equal(token, "slow")) {
         st->h->lookups_pending++;
         return;

@@ -64,6 +64,9 @@ typedef struct {
     bool script_tokens;           /* the scripted token backend */
     guint lookups_pending;        /* its lookups not answered */
     guint lookups_cancelled;      /* and cancelled */
+    guint rechecks;               /* its re-checks of live consoles' tokens */
+    bool recheck_fails;           /* answer them with recheck_error, */
+    int recheck_error;            /* an SgTokenError; else as any lookup */
 } Harness;
 
 /* Starts spicegate with the defaults, then each "group.key", "value" pair
