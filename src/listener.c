@@ -33,6 +33,7 @@
 #include "log.h"
 #include "relay.h"
 #include "request.h"
+#include "server_cert.h"
 #include "session.h"
 #include "splice_pipe.h"
 #include "token.h"
@@ -62,6 +63,7 @@ struct SgListener {
     guint shutdown_timer;
     int listen_fd;                /* not ours: main.c's or the workers' master's */
     SgAcceptor *acceptor;
+    SgServerCert *cert;           /* with TLS: what new handshakes get (SIGHUP) */
 };
 
 /* Per-connection storage lws allocates for us. */
@@ -249,6 +251,13 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         sg_acceptor_resume(listener->acceptor);
         break;
 
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        /* Creating the vhost: @user is its server SSL_CTX, which a
+         * reload gives new certificates (server_cert.c). */
+        if (listener != NULL && listener->cert != NULL)
+            sg_server_cert_attach(listener->cert, user);
+        return 0;
+
     case LWS_CALLBACK_CLOSED:
         if (conn->sess != NULL) {
             /* The session leaves the hub as it goes. */
@@ -360,6 +369,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
         if (!cfg->ssl_only)
             info.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
                             LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
+        listener->cert = sg_server_cert_new(cfg);
         info.ssl_cert_filepath = cfg->cert;
         info.ssl_private_key_filepath = cfg->key ? cfg->key : cfg->cert;
         info.ssl_cipher_list = cfg->ciphers;
@@ -390,6 +400,16 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
     listener->acceptor = sg_acceptor_new(listen_fd, cfg->workers > 1 ? 1 : SG_ACCEPT_BATCH,
                                          on_accepted, listener);
     return listener;
+}
+
+SgServerCertResult
+sg_listener_reload_cert(SgListener *listener, char **summary)
+{
+    if (listener == NULL || listener->cert == NULL) {
+        *summary = NULL;
+        return SG_SERVER_CERT_UNCHANGED;
+    }
+    return sg_server_cert_reload(listener->cert, summary);
 }
 
 guint
@@ -449,6 +469,8 @@ sg_listener_free(SgListener *listener)
      * goes too, so nothing of ours outlives the listener. */
     sg_relay_release_shared();
     sg_pipe_pool_clear();
+    /* After the context: its SSL_CTX calls back into this. */
+    g_clear_pointer(&listener->cert, sg_server_cert_free);
     g_clear_pointer(&listener->web, sg_web_free);
     g_free(listener);
 }

@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include "server_cert.h"
 #include "sg_types.h"
 
 /* Serves the connections it accepts from @listen_fd, a listening socket
@@ -18,6 +19,12 @@
  * start, e.g. TLS material cannot be loaded. */
 SgListener *sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens,
                             SgHub *hub, int listen_fd, GError **error);
+
+/* SIGHUP: with TLS, reads [tls] cert and key again for new handshakes
+ * (server_cert.h), logs the outcome and sets @summary (one line, newly
+ * allocated) for STATUS=; without TLS sets @summary to NULL. Open
+ * connections keep their certificate. */
+SgServerCertResult sg_listener_reload_cert(SgListener *listener, char **summary);
 
 /* The port actually bound (useful with port 0). */
 guint sg_listener_get_port(const SgListener *listener);

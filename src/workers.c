@@ -77,6 +77,15 @@ typedef struct {
     sigset_t old_mask;
 } SgMaster;
 
+/* sg_workers_set_reload_note()'s; the master's only. */
+static SgWorkersReloadNote reload_note;
+
+void
+sg_workers_set_reload_note(SgWorkersReloadNote note)
+{
+    reload_note = note;
+}
+
 void
 sg_notify_systemd(const char *state)
 {
@@ -315,10 +324,13 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
         stop_workers(m, SIGHUP);
         {
             /* The workers reload on their own; worker 0 logs the result
-             * (they all read the same files). */
+             * (they all read the same files). What the master can check
+             * itself (the certificate files) it adds. */
+            g_autofree char *note = reload_note != NULL ? reload_note(m->data) : NULL;
             g_autofree char *state =
                 g_strdup_printf("READY=1\nSTATUS=reload passed to %u worker(s); see the "
-                                "log for its result", count_running(m));
+                                "log for its result%s%s", count_running(m),
+                                note != NULL ? "; " : "", note != NULL ? note : "");
 
             sg_notify_systemd(state);
         }
