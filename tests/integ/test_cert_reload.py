@@ -19,9 +19,10 @@ import struct
 import subprocess
 import tempfile
 
+import test_hostile_apis as hostile
 from harness import (
-    CHANNEL_MAIN, KEEP, WAIT_S, Deadline, IntegTestCase, WsClient, children, link_message,
-    pattern, poll_until, random_token,
+    CHANNEL_MAIN, KEEP, WAIT_S, Deadline, IntegTestCase, WsClient, WsClosed, children,
+    link_message, pattern, poll_until, random_token,
 )
 
 
@@ -455,3 +456,76 @@ class CertReloadNotify(IntegTestCase):
                                   env=dict(os.environ, NOTIFY_SOCKET=self.notify_path))
         self.assertEqual(self.recv_state(), {"READY": "1"})
         self.assertEqual(self.reload_status(sg), "reloaded: 1 console token(s)")
+
+
+class NovaCaFile(hostile.HostileApiCase):
+    """[nova] cafile is the one CA file spicegate's settings name ([tls]
+    names none: no client certificates are asked for). Every new
+    connection to Keystone and Nova reads it (Debian's libcurl has a CA
+    path, so it never reuses a cached CA store), so a renewed bundle needs
+    neither a reload nor a restart. Keystone and Nova are the fault injectors of
+    test_hostile_apis.py, here over TLS, with no fault injected; each
+    lookup is a new connection (they answer with Connection: close)."""
+
+    def setUp(self):
+        super().setUp()
+        self.certdir = os.path.join(self.tmp, "certs")
+        os.makedirs(self.certdir)
+        self.first = make_pair(self.certdir, "first-api", "rsa")
+        self.second = make_pair(self.certdir, "second-api", "ec")
+        self.cafile = os.path.join(self.tmp, "ca.pem")
+        put(self.cafile, read(self.first[0]))
+        self.server_ctx = None
+        self.serve_with(self.first)
+        self.keystone.nova_url = "https://127.0.0.1:%d/v2.1" % self.nova.port
+        for api in (self.keystone, self.nova):
+            api.peer.handler = self.tls_handler(api)
+
+    def serve_with(self, pair):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pair[0], pair[1])
+        self.server_ctx = ctx
+
+    def tls_handler(self, api):
+        def handler(conn):
+            try:
+                conn.sock = self.server_ctx.wrap_socket(conn.sock, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.eof.set()      # spicegate did not trust us: no request
+                return
+            api._handle(conn)
+        return handler
+
+    def config(self):
+        return super().config().replace("auth_url = http://", "auth_url = https://") + \
+            "cafile = %s\n" % self.cafile
+
+    def lookup_relays(self, sg):
+        """A new console: True when it relays, False when spicegate could
+        not ask Nova (4503)."""
+        ws = sg.ws(token=self.good_token())
+        msg = link_message(CHANNEL_MAIN)
+        ws.send_binary(msg)
+        try:
+            return ws.recv_exact(len(msg)) == msg
+        except WsClosed as e:
+            self.assertEqual((e.code, e.reason), hostile.CLOSE_TOKEN_UNAVAILABLE,
+                             sg.log_tail())
+            return False
+
+    def test_renewed_bundle_used_by_new_connections(self):
+        sg = self.start_nova_spicegate()
+        self.assertTrue(self.lookup_relays(sg), sg.log_tail())
+        # Nova moves to a certificate of another CA: refused with the
+        # bundle as it is.
+        self.serve_with(self.second)
+        self.assertFalse(self.lookup_relays(sg), "a CA not in [nova] cafile was trusted")
+        sg.wait_log(r"cannot reach Nova for tok:[0-9a-f]{8}: .*(certificate|SSL)")
+        # The bundle is renewed: the next new connection trusts it, with no
+        # reload at all.
+        put(self.cafile, read(self.second[0]))
+        self.assertTrue(self.lookup_relays(sg), "the renewed bundle was not read" +
+                        sg.log_tail())
+        # And the old CA is no longer trusted.
+        self.serve_with(self.first)
+        self.assertFalse(self.lookup_relays(sg), "a CA no longer in [nova] cafile trusted")
