@@ -274,6 +274,18 @@ sg_server_cert_attach(SgServerCert *sc, void *ssl_ctx)
     sc->in_use_fingerprint = cert != NULL ? fingerprint_of(cert) : g_strdup("");
     sc->in_use = cert != NULL ? describe(cert, sc->in_use_fingerprint)
                               : g_strdup("(none)");
+    /* At start the certificate is all there is: served, but said. */
+    if (cert != NULL && X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+        g_autofree char *when = time_text(X509_get0_notAfter(cert));
+
+        sg_warning_once("TLS: [tls] cert %s expired on %s, and browsers refuse it: renew it, "
+                        "then reload", sc->cfg->cert, when);
+    } else if (cert != NULL && X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+        g_autofree char *when = time_text(X509_get0_notBefore(cert));
+
+        sg_warning_once("TLS: [tls] cert %s is not valid before %s, and browsers refuse it "
+                        "until then", sc->cfg->cert, when);
+    }
     SSL_CTX_set_cert_cb(sc->ssl_ctx, on_certificate, sc);
 }
 

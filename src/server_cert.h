@@ -30,7 +30,9 @@ typedef enum {
 SgServerCert *sg_server_cert_new(const SgConfig *cfg);
 
 /* lws' server SSL_CTX (LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS):
- * notes the certificate lws loaded and installs the certificate callback.
+ * notes the certificate lws loaded (a warning if it has expired or is not
+ * valid yet: served all the same, since it is all there is) and installs
+ * the certificate callback.
  * @ssl_ctx must outlive @sc's use by handshakes (lws frees it with its
  * context, before the listener frees @sc). */
 void sg_server_cert_attach(SgServerCert *sc, void *ssl_ctx);

@@ -373,6 +373,20 @@ class CertReload(IntegTestCase):
         self.wait_served(fingerprint(self.rsa2[0]), "the good certificate after the bad ones")
         self.assert_relays(ws, 99)
 
+    def test_expired_at_start_served_with_a_warning(self):
+        # Start-up has nothing else to serve: the expired certificate is
+        # served, and the log says so (once, with workers too); a reload
+        # to a good one clears it.
+        self.start(self.expired)
+        self.sg.wait_log(r"WARNING: TLS: \[tls\] cert %s expired on 2020-01-02T00:00:00Z, and "
+                         r"browsers refuse it: renew it, then reload" % re.escape(self.cert))
+        self.on_each_worker(lambda: self.assertEqual(served(self.sg.port)[0],
+                                                     fingerprint(self.expired[0])))
+        self.assertEqual(len(re.findall(r"expired on", self.sg.log())), 1, self.sg.log_tail())
+        self.install(self.rsa)
+        self.sg.send_signal(signal.SIGHUP)
+        self.wait_served(fingerprint(self.rsa[0]), "the renewed certificate")
+
     def test_same_files_unchanged(self):
         fp = fingerprint(self.rsa[0])
         self.start(self.rsa)
