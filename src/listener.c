@@ -31,6 +31,7 @@
 #include "event_core.h"
 #include "listener.h"
 #include "log.h"
+#include "preflight.h"
 #include "relay.h"
 #include "request.h"
 #include "server_cert.h"
@@ -380,8 +381,15 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
             info.ssl_options_set |= SSL_OP_NO_TLSv1_2;
     }
 
-    /* The TLS files and the event-loop plugin were checked at start
-     * (main.c, preflight.c). */
+    /* The event-loop plugin was checked at start (main.c, preflight.c),
+     * and so were the TLS files; but a worker the master restarts later
+     * reads them anew, and lws takes a key that does not match its
+     * certificate without a word (a context that fails every handshake):
+     * that worker does not start, and the master tries again. */
+    if (cfg->cert != NULL && !sg_preflight_tls(cfg, error)) {
+        sg_listener_free(listener);
+        return NULL;
+    }
     listener->context = lws_create_context(&info);
     if (listener->context == NULL) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,

@@ -398,6 +398,29 @@ class CertReload(IntegTestCase):
 class CertReloadWorkers(CertReload):
     WORKERS = 2
 
+    def test_restarted_worker_with_bad_files(self):
+        # A worker that dies while the files on disk do not match (a
+        # renewal half written, not reloaded yet) is restarted from those
+        # files: it must not come up with a context that fails every
+        # handshake, but wait until they are whole, while the other
+        # worker serves every connection.
+        old = fingerprint(self.rsa[0])
+        self.start(self.rsa)
+        put(self.key, read(self.ec[1]))
+        victim = self.workers[1]
+        os.kill(victim, signal.SIGKILL)
+        index = self.sg.wait_log(r"worker (\d+) \(pid %d\) killed by signal 9" % victim)[0]
+        self.sg.wait_log(r"spicegate: \[tls\] key %s: the private key does not match the "
+                         r"certificate" % re.escape(self.key))
+        self.sg.wait_log(r"worker %s \(pid \d+\) exited with status 1; restarting it" % index)
+        for _ in range(20):
+            self.assertEqual(served(self.sg.port, alpn=("h2", "http/1.1")), (old, "h2"))
+        put(self.key, read(self.rsa[1]))
+        self.sg.wait_log(r"worker %s restarted" % index)
+        poll_until(lambda: len(children(self.sg.pid)) == 2, "the restarted worker")
+        self.workers = children(self.sg.pid)
+        self.on_each_worker(lambda: self.assertEqual(served(self.sg.port)[0], old))
+
 
 class CertReloadNotify(IntegTestCase):
     """The reload's result in systemd's STATUS=, on a $NOTIFY_SOCKET the
