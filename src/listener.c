@@ -32,8 +32,10 @@
 #include "event_core.h"
 #include "listener.h"
 #include "log.h"
+#include "preflight.h"
 #include "relay.h"
 #include "request.h"
+#include "server_cert.h"
 #include "session.h"
 #include "splice_pipe.h"
 #include "token.h"
@@ -71,6 +73,7 @@ struct SgListener {
      * connection (LWS_CALLBACK_WSI_DESTROY) or the listener. */
     GHashTable *proxied;
     bool told_untrusted_forwarded; /* the hint about X-Forwarded-* is logged once */
+    SgServerCert *cert;           /* with TLS: what new handshakes get (SIGHUP) */
 };
 
 /* Per-connection storage lws allocates for us. */
@@ -338,6 +341,13 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         }
         break;
 
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        /* Creating the vhost: @user is its server SSL_CTX, which a
+         * reload gives new certificates (server_cert.c). */
+        if (listener != NULL && listener->cert != NULL)
+            sg_server_cert_attach(listener->cert, user);
+        return 0;
+
     case LWS_CALLBACK_CLOSED:
         if (conn->sess != NULL) {
             /* The session leaves the hub as it goes. */
@@ -457,6 +467,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
         if (!cfg->ssl_only)
             info.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
                             LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
+        listener->cert = sg_server_cert_new(cfg);
         info.ssl_cert_filepath = cfg->cert;
         info.ssl_private_key_filepath = cfg->key ? cfg->key : cfg->cert;
         info.ssl_cipher_list = cfg->ciphers;
@@ -467,8 +478,15 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
             info.ssl_options_set |= SSL_OP_NO_TLSv1_2;
     }
 
-    /* The TLS files and the event-loop plugin were checked at start
-     * (main.c, preflight.c). */
+    /* The event-loop plugin was checked at start (main.c, preflight.c),
+     * and so were the TLS files; but a worker the master restarts later
+     * reads them anew, and lws takes a key that does not match its
+     * certificate without a word (a context that fails every handshake):
+     * that worker does not start, and the master tries again. */
+    if (cfg->cert != NULL && !sg_preflight_tls(cfg, error)) {
+        sg_listener_free(listener);
+        return NULL;
+    }
     listener->context = lws_create_context(&info);
     if (listener->context == NULL) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
@@ -507,6 +525,16 @@ sg_listener_set_limits(SgListener *listener, SgZone *zone, guint index)
     listener->env.limits = (cfg->max_sessions > 0 || cfg->per_ip > 0 || cfg->per_token > 0)
                                ? &listener->limits
                                : NULL;
+}
+
+SgServerCertResult
+sg_listener_reload_cert(SgListener *listener, char **summary)
+{
+    if (listener == NULL || listener->cert == NULL) {
+        *summary = NULL;
+        return SG_SERVER_CERT_UNCHANGED;
+    }
+    return sg_server_cert_reload(listener->cert, summary);
 }
 
 guint
@@ -599,6 +627,8 @@ sg_listener_free(SgListener *listener)
      * goes too, so nothing of ours outlives the listener. */
     sg_relay_release_shared();
     sg_pipe_pool_clear();
+    /* After the context: its SSL_CTX calls back into this. */
+    g_clear_pointer(&listener->cert, sg_server_cert_free);
     g_clear_pointer(&listener->web, sg_web_free);
     g_clear_pointer(&listener->proxied, g_hash_table_destroy);
     g_free(listener);

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 
+#include "server_cert.h"
 #include "sg_types.h"
 
 /* Serves the connections it accepts from @listen_fd, a listening socket
@@ -26,6 +27,12 @@ SgListener *sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend
  * loop runs. Without this call, or with every limit 0, nothing is
  * counted. */
 void sg_listener_set_limits(SgListener *listener, SgZone *zone, guint index);
+
+/* SIGHUP: with TLS, reads [tls] cert and key again for new handshakes
+ * (server_cert.h), logs the outcome and sets @summary (one line, newly
+ * allocated) for STATUS=; without TLS sets @summary to NULL. Open
+ * connections keep their certificate. */
+SgServerCertResult sg_listener_reload_cert(SgListener *listener, char **summary);
 
 /* The port actually bound (useful with port 0). */
 guint sg_listener_get_port(const SgListener *listener);

@@ -36,6 +36,7 @@
 #include "shared_zone.h"
 #include "nova_conf.h"
 #include "preflight.h"
+#include "server_cert.h"
 #include "token.h"
 #include "token_file.h"
 #include "token_nova.h"
@@ -470,18 +471,21 @@ on_terminate(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
-/* SIGHUP: re-reads the tokens, and tells systemd when it starts and how
- * it ended (READY=1 with STATUS=, one line). */
+/* SIGHUP: re-reads the tokens and, with TLS, the certificate and key,
+ * and tells systemd when it starts and how it ended (READY=1 with
+ * STATUS=, one line). */
 static gboolean
 on_reload(gpointer data)
 {
     SgDaemon *d = data;
     g_autoptr(GError) error = NULL;
     g_autofree char *state = NULL;
+    g_autofree char *cert = NULL;
 
     sg_notify_systemd_reloading();
     /* First, so that what the reload says lands in the new file. */
     sg_log_reopen();
+    sg_listener_reload_cert(d->listener, &cert);
     if (sg_token_backend_reload(d->tokens, &error)) {
         if (g_str_equal(d->cfg->token_backend, "file"))
             state = g_strdup_printf("READY=1\nSTATUS=reloaded: %u console token(s)",
@@ -495,6 +499,12 @@ on_reload(gpointer data)
         state = g_strdup_printf("READY=1\nSTATUS=reload refused some tokens (see the log): %s",
                                 why);
         g_strdelimit(state + strlen("READY=1\n"), "\r\n", ' ');
+    }
+    if (cert != NULL) {
+        char *both = g_strconcat(state, "; ", cert, NULL);
+
+        g_free(state);
+        state = both;
     }
     sg_notify_systemd(state);
     return G_SOURCE_CONTINUE;
@@ -773,6 +783,14 @@ on_workers_ready(guint port, guint count, gpointer data)
     sg_notify_systemd("READY=1");
 }
 
+/* The master's part of a reload's STATUS=: whether the certificate files
+ * pass the checks the workers make before they take them. */
+static char *
+master_reload_note(gpointer data)
+{
+    return sg_server_cert_check(data);
+}
+
 /* Each console channel holds two descriptors (browser and SPICE server):
  * the soft limit most systems start with (1024) caps a proxy at a few
  * hundred consoles though the hard limit allows far more. Raised to the
@@ -905,6 +923,8 @@ main(int argc, char **argv)
                 return SG_EXIT_RUNTIME;
             }
         }
+        if (cfg->cert != NULL)
+            sg_workers_set_reload_note(master_reload_note);
         status = sg_workers_run(cfg->listen_host, cfg->listen_port, cfg->workers,
                                 cfg->drain_timeout_s, cfg->shutdown_timeout_s, &admin,
                                 run_daemon, on_workers_ready, cfg);

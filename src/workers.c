@@ -100,6 +100,14 @@ typedef struct {
 } SgMaster;
 
 static void update_status(SgMaster *m);
+/* sg_workers_set_reload_note()'s; the master's only. */
+static SgWorkersReloadNote reload_note;
+
+void
+sg_workers_set_reload_note(SgWorkersReloadNote note)
+{
+    reload_note = note;
+}
 
 void
 sg_notify_systemd(const char *state)
@@ -423,10 +431,13 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
         stop_workers(m, SIGHUP);
         {
             /* The workers reload on their own; worker 0 logs the result
-             * (they all read the same files). */
+             * (they all read the same files). What the master can check
+             * itself (the certificate files) it adds. */
+            g_autofree char *note = reload_note != NULL ? reload_note(m->data) : NULL;
             g_autofree char *state =
                 g_strdup_printf("READY=1\nSTATUS=reload passed to %u worker(s); see the "
-                                "log for its result", count_running(m));
+                                "log for its result%s%s", count_running(m),
+                                note != NULL ? "; " : "", note != NULL ? note : "");
 
             sg_notify_systemd(state);
         }

@@ -77,6 +77,14 @@ int sg_workers_run(const char *host, guint port, guint count, guint drain_timeou
                    guint shutdown_timeout_s, const SgWorkersAdmin *admin,
                    SgWorkerMain worker_main, SgWorkersReady on_ready, gpointer data);
 
+/* Called in the master on SIGHUP, with sg_workers_run()'s @data, once it
+ * has passed the signal on: one line (newly allocated) that the master's
+ * STATUS= adds to "reload passed to N worker(s)", or NULL. Set before
+ * sg_workers_run(). */
+typedef char *(*SgWorkersReloadNote)(gpointer data);
+void sg_workers_set_reload_note(SgWorkersReloadNote note);
+
+
 /* How long a whole stop may take with [server] drain_timeout
  * @drain_timeout_s and shutdown_timeout @shutdown_timeout_s, master
  * included: what systemd must allow (TimeoutStopSec is this for the

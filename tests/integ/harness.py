@@ -83,6 +83,24 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
+def recv_notify(sock, seconds=WAIT_S):
+    """The next sd_notify message on @sock (a bound AF_UNIX datagram
+    socket, as systemd's $NOTIFY_SOCKET) as a dict, skipping those that
+    carry STATUS= alone: spicegate sends those whenever the sessions open
+    change (test_drain.py checks them). Raises AssertionError when none
+    comes in time."""
+    deadline = Deadline(seconds)
+    while True:
+        sock.settimeout(max(deadline.remaining(), 0.01))
+        try:
+            data = sock.recv(4096).decode()
+        except socket.timeout:
+            raise AssertionError("no message on $NOTIFY_SOCKET within %.1fs" % seconds)
+        state = dict(line.split("=", 1) for line in data.split("\n") if line)
+        if set(state) != {"STATUS"}:
+            return state
+
+
 def poll_until(predicate, what, seconds=WAIT_S, interval=0.02):
     """Calls @predicate until it returns something true, and returns that;
     raises AssertionError naming @what once @seconds have passed."""

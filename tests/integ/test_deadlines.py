@@ -26,6 +26,7 @@ import threading
 import time
 
 from harness import (
+    recv_notify,
     CHANNEL_MAIN, CLOSE_IDLE, Deadline, FakePeer, IntegTestCase, TOP_BUILDDIR, WAIT_S, children,
     link_message, make_cert, open_echo, pattern, poll_until, random_token, sink_source_handler,
     still_relays,
@@ -335,15 +336,7 @@ class Shutdown(IntegTestCase):
         self.reg.add(self.notify)
 
     def recv_state(self):
-        """The next message but STATUS= alone (sessions open, sent when
-        that changes: test_drain.py checks those)."""
-        deadline = Deadline()
-        while True:
-            self.notify.settimeout(max(deadline.remaining(), 0.01))
-            data = self.notify.recv(4096).decode()
-            state = dict(line.split("=", 1) for line in data.split("\n") if line)
-            if set(state) != {"STATUS"}:
-                return state
+        return recv_notify(self.notify)
 
     def stuck_session(self, sg, peer, token):
         ws = sg.ws(token=token, rcvbuf=65536)     # never reads

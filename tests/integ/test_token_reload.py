@@ -12,7 +12,8 @@ import socket
 import time
 
 from harness import (
-    CHANNEL_MAIN, CLOSE_BAD_TOKEN, PAGES, SPICE_HTML5, Deadline, IntegTestCase, Spicegate,
+    recv_notify,
+    CHANNEL_MAIN, CLOSE_BAD_TOKEN, PAGES, SPICE_HTML5, IntegTestCase, Spicegate,
     WsClosed, link_message, open_echo, poll_until, random_token, run_spicegate, still_relays,
 )
 
@@ -189,18 +190,7 @@ class NotifyOnReload(IntegTestCase):
         self.reg.add(self.notify)
 
     def recv_state(self):
-        """The next message but STATUS= alone (sessions open, sent when
-        that changes: test_drain.py checks those)."""
-        deadline = Deadline()
-        while True:
-            self.notify.settimeout(max(deadline.remaining(), 0.01))
-            try:
-                data = self.notify.recv(4096).decode()
-            except socket.timeout:
-                self.fail("no message on $NOTIFY_SOCKET")
-            state = dict(line.split("=", 1) for line in data.split("\n") if line)
-            if set(state) != {"STATUS"}:
-                return state
+        return recv_notify(self.notify)
 
     def test_reload_notifies(self):
         peer = self.echo_peer()
