@@ -109,6 +109,10 @@ sg_admin_parse_request(const char *buf, gsize len, char **method, char **target,
         return SG_PARSE_INVALID;
     }
     lines = g_strsplit(head, "\r\n", -1);
+    if (lines[0] == NULL) {       /* nothing before the blank line */
+        *reason = "not an HTTP/1.x request line";
+        return SG_PARSE_INVALID;
+    }
     words = g_strsplit(lines[0], " ", -1);
     if (g_strv_length(words) != 3 || words[0][0] == '\0' || words[1][0] != '/' ||
         !(g_str_equal(words[2], "HTTP/1.1") || g_str_equal(words[2], "HTTP/1.0"))) {
