@@ -46,11 +46,21 @@ struct SgAdmin {
     SgAdminContext ctx;
     char *token;
     AdminConn conns[SG_ADMIN_MAX_CONNS];
+    /* Out of descriptors: not accepting until then (0: accepting). */
+    gint64 accept_paused_until_us;
+    gint64 out_of_fds_since_us;   /* the first failure of this run of them, or 0 */
+    guint out_of_fds_failures;
     /* On the event core: */
     bool on_core;
     SgWatch *listen_watch;
     SgTimer *tick;
 };
+
+/* How long the admin API stops accepting when descriptors run out: the
+ * connection stays in the backlog, so the listening socket stays
+ * readable, and watching it meanwhile would spin the loop that relays
+ * every console (acceptor.c backs off the same way). */
+#define SG_ADMIN_ACCEPT_BACKOFF_MS 500
 
 char *
 sg_admin_read_token(const char *path, GError **error)
@@ -616,8 +626,29 @@ accept_all(SgAdmin *admin)
         AdminConn *c = NULL;
         g_autoptr(GSocketAddress) addr = NULL;
 
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Said once per run of failures, and once when it ends. */
+                if (admin->out_of_fds_since_us == 0) {
+                    g_warning("admin: cannot accept connections: %s; trying again every %d ms",
+                              g_strerror(errno), SG_ADMIN_ACCEPT_BACKOFF_MS);
+                    admin->out_of_fds_since_us = g_get_monotonic_time();
+                }
+                admin->out_of_fds_failures++;
+                admin->accept_paused_until_us =
+                    g_get_monotonic_time() + SG_ADMIN_ACCEPT_BACKOFF_MS * 1000;
+                if (admin->listen_watch != NULL)
+                    sg_watch_modify(admin->listen_watch, 0);
+            }
             return;
+        }
+        if (admin->out_of_fds_since_us != 0) {
+            g_message("admin: accepting connections again after %.1f s (%u failed attempts)",
+                      (double)(g_get_monotonic_time() - admin->out_of_fds_since_us) / 1e6,
+                      admin->out_of_fds_failures);
+            admin->out_of_fds_since_us = 0;
+            admin->out_of_fds_failures = 0;
+        }
         for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
             if (admin->conns[i].fd < 0) {
                 c = &admin->conns[i];
@@ -648,6 +679,12 @@ static void
 expire(SgAdmin *admin)
 {
     gint64 now = g_get_monotonic_time();
+
+    if (admin->accept_paused_until_us != 0 && now >= admin->accept_paused_until_us) {
+        admin->accept_paused_until_us = 0;
+        if (admin->listen_watch != NULL)
+            sg_watch_modify(admin->listen_watch, G_IO_IN);
+    }
 
     for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
         if (admin->conns[i].fd >= 0 && now >= admin->conns[i].deadline_us) {
@@ -695,7 +732,7 @@ sg_admin_fill_pollfds(SgAdmin *admin, struct pollfd *pfds, guint max)
 {
     guint n = 0;
 
-    if (n < max)
+    if (n < max && admin->accept_paused_until_us == 0)
         pfds[n++] = (struct pollfd){ .fd = admin->listen_fd, .events = POLLIN };
     for (guint i = 0; i < SG_ADMIN_MAX_CONNS && n < max; i++) {
         AdminConn *c = &admin->conns[i];
@@ -735,6 +772,8 @@ sg_admin_timeout_ms(const SgAdmin *admin)
 {
     gint64 now = g_get_monotonic_time(), next = G_MAXINT64;
 
+    if (admin->accept_paused_until_us != 0)
+        next = admin->accept_paused_until_us;
     for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
         if (admin->conns[i].fd >= 0)
             next = MIN(next, admin->conns[i].deadline_us);

@@ -104,7 +104,6 @@ char *
 sg_metrics_render(const SgZoneStats *st, const SgMetricsInfo *info)
 {
     GString *out = g_string_sized_new(8192);
-    guint64 ended[SG_CLOSE_REASONS];
 
     family(out, "spicegate_build_info", "gauge", "Always 1; the version is a label.");
     g_string_append(out, "spicegate_build_info{version=\"");
@@ -138,11 +137,9 @@ sg_metrics_render(const SgZoneStats *st, const SgMetricsInfo *info)
     g_string_append_printf(out, "spicegate_sessions_opened_total %" G_GUINT64_FORMAT "\n",
                            st->opened);
 
-    for (guint r = 0; r < SG_CLOSE_REASONS; r++)
-        ended[r] = st->closed[r] >= st->refused[r] ? st->closed[r] - st->refused[r] : 0;
     family(out, "spicegate_sessions_closed_total", "counter",
            "Websockets that had opened and ended, by close reason and code.");
-    by_reason(out, "spicegate_sessions_closed_total", ended);
+    by_reason(out, "spicegate_sessions_closed_total", st->ended);
 
     family(out, "spicegate_refusals_total", "counter",
            "Websockets closed before they opened (token, origin, limits, link, connect), by "

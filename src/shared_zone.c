@@ -184,10 +184,12 @@ sg_zone_note_closed(SgZone *zone, guint index, SgCloseReason reason, bool was_op
 
     g_return_if_fail((guint)reason < SG_CLOSE_REASONS);
     add(&slot->stats.closed[reason], 1);
-    if (was_open)
+    if (was_open) {
         __atomic_fetch_sub(&slot->stats.open, 1, __ATOMIC_RELAXED);
-    else
+        add(&slot->stats.ended[reason], 1);
+    } else {
         add(&slot->stats.refused[reason], 1);
+    }
 }
 
 void

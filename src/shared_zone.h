@@ -78,6 +78,8 @@ typedef struct {
     guint64 opened;               /* sessions that opened (both ends up, link passed) */
     guint64 closed[SG_CLOSE_REASONS]; /* sessions that ended, by reason, refused ones too */
     guint64 refused[SG_CLOSE_REASONS]; /* of those, the ones that never opened */
+    guint64 ended[SG_CLOSE_REASONS]; /* of those, the ones that had opened (its own word:
+                                     * closed - refused, read without a lock, could go back) */
     guint64 lost;                 /* open in a worker that died */
     /* Bytes of the sessions that have closed (added at the close, so that
      * no one walks the open ones every second): */

@@ -7,8 +7,8 @@ import resource
 import socket
 import subprocess
 
-from harness import (CHANNEL_MAIN, Deadline, IntegTestCase, cpu_seconds, link_message,
-                     poll_until, random_token)
+from harness import (CHANNEL_MAIN, Deadline, IntegTestCase, cpu_seconds, http_request,
+                     link_message, poll_until, random_token)
 
 
 def nofile_limits(pid):
@@ -44,7 +44,9 @@ class FdLimits(IntegTestCase):
         # line or two, and serve again as soon as descriptors free up.
         peer = self.echo_peer()
         token = random_token()
-        sg = self.start_spicegate({token: peer.target})
+        # The admin API's listening socket too: it must not spin either.
+        sg = self.start_spicegate({token: peer.target}, config="[admin]\nlisten = 127.0.0.1:0\n")
+        admin_port = int(sg.wait_log(r"admin API listening on 127\.0\.0\.1:(\d+)")[0])
         live = sg.ws(token=token)
         msg = link_message(CHANNEL_MAIN)
         live.send_binary(msg)
@@ -62,6 +64,13 @@ class FdLimits(IntegTestCase):
             held.append(s)
         poll_until(lambda: "cannot accept connections: Too many open files" in sg.log(),
                    "the line saying accept() ran out of descriptors")
+        for _ in range(3):
+            s = socket.socket()
+            s.settimeout(5)
+            s.connect(("127.0.0.1", admin_port))
+            held.append(s)
+        poll_until(lambda: "admin: cannot accept connections: Too many open files" in sg.log(),
+                   "the admin API's line saying accept() ran out of descriptors")
         # An observation window, not a synchronisation: CPU and lines are
         # counted over 2 s of failing accepts.
         cpu_before, log_before = cpu_seconds(sg.pid), len(sg.log())
@@ -87,13 +96,17 @@ class FdLimits(IntegTestCase):
         self.assert_echo_session(sg, token=token)
         self.assertRegex(sg.log(), r"accepting connections again after [0-9.]+ s "
                                    r"\([0-9]+ failed attempts\)")
+        poll_until(lambda: self._healthz(sg, "/metrics", admin_port), "the admin API again", 3)
+        self.assertRegex(sg.log(), r"admin: accepting connections again after [0-9.]+ s")
         live.send_close()
         self.assertEqual(live.wait_close()[0], 1000)
 
     @staticmethod
-    def _healthz(sg):
+    def _healthz(sg, target="/healthz", port=None):
         try:
-            return sg.get("/healthz", timeout=2)[0] == 200
+            if port is not None:
+                return http_request(port, target, timeout=2)[0] == 200
+            return sg.get(target, timeout=2)[0] == 200
         except OSError:
             return False
 
