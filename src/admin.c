@@ -49,6 +49,7 @@ struct SgAdmin {
     /* Out of descriptors: not accepting until then (0: accepting). */
     gint64 accept_paused_until_us;
     gint64 out_of_fds_since_us;   /* the first failure of this run of them, or 0 */
+    guint answered;               /* requests answered so far (sg_admin_dispatch()) */
     guint out_of_fds_failures;
     /* On the event core: */
     bool on_core;
@@ -95,15 +96,39 @@ sg_admin_read_token(const char *path, GError **error)
 
 /* --- parsing -------------------------------------------------------------- */
 
+/* A request's text holds the bearer token: its copies are wiped before
+ * they are freed (g_auto(SgSecret), g_auto(SgSecretv)). */
+typedef char *SgSecret;
+typedef char **SgSecretv;
+
+static void
+secret_free(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    g_free(s);
+}
+
+static void
+secretv_free(char **v)
+{
+    for (gsize i = 0; v != NULL && v[i] != NULL; i++)
+        explicit_bzero(v[i], strlen(v[i]));
+    g_strfreev(v);
+}
+
+G_DEFINE_AUTO_CLEANUP_FREE_FUNC(SgSecret, secret_free, NULL)
+G_DEFINE_AUTO_CLEANUP_FREE_FUNC(SgSecretv, secretv_free, NULL)
+
 SgParseResult
 sg_admin_parse_request(const char *buf, gsize len, char **method, char **target,
                        char **authorization, const char **reason)
 {
     const char *end = memmem(buf, len, "\r\n\r\n", 4);
-    g_autofree char *head = NULL;
-    g_auto(GStrv) lines = NULL;
-    g_auto(GStrv) words = NULL;
-    g_autofree char *auth = NULL;
+    g_auto(SgSecret) head = NULL;
+    g_auto(SgSecretv) lines = NULL;
+    g_auto(GStrv) words = NULL;   /* the request line's: no secret */
+    g_auto(SgSecret) auth = NULL;
 
     *method = *target = *authorization = NULL;
     if (end == NULL) {
@@ -149,7 +174,7 @@ sg_admin_parse_request(const char *buf, gsize len, char **method, char **target,
             return SG_PARSE_INVALID;
         }
         if (g_str_equal(name, "authorization")) {
-            g_free(auth);
+            secret_free(auth);
             auth = g_strchomp(g_strdup(value));
         }
     }
@@ -395,7 +420,8 @@ parse_id(const char *text, guint64 *id)
 }
 
 /* The value of query parameter @name in @query ("a=1&b=2"), unescaped,
- * or NULL. */
+ * or NULL; NULL too for a value with a control character once unescaped
+ * (it is logged: "%0a" must not forge a log line). */
 static char *
 query_param(const char *query, const char *name)
 {
@@ -403,10 +429,19 @@ query_param(const char *query, const char *name)
 
     for (guint i = 0; pairs[i] != NULL; i++) {
         const char *eq = strchr(pairs[i], '=');
+        char *value;
 
-        if (eq != NULL && (gsize)(eq - pairs[i]) == strlen(name) &&
-            strncmp(pairs[i], name, strlen(name)) == 0)
-            return g_uri_unescape_string(eq + 1, NULL);
+        if (eq == NULL || (gsize)(eq - pairs[i]) != strlen(name) ||
+            strncmp(pairs[i], name, strlen(name)) != 0)
+            continue;
+        value = g_uri_unescape_string(eq + 1, NULL);
+        for (const char *p = value; p != NULL && *p != '\0'; p++) {
+            if (g_ascii_iscntrl(*p)) {
+                g_clear_pointer(&value, g_free);
+                break;
+            }
+        }
+        return value;
     }
     return NULL;
 }
@@ -540,6 +575,8 @@ conn_close(AdminConn *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    /* A request cut short may hold the bearer token. */
+    explicit_bzero(c->in, c->in_len);
     c->in_len = 0;
     g_clear_pointer(&c->peer, g_free);
     if (c->out != NULL)
@@ -575,6 +612,7 @@ conn_answer(SgAdmin *admin, AdminConn *c)
         g_debug("admin: %s: %s %s -> %u", c->peer, method, target, reply.status);
     }
     c->out = reply_bytes(&reply);
+    admin->answered++;
     g_free(reply.body);
     /* The request held the bearer token: leave no copy of it behind. */
     if (authorization != NULL)
@@ -761,8 +799,18 @@ void
 sg_admin_dispatch(SgAdmin *admin, const struct pollfd *pfds, guint n)
 {
     for (guint i = 0; i < n; i++) {
-        if (pfds[i].revents != 0)
-            handle_fd(admin, pfds[i].fd, pfds[i].revents);
+        guint answered = admin->answered;
+
+        if (pfds[i].revents == 0)
+            continue;
+        handle_fd(admin, pfds[i].fd, pfds[i].revents);
+        /* One request answered per turn of the master's loop: an answer
+         * may wait up to SG_ADMIN_FLEET_TIMEOUT_MS for a stuck worker, and
+         * between two of them the master must reap, restart, handle
+         * signals and feed the watchdog. The others are still readable:
+         * the next poll() returns at once. */
+        if (admin->answered != answered)
+            break;
     }
     expire(admin);
 }

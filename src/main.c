@@ -661,6 +661,8 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
          * Keystone), worker 0 says for all. */
         sg_log_set_quiet_once(index != 0);
         d.worker = true;
+        /* The admin API is the master's: no worker keeps its bearer token. */
+        forget_admin_token();
     }
     d.tokens = new_token_backend(d.cfg, &error);
     if (d.tokens == NULL) {
