@@ -26,6 +26,7 @@
     X(BAD_TOKEN, 4404, "console token invalid or expired")                       \
     X(LINK_TIMEOUT, 4408, "timed out waiting for the SPICE link message")        \
     X(IDLE, 4408, "console idle for too long")                                   \
+    X(PING_TIMEOUT, 4408, "no answer to pings")                                  \
     X(SESSION_EXPIRED, 4410, "console session expired")                          \
     X(ADMIN, 4409, "closed by an administrator")                                 \
     X(UNREACHABLE, 4502, "console unreachable")                                  \

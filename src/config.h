@@ -43,6 +43,7 @@ struct SgConfig {
     guint connect_timeout_s;
     guint link_timeout_s;
     guint idle_timeout_s;         /* 0: off */
+    guint ping_interval_s;        /* websocket pings; 0: off */
     guint close_timeout_s;
     guint shutdown_timeout_s;     /* what sessions get to close at stop */
     char *base_url;               /* Nova's html5proxy_base_url; NULL: no scheme check */

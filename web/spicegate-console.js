@@ -242,6 +242,8 @@ function endingKey(close, error) {
             return '4403:origin';
         if (close.code === 4408 && /idle/i.test(close.reason))
             return '4408:idle';
+        if (close.code === 4408 && /ping/i.test(close.reason))
+            return '4408:ping';
         if (close.code === 1006 && !everConnected)
             return '1006.1';
         if (close.code in ENDINGS)
