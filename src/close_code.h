@@ -27,6 +27,7 @@
     X(TOKEN_REVOKED, 4404, "console token revoked")                              \
     X(LINK_TIMEOUT, 4408, "timed out waiting for the SPICE link message")        \
     X(IDLE, 4408, "console idle for too long")                                   \
+    X(PING_TIMEOUT, 4408, "no answer to pings")                                  \
     X(SESSION_EXPIRED, 4410, "console session expired")                          \
     X(ADMIN, 4409, "closed by an administrator")                                 \
     X(LIMIT_TOTAL, 4429, "too many consoles open, try again later")              \

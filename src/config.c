@@ -276,6 +276,14 @@ apply_idle_timeout(SgConfig *cfg, const char *value, GError **error)
     return parse_uint(value, 0, 7 * 24 * 3600, &cfg->idle_timeout_s, error);
 }
 
+/* Up to an hour: a load balancer or NAT that cuts a quiet connection does so
+ * within minutes, and a browser that vanished is found after three of them. */
+static gboolean
+apply_ping_interval(SgConfig *cfg, const char *value, GError **error)
+{
+    return parse_uint(value, 0, 3600, &cfg->ping_interval_s, error);
+}
+
 static gboolean
 apply_close_timeout(SgConfig *cfg, const char *value, GError **error)
 {
@@ -626,6 +634,10 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "idle_timeout", "0",
       "close a console after this many seconds without a byte either way; 0: never",
       apply_idle_timeout },
+    { "server", "ping_interval", "30",
+      "seconds between websocket pings to each browser (keeps load balancers and NAT from "
+      "cutting quiet consoles; a browser silent for 3 is closed); 0: none",
+      apply_ping_interval },
     { "server", "close_timeout", "30",
       "seconds a browser has to take the rest of a console that ended, then it is hung up on",
       apply_close_timeout },

@@ -46,6 +46,7 @@ struct SgConfig {
     guint connect_timeout_s;
     guint link_timeout_s;
     guint idle_timeout_s;         /* 0: off */
+    guint ping_interval_s;        /* websocket pings; 0: off */
     guint close_timeout_s;
     guint drain_timeout_s;        /* SIGTERM: live consoles relay this long; 0: no drain */
     guint shutdown_timeout_s;     /* what sessions get to close at stop */

@@ -2,8 +2,8 @@
 /* endpoint_ws.c - SgEndpoint over a libwebsockets websocket.
  *
  * Owns: its paused-upload check timer. Every libwebsockets call about the
- * browser's data (writes, flow control, partial writes, the close frame)
- * is here; the wsi itself belongs to lws.
+ * browser's data (writes, flow control, partial writes, the close frame,
+ * keepalive pings) is here; the wsi itself belongs to lws.
  */
 #include "autoconfig.h"
 
@@ -61,6 +61,9 @@ typedef struct {
     bool out_requested;           /* a WRITEABLE is asked for and not yet seen */
     bool closing;                 /* the close frame goes out at the next WRITEABLE */
     bool broken;                  /* a write failed */
+    bool ping_due;                /* a keepalive ping goes out at the next WRITEABLE */
+    bool relay_waits;             /* the relay asked for WRITABLE and has not had it */
+    guint64 heard;                /* deliveries and pongs from the browser */
     guint16 close_code;
     char *close_text;
     SgTimer *paused_check;        /* while rx_paused: is the browser gone? */
@@ -137,6 +140,8 @@ ws_want(SgEndpoint *ep, SgEndpointReady wanted)
     }
     /* Asking lws for WRITEABLE turns POLLOUT on until the callback: ask
      * once per callback. */
+    if (wanted & SG_ENDPOINT_WRITABLE)
+        ws->relay_waits = true;
     if ((wanted & SG_ENDPOINT_WRITABLE) && !ws->out_requested) {
         ws->out_requested = true;
         lws_callback_on_writable(ws->wsi);
@@ -270,6 +275,7 @@ ws_write_spliced_inner(SgWsEndpoint *ws, SgPipe *pipe_, SgBuf *spill)
         if (lws_write(ws->wsi, sg_buf_data(spill), total, how) < (int)total)
             return false;
         sg_buf_consume(spill, total);
+        ws->relay_waits = true;
         ws->out_requested = true;
         lws_callback_on_writable(ws->wsi);
     }
@@ -335,7 +341,69 @@ sg_endpoint_ws_new(struct lws *wsi, const char *peer)
 void
 sg_endpoint_ws_on_receive(SgEndpoint *ep, const void *data, size_t len)
 {
+    ((SgWsEndpoint *)ep)->heard++;
     sg_endpoint_deliver(ep, data, len);
+}
+
+void
+sg_endpoint_ws_on_pong(SgEndpoint *ep)
+{
+    ((SgWsEndpoint *)ep)->heard++;
+}
+
+guint64
+sg_endpoint_ws_heard(SgEndpoint *ep)
+{
+    return ((SgWsEndpoint *)ep)->heard;
+}
+
+bool
+sg_endpoint_ws_deaf(SgEndpoint *ep)
+{
+    return ((SgWsEndpoint *)ep)->rx_paused;
+}
+
+void
+sg_endpoint_ws_ping(SgEndpoint *ep)
+{
+    SgWsEndpoint *ws = (SgWsEndpoint *)ep;
+
+    if (ws->closing || ws->ping_due)
+        return;
+    ws->ping_due = true;
+    if (!ws->out_requested) {
+        ws->out_requested = true;
+        lws_callback_on_writable(ws->wsi);
+    }
+}
+
+/* The keepalive ping's payload. Not empty: lws 4.1.6 gives no RECEIVE_PONG
+ * callback for an empty pong, so the answer to an empty ping would go
+ * unheard. */
+#define SG_WS_PING_PAYLOAD "sg"
+
+/* The keepalive ping, from a WRITEABLE: a frame of its own, through
+ * lws. Every frame spicegate writes, through lws or past it (the splice
+ * path), is whole by the time we return to the loop: either in the kernel
+ * or, when the socket filled, its rest held by lws, which then sends that
+ * rest before anything else and calls no WRITEABLE until it has. So with
+ * nothing held the stream is at a frame boundary, and the ping cannot land
+ * inside a message. On an HTTP/2 stream lws frames it as a DATA frame of
+ * its own, as it does every message. Returns false when the write failed. */
+static bool
+send_ping(SgWsEndpoint *ws)
+{
+    guint8 frame[LWS_PRE + sizeof(SG_WS_PING_PAYLOAD)];
+    gsize len = sizeof(SG_WS_PING_PAYLOAD) - 1;
+
+    ws->ping_due = false;
+    memcpy(frame + LWS_PRE, SG_WS_PING_PAYLOAD, len);
+    if (lws_write(ws->wsi, frame + LWS_PRE, len, LWS_WRITE_PING) < 0) {
+        ws->broken = true;
+        ws->ep.error = "websocket write failed (ping)";
+        return false;
+    }
+    return true;
 }
 
 int
@@ -344,7 +412,25 @@ sg_endpoint_ws_on_writeable(SgEndpoint *ep)
     SgWsEndpoint *ws = (SgWsEndpoint *)ep;
 
     ws->out_requested = false;
+    if (ws->ping_due && !ws->closing) {
+        if (lws_partial_buffered(ws->wsi)) {
+            /* Not at a frame boundary yet: once lws has sent the rest. */
+            ws->out_requested = true;
+            lws_callback_on_writable(ws->wsi);
+            return 0;
+        }
+        if (!send_ping(ws))
+            return -1;
+        /* One write per WRITEABLE (an HTTP/2 stream requires it): the
+         * relay's turn, if it is waiting for one, comes at the next. */
+        if (ws->relay_waits) {
+            ws->out_requested = true;
+            lws_callback_on_writable(ws->wsi);
+        }
+        return 0;
+    }
     if (!ws->closing) {
+        ws->relay_waits = false;
         /* A close asked for from in here goes out at the next WRITEABLE,
          * once lws has flushed what it holds. */
         sg_endpoint_report(ep, SG_ENDPOINT_WRITABLE);

@@ -27,5 +27,19 @@ void sg_endpoint_ws_on_receive(SgEndpoint *ep, const void *data, size_t len);
  * (a close frame was sent, or a write failed), else 0. */
 int sg_endpoint_ws_on_writeable(SgEndpoint *ep);
 
+/* Keepalive. sg_endpoint_ws_ping() queues one ping frame (payload "sg"), which goes
+ * out from the next WRITEABLE at a frame boundary (never inside a message
+ * spicegate is writing, through lws or spliced past it); a ping already
+ * queued, or a close, makes it a no-op. lws answers the browser's own
+ * pings; the browser's pongs come through sg_endpoint_ws_on_pong() (lws'
+ * RECEIVE_PONG). sg_endpoint_ws_heard() counts what came from the browser,
+ * deliveries and pongs, one step per callback (nothing per byte): it
+ * moves while the browser is alive. sg_endpoint_ws_deaf(): reads are paused
+ * (flow control), so nothing can be heard now, pongs included. */
+void sg_endpoint_ws_ping(SgEndpoint *ep);
+void sg_endpoint_ws_on_pong(SgEndpoint *ep);
+guint64 sg_endpoint_ws_heard(SgEndpoint *ep);
+bool sg_endpoint_ws_deaf(SgEndpoint *ep);
+
 /* Whether @ep is a websocket on an HTTP/2 stream. */
 bool sg_endpoint_ws_is_h2(SgEndpoint *ep);

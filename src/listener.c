@@ -327,6 +327,11 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
             sg_session_on_receive(conn->sess, in, len, lws_frame_is_binary(wsi));
         return 0;
 
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (conn->sess != NULL)
+            sg_session_on_pong(conn->sess);
+        return 0;
+
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return conn->sess != NULL ? sg_session_on_writeable(conn->sess) : 0;
 
@@ -416,6 +421,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
     listener->env.connect_timeout_s = cfg->connect_timeout_s;
     listener->env.link_timeout_s = cfg->link_timeout_s;
     listener->env.idle_timeout_s = cfg->idle_timeout_s;
+    listener->env.ping_interval_s = cfg->ping_interval_s;
     listener->env.close_timeout_s = cfg->close_timeout_s;
     listener->hub = hub;
     listener->env.hub = hub;
@@ -458,8 +464,8 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
      * frames: its 4 KiB default cut a 16 KiB upload frame into five
      * receive callbacks and five sends to the SPICE server. */
     info.pt_serv_buf_size = SG_PT_SERV_BUF_BYTES;
-    /* ws pings from lws are not needed: browsers keep the socket alive and
-     * load balancers see SPICE traffic. */
+    /* Keepalive pings are session.c's ([server] ping_interval), on the
+     * event core's timers: lws' would be the validity timers above. */
     if (cfg->cert != NULL) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         /* Like websockify (and so Nova), TLS and plain on one port unless

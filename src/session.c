@@ -44,6 +44,12 @@
  * At start, before the token lookup, the session takes its [limits]
  * counts (session_limits.h) or is refused with 4429; it gives them back
  * in sg_session_free(), whatever ended it.
+ * Across LINKING and RELAYING, with ping_interval set, a keepalive tick
+ * sends the browser a ping every interval (a load balancer or NAT that
+ * cuts quiet connections sees traffic both ways: the ping and its pong)
+ * and closes the session (4408, "no answer to pings") once
+ * SG_PING_MISSES ticks in a row heard nothing from the browser, neither
+ * data nor a pong.
  *
  * Before the upgrade, lws holds the connection under handshake_timeout
  * (listener.c); at stop, the listener waits shutdown_timeout for CLOSING
@@ -68,6 +74,13 @@
 #include "spice_link.h"
 #include "token.h"
 #include "upstream.h"
+
+/* Keepalive ticks in a row that heard nothing from the browser before its
+ * session is closed: a browser that vanished (no FIN: its machine slept,
+ * its network went) is let go between 3 and 4 ping intervals after it was
+ * last heard, and a single pong lost or late (a busy tab, a slow network)
+ * closes nothing. */
+#define SG_PING_MISSES 3
 
 #define SG_CLOSE_TABLE_ENTRY(name, code, text) [SG_CLOSE_##name] = { code, text },
 static const struct {
@@ -100,6 +113,9 @@ struct SgSession {
     guint64 idle_moved;           /* RELAYING: bytes_up + bytes_down at the last tick */
     guint idle_quiet_s;           /* RELAYING: seconds of ticks that saw none move */
     bool got_reply;               /* the SPICE server has said something */
+    SgTimer *keepalive;           /* LINKING, RELAYING: ping_interval's tick */
+    guint64 ka_heard;             /* the websocket's heard count at the last tick */
+    guint ka_missed;              /* ticks in a row that heard nothing */
     SgTimer *expiry_timer;        /* enforce_session_timeout */
     SgCloseReason reason;
     char *detail;                 /* extra words for the close line */
@@ -126,6 +142,7 @@ sg_close_reason_text(SgCloseReason reason)
 
 static void end_scan(SgSession *sess);
 static void arm_deadline(SgSession *sess);
+static void keep_alive(SgSession *sess, SgSessionState state);
 static guint64 bytes_moved(const SgSession *sess);
 
 /* What the hub (and through it the log and every other observer) knows
@@ -157,6 +174,7 @@ set_state(SgSession *sess, SgSessionState state)
     facts = facts_of(sess);
     sg_hub_note_state(sess->hub_entry, &facts, sg_session_state_name(from));
     arm_deadline(sess);
+    keep_alive(sess, state);
 }
 
 static void start_relay(SgSession *sess);
@@ -198,6 +216,7 @@ stop_activities(SgSession *sess)
     g_clear_pointer(&sess->watch, sg_token_watch_cancel);
     g_clear_pointer(&sess->up, sg_upstream_free);
     g_clear_pointer(&sess->deadline, sg_timer_remove);
+    g_clear_pointer(&sess->keepalive, sg_timer_remove);
     g_clear_pointer(&sess->expiry_timer, sg_timer_remove);
     end_scan(sess);
 }
@@ -358,6 +377,57 @@ on_idle_tick(gpointer data)
         close_with(sess, SG_CLOSE_IDLE, why);
     }
     return G_SOURCE_REMOVE;
+}
+
+/* ping_interval's tick (one timer per session, one wakeup per interval;
+ * the relay does no bookkeeping for it): a ping every interval, whatever
+ * else moves, so that the longest silence a load balancer sees is one
+ * interval (pinging only sessions that were quiet for a whole interval
+ * would let silences of up to two through); and the session ends once
+ * SG_PING_MISSES ticks in a row heard nothing from the browser. While its
+ * reads are paused (the SPICE server does not take its uploads) nothing
+ * can be heard, pongs included: that counts as heard, and the paused
+ * reads have a check of their own (endpoint_ws.c). */
+static gboolean
+on_keepalive_tick(gpointer data)
+{
+    SgSession *sess = data;
+    guint64 heard = sg_endpoint_ws_heard(sess->ws);
+
+    if (heard != sess->ka_heard || sg_endpoint_ws_deaf(sess->ws)) {
+        sess->ka_heard = heard;
+        sess->ka_missed = 0;
+    } else if (++sess->ka_missed >= SG_PING_MISSES) {
+        g_autofree char *why =
+            g_strdup_printf("nothing from the browser for %u pings, %u s apart (ping_interval)",
+                            SG_PING_MISSES, sess->env->ping_interval_s);
+
+        sess->keepalive = NULL;
+        close_with(sess, SG_CLOSE_PING_TIMEOUT, why);
+        return G_SOURCE_REMOVE;
+    }
+    sg_endpoint_ws_ping(sess->ws);
+    return G_SOURCE_CONTINUE;
+}
+
+/* The keepalive runs while the session relays or links (the browser's
+ * websocket and the SPICE server's connection are both up), from the
+ * move to LINKING until the move out of RELAYING; the waits before it are
+ * short and have deadlines of their own. */
+static void
+keep_alive(SgSession *sess, SgSessionState state)
+{
+    const SgSessionEnv *env = sess->env;
+
+    if (state != SG_SESSION_LINKING && state != SG_SESSION_RELAYING) {
+        g_clear_pointer(&sess->keepalive, sg_timer_remove);
+        return;
+    }
+    if (sess->keepalive != NULL || env->ping_interval_s == 0)
+        return;
+    sess->ka_heard = sg_endpoint_ws_heard(sess->ws);
+    sess->ka_missed = 0;
+    sess->keepalive = sg_timer_add(env->ping_interval_s * 1000, on_keepalive_tick, sess);
 }
 
 /* DRAINING or CLOSING past close_timeout: the browser does not take what
@@ -787,6 +857,12 @@ sg_session_on_writeable(SgSession *sess)
         sess->state == SG_SESSION_DRAINING || sess->state == SG_SESSION_CLOSING)
         return sg_endpoint_ws_on_writeable(sess->ws);
     return 0;
+}
+
+void
+sg_session_on_pong(SgSession *sess)
+{
+    sg_endpoint_ws_on_pong(sess->ws);
 }
 
 void

@@ -50,6 +50,7 @@ typedef struct {
     guint connect_timeout_s;
     guint link_timeout_s;
     guint idle_timeout_s;         /* 0: sessions may stay idle */
+    guint ping_interval_s;        /* 0: no keepalive pings */
     guint close_timeout_s;
     /* [limits]: each session holds one count of each from its start until
      * it is freed (session_limits.h). NULL: none. */
@@ -82,6 +83,8 @@ bool sg_session_close(SgSession *sess, SgCloseReason reason);
 void sg_session_on_receive(SgSession *sess, const void *data, size_t len, bool binary);
 /* Returns -1 when lws must close the websocket now, else 0. */
 int sg_session_on_writeable(SgSession *sess);
+/* lws' RECEIVE_PONG: the browser answered a keepalive ping. */
+void sg_session_on_pong(SgSession *sess);
 
 /* The websocket is gone (lws CLOSED): logs the close line, frees
  * everything. NULL is a no-op. */

@@ -248,6 +248,8 @@ function endingKey(close, error) {
             return '4429:console';
         if (close.code === 4404 && /revoked/i.test(close.reason))
             return '4404:revoked';
+        if (close.code === 4408 && /ping/i.test(close.reason))
+            return '4408:ping';
         if (close.code === 1006 && !everConnected)
             return '1006.1';
         if (close.code in ENDINGS)

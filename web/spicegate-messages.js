@@ -133,6 +133,12 @@ export const ENDINGS = {
         text: 'Nothing happened on this console for a while, so the console service closed it. The virtual machine keeps running. Reconnect to continue.',
         action: 'reconnect',
     },
+    '4408:ping': {  // this browser did not answer the service's keepalive pings
+        title: 'Connection lost',
+        text: 'The console service stopped hearing from this browser (it may have been asleep, or its network interrupted), so it closed the console. The virtual machine keeps running.',
+        action: 'reconnect',
+        auto: true,
+    },
     4409: {
         title: 'An administrator closed this console',
         text: 'The cloud\'s operators closed this console session. The virtual machine keeps running. Reconnect if you still need it.',

@@ -57,6 +57,7 @@ CLOSE_BAD_TOKEN = (4404, "console token invalid or expired")
 CLOSE_TOKEN_REVOKED = (4404, "console token revoked")
 CLOSE_LINK_TIMEOUT = (4408, "timed out waiting for the SPICE link message")
 CLOSE_IDLE = (4408, "console idle for too long")
+CLOSE_PING_TIMEOUT = (4408, "no answer to pings")
 CLOSE_ADMIN = (4409, "closed by an administrator")
 CLOSE_LIMIT_TOTAL = (4429, "too many consoles open, try again later")
 CLOSE_LIMIT_ADDRESS = (4429, "too many consoles from this address")
@@ -388,6 +389,10 @@ class WsClient:
         self.close_code = None
         self.close_reason = None
         self.pongs = []
+        self.pings = []              # when each of the server's pings was read (monotonic)
+        # Frames go out whole: a pong answered while reading must not land
+        # inside a frame another thread is sending.
+        self._send_lock = threading.Lock()
         self._close_sent = False
         self._rbuf = bytearray()
         self._data = bytearray()     # binary payload not yet handed to recv_exact()
@@ -477,7 +482,8 @@ class WsClient:
             key = os.urandom(4)
             head += key
             payload = _mask(payload, key)
-        self.sock.sendall(bytes(head) + payload)
+        with self._send_lock:
+            self.sock.sendall(bytes(head) + payload)
 
     def send_binary(self, data):
         self.send_frame(OP_BINARY, data)
@@ -536,6 +542,7 @@ class WsClient:
         while True:
             fin, op, payload = self.recv_frame()
             if op == OP_PING:
+                self.pings.append(time.monotonic())
                 self.send_frame(OP_PONG, payload)
                 continue
             if op == OP_PONG:
@@ -577,6 +584,7 @@ class WsClient:
                 if op == OP_PONG:
                     self.pongs.append(payload)
                 elif op == OP_PING:
+                    self.pings.append(time.monotonic())
                     self.send_frame(OP_PONG, payload)
                 elif op in (OP_BINARY, OP_CONT):
                     self._data += payload

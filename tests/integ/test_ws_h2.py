@@ -135,7 +135,24 @@ class WsOverH2:
             elif op == 0x9:
                 self._send_frame(0xA, payload)
 
+    _sending = False
+    _deferred = ()
+
     def _send_frame(self, opcode, payload):
+        # A ping read while one of our frames is half out (waiting for
+        # window, below) is answered after that frame, never inside it.
+        if self._sending:
+            self._deferred.append((opcode, payload))
+            return
+        self._sending, self._deferred = True, []
+        try:
+            self._send_whole_frame(opcode, payload)
+        finally:
+            self._sending = False
+        while self._deferred:
+            self._send_frame(*self._deferred.pop(0))
+
+    def _send_whole_frame(self, opcode, payload):
         key = os.urandom(4)
         n = len(payload)
         if n < 126:

@@ -38,6 +38,7 @@ START_TEST(test_config_defaults)
     ck_assert_uint_eq(cfg->handshake_timeout_s, 10);   /* lws' own before */
     ck_assert_uint_eq(cfg->link_timeout_s, 10);
     ck_assert_uint_eq(cfg->idle_timeout_s, 0);         /* off */
+    ck_assert_uint_eq(cfg->ping_interval_s, 30);      /* keepalive pings */
     ck_assert_uint_eq(cfg->close_timeout_s, 30);
     ck_assert_uint_eq(cfg->shutdown_timeout_s, 3);     /* the listener's before */
     ck_assert_uint_eq(cfg->drain_timeout_s, 0);        /* SIGTERM closes at once */
@@ -60,6 +61,7 @@ START_TEST(test_config_file_values)
                                    "connect_timeout=3\n"
                                    "handshake_timeout = 4\n"
                                    "idle_timeout = 900\n"
+                                   "ping_interval = 0\n"
                                    "close_timeout = 5\n"
                                    "shutdown_timeout = 6\n"
                                    "drain_timeout = 600\n"
@@ -82,6 +84,7 @@ START_TEST(test_config_file_values)
     ck_assert_uint_eq(cfg->connect_timeout_s, 3);
     ck_assert_uint_eq(cfg->handshake_timeout_s, 4);
     ck_assert_uint_eq(cfg->idle_timeout_s, 900);
+    ck_assert_uint_eq(cfg->ping_interval_s, 0);
     ck_assert_uint_eq(cfg->close_timeout_s, 5);
     ck_assert_uint_eq(cfg->shutdown_timeout_s, 6);
     ck_assert_uint_eq(cfg->drain_timeout_s, 600);

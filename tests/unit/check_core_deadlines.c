@@ -8,7 +8,10 @@
  * (4504); idle_timeout (4408 "idle"; not while bytes move on any channel
  * of the console); a token's lifetime ending mid-session (4410); a live
  * console's token revoked (4404 "revoked"; one re-check for its
- * websockets; a failed re-check keeps them). The close
+ * websockets; a failed re-check keeps them); ping_interval's keepalive (a
+ * ping each interval; a browser that answers, or sends data, stays; one
+ * that sends nothing back for 3 intervals is closed, 4408 "no answer to
+ * pings", and its SPICE connection with it; none with 0). The close
  * deadlines are in check_core_drain.c. Every wait has a deadline;
  * nothing sleeps. */
 #include <stdbool.h>
@@ -250,6 +253,122 @@ START_TEST(test_token_revoked_4404)
 }
 END_TEST
 
+/* --- keepalive ---------------------------------------------------------------- */
+
+static gboolean
+pings_at_least(gpointer data)
+{
+    const struct { WsClient *c; guint n; } *want = data;
+
+    return wsc_n_pings(want->c) >= want->n;
+}
+
+static void
+wait_pings(WsClient *c, guint n, guint deadline_ms)
+{
+    struct { WsClient *c; guint n; } want = { c, n };
+
+    wsc_run_until(pings_at_least, &want, deadline_ms);
+}
+
+/* A quiet console whose browser answers: a ping every interval, and it
+ * stays open. */
+START_TEST(test_keepalive_answered_stays)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    gint64 start;
+
+    h = harness_start("server.ping_interval", "1", NULL);
+    c = harness_open_console(h, NULL);
+    wsc_wait_received(c, link->len, DEADLINE_MS);
+    start = g_get_monotonic_time();
+    wait_pings(c, 5, 8000);
+    /* Five ticks of one second, the first a second after LINKING: not
+     * sooner (one per interval), and not much later. */
+    ck_assert_int_ge(g_get_monotonic_time() - start, 3900 * 1000);
+    ck_assert_int_lt(g_get_monotonic_time() - start, 6500 * 1000);
+    ck_assert(!wsc_got_close(c));
+    ck_assert_uint_eq(h->closed->len, 0);
+    /* And it still relays. */
+    wsc_send_binary(c, "k", 1);
+    wsc_wait_received(c, link->len + 1, DEADLINE_MS);
+}
+END_TEST
+
+/* A browser that answers no ping and sends nothing: closed after 3
+ * intervals that heard nothing (3 to 4 s here), with its SPICE connection. */
+START_TEST(test_keepalive_unanswered_4408)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    const HarnessClose *closed;
+    gint64 start, took;
+
+    h = harness_start("server.ping_interval", "1", NULL);
+    c = harness_open_ws(h, "good", NULL);
+    wsc_answer_pings(c, false);
+    wsc_send_binary(c, link->data, link->len);
+    wsc_wait_received(c, link->len, DEADLINE_MS);
+    start = g_get_monotonic_time();
+    wsc_run_until(wsc_cond_closed, c, 8000);
+    took = g_get_monotonic_time() - start;
+    harness_expect_close(c, 4408, "no answer to pings");
+    ck_assert_int_ge(took, 2900 * 1000);
+    ck_assert_int_lt(took, 5000 * 1000);
+    ck_assert_uint_ge(wsc_n_pings(c), 2);
+    closed = harness_wait_closed(h, 1, DEADLINE_MS);
+    ck_assert_int_eq(closed->reason, SG_CLOSE_PING_TIMEOUT);
+    ck_assert_ptr_nonnull(closed->detail);
+    ck_assert_ptr_nonnull(strstr(closed->detail, "nothing from the browser for 3 pings, 1 s apart"));
+    ck_assert(closed->opened);
+    wsc_run_until(harness_peer_saw_close, h->peer, DEADLINE_MS);
+}
+END_TEST
+
+/* Data from the browser is as good as a pong: one that answers no ping
+ * but types stays. */
+START_TEST(test_keepalive_data_counts)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    guint64 want = link->len;
+
+    h = harness_start("server.ping_interval", "1", NULL);
+    c = harness_open_ws(h, "good", NULL);
+    wsc_answer_pings(c, false);
+    wsc_send_binary(c, link->data, link->len);
+    wsc_wait_received(c, want, DEADLINE_MS);
+    /* Past 5 intervals: 3 silent ones would have closed it. */
+    for (int i = 0; i < 11; i++) {
+        wsc_run_for(500);
+        wsc_send_binary(c, "x", 1);
+        wsc_wait_received(c, ++want, DEADLINE_MS);
+    }
+    ck_assert_uint_ge(wsc_n_pings(c), 3);
+    ck_assert(!wsc_got_close(c));
+    ck_assert_uint_eq(h->closed->len, 0);
+}
+END_TEST
+
+/* ping_interval = 0: no ping, and a silent browser is not closed for it. */
+START_TEST(test_keepalive_off)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+
+    h = harness_start("server.ping_interval", "0", NULL);
+    c = harness_open_ws(h, "good", NULL);
+    wsc_answer_pings(c, false);
+    wsc_send_binary(c, link->data, link->len);
+    wsc_wait_received(c, link->len, DEADLINE_MS);
+    wsc_run_for(2500);
+    ck_assert_uint_eq(wsc_n_pings(c), 0);
+    ck_assert(!wsc_got_close(c));
+    ck_assert_uint_eq(h->closed->len, 0);
+}
+END_TEST
+
 static Suite *
 core_deadlines_suite(void)
 {
@@ -267,6 +386,10 @@ core_deadlines_suite(void)
     tcase_add_test(deadlines, test_idle_timeout_is_the_consoles);
     tcase_add_test(deadlines, test_session_expires_4410);
     tcase_add_test(deadlines, test_token_revoked_4404);
+    tcase_add_test(deadlines, test_keepalive_answered_stays);
+    tcase_add_test(deadlines, test_keepalive_unanswered_4408);
+    tcase_add_test(deadlines, test_keepalive_data_counts);
+    tcase_add_test(deadlines, test_keepalive_off);
     suite_add_tcase(s, deadlines);
     return s;
 }

@@ -52,6 +52,8 @@ struct WsClient {
     char *close_reason;
     bool eof;
     char *protocol_error;
+    guint n_pings;                /* pings from the server */
+    bool mute_pongs;              /* not answered */
 };
 
 static gboolean on_io(gint fd, GIOCondition cond, gpointer data);
@@ -365,7 +367,9 @@ parse_frames(WsClient *c)
             }
             break;
         case 0x9:
-            wsc_send_frame(c, 0xa, true, p, plen);
+            c->n_pings++;
+            if (!c->mute_pongs)
+                wsc_send_frame(c, 0xa, true, p, plen);
             break;
         case 0xa:
             break;
@@ -725,4 +729,16 @@ wsc_wait_received(WsClient *c, guint64 n, guint deadline_ms)
     wsc_run_until(received_enough, &w, deadline_ms);
     ck_assert_msg(c->received_total >= n, "connection ended after %" G_GUINT64_FORMAT
                   " of %" G_GUINT64_FORMAT " bytes", c->received_total, n);
+}
+
+guint
+wsc_n_pings(const WsClient *c)
+{
+    return c->n_pings;
+}
+
+void
+wsc_answer_pings(WsClient *c, bool answer)
+{
+    c->mute_pongs = !answer;
 }

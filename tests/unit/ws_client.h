@@ -110,6 +110,11 @@ void wsc_shutdown_write(WsClient *c);
 /* Stops (true) or resumes reading the socket. */
 void wsc_pause_reading(WsClient *c, bool paused);
 
+/* Pings from the server: counted, and answered with a pong unless
+ * wsc_answer_pings(c, false) (a browser that stopped answering). */
+guint wsc_n_pings(const WsClient *c);
+void wsc_answer_pings(WsClient *c, bool answer);
+
 /* --- waiting ------------------------------------------------------------ */
 
 /* Turns the default main context until @cond(@data) holds; fails the test
