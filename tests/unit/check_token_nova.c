@@ -63,6 +63,11 @@ static const char good_console[] =
     "\"host\": \"10.0.0.7\", \"port\": 5901, \"tls_port\": null, "
     "\"internal_access_path\": null}}";
 
+/* Nova always says; a console that does not cannot be asked about. */
+static const char no_instance_console[] =
+    "{\"console\": {\"host\": \"10.0.0.9\", \"port\": 5903, \"tls_port\": null, "
+    "\"internal_access_path\": null}}";
+
 static StubReply *
 openstack(StubHttp *s, const StubRequest *req, gpointer data)
 {
@@ -98,7 +103,9 @@ openstack(StubHttp *s, const StubRequest *req, gpointer data)
                                                   deleted_token)))
             return stub_reply_new(404, NULL, "{\"itemNotFound\": {\"code\": 404}}", -1);
         return stub_reply_new(200, "Content-Type: application/json\r\n",
-                              strstr(req->path, "other") != NULL ? other_console : good_console,
+                              strstr(req->path, "other") != NULL    ? other_console
+                              : strstr(req->path, "noinst") != NULL ? no_instance_console
+                                                                    : good_console,
                               -1);
     }
     if (g_str_has_prefix(req->path, SERVER_PREFIX)) {
@@ -1144,6 +1151,34 @@ START_TEST(test_revalidate_instance_fails_open)
 }
 END_TEST
 
+/* A token Nova no longer knows, with no instance to ask about (its first
+ * answer had none): nothing tells an expired token from a deleted one, so
+ * the console stays, the log says so once, and later rounds do not ask. */
+START_TEST(test_revalidate_no_instance_kept)
+{
+    Live a[2] = { 0 };
+    Logged kept = { "unknown to nova now, and no instance to ask about: its 2 live "
+                    "websocket(s) stay open, no longer re-checked", 1 };
+    Logged round = { ROUND_OK, 2 };
+    guint tokens;
+
+    open_lives(a, G_N_ELEMENTS(a), "tok-noinst");
+    tokens = count_requests(LOOKUP_PREFIX);
+    tokens_expired = true;
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(logged_n, &kept, DEADLINE_MS);
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(logged_n, &round, DEADLINE_MS);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX), tokens + 1);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX), 0);
+    ck_assert_int_eq(a[0].revoked + a[1].revoked, 0);
+    ck_assert_ptr_nonnull(a[1].watch);
+    ck_assert_uint_eq(count_logged("no instance to ask about"), 1);
+    close_lives(a, G_N_ELEMENTS(a));
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 0);
+}
+END_TEST
+
 static Suite *
 token_nova_suite(void)
 {
@@ -1191,6 +1226,7 @@ token_nova_suite(void)
     tcase_add_test(t, test_revalidate_last_session_leaves);
     tcase_add_test(t, test_revalidate_expired_instance_alive);
     tcase_add_test(t, test_revalidate_instance_fails_open);
+    tcase_add_test(t, test_revalidate_no_instance_kept);
     suite_add_tcase(s, t);
 
     t = tcase_create("version");
