@@ -714,8 +714,8 @@ static const SgConfigKeyInfo sg_keys[] = {
       "distinct tokens asked about at once; the rest wait up to timeout",
       apply_nova_max_lookups },
     { "nova", "revalidate_interval", "60",
-      "seconds between re-checks of live consoles' tokens with Nova; a token Nova no longer "
-      "knows closes its consoles (4404); 0: never", apply_nova_revalidate_interval },
+      "seconds between re-checks of live consoles' tokens with Nova; a console whose "
+      "instance was deleted closes (4404); 0: never", apply_nova_revalidate_interval },
     { "nova", "token_ttl", "600", "Nova's [consoleauth] token_ttl in seconds",
       apply_token_ttl },
     { "nova", "enforce_session_timeout", "false",

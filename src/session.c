@@ -514,9 +514,9 @@ on_session_expired(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* The token backend no longer knows our token (Nova deleted it, or the
- * instance; [nova] revalidate_interval): like an expiry, the console is
- * cut at once, in whatever state the session is. */
+/* The token backend revoked our token (with Nova: the console's instance
+ * was deleted; [nova] revalidate_interval): like an expiry, the console
+ * is cut at once, in whatever state the session is. */
 static void
 on_token_revoked(SgTokenWatch *watch, const char *detail, gpointer data)
 {

@@ -32,7 +32,10 @@ struct SgTokenLookup {
     SgTokenBackend *backend;      /* not owned */
     const char *backend_name;     /* static (the vtable's): a deferred answer may
                                    * outlive the backend */
-    char *token;                  /* secret: wiped before it is freed */
+    char *token;                  /* secret: wiped before it is freed; NULL when
+                                   * checking an instance */
+    char *instance;               /* check_instance(): the instance asked about */
+    const SgConsoleTarget *answer; /* during the callback: its target, for watch() */
     SgTokenCallback callback;
     gpointer user_data;
     gpointer backend_data;        /* owned by the backend */
@@ -97,6 +100,7 @@ lookup_free(SgTokenLookup *lookup)
 {
     g_clear_handle_id(&lookup->idle_id, g_source_remove);
     wipe_free(lookup->token);
+    g_free(lookup->instance);
     sg_console_target_free(lookup->tgt);
     g_clear_error(&lookup->error);
     g_free(lookup);
@@ -116,6 +120,7 @@ dispatch(SgTokenLookup *lookup, const SgConsoleTarget *tgt, const GError *error)
     }
     sg_zone_note_lookup(lookup->backend_name, result);
     lookup->dispatching = true;
+    lookup->answer = tgt;
     lookup->callback(tgt, error, lookup->user_data);
     lookup_free(lookup);
 }
@@ -179,6 +184,12 @@ sg_token_lookup_get_token(const SgTokenLookup *lookup)
     return lookup->token;
 }
 
+const char *
+sg_token_lookup_get_instance(const SgTokenLookup *lookup)
+{
+    return lookup->instance;
+}
+
 gpointer
 sg_token_lookup_get_backend_data(const SgTokenLookup *lookup)
 {
@@ -239,6 +250,8 @@ typedef struct Watched Watched;
 struct SgTokenWatches {
     SgTokenBackend *backend;      /* the owner */
     GHashTable *by_token;         /* token -> Watched*; the record owns the key */
+    GHashTable *by_instance;      /* instance -> Watched* whose token is forgotten
+                                   * (check_instance backends); the record owns the key */
     guint interval_s;             /* 0: no rounds */
     guint max_in_flight;
     guint timer_id;               /* the next round; 0 when none is due */
@@ -254,8 +267,14 @@ struct SgTokenWatches {
 
 struct Watched {
     SgTokenWatches *ws;
-    char *token;                  /* secret: wiped before it is freed */
+    char *token;                  /* secret: wiped before it is freed; NULL once
+                                   * its instance is watched instead */
     char *tag;                    /* sg_log_redact(token) */
+    char *instance;               /* the first answer's instance_uuid, or NULL */
+    bool by_instance;             /* keyed by instance in ws->by_instance */
+    bool unverifiable;            /* token unknown, no instance to ask about: kept,
+                                   * no longer re-checked */
+    bool instance_seen;           /* its instance was found alive at least once */
     GQueue watches;               /* SgTokenWatch*, oldest first */
     SgTokenLookup *recheck;       /* in flight, or NULL */
     GList round_link;             /* in ws->round while queued */
@@ -281,10 +300,31 @@ watches_of(SgTokenBackend *backend)
 
         ws->backend = backend;
         ws->by_token = g_hash_table_new(g_str_hash, g_str_equal);
+        ws->by_instance = g_hash_table_new(g_str_hash, g_str_equal);
         g_queue_init(&ws->round);
         backend->watches = ws;
     }
     return backend->watches;
+}
+
+static GHashTable *
+table_of(Watched *w)
+{
+    return w->by_instance ? w->ws->by_instance : w->ws->by_token;
+}
+
+static const char *
+key_of(Watched *w)
+{
+    return w->by_instance ? w->instance : w->token;
+}
+
+/* Takes @w out of its table, unless a new record took its key there. */
+static void
+unlist(Watched *w)
+{
+    if (g_hash_table_lookup(table_of(w), key_of(w)) == w)
+        g_hash_table_remove(table_of(w), key_of(w));
 }
 
 /* Forgets @w: its re-check, its place in the round, its token. Its
@@ -296,9 +336,8 @@ watched_free(Watched *w)
     bool in_round = w->queued || w->recheck != NULL;
 
     /* revoke_watched() took it out of the table already; a new record for the
-     * same token may be there by now. */
-    if (g_hash_table_lookup(ws->by_token, w->token) == w)
-        g_hash_table_remove(ws->by_token, w->token);
+     * same key may be there by now. */
+    unlist(w);
     if (w->queued)
         g_queue_unlink(&ws->round, &w->round_link);
     if (w->recheck != NULL) {
@@ -306,6 +345,7 @@ watched_free(Watched *w)
         ws->in_flight--;
     }
     g_free(w->tag);
+    g_free(w->instance);
     wipe_free(w->token);
     g_free(w);
     /* Its slot goes to the next token of the round, or the round ends. */
@@ -330,6 +370,10 @@ sg_token_lookup_watch(SgTokenLookup *lookup, SgTokenRevokedFunc func, gpointer u
         w->ws = ws;
         w->token = g_strdup(lookup->token);
         w->tag = sg_log_redact(lookup->token);
+        /* Only from a backend that can check it, and never the token. */
+        if (lookup->answer != NULL && lookup->answer->instance_uuid != NULL &&
+            lookup->backend->vtable->check_instance != NULL)
+            w->instance = g_strdup(lookup->answer->instance_uuid);
         g_queue_init(&w->watches);
         w->round_link.data = w;
         g_hash_table_insert(ws->by_token, w->token, w);
@@ -364,7 +408,9 @@ sg_token_watch_cancel(SgTokenWatch *watch)
 guint
 sg_token_backend_n_watched(const SgTokenBackend *backend)
 {
-    return backend->watches != NULL ? g_hash_table_size(backend->watches->by_token) : 0;
+    return backend->watches != NULL ? g_hash_table_size(backend->watches->by_token) +
+                                          g_hash_table_size(backend->watches->by_instance)
+                                    : 0;
 }
 
 gboolean
@@ -382,13 +428,17 @@ revoke_watched(Watched *w, const char *detail)
     SgTokenWatches *ws = w->ws;
     GList *link;
 
-    g_message("tokens: %s revoked (%s): closing its %u live websocket(s)", w->tag, detail,
-              g_queue_get_length(&w->watches));
+    if (w->by_instance)
+        g_message("tokens: the consoles of instance %s revoked (%s): closing their %u live "
+                  "websocket(s)", w->instance, detail, g_queue_get_length(&w->watches));
+    else
+        g_message("tokens: %s revoked (%s): closing its %u live websocket(s)", w->tag, detail,
+                  g_queue_get_length(&w->watches));
     ws->round_revoked++;
     w->revoking = true;
     /* Watches made from now on (a lookup that a cache answered) are a new
      * record's, which the next round checks. */
-    g_hash_table_remove(ws->by_token, w->token);
+    g_hash_table_remove(table_of(w), key_of(w));
     while ((link = g_queue_pop_head_link(&w->watches)) != NULL) {
         SgTokenWatch *watch = link->data;
 
@@ -419,21 +469,78 @@ round_end(SgTokenWatches *ws)
     g_clear_pointer(&ws->round_error, g_free);
 }
 
+/* @w's token is unknown to a backend that can check instances: from now
+ * on @w is re-checked by its instance, the token forgotten. A record of
+ * the same instance takes @w's watches if there is one (it is checked
+ * this round already, or will be); else @w is asked about first in this
+ * round. */
+static void
+watch_instance(Watched *w)
+{
+    SgTokenWatches *ws = w->ws;
+    Watched *into;
+    GList *link;
+
+    g_debug("tokens: %s unknown to %s (expired, reset or revoked): asking about its "
+            "instance %s", w->tag, ws->backend->vtable->name, w->instance);
+    unlist(w);
+    g_clear_pointer(&w->token, wipe_free);
+    w->by_instance = true;
+    into = g_hash_table_lookup(ws->by_instance, w->instance);
+    if (into == NULL) {
+        g_hash_table_insert(ws->by_instance, w->instance, w);
+        w->queued = true;
+        g_queue_push_head_link(&ws->round, &w->round_link);
+        return;
+    }
+    while ((link = g_queue_pop_head_link(&w->watches)) != NULL) {
+        ((SgTokenWatch *)link->data)->w = into;
+        g_queue_push_tail_link(&into->watches, link);
+    }
+    g_free(w->tag);
+    g_free(w->instance);
+    g_free(w);
+}
+
 static void
 on_recheck(const SgConsoleTarget *tgt, const GError *error, gpointer data)
 {
     Watched *w = data;
     SgTokenWatches *ws = w->ws;
+    const char *backend = ws->backend->vtable->name;
 
     (void)tgt;
     w->recheck = NULL;            /* the handle is freed after this callback */
     ws->in_flight--;
     ws->round_checked++;
-    if (error != NULL && g_error_matches(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNKNOWN)) {
-        g_autofree char *detail = g_strdup_printf("%s no longer knows it",
-                                                  ws->backend->vtable->name);
+    if (error != NULL && g_error_matches(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNKNOWN) &&
+        w->by_instance) {
+        g_autofree char *detail = g_strdup_printf("%s: %s", backend, error->message);
 
         revoke_watched(w, detail); /* frees w */
+    } else if (error != NULL && g_error_matches(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNKNOWN) &&
+               w->instance != NULL) {
+        /* Nova answers an expired token as a revoked one: its instance
+         * tells them apart. */
+        watch_instance(w);
+    } else if (error != NULL && g_error_matches(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNKNOWN) &&
+               ws->backend->vtable->check_instance != NULL) {
+        /* Nothing to tell an expired token from a revoked one: keep. */
+        g_message("tokens: %s unknown to %s now, and no instance to ask about: its %u live "
+                  "websocket(s) stay open, no longer re-checked", w->tag, backend,
+                  g_queue_get_length(&w->watches));
+        w->unverifiable = true;
+    } else if (error != NULL && g_error_matches(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_UNKNOWN)) {
+        g_autofree char *detail = g_strdup_printf("%s no longer knows it", backend);
+
+        revoke_watched(w, detail); /* frees w */
+    } else if (error == NULL && w->by_instance && !w->instance_seen) {
+        /* Once per instance: its token expired, or its console was reset,
+         * while it lives. Nova's own proxy keeps such consoles too. */
+        w->instance_seen = true;
+        g_message("tokens: instance %s lives (its console token expired or was reset): its "
+                  "%u live websocket(s) stay open; re-checked by instance from now on",
+                  w->instance, g_queue_get_length(&w->watches));
     } else if (error != NULL) {
         g_debug("tokens: re-check of %s failed, its consoles stay open: %s", w->tag,
                 error->message);
@@ -456,14 +563,19 @@ round_pump(SgTokenWatches *ws)
         w->queued = false;
         lookup = g_new0(SgTokenLookup, 1);
         lookup->backend = ws->backend;
-        lookup->token = g_strdup(w->token);
         lookup->callback = on_recheck;
         lookup->user_data = w;
         lookup->recheck = true;
         w->recheck = lookup;
         ws->in_flight++;
         lookup->in_start = true;
-        ws->backend->vtable->start(ws->backend, lookup);
+        if (w->by_instance) {
+            lookup->instance = g_strdup(w->instance);
+            ws->backend->vtable->check_instance(ws->backend, lookup);
+        } else {
+            lookup->token = g_strdup(w->token);
+            ws->backend->vtable->start(ws->backend, lookup);
+        }
         lookup->in_start = false;
     }
     if (ws->round_running && ws->in_flight == 0 && g_queue_is_empty(&ws->round))
@@ -482,13 +594,15 @@ round_start(SgTokenWatches *ws)
     }
     ws->round_running = true;
     ws->round_checked = ws->round_failed = ws->round_revoked = 0;
-    g_hash_table_iter_init(&iter, ws->by_token);
-    while (g_hash_table_iter_next(&iter, NULL, &value)) {
-        Watched *w = value;
+    for (int i = 0; i < 2; i++) {
+        g_hash_table_iter_init(&iter, i == 0 ? ws->by_token : ws->by_instance);
+        while (g_hash_table_iter_next(&iter, NULL, &value)) {
+            Watched *w = value;
 
-        if (w->recheck == NULL && !w->queued) {
-            w->queued = true;
-            g_queue_push_tail_link(&ws->round, &w->round_link);
+            if (w->recheck == NULL && !w->queued && !w->unverifiable) {
+                w->queued = true;
+                g_queue_push_tail_link(&ws->round, &w->round_link);
+            }
         }
     }
     round_pump(ws);
@@ -533,22 +647,26 @@ watches_free(SgTokenWatches *ws)
     gpointer value;
 
     g_clear_handle_id(&ws->timer_id, g_source_remove);
-    g_hash_table_iter_init(&iter, ws->by_token);
-    while (g_hash_table_iter_next(&iter, NULL, &value)) {
-        Watched *w = value;
-        GList *link;
+    for (int i = 0; i < 2; i++) {
+        g_hash_table_iter_init(&iter, i == 0 ? ws->by_token : ws->by_instance);
+        while (g_hash_table_iter_next(&iter, NULL, &value)) {
+            Watched *w = value;
+            GList *link;
 
-        while ((link = g_queue_pop_head_link(&w->watches)) != NULL)
-            ((SgTokenWatch *)link->data)->w = NULL;
-        g_hash_table_iter_steal(&iter);
-        if (w->queued)
-            g_queue_unlink(&ws->round, &w->round_link);
-        g_clear_pointer(&w->recheck, sg_token_lookup_cancel);
-        g_free(w->tag);
-        wipe_free(w->token);
-        g_free(w);
+            while ((link = g_queue_pop_head_link(&w->watches)) != NULL)
+                ((SgTokenWatch *)link->data)->w = NULL;
+            g_hash_table_iter_steal(&iter);
+            if (w->queued)
+                g_queue_unlink(&ws->round, &w->round_link);
+            g_clear_pointer(&w->recheck, sg_token_lookup_cancel);
+            g_free(w->tag);
+            g_free(w->instance);
+            wipe_free(w->token);
+            g_free(w);
+        }
     }
     g_hash_table_unref(ws->by_token);
+    g_hash_table_unref(ws->by_instance);
     g_free(ws->round_error);
     g_free(ws);
 }

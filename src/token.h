@@ -14,6 +14,14 @@
  * websockets share it, and tells every watch of a token that its backend
  * no longer knows (revoked). The token itself stays here, never in the
  * session, so that nothing that logs a session can log it.
+ *
+ * A backend that can also say whether a console's instance still exists
+ * (check_instance, Nova's GET /servers/{id}) is asked that before a
+ * console closes: an unknown token may only have expired (Nova's
+ * token_ttl), and its API answers 404 for an expired token as for a
+ * deleted one. Only a deleted instance revokes; while it lives, the
+ * console stays, and from then on its instance is re-checked instead of
+ * its token (one request per instance a round), the token forgotten.
  */
 #pragma once
 
@@ -64,6 +72,13 @@ typedef struct {
     /* Re-reads the backend's configuration (SIGHUP). Optional. */
     gboolean (*reload)(SgTokenBackend *backend, GError **error);
     void (*free)(SgTokenBackend *backend);
+    /* Optional. Starts asking whether the instance
+     * sg_token_lookup_get_instance() still exists; completes @lookup like
+     * start() (cancelled with cancel()): any target if it does,
+     * SG_TOKEN_ERROR_UNKNOWN if it was deleted (the message says how, for
+     * the log), another error if the backend cannot say. Only re-checks
+     * of watched consoles ask it. */
+    void (*check_instance)(SgTokenBackend *backend, SgTokenLookup *lookup);
 } SgTokenBackendVtable;
 
 typedef struct SgTokenWatches SgTokenWatches;
@@ -84,8 +99,10 @@ SgTokenLookup *sg_token_lookup(SgTokenBackend *backend, const char *token,
  * freed. NULL is a no-op. */
 void sg_token_lookup_cancel(SgTokenLookup *lookup);
 
-/* For backends. */
+/* For backends. The token is NULL in a check_instance() lookup, the
+ * instance NULL in any other. */
 const char *sg_token_lookup_get_token(const SgTokenLookup *lookup);
+const char *sg_token_lookup_get_instance(const SgTokenLookup *lookup);
 gpointer sg_token_lookup_get_backend_data(const SgTokenLookup *lookup);
 void sg_token_lookup_set_backend_data(SgTokenLookup *lookup, gpointer data);
 /* Runs the callback (from the main loop if called synchronously from
@@ -96,15 +113,18 @@ void sg_token_lookup_complete(SgTokenLookup *lookup, const SgConsoleTarget *tgt,
 /* --- revocation of live consoles' tokens ------------------------------------ */
 
 /* Called once when the backend says @watch's token is no longer known
- * (revoked: Nova deleted it, or the instance). The watch is freed when the
+ * (revoked), or, for a backend with check_instance, that the console's
+ * instance was deleted. The watch is freed when the
  * callback returns: forget the handle; cancelling it from inside the
  * callback is a no-op. @detail says who said so, for the log. */
 typedef void (*SgTokenRevokedFunc)(SgTokenWatch *watch, const char *detail, gpointer user_data);
 
 /* Only from inside @lookup's callback, when it brought a target: watches
- * the lookup's token until sg_token_watch_cancel() or @func. The watch
- * keeps no copy of the token of its own: every watch of a token shares one
- * record, in the backend, wiped when the last watch goes. */
+ * the lookup's token (and the target's instance_uuid) until
+ * sg_token_watch_cancel() or @func. The watch keeps no copy of the token
+ * of its own: every watch of a token shares one record, in the backend,
+ * wiped when the last watch goes or when its instance is watched
+ * instead. */
 SgTokenWatch *sg_token_lookup_watch(SgTokenLookup *lookup, SgTokenRevokedFunc func,
                                     gpointer user_data);
 /* Stops watching; NULL is a no-op. */
@@ -114,7 +134,10 @@ void sg_token_watch_cancel(SgTokenWatch *watch);
  * most @max_in_flight at once, with lookups that a backend's answer cache
  * must not answer (sg_token_lookup_is_recheck()). A token the backend
  * says it does not know (SG_TOKEN_ERROR_UNKNOWN) is revoked: all its
- * watches are told. Any other failure (backend down, slow, an error)
+ * watches are told; unless the backend has check_instance: then its
+ * instance is asked about in the same round (one request per instance),
+ * and only a deleted instance revokes (a token without a known instance
+ * is kept, and no longer re-checked). Any other failure (backend down, slow, an error)
  * revokes nothing: live consoles stay up while the backend cannot say,
  * and one warning per round says how many could not be checked. When a
  * round is still running as the next falls due, that next one is skipped.
@@ -124,7 +147,8 @@ void sg_token_backend_set_revalidate(SgTokenBackend *backend, guint interval_s,
 /* Starts a round of re-checks now unless one is running (a backend whose
  * tokens just changed, e.g. on reload). */
 void sg_token_backend_revalidate_now(SgTokenBackend *backend);
-/* How many distinct tokens are watched. */
+/* How many distinct tokens, and instances watched instead of their
+ * tokens, are watched. */
 guint sg_token_backend_n_watched(const SgTokenBackend *backend);
 /* TRUE while a round of re-checks runs. */
 gboolean sg_token_backend_revalidating(const SgTokenBackend *backend);

@@ -58,6 +58,8 @@ typedef struct {
     SgHttpc *hc;
     SgKeystone *ks;
     GHashTable *pending;          /* token -> Pending* (asking or queued) */
+    GHashTable *servers;          /* instance uuid -> Pending* asking GET /servers/{id}
+                                   * for re-checks (check_instance) */
     SgNovaCache *cache;
     guint sweep_id;               /* frees expired cache entries; 0 when empty */
     GHashTable *first_use;        /* SHA-256 hex of the token -> gint64* (real time, us) */
@@ -71,8 +73,9 @@ typedef struct {
 
 typedef struct {
     NovaBackend *nb;
-    char *token;
-    char *tag;                    /* sg_log_redact(token) */
+    char *token;                  /* or the instance uuid, when server */
+    char *tag;                    /* sg_log_redact(token), or "instance UUID" */
+    bool server;                  /* asks GET /servers/{uuid}, in nb->servers */
     GPtrArray *lookups;           /* SgTokenLookup*, not owned */
     SgKeystoneWait *ks_wait;
     SgHttpRequest *req;
@@ -255,6 +258,12 @@ remember(NovaBackend *nb, const char *token, const SgConsoleTarget *tgt, guint s
 
 /* --- lookup slots -------------------------------------------------------------- */
 
+static GHashTable *
+table_of(const Pending *p)
+{
+    return p->server ? p->nb->servers : p->nb->pending;
+}
+
 /* Frees @p and gives back what it held: its slot, its place in the queue.
  * The caller then calls promote() unless the whole backend goes. */
 static void
@@ -390,7 +399,7 @@ finish(Pending *p, const SgConsoleTarget *tgt, const GError *error)
     NovaBackend *nb = p->nb;
 
     p->finishing = true;
-    g_hash_table_steal(nb->pending, p->token);
+    g_hash_table_steal(table_of(p), p->token);
     while (p->lookups->len > 0) {
         SgTokenLookup *lookup = g_ptr_array_steal_index(p->lookups, 0);
 
@@ -532,6 +541,89 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
     }
 }
 
+/* The status of Nova's {"server": {"status": ...}}, or NULL. */
+static char *
+server_status(const char *body, gsize len)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonNode *root;
+    JsonNode *node;
+
+    if (body == NULL || !sg_json_load_bounded(parser, body, len, NULL))
+        return NULL;
+    root = json_parser_get_root(parser);
+    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root))
+        return NULL;
+    node = json_object_get_member(json_node_get_object(root), "server");
+    if (node == NULL || !JSON_NODE_HOLDS_OBJECT(node))
+        return NULL;
+    node = json_object_get_member(json_node_get_object(node), "status");
+    if (node == NULL || !JSON_NODE_HOLDS_VALUE(node) ||
+        json_node_get_value_type(node) != G_TYPE_STRING)
+        return NULL;
+    return g_strdup(json_node_get_string(node));
+}
+
+/* GET /servers/{uuid}, asked when a live console's token is unknown to
+ * Nova (expired, reset or revoked: its 404 says no more): only a deleted
+ * instance revokes the console. Only re-checks wait on it, so every
+ * failure is a debug line here and one warning a round in token.c. */
+static void
+on_server_reply(const SgHttpResponse *resp, gpointer data)
+{
+    Pending *p = data;
+    NovaBackend *nb = p->nb;
+    g_autofree char *status = NULL;
+
+    p->req = NULL;
+    sg_zone_note_latency(SG_ZONE_SVC_NOVA, resp->elapsed_us);
+    switch (resp->status) {
+    case 200:
+        status = server_status(resp->body, resp->body_len);
+        if (status == NULL) {
+            nova_warn(p, "nova: Nova's answer about %s has no server status", p->tag);
+            finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova's server answer has no status");
+        } else if (g_str_equal(status, "DELETED") || g_str_equal(status, "SOFT_DELETED")) {
+            finish_error(p, SG_TOKEN_ERROR_UNKNOWN, "instance deleted (status %s)", status);
+        } else {
+            g_autoptr(SgConsoleTarget) alive = sg_console_target_new("", 0);
+
+            alive->instance_uuid = g_strdup(p->token);
+            g_debug("nova: %s exists (status %.32s)", p->tag, status);
+            finish(p, alive, NULL);
+        }
+        return;
+    case 404:
+        /* Nova's own (its JSON "itemNotFound") only: a proxy's or a wrong
+         * endpoint's bare 404 says nothing about the instance. */
+        if (resp->body == NULL || strstr(resp->body, "\"itemNotFound\"") == NULL)
+            finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova answered 404 without its "
+                         "\"itemNotFound\" about an instance: is the compute endpoint right?");
+        else
+            finish_error(p, SG_TOKEN_ERROR_UNKNOWN, "instance deleted (not found)");
+        return;
+    case 401:
+        if (!p->retried && (resp->body == NULL ||
+                            strstr(resp->body, "\"unauthorized\"") == NULL)) {
+            p->retried = true;
+            sg_keystone_invalidate(nb->ks, p->service_token);
+            ask_keystone(p);
+            return;
+        }
+        finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova answered HTTP 401 about an instance");
+        return;
+    case 0:
+        nova_warn(p, "nova: cannot reach Nova for %s: %s", p->tag, resp->error);
+        finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova unreachable: %s", resp->error);
+        return;
+    default:
+        nova_warn(p, "nova: Nova answered HTTP %ld for %s", resp->status, p->tag);
+        finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova answered HTTP %ld about an instance",
+                     resp->status);
+        return;
+    }
+}
+
 static void
 on_service_token(const char *token, const char *compute_url, const GError *error,
                  gpointer data)
@@ -553,7 +645,8 @@ on_service_token(const char *token, const char *compute_url, const GError *error
      * URL path, and "/" or "?" in it must not change which resource we ask
      * for. */
     escaped = g_uri_escape_string(p->token, NULL, FALSE);
-    url = g_strdup_printf("%s/os-console-auth-tokens/%s", compute_url, escaped);
+    url = g_strdup_printf(p->server ? "%s/servers/%s" : "%s/os-console-auth-tokens/%s",
+                          compute_url, escaped);
     auth = g_strdup_printf("X-Auth-Token: %s", token);
     version = g_strdup_printf("OpenStack-API-Version: compute %s", nb->cfg->nova_api_version);
     headers[0] = auth;
@@ -562,7 +655,8 @@ on_service_token(const char *token, const char *compute_url, const GError *error
     headers[3] = NULL;
     wipe_free(p->service_token);
     p->service_token = g_strdup(token);
-    p->req = sg_httpc_request(nb->hc, "GET", url, headers, NULL, on_nova_reply, p);
+    p->req = sg_httpc_request(nb->hc, "GET", url, headers, NULL,
+                              p->server ? on_server_reply : on_nova_reply, p);
     explicit_bzero(auth, strlen(auth));
     explicit_bzero(url, strlen(url));
 }
@@ -614,13 +708,14 @@ on_deadline(gpointer data)
 
 /* --- the backend vtable -------------------------------------------------------- */
 
+static void join(NovaBackend *nb, SgTokenLookup *lookup, const char *key, bool server);
+
 static void
 nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
 {
     NovaBackend *nb = (NovaBackend *)backend;
     const char *token = sg_token_lookup_get_token(lookup);
     const SgConsoleTarget *cached;
-    Pending *p;
 
     /* Refuse what cannot be a Nova token before asking Nova about it. */
     if (token[0] == '\0' || strlen(token) > SG_TOKEN_MAX_BYTES ||
@@ -643,16 +738,28 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
         sg_token_lookup_complete(lookup, cached, error);
         return;
     }
-    p = g_hash_table_lookup(nb->pending, token);
+    join(nb, lookup, token, false);
+}
+
+/* Adds @lookup to the request for @key (a token; an instance uuid when
+ * @server), starting one, or queueing it for a slot, if none is in
+ * flight. */
+static void
+join(NovaBackend *nb, SgTokenLookup *lookup, const char *key, bool server)
+{
+    Pending *p;
+
+    p = g_hash_table_lookup(server ? nb->servers : nb->pending, key);
     if (p == NULL) {
         p = g_new0(Pending, 1);
         p->nb = nb;
-        p->token = g_strdup(token);
-        p->tag = sg_log_redact(token);
+        p->server = server;
+        p->token = g_strdup(key);
+        p->tag = server ? g_strdup_printf("instance %s", key) : sg_log_redact(key);
         p->lookups = g_ptr_array_new();
         p->qlink.data = p;
         p->background = sg_token_lookup_is_recheck(lookup);
-        g_hash_table_insert(nb->pending, p->token, p);
+        g_hash_table_insert(table_of(p), p->token, p);
         p->deadline_id = g_timeout_add(nb->cfg->nova_timeout_s * 1000, on_deadline, p);
         if (nb->asking < nb->cfg->nova_max_lookups) {
             p->asking = true;
@@ -675,6 +782,14 @@ nova_start(SgTokenBackend *backend, SgTokenLookup *lookup)
     sg_token_lookup_set_backend_data(lookup, p);
 }
 
+/* Re-checks only (token.h): no cache, since a round asks each instance
+ * once anyway; the same slots, queue and deadline as token lookups. */
+static void
+nova_check_instance(SgTokenBackend *backend, SgTokenLookup *lookup)
+{
+    join((NovaBackend *)backend, lookup, sg_token_lookup_get_instance(lookup), true);
+}
+
 static void
 nova_cancel(SgTokenBackend *backend, SgTokenLookup *lookup)
 {
@@ -687,7 +802,7 @@ nova_cancel(SgTokenBackend *backend, SgTokenLookup *lookup)
     sg_token_lookup_set_backend_data(lookup, NULL);
     /* The browser that asked is gone and nobody else waits: stop asking. */
     if (p->lookups->len == 0 && !p->finishing) {
-        g_hash_table_steal(nb->pending, p->token);
+        g_hash_table_steal(table_of(p), p->token);
         pending_free(p);
         promote(nb);
     }
@@ -700,14 +815,17 @@ nova_free(SgTokenBackend *backend)
     GHashTableIter iter;
     gpointer p;
 
-    g_hash_table_iter_init(&iter, nb->pending);
-    while (g_hash_table_iter_next(&iter, NULL, &p)) {
-        g_hash_table_iter_steal(&iter);
-        pending_free(p);
+    for (int i = 0; i < 2; i++) {
+        g_hash_table_iter_init(&iter, i == 0 ? nb->pending : nb->servers);
+        while (g_hash_table_iter_next(&iter, NULL, &p)) {
+            g_hash_table_iter_steal(&iter);
+            pending_free(p);
+        }
     }
     sg_keystone_wait_cancel(nb->probe_wait);
     sg_httpc_cancel(nb->probe);
     g_hash_table_unref(nb->pending);
+    g_hash_table_unref(nb->servers);
     g_clear_handle_id(&nb->sweep_id, g_source_remove);
     sg_nova_cache_free(nb->cache);
     g_hash_table_unref(nb->first_use);
@@ -722,6 +840,7 @@ static const SgTokenBackendVtable nova_vtable = {
     .cancel = nova_cancel,
     .reload = NULL,
     .free = nova_free,
+    .check_instance = nova_check_instance,
 };
 
 /* --- start-up check ------------------------------------------------------------ */
@@ -831,6 +950,7 @@ sg_token_nova_new(const SgConfig *cfg, GError **error)
     nb->hc = sg_httpc_new(&opts);
     nb->ks = sg_keystone_new(nb->hc, cfg);
     nb->pending = g_hash_table_new(g_str_hash, g_str_equal);
+    nb->servers = g_hash_table_new(g_str_hash, g_str_equal);
     nb->cache = sg_nova_cache_new(SG_NOVA_CACHE_MAX_ENTRIES);
     nb->first_use = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     g_queue_init(&nb->queue);

@@ -16,7 +16,11 @@
  * after the token's first successful lookup here.
  * Every [nova] revalidate_interval seconds the tokens of live consoles are
  * asked about again (token.h's watches), past the cache, with at most half
- * the lookup slots; a 404 then revokes the token, anything else keeps it.
+ * the lookup slots. Nova's 404 for a token does not tell expired from
+ * deleted, so then its instance is asked about (GET /servers/{uuid}, the
+ * backend's check_instance, same slots and deadline): a deleted instance
+ * (404 itemNotFound, DELETED, SOFT_DELETED) revokes, anything else keeps
+ * the console.
  */
 #pragma once
 

@@ -629,6 +629,23 @@ def revoke(d, instance_uuid=None):
                           instance_uuid or env["instance_uuid"]})
 
 
+def create_server(d, instance_uuid):
+    """Makes @instance_uuid a server Nova's API knows (GET /servers/{id}
+    answers 200, status ACTIVE): an Instance in cell1 with a flavor and an
+    InstanceMapping to cell1, as the conductor leaves them for a booted
+    instance (no hypervisor behind it). mint's default instance has no
+    mapping: GET /servers says 404 for it."""
+    env = load_env(d)
+    return _control(env, {"op": "create_server", "instance_uuid": instance_uuid})
+
+
+def delete_server(d, instance_uuid):
+    """Deletes the server as nova-compute's delete ends: its console tokens
+    deleted, the instance row soft-deleted (GET /servers/{id}: 404)."""
+    env = load_env(d)
+    return _control(env, {"op": "delete_server", "instance_uuid": instance_uuid})
+
+
 _ACCESS_RE = re.compile(
     r'^\S+ \S+ "(?P<method>\S+) (?P<path>[^" ]+)" status: (?P<status>\d+)')
 
@@ -832,6 +849,30 @@ def _ensure_instance(ctx, instance_uuid, created=set()):
     created.add(instance_uuid)
 
 
+def _create_server(ctx, instance_uuid):
+    from nova import objects
+    from nova.network import model as network_model
+    cell = [c for c in objects.CellMappingList.get_all(ctx)
+            if c.name == "cell1"][0]
+    flavor = objects.Flavor(
+        id=1, flavorid="1", name="spicegate-test", memory_mb=64, vcpus=1,
+        root_gb=1, ephemeral_gb=0, swap=0, rxtx_factor=1.0, vcpu_weight=0,
+        disabled=False, is_public=True, extra_specs={}, description=None)
+    inst = objects.Instance(
+        context=ctx, uuid=instance_uuid, project_id="spicegate-test",
+        user_id="spicegate-test", display_name="spicegate-test-server",
+        host="spicegate-test", node="spicegate-test", vm_state="active",
+        power_state=1, task_state=None, instance_type_id=1, memory_mb=64,
+        vcpus=1, root_gb=1, ephemeral_gb=0, flavor=flavor, old_flavor=None,
+        new_flavor=None, image_ref="", launched_at=None,
+        info_cache=objects.InstanceInfoCache(
+            network_info=network_model.NetworkInfo([])))
+    inst.create()
+    objects.InstanceMapping(
+        context=ctx, instance_uuid=instance_uuid, cell_mapping=cell,
+        project_id="spicegate-test", user_id="spicegate-test").create()
+
+
 def _control_request(req):
     from nova import context
     from nova import objects
@@ -858,6 +899,15 @@ def _control_request(req):
     if op == "revoke":
         objects.ConsoleAuthToken.clean_console_auths_for_instance(
             ctx, req["instance_uuid"])
+        return {"ok": True}
+    if op == "create_server":
+        _create_server(ctx, req["instance_uuid"])
+        return {"ok": True}
+    if op == "delete_server":
+        inst = objects.Instance.get_by_uuid(ctx, req["instance_uuid"])
+        objects.ConsoleAuthToken.clean_console_auths_for_instance(
+            ctx, req["instance_uuid"])
+        inst.destroy()
         return {"ok": True}
     return {"error": "unknown op %r" % op}
 

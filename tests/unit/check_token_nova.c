@@ -10,8 +10,11 @@
  * with lookups in flight, session expiry from the first use, the
  * start-up check of Nova's microversions, and the re-checks of live
  * consoles' tokens (revalidate_interval: one request per token past the
- * cache, 404 revokes every watch of the token, 5xx and silence revoke
- * nothing). Every wait has a deadline. */
+ * cache; a token's 404 asks about its instance, GET /servers/{id}: a
+ * deleted instance (404, DELETED, SOFT_DELETED) revokes every watch of the
+ * token, a live one keeps them and is re-checked instead of the token, one
+ * request per instance; 5xx and silence revoke nothing). Every wait has a
+ * deadline. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,9 @@
 
 #define DEADLINE_MS 5000
 #define LOOKUP_PREFIX "/v2.1/os-console-auth-tokens/"
+#define SERVER_PREFIX "/v2.1/servers/"
+#define INSTANCE "5b8e9b77-6a2c-4f6e-9d0e-2f1a3c4d5e6f"
+#define OTHER_INSTANCE "0d4c0c7e-55a4-4b0a-8d1e-6a4c1f2b3e4d"
 
 static StubHttp *stub;
 static SgConfig *cfg;
@@ -40,11 +46,26 @@ static GQueue login_faults = G_QUEUE_INIT;   /* StubReply*, for the next logins 
 static GQueue nova_faults = G_QUEUE_INIT;    /* StubReply*, for the next lookups */
 static const char *version_doc;              /* NULL: HTTP 500 */
 static const char *deleted_token;            /* Nova answers 404 for it; NULL: none */
+static bool tokens_expired;                  /* Nova answers 404 for every token */
 static StubAction version_action;             /* STUB_ANSWER: version_doc */
+/* GET /servers/{id}: its status, NULL for Nova's 404 itemNotFound; a
+ * status code other than 200 answers that with "{}". */
+static const char *server_state;
+static int server_http;
+
+static const char other_console[] =
+    "{\"console\": {\"instance_uuid\": \"" OTHER_INSTANCE "\", "
+    "\"host\": \"10.0.0.8\", \"port\": 5902, \"tls_port\": null, "
+    "\"internal_access_path\": null}}";
 
 static const char good_console[] =
     "{\"console\": {\"instance_uuid\": \"5b8e9b77-6a2c-4f6e-9d0e-2f1a3c4d5e6f\", "
     "\"host\": \"10.0.0.7\", \"port\": 5901, \"tls_port\": null, "
+    "\"internal_access_path\": null}}";
+
+/* Nova always says; a console that does not cannot be asked about. */
+static const char no_instance_console[] =
+    "{\"console\": {\"host\": \"10.0.0.9\", \"port\": 5903, \"tls_port\": null, "
     "\"internal_access_path\": null}}";
 
 static StubReply *
@@ -77,11 +98,27 @@ openstack(StubHttp *s, const StubRequest *req, gpointer data)
     if (g_str_has_prefix(req->path, LOOKUP_PREFIX)) {
         if (!g_queue_is_empty(&nova_faults))
             return g_queue_pop_head(&nova_faults);
-        if (g_str_has_prefix(req->path, LOOKUP_PREFIX "unknown") ||
+        if (g_str_has_prefix(req->path, LOOKUP_PREFIX "unknown") || tokens_expired ||
             (deleted_token != NULL && g_str_equal(req->path + strlen(LOOKUP_PREFIX),
                                                   deleted_token)))
             return stub_reply_new(404, NULL, "{\"itemNotFound\": {\"code\": 404}}", -1);
-        return stub_reply_new(200, "Content-Type: application/json\r\n", good_console, -1);
+        return stub_reply_new(200, "Content-Type: application/json\r\n",
+                              strstr(req->path, "other") != NULL    ? other_console
+                              : strstr(req->path, "noinst") != NULL ? no_instance_console
+                                                                    : good_console,
+                              -1);
+    }
+    if (g_str_has_prefix(req->path, SERVER_PREFIX)) {
+        g_autofree char *body = NULL;
+
+        if (server_http != 200)
+            return stub_reply_new(server_http, NULL, "{}", -1);
+        if (server_state == NULL)
+            return stub_reply_new(404, NULL, "{\"itemNotFound\": {\"code\": 404, "
+                                  "\"message\": \"Instance could not be found.\"}}", -1);
+        body = g_strdup_printf("{\"server\": {\"id\": \"%s\", \"status\": \"%s\"}}",
+                               req->path + strlen(SERVER_PREFIX), server_state);
+        return stub_reply_new(200, "Content-Type: application/json\r\n", body, -1);
     }
     return stub_reply_new(404, NULL, "{}", -1);
 }
@@ -157,6 +194,9 @@ setup(void)
     logged = g_string_new(NULL);
     logins = 0;
     deleted_token = NULL;
+    tokens_expired = false;
+    server_state = "ACTIVE";
+    server_http = 200;
     version_action = STUB_ANSWER;
     version_doc = "{\"version\": {\"id\": \"v2.1\", \"version\": \"2.93\", "
                   "\"min_version\": \"2.1\"}}";
@@ -855,7 +895,8 @@ round_done(gpointer data)
 
 /* Four websockets of one console and two of another: one request per
  * token a round, past the answer cache (cache_time is 5 s, a round 1 s).
- * Nova deletes the first token: all four of its watches hear it, once,
+ * Nova deletes the first token's instance (and so the token): one request
+ * about the instance confirms it, all four of its watches hear it, once,
  * the other console's do not, and a browser asking again is refused from
  * the negative cache. */
 START_TEST(test_revalidate_one_request_per_token)
@@ -880,21 +921,28 @@ START_TEST(test_revalidate_one_request_per_token)
     ck_assert_uint_eq(count_requests(LOOKUP_PREFIX "tok-live"), 2);
     ck_assert_uint_eq(count_requests(LOOKUP_PREFIX "tok-other"), 2);
 
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX), 0);
+
     deleted_token = "tok-live";
+    server_state = NULL;
     sg_token_backend_revalidate_now(backend);
     stub_run_until(lives_revoked, &la, DEADLINE_MS);
-    /* The round that found it: one request for the four. */
+    /* The round that found it: one request for the four, one about its
+     * instance. */
     ck_assert_uint_eq(count_requests(LOOKUP_PREFIX "tok-live"), 3);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX INSTANCE), 1);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX), 1);
     for (guint i = 0; i < G_N_ELEMENTS(a); i++) {
         ck_assert_int_eq(a[i].revoked, 1);
         ck_assert_ptr_null(a[i].watch);
-        ck_assert_str_eq(a[i].detail, "nova no longer knows it");
+        ck_assert_str_eq(a[i].detail, "nova: instance deleted (not found)");
     }
     for (guint i = 0; i < G_N_ELEMENTS(b); i++)
         ck_assert_int_eq(b[i].revoked, 0);
     ck_assert_uint_eq(sg_token_backend_n_watched(backend), 1);
-    ck_assert_ptr_nonnull(strstr(logged->str, "revoked (nova no longer knows it): closing its "
-                                              "4 live websocket(s)"));
+    ck_assert_msg(strstr(logged->str, "the consoles of instance " INSTANCE " revoked (nova: "
+                                      "instance deleted (not found)): closing their 4 live "
+                                      "websocket(s)") != NULL, "%s", logged->str);
 
     lookup("tok-live", &g);
     ck_assert_int_eq(g.error->code, SG_TOKEN_ERROR_UNKNOWN);
@@ -972,6 +1020,165 @@ START_TEST(test_revalidate_last_session_leaves)
 }
 END_TEST
 
+static guint
+count_logged(const char *what)
+{
+    guint n = 0;
+
+    for (const char *at = logged->str; (at = strstr(at, what)) != NULL; at++)
+        n++;
+    return n;
+}
+
+typedef struct {
+    const char *what;
+    guint n;
+} Logged;
+
+static gboolean
+logged_n(gpointer data)
+{
+    Logged *l = data;
+
+    return count_logged(l->what) >= l->n;
+}
+
+#define ROUND_OK "re-checked with nova, 0 revoked"
+
+/* Nova forgets every token (their token_ttl passed) while both instances
+ * live: nothing closes. Two consoles' tokens of one instance and one of
+ * another: the first round asks about each token once, then about each
+ * instance once (not once per token), and says once per instance that
+ * it lives; later rounds ask only about the two instances. Then both are
+ * soft-deleted: every websocket hears it. */
+START_TEST(test_revalidate_expired_instance_alive)
+{
+    Live a[2] = { 0 };
+    Live b[1] = { 0 };
+    Live c[1] = { 0 };
+    Lives la = { a, G_N_ELEMENTS(a) };
+    Lives lb = { b, G_N_ELEMENTS(b) };
+    Lives lc = { c, G_N_ELEMENTS(c) };
+    Logged round = { ROUND_OK, 1 };
+    guint tokens;
+
+    open_lives(a, G_N_ELEMENTS(a), "tok-live");
+    open_lives(b, G_N_ELEMENTS(b), "tok-twin");
+    open_lives(c, G_N_ELEMENTS(c), "tok-other");
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 3);
+    tokens = count_requests(LOOKUP_PREFIX);
+
+    tokens_expired = true;
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(logged_n, &round, DEADLINE_MS);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX), tokens + 3);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX INSTANCE), 1);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX OTHER_INSTANCE), 1);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX), 2);
+    ck_assert_int_eq(a[0].revoked + a[1].revoked + b[0].revoked + c[0].revoked, 0);
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 2);
+    ck_assert_uint_eq(count_logged("instance " INSTANCE " lives (its console token expired or "
+                                   "was reset): its 3 live websocket(s) stay open"), 1);
+    ck_assert_uint_eq(count_logged("instance " OTHER_INSTANCE " lives"), 1);
+
+    for (guint r = 2; r <= 3; r++) {
+        round.n = r;
+        sg_token_backend_revalidate_now(backend);
+        stub_run_until(logged_n, &round, DEADLINE_MS);
+        ck_assert_uint_eq(count_requests(LOOKUP_PREFIX), tokens + 3);
+        ck_assert_uint_eq(count_requests(SERVER_PREFIX INSTANCE), r);
+        ck_assert_uint_eq(count_requests(SERVER_PREFIX OTHER_INSTANCE), r);
+        ck_assert_int_eq(a[0].revoked + a[1].revoked + b[0].revoked + c[0].revoked, 0);
+    }
+    ck_assert_uint_eq(count_logged(" lives (its console token expired"), 2);
+    ck_assert_ptr_nonnull(a[0].watch);
+    ck_assert_ptr_nonnull(c[0].watch);
+
+    server_state = "SOFT_DELETED";
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(lives_revoked, &la, DEADLINE_MS);
+    stub_run_until(lives_revoked, &lb, DEADLINE_MS);
+    stub_run_until(lives_revoked, &lc, DEADLINE_MS);
+    ck_assert_str_eq(a[1].detail, "nova: instance deleted (status SOFT_DELETED)");
+    ck_assert_str_eq(c[0].detail, "nova: instance deleted (status SOFT_DELETED)");
+    ck_assert_int_eq(a[0].revoked + a[1].revoked + b[0].revoked + c[0].revoked, 4);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX), tokens + 3);
+    ck_assert_msg(strstr(logged->str, "the consoles of instance " INSTANCE " revoked (nova: "
+                                      "instance deleted (status SOFT_DELETED)): closing their 3 "
+                                      "live websocket(s)") != NULL, "%s", logged->str);
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 0);
+    close_lives(a, G_N_ELEMENTS(a));
+    close_lives(b, G_N_ELEMENTS(b));
+    close_lives(c, G_N_ELEMENTS(c));
+}
+END_TEST
+
+/* The token is unknown and Nova cannot say about the instance (500, then
+ * a bare 404 that is not Nova's): the console stays, a warning a round
+ * says so; then Nova's own 404 about the instance: it closes. */
+START_TEST(test_revalidate_instance_fails_open)
+{
+    Live a[1] = { 0 };
+    Lives la = { a, G_N_ELEMENTS(a) };
+    Logged failed = { "tokens: 1 of 2 re-check(s) of live consoles' tokens failed (first: "
+                      "Nova answered HTTP 500 about an instance)", 1 };
+    Logged bare = { "tokens: 1 of 1 re-check(s) of live consoles' tokens failed (first: "
+                    "Nova answered 404 without its \"itemNotFound\" about an instance", 1 };
+
+    open_lives(a, G_N_ELEMENTS(a), "tok-live");
+    tokens_expired = true;
+    server_http = 500;
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(logged_n, &failed, DEADLINE_MS);
+    ck_assert_int_eq(a[0].revoked, 0);
+    ck_assert_ptr_nonnull(a[0].watch);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX INSTANCE), 1);
+
+    server_http = 404;
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(logged_n, &bare, DEADLINE_MS);
+    ck_assert_int_eq(a[0].revoked, 0);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX INSTANCE), 2);
+
+    server_http = 200;
+    server_state = NULL;
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(lives_revoked, &la, DEADLINE_MS);
+    ck_assert_str_eq(a[0].detail, "nova: instance deleted (not found)");
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX INSTANCE), 3);
+    ck_assert_msg(strstr(logged->str, "[warning] nova:") == NULL, "%s", logged->str);
+    close_lives(a, G_N_ELEMENTS(a));
+}
+END_TEST
+
+/* A token Nova no longer knows, with no instance to ask about (its first
+ * answer had none): nothing tells an expired token from a deleted one, so
+ * the console stays, the log says so once, and later rounds do not ask. */
+START_TEST(test_revalidate_no_instance_kept)
+{
+    Live a[2] = { 0 };
+    Logged kept = { "unknown to nova now, and no instance to ask about: its 2 live "
+                    "websocket(s) stay open, no longer re-checked", 1 };
+    Logged round = { ROUND_OK, 2 };
+    guint tokens;
+
+    open_lives(a, G_N_ELEMENTS(a), "tok-noinst");
+    tokens = count_requests(LOOKUP_PREFIX);
+    tokens_expired = true;
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(logged_n, &kept, DEADLINE_MS);
+    sg_token_backend_revalidate_now(backend);
+    stub_run_until(logged_n, &round, DEADLINE_MS);
+    ck_assert_uint_eq(count_requests(LOOKUP_PREFIX), tokens + 1);
+    ck_assert_uint_eq(count_requests(SERVER_PREFIX), 0);
+    ck_assert_int_eq(a[0].revoked + a[1].revoked, 0);
+    ck_assert_ptr_nonnull(a[1].watch);
+    ck_assert_uint_eq(count_logged("no instance to ask about"), 1);
+    close_lives(a, G_N_ELEMENTS(a));
+    ck_assert_uint_eq(sg_token_backend_n_watched(backend), 0);
+}
+END_TEST
+
 static Suite *
 token_nova_suite(void)
 {
@@ -1017,6 +1224,9 @@ token_nova_suite(void)
     tcase_add_checked_fixture(t, setup_revalidate_by_hand, teardown);
     tcase_add_test(t, test_revalidate_one_request_per_token);
     tcase_add_test(t, test_revalidate_last_session_leaves);
+    tcase_add_test(t, test_revalidate_expired_instance_alive);
+    tcase_add_test(t, test_revalidate_instance_fails_open);
+    tcase_add_test(t, test_revalidate_no_instance_kept);
     suite_add_tcase(s, t);
 
     t = tcase_create("version");
