@@ -26,12 +26,7 @@ struct SgAcceptor {
     SgWatch *watch;               /* in the event core; watching or paused */
     guint backoff_timer;          /* accepting stopped until it fires, or 0 */
     bool stopped;                 /* for good */
-    /* The current run of failures: since when, how many, and how many
-     * since the last line about it. */
-    gint64 failing_since_us;      /* 0: accept works */
-    gint64 last_log_us;
-    guint64 failures;
-    guint64 failures_unlogged;
+    SgAcceptFailures failures;
     /* [server] proxy_protocol: NULL when off. */
     const SgTrustedProxies *proxy_trusted;
     guint proxy_timeout_s;
@@ -80,52 +75,46 @@ out_of_resources(int err)
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
-/* One line when a run of failures starts, then at most one per interval
- * with the count: the failure repeats at every try while it lasts. */
-static void
-log_failure(SgAcceptor *a, int err)
+bool
+sg_accept_failed(SgAcceptFailures *f, int err)
 {
     gint64 now = g_get_monotonic_time();
 
-    a->failures++;
-    a->failures_unlogged++;
-    if (a->failing_since_us == 0) {
+    f->failures++;
+    f->unlogged++;
+    if (f->since_us == 0) {
         struct rlimit rl = { 0 };
 
-        a->failing_since_us = now;
-        a->last_log_us = now;
-        a->failures_unlogged = 0;
+        f->since_us = now;
+        f->last_log_us = now;
+        f->unlogged = 0;
         getrlimit(RLIMIT_NOFILE, &rl);
         if (out_of_resources(err))
-            g_warning("cannot accept connections: %s (descriptor limit %llu); trying again "
-                      "every %d ms or when a connection closes; open connections are still "
-                      "served", g_strerror(err), (unsigned long long)rl.rlim_cur,
-                      SG_ACCEPT_BACKOFF_MS);
+            g_warning("%scannot accept connections: %s (descriptor limit %llu); trying again "
+                      "%s; open connections are still served", f->prefix, g_strerror(err),
+                      (unsigned long long)rl.rlim_cur, f->retry);
         else
-            g_warning("cannot accept a connection: %s", g_strerror(err));
-        return;
-    }
-    if (now - a->last_log_us >= SG_ACCEPT_LOG_INTERVAL_S * G_USEC_PER_SEC) {
-        g_warning("still cannot accept connections: %s; %" G_GUINT64_FORMAT
+            g_warning("%scannot accept a connection: %s", f->prefix, g_strerror(err));
+    } else if (now - f->last_log_us >= SG_ACCEPT_LOG_INTERVAL_S * G_USEC_PER_SEC) {
+        g_warning("%sstill cannot accept connections: %s; %" G_GUINT64_FORMAT
                   " failed attempts in the last %" G_GINT64_FORMAT " s",
-                  g_strerror(err), a->failures_unlogged,
-                  (now - a->last_log_us) / G_USEC_PER_SEC);
-        a->last_log_us = now;
-        a->failures_unlogged = 0;
+                  f->prefix, g_strerror(err), f->unlogged, (now - f->last_log_us) / G_USEC_PER_SEC);
+        f->last_log_us = now;
+        f->unlogged = 0;
     }
+    return out_of_resources(err);
 }
 
-static void
-log_recovery(SgAcceptor *a)
+void
+sg_accept_worked(SgAcceptFailures *f)
 {
-    if (a->failing_since_us == 0)
+    if (f->since_us == 0)
         return;
-    g_message("accepting connections again after %.1f s (%" G_GUINT64_FORMAT
-              " failed attempts)",
-              (double)(g_get_monotonic_time() - a->failing_since_us) / G_USEC_PER_SEC,
-              a->failures);
-    a->failing_since_us = 0;
-    a->failures = 0;
+    g_message("%saccepting connections again after %.1f s (%" G_GUINT64_FORMAT
+              " failed attempts)", f->prefix,
+              (double)(g_get_monotonic_time() - f->since_us) / G_USEC_PER_SEC, f->failures);
+    f->since_us = 0;
+    f->failures = 0;
 }
 
 /* --- the PROXY protocol header ------------------------------------------------ */
@@ -287,8 +276,7 @@ on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data)
             /* Gone before we took it, or a signal: nothing is wrong. */
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
                 break;
-            log_failure(a, err);
-            if (out_of_resources(err)) {
+            if (sg_accept_failed(&a->failures, err)) {
                 /* Not watched until the back-off ends. */
                 sg_watch_modify(a->watch, 0);
                 a->backoff_timer = g_timeout_add(SG_ACCEPT_BACKOFF_MS, on_backoff_over, a);
@@ -296,7 +284,7 @@ on_listen_ready(SgWatch *watch, int fd, GIOCondition condition, gpointer data)
             }
             break;
         }
-        log_recovery(a);
+        sg_accept_worked(&a->failures);
         /* No Nagle and TCP keepalive come with the socket: set once on the
          * listening socket, which every accepted one inherits
          * (listen_socket.c). */
@@ -316,6 +304,8 @@ sg_acceptor_new(int listen_fd, guint per_wakeup, SgAcceptFn on_accept, gpointer 
     a->per_wakeup = MAX(per_wakeup, 1);
     a->on_accept = on_accept;
     a->data = data;
+    a->failures.prefix = "";
+    a->failures.retry = "every " G_STRINGIFY(SG_ACCEPT_BACKOFF_MS) " ms or when a connection closes";
     a->pending = g_hash_table_new_full(NULL, NULL, proxy_wait_free, NULL);
     watch_socket(a);
     return a;

@@ -10,6 +10,7 @@
  * soon as one closes (sg_acceptor_resume) accepting starts again. */
 #pragma once
 
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include <glib.h>
@@ -30,6 +31,29 @@ typedef void (*SgAcceptFn)(int fd, const struct sockaddr_storage *proxied_source
 #define SG_ACCEPT_BACKOFF_MS 250
 /* At most one line per this long says accepting still fails, with a count. */
 #define SG_ACCEPT_LOG_INTERVAL_S 10
+
+/* A run of accept() failures on one listening socket: told once when it
+ * starts, then at most once per SG_ACCEPT_LOG_INTERVAL_S with a count,
+ * and once when it ends. Every listening socket does this when
+ * descriptors run out: the public port's (here) and the admin API's
+ * (admin.c, also in the master's poll loop). Zero it, then set @prefix
+ * ("" or "admin: ") and @retry (when it tries again, for the first line). */
+typedef struct {
+    const char *prefix;
+    const char *retry;
+    gint64 since_us;              /* 0: accept works */
+    gint64 last_log_us;
+    guint64 failures;
+    guint64 unlogged;
+} SgAcceptFailures;
+
+/* accept() failed with @err (not EAGAIN, EINTR or ECONNABORTED). Returns
+ * true when descriptors or memory ran out: stop watching the socket for
+ * SG_ACCEPT_BACKOFF_MS, since the connection stays in the backlog and the
+ * socket stays readable. */
+bool sg_accept_failed(SgAcceptFailures *f, int err);
+/* accept() worked: ends a run of failures, with a line if there was one. */
+void sg_accept_worked(SgAcceptFailures *f);
 
 /* Watches @listen_fd (not owned) on the default main context and accepts
  * up to @per_wakeup connections each time it is readable: 1 for a worker

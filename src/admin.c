@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "acceptor.h"
 #include "admin.h"
 #include "event_core.h"
 #include "metrics.h"
@@ -48,20 +49,14 @@ struct SgAdmin {
     AdminConn conns[SG_ADMIN_MAX_CONNS];
     /* Out of descriptors: not accepting until then (0: accepting). */
     gint64 accept_paused_until_us;
-    gint64 out_of_fds_since_us;   /* the first failure of this run of them, or 0 */
+    SgAcceptFailures accept_failures;
     guint answered;               /* requests answered so far (sg_admin_dispatch()) */
-    guint out_of_fds_failures;
     /* On the event core: */
     bool on_core;
     SgWatch *listen_watch;
     SgTimer *tick;
 };
 
-/* How long the admin API stops accepting when descriptors run out: the
- * connection stays in the backlog, so the listening socket stays
- * readable, and watching it meanwhile would spin the loop that relays
- * every console (acceptor.c backs off the same way). */
-#define SG_ADMIN_ACCEPT_BACKOFF_MS 500
 
 char *
 sg_admin_read_token(const char *path, GError **error)
@@ -420,8 +415,8 @@ parse_id(const char *text, guint64 *id)
 }
 
 /* The value of query parameter @name in @query ("a=1&b=2"), unescaped,
- * or NULL; NULL too for a value with a control character once unescaped
- * (it is logged: "%0a" must not forge a log line). */
+ * or NULL; NULL too for a value with a control character once unescaped:
+ * no instance, console or address has one, so it is a bad request. */
 static char *
 query_param(const char *query, const char *name)
 {
@@ -665,28 +660,19 @@ accept_all(SgAdmin *admin)
         g_autoptr(GSocketAddress) addr = NULL;
 
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Said once per run of failures, and once when it ends. */
-                if (admin->out_of_fds_since_us == 0) {
-                    g_warning("admin: cannot accept connections: %s; trying again every %d ms",
-                              g_strerror(errno), SG_ADMIN_ACCEPT_BACKOFF_MS);
-                    admin->out_of_fds_since_us = g_get_monotonic_time();
-                }
-                admin->out_of_fds_failures++;
+            /* Out of descriptors, the connection stays in the backlog and
+             * the socket readable: watching it meanwhile would spin the
+             * loop (the master's, or the one that relays every console). */
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED && sg_accept_failed(&admin->accept_failures, errno)) {
                 admin->accept_paused_until_us =
-                    g_get_monotonic_time() + SG_ADMIN_ACCEPT_BACKOFF_MS * 1000;
+                    g_get_monotonic_time() + SG_ACCEPT_BACKOFF_MS * 1000;
                 if (admin->listen_watch != NULL)
                     sg_watch_modify(admin->listen_watch, 0);
             }
             return;
         }
-        if (admin->out_of_fds_since_us != 0) {
-            g_message("admin: accepting connections again after %.1f s (%u failed attempts)",
-                      (double)(g_get_monotonic_time() - admin->out_of_fds_since_us) / 1e6,
-                      admin->out_of_fds_failures);
-            admin->out_of_fds_since_us = 0;
-            admin->out_of_fds_failures = 0;
-        }
+        sg_accept_worked(&admin->accept_failures);
         for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
             if (admin->conns[i].fd < 0) {
                 c = &admin->conns[i];
@@ -739,6 +725,10 @@ sg_admin_new(int listen_fd, const SgAdminContext *ctx)
     SgAdmin *admin = g_new0(SgAdmin, 1);
 
     admin->listen_fd = listen_fd;
+    admin->accept_failures.prefix = "admin: ";
+    /* The master's poll() ends the back-off on time; the event core's
+     * tick (below) within a second. */
+    admin->accept_failures.retry = "within a second";
     admin->ctx = *ctx;
     admin->token = g_strdup(ctx->token);
     admin->ctx.token = NULL;

@@ -183,7 +183,6 @@ sg_zone_note_closed(SgZone *zone, guint index, SgCloseReason reason, bool was_op
     ZoneSlot *slot = slot_of(zone, index);
 
     g_return_if_fail((guint)reason < SG_CLOSE_REASONS);
-    add(&slot->stats.closed[reason], 1);
     if (was_open) {
         __atomic_fetch_sub(&slot->stats.open, 1, __ATOMIC_RELAXED);
         add(&slot->stats.ended[reason], 1);

@@ -76,10 +76,11 @@ typedef struct {
     guint64 open;                 /* sessions open now (opened, not yet closed) */
     guint64 open_channel[SG_ZONE_CHANNELS]; /* the same, by channel type */
     guint64 opened;               /* sessions that opened (both ends up, link passed) */
-    guint64 closed[SG_CLOSE_REASONS]; /* sessions that ended, by reason, refused ones too */
-    guint64 refused[SG_CLOSE_REASONS]; /* of those, the ones that never opened */
-    guint64 ended[SG_CLOSE_REASONS]; /* of those, the ones that had opened (its own word:
-                                     * closed - refused, read without a lock, could go back) */
+    /* Sessions that ended, by reason, in two words that only grow (a
+     * difference of two, read without a lock, could go back between two
+     * reads): sg_zone_closed() is their sum. */
+    guint64 refused[SG_CLOSE_REASONS]; /* ended before they opened */
+    guint64 ended[SG_CLOSE_REASONS]; /* ended after they had opened */
     guint64 lost;                 /* open in a worker that died */
     /* Bytes of the sessions that have closed (added at the close, so that
      * no one walks the open ones every second): */
@@ -91,6 +92,13 @@ typedef struct {
     guint64 latency_bucket[SG_ZONE_SERVICES][SG_ZONE_LATENCY_BUCKETS + 1];
     guint64 latency_sum_us[SG_ZONE_SERVICES];
 } SgZoneStats;
+
+/* Sessions that ended for @reason, refused ones too. */
+static inline guint64
+sg_zone_closed(const SgZoneStats *st, SgCloseReason reason)
+{
+    return st->refused[reason] + st->ended[reason];
+}
 
 /* The gauges' words: [0, SG_ZONE_GAUGE_WORDS). */
 #define SG_ZONE_GAUGE_WORDS (1 + SG_ZONE_CHANNELS)

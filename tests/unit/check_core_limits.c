@@ -107,7 +107,7 @@ zone_closed(SgCloseReason reason)
     SgZoneStats st;
 
     sg_zone_read(h->zone, &st);
-    return st.closed[reason];
+    return sg_zone_closed(&st, reason);
 }
 
 /* per_token = 4: the fifth websocket of one console gets 4429 before its

@@ -84,9 +84,9 @@ START_TEST(test_zone_counters_across_processes)
     /* 1000 + 2000 + 3000 opened; 1 + 2 + 3 still open. */
     ck_assert_uint_eq(all.opened, 6000);
     ck_assert_uint_eq(all.open, 6);
-    ck_assert_uint_eq(all.closed[SG_CLOSE_TARGET_CLOSED], 6000 - 6);
-    ck_assert_uint_eq(all.closed[SG_CLOSE_BAD_TOKEN], 3);
-    ck_assert_uint_eq(all.closed[SG_CLOSE_ADMIN], 0);
+    ck_assert_uint_eq(sg_zone_closed(&all, SG_CLOSE_TARGET_CLOSED), 6000 - 6);
+    ck_assert_uint_eq(sg_zone_closed(&all, SG_CLOSE_BAD_TOKEN), 3);
+    ck_assert_uint_eq(sg_zone_closed(&all, SG_CLOSE_ADMIN), 0);
     ck_assert_uint_eq(all.bytes_up, 60000);
     ck_assert_uint_eq(all.bytes_down, 600000);
     ck_assert_uint_eq(all.lost, 0);
@@ -107,13 +107,14 @@ START_TEST(test_zone_retire_keeps_totals)
     sg_zone_retire(zone, 2);
     sg_zone_read(zone, &after);
     ck_assert_uint_eq(after.opened, before.opened);
-    ck_assert_uint_eq(after.closed[SG_CLOSE_TARGET_CLOSED], before.closed[SG_CLOSE_TARGET_CLOSED]);
+    ck_assert_uint_eq(sg_zone_closed(&after, SG_CLOSE_TARGET_CLOSED),
+                      sg_zone_closed(&before, SG_CLOSE_TARGET_CLOSED));
     ck_assert_uint_eq(after.bytes_down, before.bytes_down);
     ck_assert_uint_eq(after.open, before.open - 3);
     ck_assert_uint_eq(after.lost, 3);
     /* Every session that opened is open, closed after opening, or lost. */
     ck_assert_uint_eq(after.opened,
-                      after.open + after.lost + after.closed[SG_CLOSE_TARGET_CLOSED]);
+                      after.open + after.lost + sg_zone_closed(&after, SG_CLOSE_TARGET_CLOSED));
     sg_zone_read_worker(zone, 2, &slot);
     ck_assert_uint_eq(slot.opened, 0);
     ck_assert_uint_eq(slot.open, 0);
@@ -265,8 +266,8 @@ START_TEST(test_zone_observes_hub)
     sg_zone_read(zone, &st);
     ck_assert_uint_eq(st.opened, 1);
     ck_assert_uint_eq(st.open, 0);
-    ck_assert_uint_eq(st.closed[SG_CLOSE_ADMIN], 1);
-    ck_assert_uint_eq(st.closed[SG_CLOSE_BAD_TOKEN], 1);
+    ck_assert_uint_eq(sg_zone_closed(&st, SG_CLOSE_ADMIN), 1);
+    ck_assert_uint_eq(sg_zone_closed(&st, SG_CLOSE_BAD_TOKEN), 1);
     ck_assert_uint_eq(st.bytes_up, 1234);
     ck_assert_uint_eq(st.bytes_down, 56789);
     sg_zone_read_worker(zone, 0, &st);
