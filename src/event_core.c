@@ -1,19 +1,48 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* event_core.c - one libuv (epoll) loop inside GLib's main loop
+/* event_core.c - one libuv (epoll) loop that GLib's main loop waits in
  * (see event_core.h).
  *
- * The GSource waits on uv_backend_fd(), libuv's epoll descriptor, and
- * reports uv_backend_timeout() as its timeout: 0 while libuv has work
- * without waiting (an idle handle, such as lws' forced service of data
- * it already buffered; a closing handle; an interest change not yet
- * handed to the kernel, which libuv applies at its next poll), the next
- * timer otherwise. Its dispatch runs the libuv loop once without waiting:
- * timers, idle handles, epoll_wait(0) and the callbacks of the ready
- * descriptors, closes.
+ * GLib's main loop calls a poll function to wait for its own descriptors
+ * until its next timeout. Ours (g_main_context_set_poll_func()) runs the
+ * libuv loop once instead: GLib's timeout becomes a libuv timer, GLib's
+ * descriptors sit in an epoll set of their own that is itself in the
+ * loop, and one epoll_wait() waits for every socket of the process and
+ * for GLib. The callbacks of what is ready (sockets, libuv timers, lws)
+ * run there; then GLib learns which of its descriptors are ready and
+ * dispatches its sources. A wakeup costs one epoll_wait(). (The core was
+ * first a GSource on uv_backend_fd(): GLib's poll() on that descriptor,
+ * then libuv's epoll_wait(0) for what was ready, two system calls and
+ * GLib's whole iteration per wakeup; see the README for the figures.)
+ *
+ * Why GLib's descriptors are split. epoll keeps a descriptor's interest
+ * from one wait to the next and forgets it when the file is closed, while
+ * GLib hands over a fresh list each time, as poll() wants. A GLib source
+ * that closes its descriptor, and a new one that gets the same number
+ * before the next wait, look the same in that list: an epoll set would
+ * keep waiting on nothing for it. So only GLib's own wakeup descriptors
+ * (eventfds: the main context's and the signal sources'; GLib never
+ * closes them) go into the epoll set. While GLib watches anything else (a
+ * GSocketClient connecting to a SPICE server named by host name, the
+ * unit tests' peers), a turn polls those descriptors with poll() beside
+ * libuv's own descriptor, then runs libuv without waiting: the old two
+ * calls, and always correct.
+ *
+ * g_main_context_iteration() says whether it dispatched anything; the
+ * "spicegate core" source keeps that true for the core's own callbacks
+ * (watches and timers), which run inside the poll function.
+ *
+ * No nested main loop may run from a callback of the core (none does):
+ * libuv's loop is not re-entrant.
  */
 #include "autoconfig.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -28,61 +57,241 @@ struct SgWatch {
     gpointer data;
 };
 
+/* A descriptor of GLib's, as last seen. */
 typedef struct {
-    GSource source;
-    gpointer tag;
-} CoreSource;
+    int fd;
+    gushort events;
+    bool wakeup;                  /* an eventfd: in glib_epfd */
+} GlibFd;
 
 static uv_loop_t *core_loop;
+static uv_timer_t *glib_timer;    /* GLib's timeout */
+static uv_poll_t *glib_poll;      /* glib_epfd, in the loop */
+static int glib_epfd = -1;        /* GLib's wakeup descriptors */
+static GArray *glib_fds;          /* of GlibFd, in GLib's order */
+static guint glib_others;         /* how many are not wakeups */
+static struct pollfd *others_pfds;   /* room for 1 + glib_others */
+static bool glib_epfd_ready;      /* readable in this turn */
+static guint64 core_dispatched;   /* the core's callbacks run, ever */
+static guint64 core_dispatched_seen;
 static GSource *core_source;
+static guint64 turns_epoll_only, turns_with_poll;
+static GPollFunc glib_default_poll;
 
-static gint
-core_timeout(void)
+static bool
+is_eventfd(int fd)
 {
-    if (!uv_loop_alive(core_loop))
-        return -1;
+    char path[64], target[64];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0)
+        return false;
+    target[n] = '\0';
+    return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+static uint32_t
+epoll_events(gushort events)
+{
+    uint32_t e = 0;
+
+    if (events & G_IO_IN)
+        e |= EPOLLIN;
+    if (events & G_IO_PRI)
+        e |= EPOLLPRI;
+    if (events & G_IO_OUT)
+        e |= EPOLLOUT;
+    return e;
+}
+
+static gushort
+glib_events(uint32_t e)
+{
+    gushort r = 0;
+
+    if (e & EPOLLIN)
+        r |= G_IO_IN;
+    if (e & EPOLLPRI)
+        r |= G_IO_PRI;
+    if (e & EPOLLOUT)
+        r |= G_IO_OUT;
+    if (e & EPOLLERR)
+        r |= G_IO_ERR;
+    if (e & EPOLLHUP)
+        r |= G_IO_HUP;
+    return r;
+}
+
+/* Follows GLib's list: usually the same as last turn, and nothing to do. */
+static void
+sync_glib_fds(const GPollFD *fds, guint nfds)
+{
+    bool same = glib_fds->len == nfds;
+    g_autoptr(GArray) before = NULL;
+
+    for (guint i = 0; same && i < nfds; i++) {
+        const GlibFd *g = &g_array_index(glib_fds, GlibFd, i);
+
+        same = g->fd == fds[i].fd && g->events == fds[i].events;
+    }
+    if (same)
+        return;
+    /* Wakeups out, then in again (with both asks for a descriptor GLib
+     * lists twice); errors are for descriptors closed meanwhile. A
+     * descriptor kept its kind if its number is still listed (GLib's
+     * eventfds outlive their sources). */
+    before = g_steal_pointer(&glib_fds);
+    glib_fds = g_array_sized_new(FALSE, FALSE, sizeof(GlibFd), nfds);
+    for (guint i = 0; i < before->len; i++) {
+        const GlibFd *g = &g_array_index(before, GlibFd, i);
+
+        if (g->wakeup)
+            epoll_ctl(glib_epfd, EPOLL_CTL_DEL, g->fd, NULL);
+    }
+    glib_others = 0;
+    for (guint i = 0; i < nfds; i++) {
+        GlibFd g = { .fd = fds[i].fd, .events = fds[i].events };
+        bool known = false;
+
+        for (guint j = 0; j < before->len && !known; j++) {
+            const GlibFd *b = &g_array_index(before, GlibFd, j);
+
+            if (b->fd == g.fd) {
+                known = true;
+                g.wakeup = b->wakeup;
+            }
+        }
+        if (!known)
+            g.wakeup = is_eventfd(g.fd);
+        if (g.wakeup) {
+            struct epoll_event ev = { .events = epoll_events(g.events), .data.fd = g.fd };
+
+            if (epoll_ctl(glib_epfd, EPOLL_CTL_ADD, g.fd, &ev) != 0 && errno == EEXIST) {
+                for (guint j = 0; j < i; j++)
+                    if (fds[j].fd == g.fd)
+                        ev.events |= epoll_events(fds[j].events);
+                epoll_ctl(glib_epfd, EPOLL_CTL_MOD, g.fd, &ev);
+            }
+        } else {
+            glib_others++;
+        }
+        g_array_append_val(glib_fds, g);
+    }
+    others_pfds = g_renew(struct pollfd, others_pfds, 1 + glib_others);
+}
+
+static void
+on_glib_epfd(uv_poll_t *handle, int status, int revents)
+{
+    (void)handle;
+    (void)status;
+    (void)revents;
+    glib_epfd_ready = true;
+}
+
+static void
+on_glib_timeout(uv_timer_t *timer)
+{
+    (void)timer;                  /* only wakes the loop up */
+}
+
+/* Sets @fds' revents for GLib's wakeup descriptors from glib_epfd. */
+static void
+collect_wakeups(GPollFD *fds, guint nfds)
+{
+    struct epoll_event evs[16];
+    int n;
+
+    do {
+        n = epoll_wait(glib_epfd, evs, G_N_ELEMENTS(evs), 0);
+        for (int k = 0; k < n; k++)
+            for (guint i = 0; i < nfds; i++)
+                if (fds[i].fd == evs[k].data.fd)
+                    fds[i].revents = glib_events(evs[k].events) &
+                                     (fds[i].events | G_IO_ERR | G_IO_HUP);
+    } while (n == (int)G_N_ELEMENTS(evs));
+}
+
+/* GLib's poll function on the default context: see the top of the file.
+ * GLib calls it without the context's lock, so callbacks may add and
+ * remove GLib sources. */
+static gint
+core_poll(GPollFD *fds, guint nfds, gint timeout)
+{
+    gint ready = 0;
+    guint n_others = 0;
+
+    sync_glib_fds(fds, nfds);
+    for (guint i = 0; i < nfds; i++)
+        fds[i].revents = 0;
+    glib_epfd_ready = false;
     uv_update_time(core_loop);
-    return uv_backend_timeout(core_loop);
+    if (glib_others == 0) {
+        turns_epoll_only++;
+        /* GLib's timeout as a timer: the loop's own wait honours it. */
+        if (timeout > 0)
+            uv_timer_start(glib_timer, on_glib_timeout, (guint64)timeout, 0);
+        else
+            uv_timer_stop(glib_timer);
+        /* Waiting for GLib is this wait's work, even with nothing else. */
+        uv_ref((uv_handle_t *)glib_poll);
+        uv_run(core_loop, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+        uv_unref((uv_handle_t *)glib_poll);
+    } else {
+        int uv_ms = uv_loop_alive(core_loop) ? uv_backend_timeout(core_loop) : -1;
+        int ms = timeout < 0 ? uv_ms : uv_ms < 0 ? timeout : MIN(timeout, uv_ms);
+        int rc;
+
+        turns_with_poll++;
+        uv_timer_stop(glib_timer);
+        others_pfds[n_others++] = (struct pollfd){ .fd = uv_backend_fd(core_loop),
+                                                   .events = POLLIN };
+        for (guint i = 0; i < nfds; i++)
+            if (!g_array_index(glib_fds, GlibFd, i).wakeup)
+                others_pfds[n_others++] = (struct pollfd){ .fd = fds[i].fd,
+                                                           .events = fds[i].events };
+        rc = poll(others_pfds, n_others, ms);
+        uv_run(core_loop, UV_RUN_NOWAIT);
+        for (guint i = 0, k = 1; rc > 0 && i < nfds; i++)
+            if (!g_array_index(glib_fds, GlibFd, i).wakeup)
+                fds[i].revents = others_pfds[k++].revents;
+    }
+    if (glib_epfd_ready)
+        collect_wakeups(fds, nfds);
+    for (guint i = 0; i < nfds; i++)
+        if (fds[i].revents != 0)
+            ready++;
+    return ready;
 }
 
 static gboolean
-core_prepare(GSource *source, gint *timeout)
+core_source_check(GSource *source)
 {
     (void)source;
-    *timeout = core_timeout();
-    return *timeout == 0;
+    return core_dispatched != core_dispatched_seen;
 }
 
 static gboolean
-core_check(GSource *source)
-{
-    CoreSource *cs = (CoreSource *)source;
-
-    if (g_source_query_unix_fd(source, cs->tag) & G_IO_IN)
-        return TRUE;
-    return core_timeout() == 0;
-}
-
-static gboolean
-core_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+core_source_dispatch(GSource *source, GSourceFunc callback, gpointer data)
 {
     (void)source;
     (void)callback;
     (void)data;
-    uv_run(core_loop, UV_RUN_NOWAIT);
+    core_dispatched_seen = core_dispatched;
     return G_SOURCE_CONTINUE;
 }
 
-static GSourceFuncs core_funcs = {
-    .prepare = core_prepare,
-    .check = core_check,
-    .dispatch = core_dispatch,
+static GSourceFuncs core_source_funcs = {
+    .check = core_source_check,
+    .dispatch = core_source_dispatch,
 };
 
 void
 sg_event_core_start(void)
 {
-    CoreSource *cs;
+    GMainContext *ctx = g_main_context_default();
     int err;
 
     if (core_loop != NULL)
@@ -91,15 +300,34 @@ sg_event_core_start(void)
     err = uv_loop_init(core_loop);
     if (err != 0)
         g_error("cannot create the event loop: %s", uv_strerror(err));
-    core_source = g_source_new(&core_funcs, sizeof(CoreSource));
-    cs = (CoreSource *)core_source;
-    g_source_set_static_name(core_source, "spicegate sockets");
-    /* No nested loop runs from our callbacks: recursion cannot happen,
-     * and a non-recursive source would be taken out of the poll set and
-     * put back around each dispatch (two wakeup writes per turn). */
-    g_source_set_can_recurse(core_source, TRUE);
-    cs->tag = g_source_add_unix_fd(core_source, uv_backend_fd(core_loop), G_IO_IN);
-    g_source_attach(core_source, NULL);
+    glib_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (glib_epfd < 0)
+        g_error("cannot create the event loop: epoll_create1: %s", g_strerror(errno));
+    glib_poll = g_new0(uv_poll_t, 1);
+    uv_poll_init(core_loop, glib_poll, glib_epfd);
+    uv_poll_start(glib_poll, UV_READABLE, on_glib_epfd);
+    /* GLib's wakeups are the loop's work only while it waits for GLib
+     * (core_poll()): otherwise the loop is alive only while it has
+     * sockets, timers or closes of its own (sg_event_core_stop() relies
+     * on that). */
+    uv_unref((uv_handle_t *)glib_poll);
+    glib_timer = g_new0(uv_timer_t, 1);
+    uv_timer_init(core_loop, glib_timer);
+    uv_unref((uv_handle_t *)glib_timer);
+    glib_fds = g_array_new(FALSE, FALSE, sizeof(GlibFd));
+    others_pfds = g_new(struct pollfd, 1);
+    core_source = g_source_new(&core_source_funcs, sizeof(GSource));
+    g_source_set_static_name(core_source, "spicegate core");
+    g_source_attach(core_source, ctx);
+    glib_default_poll = g_main_context_get_poll_func(ctx);
+    g_main_context_set_poll_func(ctx, core_poll);
+}
+
+void
+sg_event_core_turns(guint64 *epoll_only, guint64 *with_poll)
+{
+    *epoll_only = turns_epoll_only;
+    *with_poll = turns_with_poll;
 }
 
 void *
@@ -155,6 +383,7 @@ on_poll(uv_poll_t *handle, int status, int revents)
         if (revents & UV_DISCONNECT)
             ready |= G_IO_HUP;
     }
+    core_dispatched++;
     w->func(w, w->fd, ready, w->data);
 }
 
@@ -255,6 +484,7 @@ on_timer(uv_timer_t *handle)
 
     /* The memory outlives this turn even if the callback removed the
      * timer (close callbacks run after it), so t->removed can be read. */
+    core_dispatched++;
     if (t->func(t->data) == G_SOURCE_REMOVE && !t->removed)
         close_timer(t);
 }
@@ -283,19 +513,35 @@ sg_timer_remove(SgTimer *timer)
     close_timer(timer);
 }
 
+static void
+on_handle_closed(uv_handle_t *handle)
+{
+    g_free(handle);
+}
+
 void
 sg_event_core_stop(void)
 {
     if (core_loop == NULL)
         return;
+    g_main_context_set_poll_func(g_main_context_default(), glib_default_poll);
+    g_source_destroy(core_source);
+    g_clear_pointer(&core_source, g_source_unref);
+    uv_close((uv_handle_t *)glib_poll, on_handle_closed);
+    uv_close((uv_handle_t *)glib_timer, on_handle_closed);
+    glib_poll = NULL;
+    glib_timer = NULL;
     /* What is left are closes in progress: one turn each. */
     for (int i = 0; i < 100 && uv_loop_alive(core_loop); i++)
         uv_run(core_loop, UV_RUN_NOWAIT);
+    close(glib_epfd);
+    glib_epfd = -1;
+    g_clear_pointer(&glib_fds, g_array_unref);
+    g_clear_pointer(&others_pfds, g_free);
+    glib_others = 0;
     if (uv_loop_close(core_loop) != 0) {
         g_debug("event loop still has handles at exit");
         return;                   /* leave it: closing it now would be unsafe */
     }
-    g_source_destroy(core_source);
-    g_clear_pointer(&core_source, g_source_unref);
     g_clear_pointer(&core_loop, g_free);
 }

@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* event_core.h - one epoll set for every socket, waited on by one GSource.
+/* event_core.h - one epoll set for every socket, waited on as GLib's poll.
  *
  * GLib's main loop polls every descriptor it watches and visits every
  * source on each turn, so a loop with one source per connection costs as
  * much per wakeup as all connections together. Here every socket of the
  * process (lws' connections, the SPICE servers', libcurl's, the listening
- * socket) sits in the epoll set of one libuv loop, and a single GSource
- * polls that loop's one descriptor: a turn costs what the ready sockets
- * cost. Timers that every session holds (its deadlines) are the loop's
- * too (sg_timer_add(): a heap, not a GSource each, which GLib would visit
- * on every turn); lws' own timers live there as well, and the source
- * reports the loop's next deadline to GLib. Process-wide timers may stay
- * GLib's.
+ * socket) sits in the epoll set of one libuv loop, which GLib's main loop
+ * runs as its poll function: a turn costs one epoll_wait() and what the
+ * ready sockets cost. Timers that every session holds (its deadlines) are
+ * the loop's too (sg_timer_add(): a heap, not a GSource each, which GLib
+ * would visit on every turn), and so are lws' own timers. Process-wide
+ * timers may stay GLib's.
  *
  * Everything runs on the thread of the default GMainContext.
  */
@@ -59,6 +58,11 @@ void sg_timer_remove(SgTimer *timer);
 /* Runs the loop until every closed handle is released (lws' too, after
  * its context is destroyed) and frees the core. Watches must be removed. */
 void sg_event_core_stop(void);
+
+/* How many turns of GLib's main loop waited in libuv's epoll_wait() alone
+ * (GLib watched only its own wakeups), and how many also poll()ed other
+ * descriptors of GLib's (see event_core.c). For tests and benchmarks. */
+void sg_event_core_turns(guint64 *epoll_only, guint64 *with_poll);
 
 /* Turns the loop without waiting until no handle is closing any more:
  * for the steps of libwebsockets' context teardown. */

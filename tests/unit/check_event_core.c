@@ -2,10 +2,13 @@
 /* check_event_core.c - the one epoll set under GLib's main loop: readiness
  * reaches the watch that is ready and no other, interest changes (0 takes
  * a socket out), removal from inside a callback, descriptor reuse, peer
- * hang-ups and resets. Real sockets (socketpairs, loopback TCP) under a
+ * hang-ups and resets; GLib's own sources beside it (its descriptors,
+ * reused numbers, wakeups from threads and signals). Real sockets (socketpairs, loopback TCP) under a
  * GMainLoop; every wait has a deadline. */
 #define _GNU_SOURCE 1             /* accept4() */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 
 #include <check.h>
 #include <glib.h>
+#include <glib-unix.h>
 
 #include "event_core.h"
 
@@ -311,6 +315,214 @@ START_TEST(test_glib_timers_run_beside_the_core)
 }
 END_TEST
 
+/* --- GLib's own sources beside the core --------------------------------- */
+
+typedef struct {
+    int calls;
+    int fd;                       /* the descriptor it was called for */
+    GMainLoop *loop;
+} FdSeen;
+
+static gboolean
+on_glib_fd(gint fd, GIOCondition cond, gpointer data)
+{
+    FdSeen *f = data;
+    char c;
+
+    (void)cond;
+    f->calls++;
+    f->fd = fd;
+    ck_assert_int_eq(read(fd, &c, 1), 1);
+    if (f->loop != NULL)
+        g_main_loop_quit(f->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+typedef struct {
+    guint old_source;
+    int old_fd;                   /* closed, its number reused */
+    int new_pair[2];
+    guint new_source;
+    FdSeen *seen;
+} Swap;
+
+/* In one dispatch: a GLib source and its descriptor go, and a new source
+ * on a new socket with the same number comes, with the same events: the
+ * list GLib hands to the poll function looks as before. */
+static gboolean
+on_swap(gpointer data)
+{
+    Swap *s = data;
+    int pair[2];
+
+    g_source_remove(s->old_source);
+    close(s->old_fd);
+    make_pair(pair);
+    /* Same number as the old one, whatever the allocator did. */
+    if (pair[0] != s->old_fd) {
+        ck_assert_int_eq(dup3(pair[0], s->old_fd, O_CLOEXEC), s->old_fd);
+        close(pair[0]);
+        pair[0] = s->old_fd;
+    }
+    s->new_pair[0] = pair[0];
+    s->new_pair[1] = pair[1];
+    s->new_source = g_unix_fd_add(pair[0], G_IO_IN, on_glib_fd, s->seen);
+    return G_SOURCE_REMOVE;
+}
+
+/* GLib's descriptors (here a g_unix_fd_add() source, as the unit tests'
+ * peers and GSocketClient use) are polled correctly even when one is
+ * closed and its number reused between two turns; the core's sockets are
+ * served meanwhile. */
+START_TEST(test_glib_descriptor_reused_between_turns)
+{
+    g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
+    FdSeen fseen = { .loop = loop };
+    Seen seen = { 0 };
+    Swap swap = { .seen = &fseen };
+    int old_pair[2], sv[2];
+    guint deadline;
+    SgWatch *w;
+    char c;
+
+    make_pair(sv);
+    w = sg_watch_fd(sv[0], G_IO_IN, on_ready, &seen);
+    make_pair(old_pair);
+    swap.old_fd = old_pair[0];
+    swap.old_source = g_unix_fd_add(old_pair[0], G_IO_IN, on_glib_fd, &fseen);
+    drain_loop();
+    ck_assert_int_eq(fseen.calls, 0);
+    g_idle_add(on_swap, &swap);
+    drain_loop();
+    ck_assert_int_ne(swap.new_source, 0);
+    ck_assert_int_eq(swap.new_pair[0], swap.old_fd);
+    ck_assert_int_eq(write(swap.new_pair[1], "y", 1), 1);
+    deadline = g_timeout_add(DEADLINE_MS, on_deadline, NULL);
+    g_main_loop_run(loop);
+    g_source_remove(deadline);
+    ck_assert_int_eq(fseen.calls, 1);
+    ck_assert_int_eq(fseen.fd, swap.old_fd);
+    /* The core's socket still works beside it. */
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    run_until_called(&seen);
+    ck_assert_int_eq(seen.last_fd, sv[0]);
+    ck_assert_int_eq(read(sv[0], &c, 1), 1);
+    g_source_remove(swap.new_source);
+    sg_watch_remove(w);
+    close(swap.new_pair[0]);
+    close(swap.new_pair[1]);
+    close(old_pair[1]);
+    close(sv[0]);
+    close(sv[1]);
+    sg_event_core_stop();
+}
+END_TEST
+
+/* With only GLib's wakeups to watch (timers and idle sources have none),
+ * a turn is one epoll_wait(); a GLib source on a socket makes turns poll()
+ * it as well, and once it is gone they are epoll_wait() alone again. */
+START_TEST(test_epoll_alone_unless_glib_watches_a_socket)
+{
+    g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
+    FdSeen fseen = { .loop = loop };
+    Seen seen = { 0 };
+    guint64 fast0, slow0, fast1, slow1, fast2, slow2;
+    int sv[2], gv[2];
+    guint deadline, src;
+    SgWatch *w;
+    char c;
+
+    make_pair(sv);
+    w = sg_watch_fd(sv[0], G_IO_IN, on_ready, &seen);
+    drain_loop();
+    sg_event_core_turns(&fast0, &slow0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    run_until_called(&seen);
+    ck_assert_int_eq(read(sv[0], &c, 1), 1);
+    sg_event_core_turns(&fast1, &slow1);
+    ck_assert_uint_gt(fast1, fast0);
+    ck_assert_uint_eq(slow1, slow0);
+
+    make_pair(gv);
+    src = g_unix_fd_add(gv[0], G_IO_IN, on_glib_fd, &fseen);
+    ck_assert_int_eq(write(gv[1], "y", 1), 1);
+    deadline = g_timeout_add(DEADLINE_MS, on_deadline, NULL);
+    g_main_loop_run(loop);
+    g_source_remove(deadline);
+    ck_assert_int_eq(fseen.calls, 1);
+    sg_event_core_turns(&fast2, &slow2);
+    ck_assert_uint_gt(slow2, slow1);
+
+    g_source_remove(src);
+    drain_loop();
+    sg_event_core_turns(&fast1, &slow1);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    run_until_called(&seen);
+    ck_assert_int_eq(read(sv[0], &c, 1), 1);
+    sg_event_core_turns(&fast2, &slow2);
+    ck_assert_uint_gt(fast2, fast1);
+    ck_assert_uint_eq(slow2, slow1);
+    sg_watch_remove(w);
+    close(gv[0]);
+    close(gv[1]);
+    close(sv[0]);
+    close(sv[1]);
+    sg_event_core_stop();
+}
+END_TEST
+
+static gpointer
+add_idle_from_thread(gpointer data)
+{
+    g_idle_add(on_tick, data);
+    return NULL;
+}
+
+static gboolean
+on_signal(gpointer data)
+{
+    g_main_loop_quit(data);
+    return G_SOURCE_REMOVE;
+}
+
+/* GLib's wakeups reach the loop asleep in epoll_wait(): a source added
+ * from another thread, a Unix signal; and an iteration that ran only a
+ * core callback says it dispatched something. */
+START_TEST(test_glib_wakeups_and_iteration_result)
+{
+    g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
+    Seen seen = { 0 };
+    GThread *thread;
+    guint deadline;
+    int sv[2];
+    SgWatch *w;
+    char c;
+
+    make_pair(sv);
+    w = sg_watch_fd(sv[0], G_IO_IN, on_ready, &seen);
+    drain_loop();
+    deadline = g_timeout_add(DEADLINE_MS, on_deadline, NULL);
+    thread = g_thread_new("adder", add_idle_from_thread, loop);
+    g_main_loop_run(loop);
+    g_thread_join(thread);
+
+    g_unix_signal_add(SIGUSR1, on_signal, loop);
+    ck_assert_int_eq(raise(SIGUSR1), 0);
+    g_main_loop_run(loop);
+    g_source_remove(deadline);
+
+    drain_loop();
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    ck_assert(g_main_context_iteration(NULL, TRUE));
+    ck_assert_int_eq(seen.calls, 1);
+    ck_assert_int_eq(read(sv[0], &c, 1), 1);
+    sg_watch_remove(w);
+    close(sv[0]);
+    close(sv[1]);
+    sg_event_core_stop();
+}
+END_TEST
+
 /* --- timers ------------------------------------------------------------ */
 
 typedef struct {
@@ -434,6 +646,9 @@ event_core_suite(void)
     tcase_add_test(tc, test_hang_up_reads_as_readable);
     tcase_add_test(tc, test_reset_reports_error_and_readable);
     tcase_add_test(tc, test_glib_timers_run_beside_the_core);
+    tcase_add_test(tc, test_glib_descriptor_reused_between_turns);
+    tcase_add_test(tc, test_epoll_alone_unless_glib_watches_a_socket);
+    tcase_add_test(tc, test_glib_wakeups_and_iteration_result);
     tcase_add_loop_test(tc, test_timer_fires_on_time_and_repeats, 0, 3);
     tcase_add_test(tc, test_timer_removed_never_fires);
     tcase_add_test(tc, test_many_pending_timers_do_not_fire_early);
