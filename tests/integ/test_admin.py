@@ -359,6 +359,14 @@ class AdminOneProcess(AdminBase):
             self.assertEqual(self.sg.get(target)[0], 404, target)
         status, _, _ = http_request(self.sg.port, "/consoles/1", method="DELETE")
         self.assertNotEqual(status, 200)
+        # lws picks an HTTP/1 request's vhost again by its Host header: a
+        # Host naming the other vhost changes nothing, either way.
+        status, _, body = http_request(self.sg.port, "/metrics", host_header="admin")
+        self.assertEqual(status, 404, body)
+        status, _, body = http_request(self.admin_port, "/metrics", host_header="spicegate",
+                                       headers=["Authorization: Bearer %s" % self.admin_token]
+                                       if self.admin_token else [])
+        self.assertEqual(status, 200, body)
         self.admin("/metrics")
 
 
