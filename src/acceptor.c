@@ -312,6 +312,12 @@ sg_acceptor_new(int listen_fd, guint per_wakeup, SgAcceptFn on_accept, gpointer 
 }
 
 void
+sg_acceptor_set_log_prefix(SgAcceptor *acceptor, const char *prefix)
+{
+    acceptor->failures.prefix = prefix;
+}
+
+void
 sg_acceptor_expect_proxy(SgAcceptor *acceptor, const SgTrustedProxies *trusted,
                          guint timeout_s)
 {

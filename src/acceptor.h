@@ -35,8 +35,8 @@ typedef void (*SgAcceptFn)(int fd, const struct sockaddr_storage *proxied_source
 /* A run of accept() failures on one listening socket: told once when it
  * starts, then at most once per SG_ACCEPT_LOG_INTERVAL_S with a count,
  * and once when it ends. Every listening socket does this when
- * descriptors run out: the public port's (here) and the admin API's
- * (admin.c, also in the master's poll loop). Zero it, then set @prefix
+ * descriptors run out: the public port's and the admin API's, both
+ * through an SgAcceptor. Zero it, then set @prefix
  * ("" or "admin: ") and @retry (when it tries again, for the first line). */
 typedef struct {
     const char *prefix;
@@ -60,6 +60,10 @@ void sg_accept_worked(SgAcceptFailures *f);
  * of several, so that a burst spreads over the workers. */
 SgAcceptor *sg_acceptor_new(int listen_fd, guint per_wakeup, SgAcceptFn on_accept,
                             gpointer data);
+
+/* Starts its log lines about accept() failures with @prefix (static;
+ * "admin: " for the admin API's socket) instead of nothing. */
+void sg_acceptor_set_log_prefix(SgAcceptor *acceptor, const char *prefix);
 
 /* [server] proxy_protocol: from now on every connection must come from a
  * peer in @trusted (not owned; it outlives the acceptor) and start with a

@@ -1,61 +1,63 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* admin.c - the admin listener: a small HTTP/1.1 server for the admin API.
+/* admin.c - the admin API ([admin] listen) on libwebsockets.
  *
- * Owns: the admin listening socket, its connections (at most
- * SG_ADMIN_MAX_CONNS, each with a deadline), and the answers. Must not:
- * block on a client (every socket is non-blocking; only the fleet's
- * requests wait, bounded), log the bearer token or the Authorization
- * header, or serve anything but the few routes below. Why it is not
- * libwebsockets and where it runs: admin.h.
+ * Owns: the routes (method, path and query to an action), the bearer
+ * token check, the JSON and metrics answers and their errors, and the
+ * admin vhost's glue: its acceptor (acceptor.c, the one accept path, no
+ * PROXY protocol here) adopts each connection into the "admin" vhost,
+ * whose callback hands the request to the routes and streams the answer
+ * back through lws' header API (http_response.c). lws parses HTTP, keeps
+ * connections alive and times them out. Must not: log the bearer token or
+ * the Authorization header, or serve anything but the routes below. Where
+ * it runs in each mode, and why: admin.h.
  */
-#define _GNU_SOURCE 1             /* accept4(), explicit_bzero() */
+#define _GNU_SOURCE 1             /* explicit_bzero() */
 #include "autoconfig.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
+#include <glib-unix.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 #include "acceptor.h"
 #include "admin.h"
 #include "event_core.h"
+#include "http_response.h"
+#include "log.h"
 #include "metrics.h"
+#include "request.h"
 #include "shared_zone.h"
 #include "worker_ctl.h"
 
-typedef struct {
-    int fd;                       /* -1: free */
-    char in[SG_ADMIN_MAX_REQUEST];
-    gsize in_len;
-    char *peer;                   /* "addr:port", for the log */
-    GString *out;                 /* NULL while reading */
-    gsize out_done;
-    gint64 deadline_us;
-    SgWatch *watch;               /* on the event core */
-} AdminConn;
+/* Bytes of an answer's body handed to lws per writeable callback. */
+#define SG_ADMIN_CHUNK_BYTES (32 * 1024)
 
 struct SgAdmin {
-    int listen_fd;
     SgAdminContext ctx;
     char *token;
-    AdminConn conns[SG_ADMIN_MAX_CONNS];
-    /* Out of descriptors: not accepting until then (0: accepting). */
-    gint64 accept_paused_until_us;
-    SgAcceptFailures accept_failures;
-    guint answered;               /* requests answered so far (sg_admin_dispatch()) */
-    /* On the event core: */
-    bool on_core;
-    SgWatch *listen_watch;
-    SgTimer *tick;
+    int listen_fd;                /* -1 until sg_admin_serve() */
+    struct lws_vhost *vhost;      /* "admin", in the context we were given */
+    SgAcceptor *acceptor;
+    guint conns;                  /* connections open */
+    /* The admin process only (sg_admin_run_process()): */
+    struct lws_context *context;
 };
+
+/* Per-connection storage lws allocates for us (zeroed). */
+typedef struct {
+    char *body;                   /* the answer's body being sent, or NULL */
+    gsize len;
+    gsize done;
+} AdminConn;
 
 
 char *
@@ -87,96 +89,6 @@ sg_admin_read_token(const char *path, GError **error)
         return NULL;
     }
     return g_steal_pointer(&text);
-}
-
-/* --- parsing -------------------------------------------------------------- */
-
-/* A request's text holds the bearer token: its copies are wiped before
- * they are freed (g_auto(SgSecret), g_auto(SgSecretv)). */
-typedef char *SgSecret;
-typedef char **SgSecretv;
-
-static void
-secret_free(char *s)
-{
-    if (s != NULL)
-        explicit_bzero(s, strlen(s));
-    g_free(s);
-}
-
-static void
-secretv_free(char **v)
-{
-    for (gsize i = 0; v != NULL && v[i] != NULL; i++)
-        explicit_bzero(v[i], strlen(v[i]));
-    g_strfreev(v);
-}
-
-G_DEFINE_AUTO_CLEANUP_FREE_FUNC(SgSecret, secret_free, NULL)
-G_DEFINE_AUTO_CLEANUP_FREE_FUNC(SgSecretv, secretv_free, NULL)
-
-SgParseResult
-sg_admin_parse_request(const char *buf, gsize len, char **method, char **target,
-                       char **authorization, const char **reason)
-{
-    const char *end = memmem(buf, len, "\r\n\r\n", 4);
-    g_auto(SgSecret) head = NULL;
-    g_auto(SgSecretv) lines = NULL;
-    g_auto(GStrv) words = NULL;   /* the request line's: no secret */
-    g_auto(SgSecret) auth = NULL;
-
-    *method = *target = *authorization = NULL;
-    if (end == NULL) {
-        if (len >= SG_ADMIN_MAX_REQUEST) {
-            *reason = "request headers too large";
-            return SG_PARSE_INVALID;
-        }
-        return SG_PARSE_AGAIN;
-    }
-    head = g_strndup(buf, (gsize)(end - buf));
-    if (strlen(head) != (gsize)(end - buf)) {
-        *reason = "a NUL byte in the request";
-        return SG_PARSE_INVALID;
-    }
-    lines = g_strsplit(head, "\r\n", -1);
-    if (lines[0] == NULL) {       /* nothing before the blank line */
-        *reason = "not an HTTP/1.x request line";
-        return SG_PARSE_INVALID;
-    }
-    words = g_strsplit(lines[0], " ", -1);
-    if (g_strv_length(words) != 3 || words[0][0] == '\0' || words[1][0] != '/' ||
-        !(g_str_equal(words[2], "HTTP/1.1") || g_str_equal(words[2], "HTTP/1.0"))) {
-        *reason = "not an HTTP/1.x request line";
-        return SG_PARSE_INVALID;
-    }
-    for (guint i = 1; lines[i] != NULL; i++) {
-        const char *colon = strchr(lines[i], ':');
-        g_autofree char *name = NULL;
-        const char *value;
-
-        if (colon == NULL || colon == lines[i]) {
-            *reason = "a malformed header line";
-            return SG_PARSE_INVALID;
-        }
-        name = g_ascii_strdown(lines[i], colon - lines[i]);
-        value = colon + 1;
-        while (*value == ' ' || *value == '\t')
-            value++;
-        if (g_str_equal(name, "transfer-encoding") ||
-            (g_str_equal(name, "content-length") && !g_str_equal(g_strchomp((char *)value),
-                                                                 "0"))) {
-            *reason = "a request with a body";
-            return SG_PARSE_INVALID;
-        }
-        if (g_str_equal(name, "authorization")) {
-            secret_free(auth);
-            auth = g_strchomp(g_strdup(value));
-        }
-    }
-    *method = g_strdup(words[0]);
-    *target = g_strdup(words[1]);
-    *authorization = g_steal_pointer(&auth);
-    return SG_PARSE_OK;
 }
 
 bool
@@ -365,7 +277,7 @@ route_consoles(SgAdmin *admin, SgAdminReply *reply)
     g_autoptr(JsonArray) sessions = NULL;
     g_autoptr(GError) error = NULL;
     guint answered = 0;
-    bool ok = sg_fleet_list(admin->ctx.fleet, SG_ADMIN_FLEET_TIMEOUT_MS, &sessions, &answered,
+    bool ok = sg_fleet_list(admin->ctx.fleet, admin->ctx.fleet_timeout_ms, &sessions, &answered,
                             &error);
 
     if (!ok)
@@ -380,7 +292,7 @@ route_close(SgAdmin *admin, const SgCtlClose *what, const char *what_text, bool 
     g_autoptr(GError) error = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
     guint closed = 0, answered = 0;
-    bool ok = sg_fleet_close(admin->ctx.fleet, what, SG_ADMIN_FLEET_TIMEOUT_MS, &closed,
+    bool ok = sg_fleet_close(admin->ctx.fleet, what, admin->ctx.fleet_timeout_ms, &closed,
                              &answered, &error);
 
     /* An administrator's act: always in the log, with what it named (ids
@@ -525,216 +437,282 @@ sg_admin_route(SgAdmin *admin, const char *method, const char *target, SgAdminRe
     reply_error(reply, 404, "not found");
 }
 
-static const char *
-status_text(guint status)
+
+void
+sg_admin_answer(SgAdmin *admin, const char *method, const char *target,
+                const char *authorization, const char *peer, SgAdminReply *reply)
 {
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
-    }
-}
-
-static GString *
-reply_bytes(const SgAdminReply *reply)
-{
-    gsize body_len = reply->body != NULL ? strlen(reply->body) : 0;
-    GString *out = g_string_sized_new(body_len + 256);
-
-    g_string_append_printf(out, "HTTP/1.1 %u %s\r\nContent-Type: %s\r\n"
-                                "Content-Length: %" G_GSIZE_FORMAT "\r\n"
-                                "Cache-Control: no-store\r\nConnection: close\r\n",
-                           reply->status, status_text(reply->status),
-                           reply->content_type != NULL ? reply->content_type : "text/plain",
-                           body_len);
-    if (reply->unauthorized)
-        g_string_append(out, "WWW-Authenticate: Bearer realm=\"spicegate admin\"\r\n");
-    if (reply->allow != NULL)
-        g_string_append_printf(out, "Allow: %s\r\n", reply->allow);
-    g_string_append(out, "\r\n");
-    if (!reply->head && body_len > 0)
-        g_string_append_len(out, reply->body, (gssize)body_len);
-    return out;
-}
-
-/* --- connections --------------------------------------------------------------- */
-
-static void
-conn_close(AdminConn *c)
-{
-    g_clear_pointer(&c->watch, sg_watch_remove);
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    /* A request cut short may hold the bearer token. */
-    explicit_bzero(c->in, c->in_len);
-    c->in_len = 0;
-    g_clear_pointer(&c->peer, g_free);
-    if (c->out != NULL)
-        g_string_free(c->out, TRUE);
-    c->out = NULL;
-    c->out_done = 0;
-}
-
-static void
-conn_answer(SgAdmin *admin, AdminConn *c)
-{
-    g_autofree char *method = NULL;
-    g_autofree char *target = NULL;
-    g_autofree char *authorization = NULL;
-    const char *reason = NULL;
-    SgAdminReply reply = { 0 };
-    SgParseResult r = sg_admin_parse_request(c->in, c->in_len, &method, &target,
-                                             &authorization, &reason);
-
-    if (r == SG_PARSE_AGAIN)
-        return;
-    if (r == SG_PARSE_INVALID) {
-        g_message("admin: %s: %s", c->peer, reason);
-        reply_error(&reply, 400, reason);
-    } else if (!sg_admin_token_ok(admin->token, authorization)) {
+    if (!sg_admin_token_ok(admin->token, authorization)) {
         /* Neither the header nor the token: only that it failed. */
-        g_message("admin: %s: %s %s refused: %s", c->peer, method, target,
+        g_message("admin: %s: %s %s refused: %s", peer, method, target,
                   authorization == NULL ? "no bearer token" : "wrong bearer token");
-        reply_error(&reply, 401, "a bearer token is required");
-        reply.unauthorized = true;
-    } else {
-        sg_admin_route(admin, method, target, &reply);
-        g_debug("admin: %s: %s %s -> %u", c->peer, method, target, reply.status);
+        *reply = (SgAdminReply){ .head = g_str_equal(method, "HEAD") };
+        reply_error(reply, 401, "a bearer token is required");
+        reply->unauthorized = true;
+        return;
     }
-    c->out = reply_bytes(&reply);
-    admin->answered++;
-    g_free(reply.body);
+    sg_admin_route(admin, method, target, reply);
+    g_debug("admin: %s: %s %s -> %u", peer, method, target, reply->status);
+}
+
+/* --- on libwebsockets ---------------------------------------------------------- */
+
+/* The request's method as lws parsed it ("?" for one it has no token for:
+ * the routes answer 405 or 404). */
+static const char *
+request_method(struct lws *wsi)
+{
+    static const struct {
+        enum lws_token_indexes token;
+        const char *name;
+    } methods[] = {
+        { WSI_TOKEN_GET_URI, "GET" },       { WSI_TOKEN_HEAD_URI, "HEAD" },
+        { WSI_TOKEN_DELETE_URI, "DELETE" }, { WSI_TOKEN_POST_URI, "POST" },
+        { WSI_TOKEN_PUT_URI, "PUT" },       { WSI_TOKEN_PATCH_URI, "PATCH" },
+        { WSI_TOKEN_OPTIONS_URI, "OPTIONS" },
+    };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(methods); i++) {
+        if (lws_hdr_total_length(wsi, methods[i].token) > 0)
+            return methods[i].name;
+    }
+    return "?";
+}
+
+/* @path and the query lws split into decoded arguments, as one target
+ * ("/consoles?instance=..."): each value escaped again, so that the
+ * routes' unescaping gives back exactly what lws decoded. */
+static char *
+request_target(struct lws *wsi, const char *path)
+{
+    GPtrArray *args = sg_request_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    GString *target = g_string_new(path);
+
+    for (guint i = 0; i + 1 < args->len; i++) {
+        const char *arg = args->pdata[i];
+        const char *eq = strchr(arg, '=');
+
+        g_string_append_c(target, i == 0 ? '?' : '&');
+        if (eq == NULL) {
+            g_string_append_uri_escaped(target, arg, NULL, FALSE);
+            continue;
+        }
+        g_string_append_len(target, arg, eq + 1 - arg);
+        g_string_append_uri_escaped(target, eq + 1, NULL, FALSE);
+    }
+    sg_request_wipe_fragments(args);
+    return g_string_free(target, FALSE);
+}
+
+/* Ends the transaction: lws keeps the connection for the next request
+ * (HTTP/1.1 keep-alive) or closes it. */
+static int
+transaction_done(struct lws *wsi)
+{
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int
+serve_http(SgAdmin *admin, struct lws *wsi, AdminConn *conn, const char *path)
+{
+    const char *method = request_method(wsi);
+    g_autofree char *target = request_target(wsi, path != NULL ? path : "/");
+    g_autofree char *peer = sg_request_peer(wsi);
+    char *authorization = sg_request_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    SgAdminReply reply = { 0 };
+    const char *extra[5] = { NULL };
+    gsize n = 0, len;
+
+    sg_admin_answer(admin, method, target, authorization, peer, &reply);
     /* The request held the bearer token: leave no copy of it behind. */
     if (authorization != NULL)
         explicit_bzero(authorization, strlen(authorization));
-    explicit_bzero(c->in, c->in_len);
+    g_free(authorization);
+    if (reply.unauthorized) {
+        extra[n++] = "www-authenticate:";
+        extra[n++] = "Bearer realm=\"spicegate admin\"";
+    }
+    if (reply.allow != NULL) {
+        extra[n++] = "allow:";
+        extra[n++] = reply.allow;
+    }
+    len = reply.body != NULL ? strlen(reply.body) : 0;
+    /* The answer must be taken within this long, or the connection goes
+     * (lws' own timeouts cover reading the request and keep-alive). */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, SG_ADMIN_CONN_TIMEOUT_S);
+    if (sg_http_send_headers(wsi, reply.status,
+                             reply.content_type != NULL ? reply.content_type : "text/plain",
+                             len, extra) < 0) {
+        g_free(reply.body);
+        return -1;
+    }
+    if (len == 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0) {
+        g_free(reply.body);
+        lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+        return transaction_done(wsi);
+    }
+    conn->body = g_steal_pointer(&reply.body);
+    conn->len = len;
+    conn->done = 0;
+    lws_callback_on_writable(wsi);
+    return 0;
 }
 
-/* Reads or writes what @c can now; false when it is done with. */
-static bool
-conn_io(SgAdmin *admin, AdminConn *c, short revents)
+/* The next piece of the body; the end of the transaction after the last. */
+static int
+send_body(struct lws *wsi, AdminConn *conn)
 {
-    if (c->out == NULL && (revents & (POLLIN | POLLHUP | POLLERR))) {
-        ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
+    gsize chunk = MIN(SG_ADMIN_CHUNK_BYTES, conn->len - conn->done);
+    bool last = conn->done + chunk == conn->len;
+    g_autofree guint8 *buf = g_malloc(LWS_PRE + chunk);
 
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return true;
-        if (n <= 0)
-            return false;
-        c->in_len += (gsize)n;
-        conn_answer(admin, c);
+    memcpy(buf + LWS_PRE, conn->body + conn->done, chunk);
+    if (lws_write(wsi, buf + LWS_PRE, chunk, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+        (int)chunk)
+        return -1;
+    conn->done += chunk;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
     }
-    if (c->out != NULL) {
-        ssize_t n = send(c->fd, c->out->str + c->out_done, c->out->len - c->out_done,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
-
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return true;
-        if (n < 0)
-            return false;
-        c->out_done += (gsize)n;
-        if (c->out_done == c->out->len) {
-            /* All sent: say so, then close (unread request bytes would
-             * turn the close into a reset and lose the answer). */
-            shutdown(c->fd, SHUT_WR);
-            return false;
-        }
-    }
-    return true;
+    g_clear_pointer(&conn->body, g_free);
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    return transaction_done(wsi);
 }
 
+static int
+on_admin_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+               size_t len)
+{
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    SgAdmin *admin = vh != NULL ? lws_get_vhost_user(vh) : NULL;
+    AdminConn *conn = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        if (admin == NULL || conn == NULL)
+            return -1;
+        return serve_http(admin, wsi, conn, in);
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (conn != NULL && conn->body != NULL)
+            return send_body(wsi, conn);
+        return 0;
+
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (conn != NULL)
+            g_clear_pointer(&conn->body, g_free);
+        break;
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (admin != NULL && lws_get_network_wsi(wsi) == wsi && admin->conns > 0) {
+            admin->conns--;
+            /* A descriptor is free: if accept() had run out, try again. */
+            sg_acceptor_resume(admin->acceptor);
+        }
+        break;
+
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols admin_protocols[] = {
+    {
+        .name = "spicegate-admin",
+        .callback = on_admin_event,
+        .per_session_data_size = sizeof(AdminConn),
+    },
+    { 0 }
+};
+
+static const lws_retry_bo_t admin_no_validity_timers = { 0 };
+
+/* A connection from the acceptor: into the admin vhost, plain HTTP. */
 static void
-accept_all(SgAdmin *admin)
+on_accepted(int fd, const struct sockaddr_storage *proxied_source, gpointer data)
 {
-    for (;;) {
-        struct sockaddr_storage ss;
-        socklen_t slen = sizeof(ss);
-        int fd = accept4(admin->listen_fd, (struct sockaddr *)&ss, &slen,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        AdminConn *c = NULL;
-        g_autoptr(GSocketAddress) addr = NULL;
+    SgAdmin *admin = data;
+    lws_adopt_desc_t desc = {
+        .vh = admin->vhost,
+        .type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP,
+        .fd.sockfd = fd,
+    };
 
-        if (fd < 0) {
-            /* Out of descriptors, the connection stays in the backlog and
-             * the socket readable: watching it meanwhile would spin the
-             * loop (the master's, or the one that relays every console). */
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED && sg_accept_failed(&admin->accept_failures, errno)) {
-                admin->accept_paused_until_us =
-                    g_get_monotonic_time() + SG_ACCEPT_BACKOFF_MS * 1000;
-                if (admin->listen_watch != NULL)
-                    sg_watch_modify(admin->listen_watch, 0);
-            }
-            return;
-        }
-        sg_accept_worked(&admin->accept_failures);
-        for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
-            if (admin->conns[i].fd < 0) {
-                c = &admin->conns[i];
-                break;
-            }
-        }
-        if (c == NULL) {
-            g_message("admin: %u connections already; one more closed", SG_ADMIN_MAX_CONNS);
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        c->deadline_us = g_get_monotonic_time() + SG_ADMIN_CONN_TIMEOUT_MS * 1000;
-        addr = g_socket_address_new_from_native(&ss, slen);
-        if (G_IS_INET_SOCKET_ADDRESS(addr)) {
-            g_autofree char *ip = g_inet_address_to_string(
-                g_inet_socket_address_get_address(G_INET_SOCKET_ADDRESS(addr)));
-
-            c->peer = g_strdup_printf("%s:%u", ip,
-                                      g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(addr)));
-        } else {
-            c->peer = g_strdup("?");
-        }
+    (void)proxied_source;         /* none: no PROXY protocol on this port */
+    if (admin->conns >= SG_ADMIN_MAX_CONNS) {
+        g_message("admin: %u connections already; one more closed", SG_ADMIN_MAX_CONNS);
+        close(fd);
+        return;
     }
-}
-
-static void
-expire(SgAdmin *admin)
-{
-    gint64 now = g_get_monotonic_time();
-
-    if (admin->accept_paused_until_us != 0 && now >= admin->accept_paused_until_us) {
-        admin->accept_paused_until_us = 0;
-        if (admin->listen_watch != NULL)
-            sg_watch_modify(admin->listen_watch, G_IO_IN);
+    /* On failure lws closes @fd itself. */
+    if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL) {
+        g_warning("admin: cannot take on a new connection (out of memory?)");
+        return;
     }
-
-    for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
-        if (admin->conns[i].fd >= 0 && now >= admin->conns[i].deadline_us) {
-            g_message("admin: %s: no whole request within %d ms; closed", admin->conns[i].peer,
-                      SG_ADMIN_CONN_TIMEOUT_MS);
-            conn_close(&admin->conns[i]);
-        }
-    }
+    admin->conns++;
 }
 
 SgAdmin *
-sg_admin_new(int listen_fd, const SgAdminContext *ctx)
+sg_admin_new(const SgAdminContext *ctx)
 {
     SgAdmin *admin = g_new0(SgAdmin, 1);
 
-    admin->listen_fd = listen_fd;
-    admin->accept_failures.prefix = "admin: ";
-    /* The master's poll() ends the back-off on time; the event core's
-     * tick (below) within a second. */
-    admin->accept_failures.retry = "within a second";
+    admin->listen_fd = -1;
     admin->ctx = *ctx;
     admin->token = g_strdup(ctx->token);
     admin->ctx.token = NULL;
-    for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++)
-        admin->conns[i].fd = -1;
+    if (admin->ctx.fleet_timeout_ms <= 0)
+        admin->ctx.fleet_timeout_ms = SG_ADMIN_FLEET_TIMEOUT_MS;
     return admin;
+}
+
+bool
+sg_admin_serve(SgAdmin *admin, struct lws_context *context, int listen_fd, GError **error)
+{
+    struct lws_context_creation_info info;
+
+    g_return_val_if_fail(admin->vhost == NULL, false);
+    admin->listen_fd = listen_fd;
+    memset(&info, 0, sizeof(info));
+    info.vhost_name = "admin";
+    /* The socket is ours (listen_socket.c, acceptor.c): lws binds none.
+     * NO_LISTEN, not the public vhost's NO_LISTEN_SERVER (which only
+     * matters for TLS, which this vhost has none of): lws 4.1.6 picks the
+     * vhost of each HTTP/1 request again by its Host header among the
+     * vhosts of the same "port" (lws_select_vhost()), falling back to the
+     * first; with the same value as the public vhost, admin requests
+     * would be served by it. */
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = admin_protocols;
+    info.user = admin;
+    /* Plain HTTP (no TLS options, no certificate), HTTP/1.1 keep-alive:
+     * an idle connection goes after this long. */
+    info.keepalive_timeout = SG_ADMIN_CONN_TIMEOUT_S;
+    info.retry_and_idle_policy = &admin_no_validity_timers;
+    admin->vhost = lws_create_vhost(context, &info);
+    if (admin->vhost == NULL) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "[admin] listen: libwebsockets could not create the admin vhost");
+        return false;
+    }
+    /* A scrape or an operator's request at a time: no batch needed. */
+    admin->acceptor = sg_acceptor_new(listen_fd, 4, on_accepted, admin);
+    sg_acceptor_set_log_prefix(admin->acceptor, "admin: ");
+    return true;
+}
+
+void
+sg_admin_stop(SgAdmin *admin)
+{
+    if (admin == NULL)
+        return;
+    g_clear_pointer(&admin->acceptor, sg_acceptor_free);
+    if (admin->listen_fd >= 0)
+        close(admin->listen_fd);
+    admin->listen_fd = -1;
 }
 
 void
@@ -742,138 +720,82 @@ sg_admin_free(SgAdmin *admin)
 {
     if (admin == NULL)
         return;
-    for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++)
-        conn_close(&admin->conns[i]);
-    g_clear_pointer(&admin->listen_watch, sg_watch_remove);
-    g_clear_pointer(&admin->tick, sg_timer_remove);
-    close(admin->listen_fd);
+    sg_admin_stop(admin);
     if (admin->token != NULL)
         explicit_bzero(admin->token, strlen(admin->token));
     g_free(admin->token);
     g_free(admin);
 }
 
-/* --- the master's poll() -------------------------------------------------------- */
-
-guint
-sg_admin_fill_pollfds(SgAdmin *admin, struct pollfd *pfds, guint max)
-{
-    guint n = 0;
-
-    if (n < max && admin->accept_paused_until_us == 0)
-        pfds[n++] = (struct pollfd){ .fd = admin->listen_fd, .events = POLLIN };
-    for (guint i = 0; i < SG_ADMIN_MAX_CONNS && n < max; i++) {
-        AdminConn *c = &admin->conns[i];
-
-        if (c->fd >= 0)
-            pfds[n++] = (struct pollfd){ .fd = c->fd,
-                                         .events = c->out != NULL ? POLLOUT : POLLIN };
-    }
-    return n;
-}
-
-static void
-handle_fd(SgAdmin *admin, int fd, short revents)
-{
-    if (fd == admin->listen_fd) {
-        accept_all(admin);
-        return;
-    }
-    for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
-        if (admin->conns[i].fd == fd && !conn_io(admin, &admin->conns[i], revents))
-            conn_close(&admin->conns[i]);
-    }
-}
-
-void
-sg_admin_dispatch(SgAdmin *admin, const struct pollfd *pfds, guint n)
-{
-    for (guint i = 0; i < n; i++) {
-        guint answered = admin->answered;
-
-        if (pfds[i].revents == 0)
-            continue;
-        handle_fd(admin, pfds[i].fd, pfds[i].revents);
-        /* One request answered per turn of the master's loop: an answer
-         * may wait up to SG_ADMIN_FLEET_TIMEOUT_MS for a stuck worker, and
-         * between two of them the master must reap, restart, handle
-         * signals and feed the watchdog. The others are still readable:
-         * the next poll() returns at once. */
-        if (admin->answered != answered)
-            break;
-    }
-    expire(admin);
-}
-
-int
-sg_admin_timeout_ms(const SgAdmin *admin)
-{
-    gint64 now = g_get_monotonic_time(), next = G_MAXINT64;
-
-    if (admin->accept_paused_until_us != 0)
-        next = admin->accept_paused_until_us;
-    for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
-        if (admin->conns[i].fd >= 0)
-            next = MIN(next, admin->conns[i].deadline_us);
-    }
-    if (next == G_MAXINT64)
-        return -1;
-    return next <= now ? 0 : (int)MIN((next - now + 999) / 1000, G_MAXINT);
-}
-
-/* --- the event core ---------------------------------------------------------- */
-
-static void core_sync(SgAdmin *admin);
-
-static void
-on_core_io(SgWatch *watch, int fd, GIOCondition ready, gpointer data)
-{
-    SgAdmin *admin = data;
-    short revents = (short)(((ready & G_IO_IN) ? POLLIN : 0) | ((ready & G_IO_OUT) ? POLLOUT : 0) |
-                            ((ready & G_IO_HUP) ? POLLHUP : 0) | ((ready & G_IO_ERR) ? POLLERR : 0));
-
-    (void)watch;
-    handle_fd(admin, fd, revents);
-    core_sync(admin);
-}
-
-/* Watches what each connection waits for now (a handful of descriptors:
- * set again after every event). */
-static void
-core_sync(SgAdmin *admin)
-{
-    for (guint i = 0; i < SG_ADMIN_MAX_CONNS; i++) {
-        AdminConn *c = &admin->conns[i];
-        GIOCondition want = c->out != NULL ? G_IO_OUT : G_IO_IN;
-
-        if (c->fd < 0)
-            continue;
-        if (c->watch == NULL)
-            c->watch = sg_watch_fd(c->fd, want, on_core_io, admin);
-        else if (sg_watch_get_events(c->watch) != want)
-            sg_watch_modify(c->watch, want);
-    }
-}
+/* --- the admin process ----------------------------------------------------------- */
 
 static gboolean
-on_core_tick(gpointer data)
+on_stop_signal(gpointer data)
 {
-    SgAdmin *admin = data;
-
-    expire(admin);
+    g_main_loop_quit(data);
     return G_SOURCE_CONTINUE;
 }
 
-void
-sg_admin_attach_core(SgAdmin *admin)
+static gboolean
+on_hup(gpointer data)
 {
-    int flags = fcntl(admin->listen_fd, F_GETFL);
+    (void)data;
+    sg_log_reopen();
+    return G_SOURCE_CONTINUE;
+}
 
-    if (flags >= 0)
-        fcntl(admin->listen_fd, F_SETFL, flags | O_NONBLOCK);
-    admin->on_core = true;
-    admin->listen_watch = sg_watch_fd(admin->listen_fd, G_IO_IN, on_core_io, admin);
-    /* Deadlines are checked once a second: a slow client costs a slot
-     * for SG_ADMIN_CONN_TIMEOUT_MS plus at most that. */
-    admin->tick = sg_timer_add(1000, on_core_tick, admin);
+int
+sg_admin_run_process(int listen_fd, const SgAdminContext *ctx)
+{
+    SgAdmin *admin = sg_admin_new(ctx);
+    struct lws_context_creation_info info;
+    void *foreign_loops[1];
+    g_autoptr(GError) error = NULL;
+    GMainLoop *loop = g_main_loop_new(NULL, FALSE);
+    guint sig_ids[3];
+    int status = 0;
+
+    sig_ids[0] = g_unix_signal_add(SIGTERM, on_stop_signal, loop);
+    sig_ids[1] = g_unix_signal_add(SIGINT, on_stop_signal, loop);
+    sig_ids[2] = g_unix_signal_add(SIGHUP, on_hup, NULL);
+    sg_event_core_start();
+    foreign_loops[0] = sg_event_core_uv_loop();
+    memset(&info, 0, sizeof(info));
+    /* lws' libuv event library on the event core's loop, as a worker's;
+     * the admin vhost is its only one. */
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.foreign_loops = foreign_loops;
+    info.pcontext = &admin->context;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.gid = -1;
+    info.uid = -1;
+    info.server_string = "spicegate";
+    info.max_http_header_data = SG_ADMIN_MAX_REQUEST;
+    /* A request's headers must be whole within this long. */
+    info.timeout_secs = SG_ADMIN_CONN_TIMEOUT_S;
+    info.timeout_secs_ah_idle = SG_ADMIN_CONN_TIMEOUT_S;
+    admin->context = lws_create_context(&info);
+    if (admin->context == NULL) {
+        g_warning("admin: libwebsockets could not start; see its error line above");
+        close(listen_fd);
+        status = 1;
+    } else if (!sg_admin_serve(admin, admin->context, listen_fd, &error)) {
+        g_warning("admin: %s", error->message);
+        status = 1;
+    } else {
+        g_debug("admin process %d serving", (int)getpid());
+        g_main_loop_run(loop);
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(sig_ids); i++)
+        g_source_remove(sig_ids[i]);
+    sg_admin_stop(admin);
+    /* As sg_listener_free(): lws 4.1 on a foreign loop destroys in steps. */
+    for (int i = 0; i < 4 && admin->context != NULL; i++) {
+        lws_context_destroy(admin->context);
+        sg_event_core_settle();
+    }
+    sg_admin_free(admin);
+    sg_event_core_stop();
+    g_main_loop_unref(loop);
+    return status;
 }

@@ -235,6 +235,17 @@ add_header(struct lws *wsi, const char *name, const char *value, guint8 **p, gui
                                        (int)strlen(value), p, end);
 }
 
+/* @extra's "name:", "value" pairs (NULL: none), then a NULL. */
+static int
+add_extra_headers(struct lws *wsi, const char *const *extra, guint8 **p, guint8 *end)
+{
+    for (gsize i = 0; extra != NULL && extra[i] != NULL && extra[i + 1] != NULL; i += 2) {
+        if (add_header(wsi, extra[i], extra[i + 1], p, end))
+            return 1;
+    }
+    return 0;
+}
+
 /* Writes the status and headers every answer of ours carries, as one
  * header block. @ends_stream: no body follows (HEAD, or an empty body), so
  * an HTTP/2 stream must end with the HEADERS frame itself. Returns -1 when
@@ -242,7 +253,7 @@ add_header(struct lws *wsi, const char *name, const char *value, guint8 **p, gui
 static int
 write_headers(struct lws *wsi, unsigned int status, const char *mime_type,
               uint64_t content_length, CachePolicy cache, bool ends_stream,
-              const char *csp)
+              const char *csp, const char *const *extra)
 {
     guint8 buf[LWS_PRE + SG_HTTP_HEADERS_BYTES];
     guint8 *start = &buf[LWS_PRE];
@@ -261,12 +272,13 @@ write_headers(struct lws *wsi, unsigned int status, const char *mime_type,
         add_header(wsi, "referrer-policy:", "no-referrer", &p, end) ||
         add_header(wsi, "cache-control:", cache == CACHE_NONE ? "no-store" : "no-cache",
                    &p, end) ||
-        add_header(wsi, "content-security-policy:", csp, &p, end) ||
+        (csp != NULL && add_header(wsi, "content-security-policy:", csp, &p, end)) ||
+        add_extra_headers(wsi, extra, &p, end) ||
         lws_finalize_http_header(wsi, &p, end)) {
         /* Only a full buffer fails here; the connection itself is fine. */
         g_warning_once("cannot answer HTTP requests: the headers do not fit in %d bytes "
                        "(the Content-Security-Policy alone is %" G_GSIZE_FORMAT ")",
-                       SG_HTTP_HEADERS_BYTES, strlen(csp));
+                       SG_HTTP_HEADERS_BYTES, csp != NULL ? strlen(csp) : 0);
         return -1;
     }
     len = (int)(p - start);
@@ -293,7 +305,7 @@ sg_http_send_text(struct lws *wsi, unsigned int status, const char *body)
     const char *csp = sg_http_csp(NULL, "text/plain", NULL);
 
     if (write_headers(wsi, status, "text/plain; charset=utf-8", len, CACHE_NONE,
-                      !body_follows, csp) < 0)
+                      !body_follows, csp, NULL) < 0)
         return -1;
     if (body_follows) {
         out = g_malloc(LWS_PRE + len);
@@ -302,6 +314,14 @@ sg_http_send_text(struct lws *wsi, unsigned int status, const char *body)
             return -1;
     }
     return 0;
+}
+
+int
+sg_http_send_headers(struct lws *wsi, unsigned int status, const char *mime_type,
+                     uint64_t content_length, const char *const *extra)
+{
+    return write_headers(wsi, status, mime_type, content_length, CACHE_NONE,
+                         content_length == 0 || is_head(wsi), NULL, extra);
 }
 
 int
@@ -334,12 +354,12 @@ sg_http_respond_file(struct lws *wsi, SgHttpFile *file, const char *path, const 
     if (is_head(wsi) || st.st_size == 0) {
         close(fd);
         if (write_headers(wsi, HTTP_STATUS_OK, mime_type, (uint64_t)st.st_size,
-                          CACHE_REVALIDATE, true, csp) < 0)
+                          CACHE_REVALIDATE, true, csp, NULL) < 0)
             return -1;
         return complete(wsi);
     }
     if (write_headers(wsi, HTTP_STATUS_OK, mime_type, (uint64_t)st.st_size, CACHE_REVALIDATE,
-                      false, csp) < 0) {
+                      false, csp, NULL) < 0) {
         close(fd);
         return -1;
     }

@@ -48,6 +48,15 @@ int sg_http_respond_text(struct lws *wsi, unsigned int status, const char *body)
  * returns -1 when the connection broke, else 0. */
 int sg_http_send_text(struct lws *wsi, unsigned int status, const char *body);
 
+/* The status and headers of a generated answer of @content_length body
+ * bytes of @mime_type, never stored (Cache-Control: no-store), with
+ * @extra's "name:", "value" pairs ("allow:", "GET, HEAD", ..., NULL; or
+ * NULL), and no Content-Security-Policy (for answers no browser renders:
+ * the admin API's). The caller writes the body, if any and not HEAD, and
+ * ends the transaction. Returns -1 when the connection broke, else 0. */
+int sg_http_send_headers(struct lws *wsi, unsigned int status, const char *mime_type,
+                         uint64_t content_length, const char *const *extra);
+
 /* Starts answering with the regular file @path as @mime_type: headers now,
  * the body from sg_http_file_on_writeable() (HEAD: headers only). A file
  * that cannot be opened is a 404. Returns what an lws HTTP callback must

@@ -543,6 +543,12 @@ sg_listener_reload_cert(SgListener *listener, char **summary)
     return sg_server_cert_reload(listener->cert, summary);
 }
 
+struct lws_context *
+sg_listener_context(const SgListener *listener)
+{
+    return listener->context;
+}
+
 guint
 sg_listener_get_port(const SgListener *listener)
 {

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 
 #include "server_cert.h"
+
+struct lws_context;
 #include "sg_types.h"
 
 /* Serves the connections it accepts from @listen_fd, a listening socket
@@ -33,6 +35,10 @@ void sg_listener_set_limits(SgListener *listener, SgZone *zone, guint index);
  * allocated) for STATUS=; without TLS sets @summary to NULL. Open
  * connections keep their certificate. */
 SgServerCertResult sg_listener_reload_cert(SgListener *listener, char **summary);
+
+/* The lws context, for another vhost on the same event core (the admin
+ * API's, admin.h); destroyed by sg_listener_free(). */
+struct lws_context *sg_listener_context(const SgListener *listener);
 
 /* The port actually bound (useful with port 0). */
 guint sg_listener_get_port(const SgListener *listener);

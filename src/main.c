@@ -739,8 +739,14 @@ run_daemon(guint index, int listen_fd, guint port, int ready_fd, SgZone *zone, i
         }
         d.fleet = sg_fleet_new_local(d.hub, close_session);
         ctx.fleet = d.fleet;
-        d.admin = sg_admin_new(admin_fd, &ctx);
-        sg_admin_attach_core(d.admin);
+        d.admin = sg_admin_new(&ctx);
+        /* A second vhost of the listener's lws context, on the same
+         * event core (admin.h). */
+        if (!sg_admin_serve(d.admin, sg_listener_context(d.listener), admin_fd, &error)) {
+            fprintf(stderr, "spicegate: %s\n", error->message);
+            status = SG_EXIT_RUNTIME;
+            goto out;
+        }
     }
     if (!announce(&d, ready_fd, &error)) {
         fprintf(stderr, "spicegate: %s\n", error->message);
@@ -759,9 +765,12 @@ out:
         g_source_remove(sig_ids[i]);
     notify_stop(&d);
     sg_ctl_server_free(d.ctl);
+    /* The admin vhost's connections go with the listener's lws context:
+     * the admin API after it, but no new connection meanwhile. */
+    sg_admin_stop(d.admin);
+    sg_listener_free(d.listener);
     sg_admin_free(d.admin);
     sg_fleet_free(d.fleet);
-    sg_listener_free(d.listener);
     /* After the listener, which watched it. */
     close_listen_socket(&d);
     /* After the listener: its sessions leave the hub as lws lets go. */

@@ -59,6 +59,11 @@ typedef struct {
     guint32 seq;
     guint32 status;
     guint32 count;
+    /* The workers whose sessions the answer covers: 1 from a worker; from
+     * the master to the admin process (sg_fleet_serve()), those of its
+     * workers that answered and those that did not. */
+    guint32 answered;
+    guint32 silent;
 } CtlAnswer;
 
 /* --- what a worker does ------------------------------------------------------ */
@@ -188,18 +193,16 @@ request_valid(const CtlRequest *req, ssize_t n)
            memchr(req->value, '\0', sizeof(req->value)) != NULL;
 }
 
-/* Our sessions as JSON in a memfd, or -1 (*@count: how many). */
+/* @arr as JSON in a memfd, or -1 (*@count: how many elements). */
 static int
-list_to_memfd(SgHub *hub, guint *count)
+array_to_memfd(JsonArray *arr, guint *count)
 {
-    g_autoptr(JsonArray) arr = json_array_new();
     g_autoptr(JsonNode) root = json_node_new(JSON_NODE_ARRAY);
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autofree char *text = NULL;
     gsize len = 0, done = 0;
     int fd;
 
-    sg_ctl_list_local(hub, arr);
     *count = json_array_get_length(arr);
     json_node_set_array(root, arr);
     json_generator_set_root(gen, root);
@@ -247,10 +250,20 @@ send_answer(int sock, const CtlAnswer *ans, int fd)
     return sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/* Our sessions as JSON in a memfd, or -1 (*@count: how many). */
+static int
+list_to_memfd(SgHub *hub, guint *count)
+{
+    g_autoptr(JsonArray) arr = json_array_new();
+
+    sg_ctl_list_local(hub, arr);
+    return array_to_memfd(arr, count);
+}
+
 static void
 serve_one(SgCtlServer *server, const CtlRequest *req, ssize_t n)
 {
-    CtlAnswer ans = { .magic = SG_CTL_MAGIC, .seq = n >= 8 ? req->seq : 0 };
+    CtlAnswer ans = { .magic = SG_CTL_MAGIC, .seq = n >= 8 ? req->seq : 0, .answered = 1 };
     int list_fd = -1;
 
     if (!request_valid(req, n)) {
@@ -345,6 +358,7 @@ sg_ctl_server_free(SgCtlServer *server)
 
 struct SgFleet {
     guint count;
+    guint workers;                /* the workers behind its members (relay: the master's) */
     int *fds;                     /* remote: [count], -1 while a worker is down */
     guint32 seq;
     SgHub *hub;                   /* local */
@@ -359,6 +373,7 @@ sg_fleet_new_remote(guint count)
     g_return_val_if_fail(count > 0 && count <= SG_CTL_FLEET_MAX, NULL);
     fleet = g_new0(SgFleet, 1);
     fleet->count = count;
+    fleet->workers = count;
     fleet->fds = g_new(int, count);
     for (guint i = 0; i < count; i++)
         fleet->fds[i] = -1;
@@ -371,6 +386,7 @@ sg_fleet_new_local(SgHub *hub, SgCtlCloseFunc close)
     SgFleet *fleet = g_new0(SgFleet, 1);
 
     fleet->count = 1;
+    fleet->workers = 1;
     fleet->hub = hub;
     fleet->close = close;
     return fleet;
@@ -463,12 +479,12 @@ fleet_ask(SgFleet *fleet, CtlRequest *req, int timeout_ms, guint *answered, Answ
             continue;
         }
         if (fd < 0) {
-            silent++;
+            silent += fleet->workers / fleet->count;
             continue;
         }
         drain_stale(fd);
         if (send(fd, req, sizeof(*req), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(*req)) {
-            silent++;
+            silent += fleet->workers / fleet->count;
             continue;
         }
         waiting[i] = true;
@@ -509,17 +525,20 @@ fleet_ask(SgFleet *fleet, CtlRequest *req, int timeout_ms, guint *answered, Answ
                 continue;
             waiting[owner[k]] = false;
             pending--;
-            if (got == sizeof(ans) && ans.magic == SG_CTL_MAGIC && ans.status == CTL_OK) {
+            if (got == sizeof(ans) && ans.magic == SG_CTL_MAGIC && ans.status == CTL_OK &&
+                ans.answered + ans.silent <= fleet->workers) {
                 func(owner[k], &ans, passed, data);
-                (*answered)++;
+                *answered += ans.answered;
+                silent += ans.silent;
             } else {
-                silent++;             /* gone (EOF), or it could not read us */
+                /* gone (EOF), or it could not read us */
+                silent += fleet->workers / fleet->count;
             }
             if (passed >= 0)
                 close(passed);
         }
     }
-    return silent + pending;
+    return silent + pending * (fleet->workers / fleet->count);
 }
 
 static void
@@ -538,7 +557,7 @@ fleet_failed(SgFleet *fleet, guint silent, GError **error)
     if (silent == 0)
         return true;
     g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "%u of %u worker(s) did not answer",
-                silent, fleet->count);
+                silent, fleet->workers);
     return false;
 }
 
@@ -638,4 +657,64 @@ sg_fleet_list(SgFleet *fleet, int timeout_ms, JsonArray **sessions, guint *answe
         g_clear_pointer(&lists[i], json_array_unref);
     }
     return fleet_failed(fleet, silent, error);
+}
+
+/* --- the master's relay for the admin process ------------------------------ */
+
+SgFleet *
+sg_fleet_new_relay(int fd, guint workers)
+{
+    SgFleet *fleet;
+
+    g_return_val_if_fail(workers > 0 && workers <= SG_CTL_FLEET_MAX, NULL);
+    fleet = sg_fleet_new_remote(1);
+    fleet->workers = workers;
+    sg_fleet_set_fd(fleet, 0, fd);
+    return fleet;
+}
+
+bool
+sg_fleet_serve(SgFleet *fleet, int fd, int timeout_ms)
+{
+    CtlRequest req;
+    ssize_t n = recv(fd, &req, sizeof(req), MSG_DONTWAIT | MSG_TRUNC);
+    CtlAnswer ans = { .magic = SG_CTL_MAGIC };
+    g_autoptr(GError) error = NULL;
+    int list_fd = -1;
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return true;
+    if (n <= 0)
+        return false;
+    n = MIN(n, (ssize_t)sizeof(req) + 1);
+    ans.seq = n >= 8 ? req.seq : 0;
+    if (!request_valid(&req, n)) {
+        g_warning("control: a malformed request from the admin process (%zd bytes); ignored",
+                  n);
+        ans.status = CTL_BAD_REQUEST;
+    } else if (req.op == CTL_OP_LIST) {
+        g_autoptr(JsonArray) sessions = NULL;
+
+        /* Partial or not: what the workers that answered hold, and how
+         * many did not. */
+        sg_fleet_list(fleet, timeout_ms, &sessions, &ans.answered, &error);
+        list_fd = array_to_memfd(sessions, &ans.count);
+        if (list_fd < 0) {
+            g_warning("control: cannot pass the sessions on: %s", g_strerror(errno));
+            ans.status = CTL_BAD_REQUEST;
+        }
+    } else {
+        SgCtlClose what = {
+            .by = (SgCtlBy)req.by, .id = req.id, .value = req.value,
+            .reason = (SgCloseReason)req.reason,
+        };
+
+        sg_fleet_close(fleet, &what, timeout_ms, &ans.count, &ans.answered, &error);
+    }
+    ans.silent = ans.answered <= fleet->workers ? fleet->workers - ans.answered : 0;
+    if (send_answer(fd, &ans, list_fd) != sizeof(ans))
+        g_warning("control: cannot answer the admin process: %s", g_strerror(errno));
+    if (list_fd >= 0)
+        close(list_fd);
+    return true;
 }

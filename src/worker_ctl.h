@@ -110,3 +110,18 @@ bool sg_fleet_close(SgFleet *fleet, const SgCtlClose *what, int timeout_ms, guin
  * when a worker did not answer (the others' sessions are in *@sessions). */
 bool sg_fleet_list(SgFleet *fleet, int timeout_ms, JsonArray **sessions, guint *answered,
                    GError **error);
+
+/* --- the admin process (workers.c, admin.h) ------------------------------- */
+
+/* The admin process's view: one member, the master, at the other end of
+ * @fd (owned), which speaks for @workers workers: it relays each request
+ * to its own fleet and answers with the sum (sg_fleet_serve()). Asked as
+ * any remote fleet; *answered and the error count workers, not members. */
+SgFleet *sg_fleet_new_relay(int fd, guint workers);
+
+/* The master's side of that: answers the one request waiting on @fd (the
+ * admin process's socket; non-blocking reads) by asking @fleet, waiting
+ * up to @timeout_ms as sg_fleet_close() and sg_fleet_list() do, with the
+ * same records a worker sends. Returns false when the peer has gone
+ * (EOF or an error), true otherwise. */
+bool sg_fleet_serve(SgFleet *fleet, int fd, int timeout_ms);

@@ -26,6 +26,15 @@
  * the workers close their sessions with 1001 at once. A worker that has
  * not exited by then is killed (next_timeout_ms()).
  *
+ * The admin API ([admin] listen, admin.h), when on, is served by one more
+ * child, the admin process ("spicegate-admin"), forked on the admin
+ * listening socket that the master bound and keeps (for its next
+ * restart). It reads the zone, and asks for sessions over its own control
+ * socketpair, which the master watches here: each request is answered by
+ * asking the fleet (sg_fleet_serve(), synchronously, as before). It is
+ * restarted like a worker when it dies, and stopped (SIGTERM) only once
+ * the last worker has gone, so that /metrics shows a drain to its end.
+ *
  * systemd: the master is the main PID. It reports STATUS= (sessions open
  * in every worker, read from the zone, and whether it drains) and, under
  * WatchdogSec=, WATCHDOG=1 from its poll loop: that proves the master
@@ -86,7 +95,16 @@ typedef struct {
     int start_failure;            /* exit status when start-up failed, else -1 */
     SgZone *zone;                 /* shared with every worker */
     SgFleet *fleet;               /* our ends of the workers' control sockets */
-    SgAdmin *admin;               /* the admin API, or NULL */
+    /* The admin process, when [admin] listen is on: */
+    int admin_fd;                 /* its listening socket (kept for restarts), or -1 */
+    const char *admin_token;      /* its bearer token (main.c's), or NULL */
+    gint64 admin_start_time_us;
+    pid_t admin_pid;              /* 0: not running */
+    int admin_ctl;                /* our end of its control socket, or -1 */
+    gint64 admin_restart_at_us;   /* 0: no restart due */
+    gint64 admin_kill_at_us;      /* 0: not told to stop yet */
+    bool admin_restarted;         /* it died once: say when it is back */
+    int sfd;                      /* the signalfd */
     SgWorkerMain worker_main;
     SgWorkersReady on_ready;
     gpointer data;
@@ -204,6 +222,85 @@ sg_notify_systemd_reloading(void)
 }
 
 static void
+close_admin_fds(SgMaster *m)
+{
+    if (m->admin_fd >= 0)
+        close(m->admin_fd);
+    m->admin_fd = -1;
+    if (m->admin_ctl >= 0)
+        close(m->admin_ctl);
+    m->admin_ctl = -1;
+}
+
+/* Forks the admin process on m->admin_fd (admin.h); restarts it later if
+ * that fails. */
+static void
+start_admin(SgMaster *m)
+{
+    int ctl[2];
+    pid_t pid;
+
+    m->admin_restart_at_us = 0;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
+        g_warning("admin process: cannot create a control socket: %s", g_strerror(errno));
+        m->admin_restart_at_us = g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
+        return;
+    }
+    pid = fork();
+    if (pid < 0) {
+        g_warning("admin process: cannot fork: %s", g_strerror(errno));
+        close(ctl[0]);
+        close(ctl[1]);
+        m->admin_restart_at_us = g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
+        return;
+    }
+    if (pid == 0) {
+        SgAdminContext ctx = {
+            .zone = m->zone, .token = m->admin_token,
+            .start_time_us = m->admin_start_time_us, .workers = m->count,
+            .fleet_timeout_ms = SG_ADMIN_RELAY_TIMEOUT_MS,
+        };
+        int listen_fd = m->admin_fd;
+        int status;
+
+        /* As a worker: not outliving the master, not answering to
+         * systemd, with the signals the master blocked; and holding none
+         * of the master's descriptors: above all not the public port's,
+         * which must be free once the master closes it (a drain). */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        prctl(PR_SET_NAME, "spicegate-admin");
+        if (getppid() == 1)
+            sg_child_exit(1);
+        g_unsetenv("NOTIFY_SOCKET");
+        g_unsetenv("WATCHDOG_USEC");
+        g_unsetenv("WATCHDOG_PID");
+        for (guint i = 0; i < m->count; i++) {
+            if (m->workers[i].ready_fd >= 0)
+                close(m->workers[i].ready_fd);
+        }
+        g_clear_pointer(&m->fleet, sg_fleet_free);
+        if (m->listen_fd >= 0)
+            close(m->listen_fd);
+        close(m->sfd);
+        close(ctl[0]);
+        m->admin_fd = -1;
+        close_admin_fds(m);
+        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+        ctx.fleet = sg_fleet_new_relay(ctl[1], m->count);
+        status = sg_admin_run_process(listen_fd, &ctx);
+        sg_fleet_free(ctx.fleet);
+        sg_child_exit(status);
+    }
+    close(ctl[1]);
+    if (m->admin_ctl >= 0)
+        close(m->admin_ctl);
+    m->admin_ctl = ctl[0];
+    m->admin_pid = pid;
+    if (m->admin_restarted)
+        g_message("admin process restarted (pid %d)", (int)pid);
+}
+
+static void
 start_worker(SgMaster *m, guint index)
 {
     SgWorker *w = &m->workers[index];
@@ -252,8 +349,8 @@ start_worker(SgMaster *m, guint index)
          * (sg_fleet_free() here closes the descriptors, not their peers). */
         close(ctl[0]);
         g_clear_pointer(&m->fleet, sg_fleet_free);
-        /* The admin socket and its connections are the master's. */
-        g_clear_pointer(&m->admin, sg_admin_free);
+        /* The admin API's sockets are the master's and the admin process's. */
+        close_admin_fds(m);
         sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
         sg_child_exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->zone, ctl[1],
                              m->data));
@@ -378,6 +475,23 @@ on_child_exit(SgMaster *m, pid_t pid, int wstatus)
     g_autofree char *how = NULL;
     guint index;
 
+    if (pid == m->admin_pid && pid > 0) {
+        m->admin_pid = 0;
+        if (m->admin_ctl >= 0)
+            close(m->admin_ctl);
+        m->admin_ctl = -1;
+        if (m->stopping)
+            return;
+        if (WIFSIGNALED(wstatus))
+            g_warning("admin process (pid %d) killed by signal %d; restarting it in %d ms",
+                      (int)pid, WTERMSIG(wstatus), SG_WORKER_RESTART_DELAY_MS);
+        else
+            g_warning("admin process (pid %d) exited with status %d; restarting it in %d ms",
+                      (int)pid, WEXITSTATUS(wstatus), SG_WORKER_RESTART_DELAY_MS);
+        m->admin_restarted = true;
+        m->admin_restart_at_us = g_get_monotonic_time() + SG_WORKER_RESTART_DELAY_MS * 1000;
+        return;
+    }
     for (index = 0; index < m->count; index++) {
         if (m->workers[index].pid == pid)
             break;
@@ -429,6 +543,8 @@ on_signal(SgMaster *m, const struct signalfd_siginfo *si)
         g_message("reload: passing SIGHUP to %u worker(s)", count_running(m));
         sg_notify_systemd_reloading();
         stop_workers(m, SIGHUP);
+        if (m->admin_pid > 0)
+            kill(m->admin_pid, SIGHUP);   /* it reopens the log file */
         {
             /* The workers reload on their own; worker 0 logs the result
              * (they all read the same files). What the master can check
@@ -475,13 +591,17 @@ next_timeout_ms(const SgMaster *m)
 {
     gint64 now = g_get_monotonic_time(), next = G_MAXINT64;
 
-    if (m->stopping)
+    if (m->stopping) {
         next = m->kill_at_us;
-    else {
+        if (m->admin_kill_at_us > 0)
+            next = MIN(next, m->admin_kill_at_us);
+    } else {
         for (guint i = 0; i < m->count; i++) {
             if (m->workers[i].restart_at_us > 0)
                 next = MIN(next, m->workers[i].restart_at_us);
         }
+        if (m->admin_restart_at_us > 0)
+            next = MIN(next, m->admin_restart_at_us);
     }
     if (m->status_at_us > 0)
         next = MIN(next, m->status_at_us);
@@ -490,6 +610,24 @@ next_timeout_ms(const SgMaster *m)
     if (next == G_MAXINT64)
         return -1;
     return next <= now ? 0 : (int)MIN((next - now + 999) / 1000, G_MAXINT);
+}
+
+/* Stopping: the admin process goes after the last worker (a drain stays
+ * visible on /metrics to its end), told with SIGTERM, killed if it has
+ * not exited SG_WORKER_STOP_MARGIN_S later. */
+static void
+stop_admin(SgMaster *m, gint64 now)
+{
+    if (m->admin_pid <= 0 || count_running(m) > 0)
+        return;
+    if (m->admin_kill_at_us == 0) {
+        kill(m->admin_pid, SIGTERM);
+        m->admin_kill_at_us = now + SG_WORKER_STOP_MARGIN_S * G_USEC_PER_SEC;
+    } else if (now >= m->admin_kill_at_us) {
+        g_warning("the admin process did not stop in time; killing it");
+        kill(m->admin_pid, SIGKILL);
+        m->admin_kill_at_us = G_MAXINT64;
+    }
 }
 
 static void
@@ -511,12 +649,15 @@ on_timeout(SgMaster *m)
             stop_workers(m, SIGKILL);
             m->kill_at_us = G_MAXINT64;
         }
+        stop_admin(m, now);
         return;
     }
     for (guint i = 0; i < m->count; i++) {
         if (m->workers[i].restart_at_us > 0 && now >= m->workers[i].restart_at_us)
             start_worker(m, i);
     }
+    if (m->admin_restart_at_us > 0 && now >= m->admin_restart_at_us)
+        start_admin(m);
 }
 
 int
@@ -528,7 +669,7 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
     SgMaster m = {
         .count = count, .start_failure = -1, .drain_timeout_s = drain_timeout_s,
         .shutdown_timeout_s = shutdown_timeout_s, .worker_main = worker_main,
-        .on_ready = on_ready, .data = data,
+        .on_ready = on_ready, .data = data, .admin_fd = -1, .admin_ctl = -1,
     };
     g_autoptr(GError) error = NULL;
     sigset_t mask;
@@ -549,6 +690,7 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
     sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, &m.old_mask);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    m.sfd = sfd;
     if (sfd < 0) {
         fprintf(stderr, "spicegate: signalfd: %s\n", g_strerror(errno));
         sigprocmask(SIG_SETMASK, &m.old_mask, NULL);
@@ -568,24 +710,23 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
     m.watchdog_us = sg_notify_watchdog_period_us();
     m.watchdog_at_us = g_get_monotonic_time() + (gint64)m.watchdog_us;
     if (admin != NULL && admin->fd >= 0) {
-        SgAdminContext ctx = {
-            .zone = m.zone, .fleet = m.fleet, .token = admin->token,
-            .start_time_us = admin->start_time_us, .workers = count,
-        };
-
-        m.admin = sg_admin_new(admin->fd, &ctx);
+        m.admin_fd = admin->fd;
+        m.admin_token = admin->token;
+        m.admin_start_time_us = admin->start_time_us;
     }
     m.workers = g_new0(SgWorker, count);
     for (guint i = 0; i < count; i++)
         m.workers[i].ready_fd = -1;
     for (guint i = 0; i < count; i++)
         start_worker(&m, i);
+    if (m.admin_fd >= 0 && !m.stopping)
+        start_admin(&m);
 
-    while (!(m.stopping && count_running(&m) == 0)) {
-        struct pollfd pfds[2 + SG_WORKERS_MAX + 1 + SG_ADMIN_MAX_CONNS];
-        guint owner[2 + SG_WORKERS_MAX];
-        nfds_t n = 0, n_own;
-        int rc, timeout_ms;
+    while (!(m.stopping && count_running(&m) == 0 && m.admin_pid == 0)) {
+        struct pollfd pfds[2 + SG_WORKERS_MAX + 1];
+        guint owner[2 + SG_WORKERS_MAX + 1];
+        nfds_t n = 0, n_ready, admin_at = 0;
+        int rc;
 
         pfds[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
         for (guint i = 0; i < count; i++) {
@@ -594,31 +735,35 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
                 pfds[n++] = (struct pollfd){ .fd = m.workers[i].ready_fd, .events = POLLIN };
             }
         }
-        /* The admin API's descriptors last: pfds[n_own ..]. */
-        n_own = n;
-        timeout_ms = next_timeout_ms(&m);
-        if (m.admin != NULL) {
-            int admin_ms = sg_admin_timeout_ms(m.admin);
-
-            n += sg_admin_fill_pollfds(m.admin, pfds + n, G_N_ELEMENTS(pfds) - n);
-            if (admin_ms >= 0 && (timeout_ms < 0 || admin_ms < timeout_ms))
-                timeout_ms = admin_ms;
+        n_ready = n;
+        if (m.admin_ctl >= 0) {
+            admin_at = n;
+            pfds[n++] = (struct pollfd){ .fd = m.admin_ctl, .events = POLLIN };
         }
-        rc = poll(pfds, n, timeout_ms);
+        if (m.stopping)
+            stop_admin(&m, g_get_monotonic_time());
+        rc = poll(pfds, n, next_timeout_ms(&m));
         if (rc < 0 && errno != EINTR) {
             g_warning("poll: %s", g_strerror(errno));
             begin_stop(&m, false);
             continue;
         }
-        if (m.admin != NULL)
-            sg_admin_dispatch(m.admin, pfds + n_own, (guint)(n - n_own));
         if (rc <= 0) {
             on_timeout(&m);
             continue;
         }
-        for (nfds_t i = 1; i < n_own; i++) {
+        for (nfds_t i = 1; i < n_ready; i++) {
             if (pfds[i].revents != 0 && m.workers[owner[i]].ready_fd == pfds[i].fd)
                 on_ready_report(&m, owner[i]);
+        }
+        /* One request of the admin process at a time, answered at once
+         * (it waits up to SG_ADMIN_FLEET_TIMEOUT_MS for the workers); the
+         * next, if any, at the next turn, after signals and restarts. */
+        if (admin_at > 0 && pfds[admin_at].revents != 0 && m.admin_ctl == pfds[admin_at].fd &&
+            !sg_fleet_serve(m.fleet, m.admin_ctl, SG_ADMIN_FLEET_TIMEOUT_MS)) {
+            /* It has gone: SIGCHLD tells the rest. */
+            close(m.admin_ctl);
+            m.admin_ctl = -1;
         }
         if (pfds[0].revents & POLLIN) {
             struct signalfd_siginfo si;
@@ -632,7 +777,7 @@ sg_workers_run(const char *host, guint port, guint count, guint drain_timeout_s,
     if (m.listen_fd >= 0)
         close(m.listen_fd);
     g_free(m.status);
-    sg_admin_free(m.admin);
+    close_admin_fds(&m);
     sg_fleet_free(m.fleet);
     sg_zone_free(m.zone);
     g_free(m.workers);

@@ -17,8 +17,10 @@
  * its slot into the zone's retired totals (its open sessions count as
  * lost), gives back its limit counts, and closes its control socket; the
  * worker that replaces it starts with a zeroed slot and a new socketpair.
- * The master also serves the admin API ([admin] listen, admin.h) from its
- * poll loop, reading the zone and asking the fleet.
+ * With [admin] listen, the master also forks the admin process (admin.h),
+ * which reads the zone and asks for sessions through the master: its
+ * control socket is watched in the master's poll loop, and each request
+ * is answered by asking the fleet.
  * Nothing crosses processes on the relay's path: the zone is written with
  * atomics, and the control socket is only read when the master asks.
  */
@@ -52,7 +54,7 @@ typedef int (*SgWorkerMain)(guint index, int listen_fd, guint port, int ready_fd
 /* Called in the master once every worker listens on @port. */
 typedef void (*SgWorkersReady)(guint port, guint count, gpointer data);
 
-/* The admin listener the master serves (admin.h), or none. */
+/* The admin listener the admin process serves (admin.h), or none. */
 typedef struct {
     int fd;                       /* a listening socket (owned from now on), or -1: none */
     const char *token;            /* bearer token, or NULL */

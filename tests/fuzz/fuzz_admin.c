@@ -1,18 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* fuzz_admin.c - libFuzzer target for the admin API's request parser and
- * router: the bytes an admin client sends, up to the answer.
+/* fuzz_admin.c - libFuzzer target for what the admin API still parses
+ * itself: a request's method, target (path and query) and Authorization
+ * value, as libwebsockets hands them over, through the token check and
+ * the routes (sg_admin_answer()). HTTP itself is lws'.
  *
- * The input is a request as it arrives on the admin port. Besides crashes,
- * it checks admin.h's promises: AGAIN only before the blank line and under
- * SG_ADMIN_MAX_REQUEST, INVALID always with a reason, a parsed request
- * always with a method and a target, the bearer check true only for the
- * right token (after "Bearer" in any case), and every answer a real HTTP
- * status. A parsed request is routed against a process with no sessions
- * (a local fleet over an empty hub), so that paths, queries and ids reach
- * the code that reads them. Its first minute of libFuzzer found a request
- * with nothing before the blank line reaching g_strsplit(NULL).
+ * The input is three lines: METHOD, TARGET, AUTHORIZATION (the third line
+ * absent: no header), each cut at its newline. Besides crashes, it checks
+ * admin.h's promises: the bearer check true only for the right token
+ * (after "Bearer" in any case), 401 for every other, and every answer a
+ * real HTTP status with a body, an Allow header exactly on 405. Requests
+ * are routed against a process with no sessions (a local fleet over an
+ * empty hub), so that paths, queries and ids reach the code that reads
+ * them.
  */
-#define _GNU_SOURCE 1             /* memmem() */
 #include "autoconfig.h"
 
 #include <stdint.h>
@@ -45,12 +45,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static SgZone *zone;
     static SgFleet *fleet;
     static SgAdmin *admin;
-    g_autofree char *method = NULL;
-    g_autofree char *target = NULL;
-    g_autofree char *authorization = NULL;
-    const char *reason = NULL;
+    g_autofree char *text = g_strndup((const char *)data, size);   /* cut at a NUL, as lws */
+    g_auto(GStrv) lines = g_strsplit(text, "\n", 3);
+    const char *method, *target, *authorization;
     SgAdminReply reply;
-    SgParseResult r;
+    bool allowed;
 
     if (admin == NULL) {
         SgAdminContext ctx = { .token = FUZZ_TOKEN, .workers = 1 };
@@ -63,20 +62,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fleet = sg_fleet_new_local(hub, close_nothing);
         ctx.zone = zone;
         ctx.fleet = fleet;
-        admin = sg_admin_new(-1, &ctx);   /* no socket: only the router is used */
+        admin = sg_admin_new(&ctx);   /* not serving: only the routes are used */
     }
-    r = sg_admin_parse_request((const char *)data, size, &method, &target, &authorization,
-                               &reason);
-    if (r == SG_PARSE_INVALID && reason == NULL)
-        abort();
-    if (r == SG_PARSE_AGAIN &&
-        (size >= SG_ADMIN_MAX_REQUEST || memmem(data, size, "\r\n\r\n", 4) != NULL))
-        abort();
-    if (r != SG_PARSE_OK)
+    if (lines[0] == NULL || lines[1] == NULL)
         return 0;
-    if (method == NULL || target == NULL || target[0] != '/')
-        abort();
-    if (sg_admin_token_ok(FUZZ_TOKEN, authorization)) {
+    method = lines[0];
+    target = lines[1];
+    /* lws hands over a path that starts with '/'. */
+    if (target[0] != '/')
+        return 0;
+    authorization = lines[2];
+    allowed = sg_admin_token_ok(FUZZ_TOKEN, authorization);
+    if (allowed) {
         /* Only "Bearer" (any case, RFC 7235), spaces, then the token. */
         const char *given = authorization + 7;
 
@@ -87,8 +84,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!g_str_equal(given, FUZZ_TOKEN))
             abort();
     }
-    sg_admin_route(admin, method, target, &reply);
-    if (reply.status < 200 || reply.status > 599)
+    sg_admin_answer(admin, method, target, authorization, "fuzz:1", &reply);
+    if (reply.status < 200 || reply.status > 599 || reply.body == NULL)
+        abort();
+    if (!allowed && (reply.status != 401 || !reply.unauthorized))
+        abort();
+    if ((reply.status == 405) != (reply.allow != NULL))
         abort();
     g_free(reply.body);
     return 0;

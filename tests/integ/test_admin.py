@@ -3,8 +3,10 @@
 with `promtool check metrics` from Debian's prometheus package, and its
 counters against what the test did), GET /consoles, DELETE by console,
 session, instance, token tag or client address (4409 to the browser), the
-bearer token, 404 and 405, and never on the public port; with one process
-and with two workers (the master answers for both). Most SPICE servers
+bearer token, 404 and 405, and never on the public port; over lws'
+HTTP/1.1 (keep-alive, curl); with one process (a second lws vhost) and
+with two workers (the admin process answers for both, asking the master;
+restarted when it dies, stopped with the master). Most SPICE servers
 here are echo peers (the counters and closes need sessions, not
 pictures); AdminQemu lists and closes a real QEMU console."""
 
@@ -22,7 +24,8 @@ from harness import (
     CHANNEL_CURSOR, CHANNEL_DISPLAY, CHANNEL_INPUTS, CHANNEL_MAIN, CLOSE_ADMIN,
     CLOSE_BAD_TOKEN, LINK_ERR_OK, SPICE_MSG_INPUTS_INIT, SPICE_MSG_MAIN_INIT, IntegTestCase,
     PAGES, Qemu, SPICE_HTML5, SpiceClient, WAIT_S, WsClosed, children,
-    http_request, link_message, pick_port, poll_until, random_token, run_spicegate, token_tag,
+    http_request, link_message, parse_http_head, pick_port, poll_until, random_token,
+    read_http_body, read_http_head, run_spicegate, token_tag,
 )
 
 PROMTOOL = shutil.which("promtool")
@@ -43,6 +46,22 @@ def parse_metrics(text):
     return out
 
 
+def process_name(pid):
+    """/proc/PID/comm, or None once it has gone."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def admin_process(master):
+    """The admin process among @master's children, or None."""
+    found = [pid for pid in children(master) if process_name(pid) == "spicegate-admin"]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
 def metric(samples, name, **labels):
     """The one sample of @name whose labels include @labels."""
     want = set(labels.items())
@@ -54,6 +73,7 @@ def metric(samples, name, **labels):
 class AdminBase(IntegTestCase):
     workers = 1
     admin_token = None
+    extra_config = ""
 
     def setUp(self):
         super().setUp()
@@ -67,6 +87,7 @@ class AdminBase(IntegTestCase):
             with open(path, "w") as f:
                 f.write(self.admin_token + "\n")
             config += "token_file = %s\n" % path
+        config += self.extra_config
         self.sg = self.start_spicegate({self.token: self.peer.target,
                                         self.other: self.peer.target}, config=config,
                                        extra_args=["--workers", str(self.workers)])
@@ -74,8 +95,11 @@ class AdminBase(IntegTestCase):
             r"admin API listening on 127\.0\.0\.1:(\d+) \(plain HTTP")[0])
         self.assertNotEqual(self.admin_port, self.sg.port)
         if self.workers > 1:
-            poll_until(lambda: len(children(self.sg.pid)) == self.workers, "the workers")
-            self.worker_pids = children(self.sg.pid)
+            poll_until(lambda: len(children(self.sg.pid)) == self.workers + 1
+                       and admin_process(self.sg.pid) is not None,
+                       "the workers and the admin process")
+            self.admin_pid = admin_process(self.sg.pid)
+            self.worker_pids = [p for p in children(self.sg.pid) if p != self.admin_pid]
 
     def admin(self, target, method="GET", token=None, expect=200):
         headers = []
@@ -146,14 +170,62 @@ class AdminBase(IntegTestCase):
         for _ in range(3):
             self.metrics()
         slow.sendall(b"\r\n")
-        got = b""
-        while True:
-            chunk = slow.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        self.assertTrue(got.startswith(b"HTTP/1.1 200 OK\r\n"), got[:200])
-        self.assertIn(b"spicegate_workers %d\n" % self.workers, got)
+        # Kept alive (lws): the answer ends with its Content-Length, not
+        # with the connection.
+        head, leftover = read_http_head(slow, bytearray())
+        status, _, hdrs = parse_http_head(head)
+        self.assertEqual(status, 200, head)
+        self.assertIn(b"spicegate_workers %d\n" % self.workers,
+                      read_http_body(slow, hdrs, leftover))
+
+    def assert_http11(self):
+        """lws' HTTP/1.1: two requests on one kept-alive connection, curl
+        --http1.1 (which reuses its connection for a second URL), and the
+        methods we do not serve refused."""
+        sock = socket.create_connection(("127.0.0.1", self.admin_port), timeout=WAIT_S)
+        self.addCleanup(sock.close)
+        auth = ("Authorization: Bearer %s\r\n" % self.admin_token) if self.admin_token else ""
+        for target, want in (("/metrics", b"spicegate_workers %d\n" % self.workers),
+                             ("/consoles", b'"complete" : true')):
+            sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n"
+                          % (target, auth)).encode())
+            head, leftover = read_http_head(sock, bytearray())
+            status, _, hdrs = parse_http_head(head)
+            self.assertEqual(status, 200, head)
+            self.assertNotEqual(hdrs.get("connection", "").lower(), "close", head)
+            self.assertIn(want, read_http_body(sock, hdrs, leftover))
+        curl = shutil.which("curl")
+        self.assertIsNotNone(curl, "curl is missing (Debian package curl)")
+        url = "http://127.0.0.1:%d/metrics" % self.admin_port
+        args = [curl, "-sS", "-v", "--http1.1", "-w", "\n%{http_code} %{http_version}\n"]
+        if self.admin_token:
+            args += ["-H", "Authorization: Bearer " + self.admin_token]
+        proc = subprocess.run(args + [url, url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=WAIT_S)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        out = proc.stdout.decode()
+        self.assertEqual(out.count("\n200 1.1\n"), 2, out[-300:])
+        self.assertEqual(out.count("spicegate_workers %d\n" % self.workers), 2)
+        self.assertIn(b"Re-using existing connection", proc.stderr)
+        # Methods lws parses that we do not serve: 405 with Allow.
+        for method, target, allow in (("PUT", "/metrics", "GET, HEAD"),
+                                      ("PATCH", "/consoles", "GET, HEAD, DELETE"),
+                                      ("OPTIONS", "/consoles/1", "DELETE")):
+            hdrs, _ = self.admin(target, method=method, expect=405)
+            self.assertEqual(hdrs.get("allow"), allow, method)
+        # With a body: refused all the same, before the body is read.
+        sock = socket.create_connection(("127.0.0.1", self.admin_port), timeout=WAIT_S)
+        self.addCleanup(sock.close)
+        sock.sendall(("POST /consoles HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: 5"
+                      "\r\n\r\nhello" % auth).encode())
+        head, _ = read_http_head(sock, bytearray())
+        status, _, hdrs = parse_http_head(head)
+        self.assertEqual((status, hdrs.get("allow")), (405, "GET, HEAD, DELETE"), head)
+        # A method lws does not know at all never reaches us: lws refuses
+        # it itself (403, its own page).
+        status, _, _ = http_request(self.admin_port, "/metrics", method="FROB")
+        self.assertEqual(status, 403)
+        self.metrics()
 
     def still_relays(self, ws):
         ws.send_binary(b"still here")
@@ -161,6 +233,9 @@ class AdminBase(IntegTestCase):
 
 
 class AdminOneProcess(AdminBase):
+
+    def test_http11_keepalive_curl_and_methods(self):
+        self.assert_http11()
 
     def test_metrics_count_what_happened(self):
         before = self.metrics()
@@ -284,6 +359,14 @@ class AdminOneProcess(AdminBase):
             self.assertEqual(self.sg.get(target)[0], 404, target)
         status, _, _ = http_request(self.sg.port, "/consoles/1", method="DELETE")
         self.assertNotEqual(status, 200)
+        # lws picks an HTTP/1 request's vhost again by its Host header: a
+        # Host naming the other vhost changes nothing, either way.
+        status, _, body = http_request(self.sg.port, "/metrics", host_header="admin")
+        self.assertEqual(status, 404, body)
+        status, _, body = http_request(self.admin_port, "/metrics", host_header="spicegate",
+                                       headers=["Authorization: Bearer %s" % self.admin_token]
+                                       if self.admin_token else [])
+        self.assertEqual(status, 200, body)
         self.admin("/metrics")
 
 
@@ -356,7 +439,7 @@ class AdminWorkers(AdminBase):
         # and its replacement answers the master.
         os.kill(w0, signal.SIGKILL)
         self.sg.wait_log(r"worker \d+ restarted")
-        poll_until(lambda: len(children(self.sg.pid)) == 2, "the new worker")
+        poll_until(lambda: len(children(self.sg.pid)) == 3, "the new worker")
         s = self.samples()
         self.assertEqual(metric(s, "spicegate_sessions_opened_total"), 4)
         self.assertEqual(metric(s, "spicegate_sessions_closed_total", reason="admin"), 3)
@@ -364,7 +447,8 @@ class AdminWorkers(AdminBase):
                          + metric(s, "spicegate_consoles_open"), 1)
         # The new worker answers the master too: a session opened there
         # is listed and closed.
-        new = [pid for pid in children(self.sg.pid) if pid not in self.worker_pids]
+        new = [pid for pid in children(self.sg.pid)
+               if pid not in self.worker_pids and pid != self.admin_pid]
         self.assertEqual(len(new), 1)
         self.worker_pids = [new[0], w1]
         c, _ = self.open_channel(self.token, on=new[0])
@@ -373,6 +457,63 @@ class AdminWorkers(AdminBase):
         self.assertEqual(json.loads(body), {"closed": 1, "complete": True})
         self.assert_closed(c, CLOSE_ADMIN, self.sg)
         self.promtool_done()
+
+
+class AdminWorkersProcess(AdminBase):
+    """The admin process of a master with two workers: HTTP/1.1 as with
+    one process, restarted after kill -9, stopped with the master, and the
+    master's port not held by it."""
+    workers = 2
+    admin_token = random_token()
+    extra_config = "[server]\ndrain_timeout = 60\n"
+
+    def test_http11_keepalive_curl_and_methods(self):
+        self.assert_http11()
+
+    def test_restarted_after_kill_and_stopped_with_master(self):
+        old = self.admin_pid
+        ws, _ = self.open_channel(self.token, on=self.worker_pids[0])
+        os.kill(old, signal.SIGKILL)
+        self.sg.wait_log(r"admin process \(pid %d\) killed by signal 9; restarting it" % old)
+        new = int(self.sg.wait_log(r"admin process restarted \(pid (\d+)\)")[0])
+        self.assertNotEqual(new, old)
+        self.assertEqual(admin_process(self.sg.pid), new)
+        # Served again, by the new one: counters from the zone, sessions
+        # through the master; the console open all along still relays.
+        s = self.samples()
+        self.assertEqual(metric(s, "spicegate_workers"), 2)
+        self.assertEqual(metric(s, "spicegate_websockets_open", channel="main"), 1)
+        self.assertEqual(self.consoles()["count"], 1)
+        self.still_relays(ws)
+        # The master stops it, after its workers: no process is left.
+        ws.close()
+        everyone = children(self.sg.pid) + [self.sg.pid]
+        self.assertEqual(len(everyone), 4)
+        self.sg.send_signal(signal.SIGTERM)
+        self.assertEqual(self.sg.wait_exit(), 0, self.sg.log_tail())
+        poll_until(lambda: all(process_name(p) is None for p in everyone), "every process gone")
+
+    def test_metrics_during_a_drain(self):
+        """SIGTERM: the workers drain; the admin process stays until the
+        last worker has gone, so a drain shows on /metrics to its end."""
+        ws, _ = self.open_channel(self.token, on=self.worker_pids[0])
+        self.sg.send_signal(signal.SIGTERM)
+        self.sg.wait_log(r"draining: 2 worker\(s\)")
+        # The public port is free while the console relays and the admin
+        # API still counts it.
+        poll_until(lambda: metric(self.samples(), "spicegate_websockets_open",
+                                  channel="main") == 1, "the console counted while draining")
+        self.still_relays(ws)
+        self.assertIsNotNone(admin_process(self.sg.pid))
+        # The admin process holds no copy of the public port: a new
+        # instance can bind it now.
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", self.sg.port))
+            s.listen(1)
+        ws.send_close()
+        self.assertEqual(self.sg.wait_exit(), 0, self.sg.log_tail())
+        self.assertNotIn("did not stop in time", self.sg.log())
 
 
 class AdminQemu(IntegTestCase):

@@ -8,9 +8,12 @@
  * test checks is which of them each worker is asked to close, that the
  * answers add up, and what a dead, silent or confused worker does to the
  * sum. The local fleet (one process) runs the same requests in-process.
+ * The relay fleet (the admin process's) asks the master, which answers
+ * from its own fleet: a forked child plays the admin process there.
  */
 #include "autoconfig.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,6 +386,92 @@ START_TEST(test_ctl_malformed_request)
 }
 END_TEST
 
+/* The admin process's side: its requests through the master, checked
+ * here; the exit status says which check failed (0: none). */
+static int
+relay_admin_main(int fd, bool one_worker_down)
+{
+    SgFleet *relay = sg_fleet_new_relay(fd, WORKERS);
+    g_autoptr(JsonArray) list = NULL;
+    g_autoptr(GError) error = NULL;
+    SgCtlClose what = { .by = SG_CTL_BY_TOKEN_TAG, .value = "tok:aaaa",
+                        .reason = SG_CLOSE_ADMIN };
+    guint answered = 0, closed = 0;
+    bool ok;
+
+    ok = sg_fleet_list(relay, TIMEOUT_MS, &list, &answered, &error);
+    if (!one_worker_down && (!ok || answered != 2 || json_array_get_length(list) != 6))
+        return 10;
+    /* Worker 1 is down: the master's answer says so, with what worker 0
+     * holds, counted in workers, not in the one member. */
+    if (one_worker_down && (ok || answered != 1 || json_array_get_length(list) != 3 ||
+                            strstr(error->message, "1 of 2 worker(s)") == NULL))
+        return 11;
+    g_clear_error(&error);
+    ok = sg_fleet_close(relay, &what, TIMEOUT_MS, &closed, &answered, &error);
+    if (!one_worker_down && (!ok || closed != 2 || answered != 2))
+        return 12;
+    if (one_worker_down && (ok || answered != 1))
+        return 13;
+    g_clear_error(&error);
+    /* An id in worker 0 only: the master asks it alone. */
+    what = (SgCtlClose){ .by = SG_CTL_BY_ID, .id = 3, .reason = SG_CLOSE_ADMIN };
+    ok = sg_fleet_close(relay, &what, TIMEOUT_MS, &closed, &answered, &error);
+    if (!one_worker_down && (!ok || closed != 1 || answered != 2))
+        return 14;
+    sg_fleet_free(relay);
+    return 0;
+}
+
+/* Runs relay_admin_main() in a child while this process is the master,
+ * serving its requests from @m's fleet until it has gone; returns its
+ * exit status. */
+static int
+relay_run(Master *m, bool one_worker_down)
+{
+    int sv[2], status = -1;
+    pid_t pid;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(sv[0]);
+        sg_fleet_free(m->fleet);  /* the master's ends */
+        sg_child_exit(relay_admin_main(sv[1], one_worker_down));
+    }
+    close(sv[1]);
+    for (;;) {
+        struct pollfd pfd = { .fd = sv[0], .events = POLLIN };
+
+        ck_assert_int_eq(poll(&pfd, 1, TIMEOUT_MS * 2), 1);
+        if (!sg_fleet_serve(m->fleet, sv[0], TIMEOUT_MS))
+            break;
+    }
+    close(sv[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+START_TEST(test_ctl_relay_through_master)
+{
+    Master m = { 0 };
+    int statuses[WORKERS], status;
+
+    master_start(&m);
+    ck_assert_int_eq(relay_run(&m, false), 0);
+    ck_assert_int_eq(kill(m.pids[1], SIGKILL), 0);
+    ck_assert_int_eq(waitpid(m.pids[1], &status, 0), m.pids[1]);
+    m.pids[1] = 0;
+    sg_fleet_set_fd(m.fleet, 1, -1);
+    ck_assert_int_eq(relay_run(&m, true), 0);
+    master_stop(&m, statuses);
+    /* Worker 0 closed tok:aaaa's session (1) and session 3. */
+    ck_assert_int_eq(statuses[0], 2);
+}
+END_TEST
+
 START_TEST(test_ctl_local_fleet)
 {
     g_autoptr(SgHub) hub = sg_hub_new(0, 1);
@@ -429,6 +518,7 @@ ctl_suite(void)
     tcase_add_test(tc, test_ctl_silent_worker);
     tcase_add_test(tc, test_ctl_malformed_request);
     tcase_add_test(tc, test_ctl_local_fleet);
+    tcase_add_test(tc, test_ctl_relay_through_master);
     suite_add_tcase(s, tc);
     return s;
 }
