@@ -229,6 +229,28 @@ class StartupErrors(StartupCase):
                                    "cannot listen on 127.0.0.1:%d: Address already in use"
                                    % port)
 
+    def test_admin_port_in_use(self):
+        held, port = listener()
+        self.addCleanup(held.close)
+        conf = os.path.join(self.tmp, "admin.conf")
+        with open(conf, "w") as f:
+            f.write("[admin]\nlisten = 127.0.0.1:%d\n" % port)
+        for workers in ("1", "2"):
+            with self.subTest(workers=workers):
+                self.assert_errors(self.sg("--config", conf, "--workers", workers), 1,
+                                   "[admin] listen: cannot listen on 127.0.0.1:%d: Address "
+                                   "already in use" % port)
+
+    def test_admin_port_is_the_public_port(self):
+        held, port = listener()
+        held.close()              # only its number: nothing binds it
+        conf = os.path.join(self.tmp, "admin.conf")
+        with open(conf, "w") as f:
+            f.write("[admin]\nlisten = 127.0.0.1:%d\n" % port)
+        self.assert_errors(self.sg("--config", conf, listen="127.0.0.1:%d" % port), 2,
+                           "[admin] listen: port %d is the public port ([server] listen); "
+                           "give the admin API a port of its own" % port)
+
     def test_port_needs_privilege(self):
         prefix = self.as_nobody()
         with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
@@ -401,7 +423,8 @@ class ManPage(StartupCase):
         for name in ("test_web_root_missing", "test_web_root_without_spice_html5",
                      "test_pages_missing", "test_cert_without_key", "test_key_not_matching",
                      "test_encrypted_key", "test_garbage_cert_and_missing_key",
-                     "test_port_in_use", "test_address_not_local"):
+                     "test_port_in_use", "test_address_not_local", "test_admin_port_in_use",
+                     "test_admin_port_is_the_public_port"):
             for sub in ("other", "www"):   # made by the cases
                 if os.path.isdir(os.path.join(self.tmp, sub)):
                     shutil.rmtree(os.path.join(self.tmp, sub))
