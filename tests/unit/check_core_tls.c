@@ -167,6 +167,48 @@ START_TEST(test_always_download_flow_control)
 }
 END_TEST
 
+/* The SPICE server stops reading: spicegate stops reading the websocket
+ * (the browser's socket fills and stays full), then takes the rest once
+ * the server reads again, byte-exact, over TLS. */
+START_TEST(test_always_upload_flow_control)
+{
+    const gsize total = 12u << 20;
+    WsOptions opt = { .sndbuf = 64 * 1024 };
+    g_autoptr(WsClient) c = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
+    g_autoptr(GByteArray) got = NULL;
+    g_autofree guint8 *data = g_malloc(total);
+    gsize pending;
+
+    tp = tlsp_new(TLSP_GOOD);
+    tlsp_set_sink(tp, true);
+    add_tokens();
+    h = harness_start("spice.tls", "always", "spice.ca_file", tlsp_ca_file(tp), NULL);
+    c = harness_open_ws(h, "tls", &opt);
+    wsc_send_binary(c, link->data, link->len);
+    wsc_run_until(tls_peer_received, GUINT_TO_POINTER(link->len), DEADLINE_MS);
+    tlsp_set_reading(tp, false);
+    fill(data, total, 7);
+    for (gsize off = 0; off < total; off += 65536)
+        wsc_send_binary(c, data + off, MIN(65536, total - off));
+    wsc_run_until(wsc_cond_blocked, c, DEADLINE_MS);
+    wsc_run_for(1100);
+    ck_assert(wsc_send_blocked(c));
+    pending = wsc_out_pending(c);
+    wsc_run_for(200);
+    ck_assert_uint_eq(wsc_out_pending(c), pending);
+    ck_assert_uint_gt(pending, 0);
+
+    tlsp_set_reading(tp, true);
+    wsc_run_until(tls_peer_received, GUINT_TO_POINTER(link->len + total), 20000);
+    got = tlsp_received(tp);
+    ck_assert_uint_eq(got->len, link->len + total);
+    ck_assert(memcmp(got->data, link->data, link->len) == 0);
+    ck_assert(memcmp(got->data + link->len, data, total) == 0);
+    ck_assert_uint_eq(h->closed->len, 0);
+}
+END_TEST
+
 START_TEST(test_wrong_ca_4525)
 {
     g_autoptr(WsClient) c = NULL;
@@ -415,6 +457,7 @@ core_tls_suite(void)
     tcase_add_test(tc, test_always_echo_byte_exact);
     tcase_add_test(tc, test_always_uses_tls_port);
     tcase_add_test(tc, test_always_download_flow_control);
+    tcase_add_test(tc, test_always_upload_flow_control);
     tcase_add_test(tc, test_wrong_ca_4525);
     tcase_add_test(tc, test_expired_4525);
     tcase_add_test(tc, test_other_host_4525);

@@ -29,6 +29,9 @@ struct TlsPeer {
     bool stop;
     int conn_fd;                  /* the connection being served, or -1 */
     guint64 flood;
+    bool sink;
+    bool paused;                  /* not reading */
+    GCond resume;
     guint handshakes;
     guint failed;
     GByteArray *received;
@@ -83,6 +86,15 @@ make_cert(EVP_PKEY *key, const char *subject, X509 *issuer, EVP_PKEY *issuer_key
     return cert;
 }
 
+/* The test's loop waits on conditions about what this thread does: each
+ * change wakes it. */
+static void
+unlock_wake(TlsPeer *p)
+{
+    g_mutex_unlock(&p->lock);
+    g_main_context_wakeup(NULL);
+}
+
 static gpointer
 serve(gpointer data)
 {
@@ -96,8 +108,7 @@ serve(gpointer data)
 
         g_mutex_lock(&p->lock);
         if (p->stop || fd < 0) {
-            g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+            unlock_wake(p);
             if (fd >= 0)
                 close(fd);
             if (p->stop)
@@ -107,30 +118,32 @@ serve(gpointer data)
         p->conn_fd = fd;
         g_byte_array_set_size(p->received, 0);
         p->sent = 0;
-        g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+        unlock_wake(p);
 
         ssl = SSL_new(p->ctx);
         SSL_set_fd(ssl, fd);
         if (SSL_accept(ssl) != 1) {
             g_mutex_lock(&p->lock);
             p->failed++;
-            g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+            unlock_wake(p);
         } else {
             g_mutex_lock(&p->lock);
             p->handshakes++;
-            g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+            unlock_wake(p);
             for (;;) {
-                int n = SSL_read(ssl, buf, sizeof(buf));
+                int n;
+
+                g_mutex_lock(&p->lock);
+                while (p->paused && !p->stop)
+                    g_cond_wait(&p->resume, &p->lock);
+                g_mutex_unlock(&p->lock);
+                n = SSL_read(ssl, buf, sizeof(buf));
 
                 if (n <= 0)
                     break;
                 g_mutex_lock(&p->lock);
                 g_byte_array_append(p->received, buf, (guint)n);
-                g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+                unlock_wake(p);
                 if (p->flood > 0 && first) {
                     for (guint64 off = 0; off < p->flood;) {
                         int len = (int)MIN(p->flood - off, sizeof(buf));
@@ -142,16 +155,14 @@ serve(gpointer data)
                         off += (guint64)len;
                         g_mutex_lock(&p->lock);
                         p->sent = off;
-                        g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+                        unlock_wake(p);
                     }
-                } else if (p->flood == 0) {
+                } else if (p->flood == 0 && !p->sink) {
                     if (SSL_write(ssl, buf, n) != n)
                         break;
                     g_mutex_lock(&p->lock);
                     p->sent += (guint64)n;
-                    g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+                    unlock_wake(p);
                 }
                 first = false;
             }
@@ -161,8 +172,7 @@ serve(gpointer data)
         ERR_clear_error();
         g_mutex_lock(&p->lock);
         p->conn_fd = -1;
-        g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+        unlock_wake(p);
         close(fd);
     }
 }
@@ -237,6 +247,7 @@ tlsp_new(TlspKind kind)
     p->conn_fd = -1;
     p->received = g_byte_array_new();
     g_mutex_init(&p->lock);
+    g_cond_init(&p->resume);
     p->thread = g_thread_new("tls-peer", serve, p);
     return p;
 }
@@ -248,10 +259,10 @@ tlsp_free(TlsPeer *p)
         return;
     g_mutex_lock(&p->lock);
     p->stop = true;
+    g_cond_broadcast(&p->resume);
     if (p->conn_fd >= 0)
         shutdown(p->conn_fd, SHUT_RDWR);
     g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
     shutdown(p->listen_fd, SHUT_RDWR);   /* wakes accept() */
     g_thread_join(p->thread);
     close(p->listen_fd);
@@ -262,6 +273,7 @@ tlsp_free(TlsPeer *p)
     g_free(p->dir);
     g_byte_array_unref(p->received);
     g_mutex_clear(&p->lock);
+    g_cond_clear(&p->resume);
     g_free(p);
 }
 
@@ -283,7 +295,23 @@ tlsp_set_flood(TlsPeer *p, guint64 bytes)
     g_mutex_lock(&p->lock);
     p->flood = bytes;
     g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
+}
+
+void
+tlsp_set_sink(TlsPeer *p, bool sink)
+{
+    g_mutex_lock(&p->lock);
+    p->sink = sink;
+    g_mutex_unlock(&p->lock);
+}
+
+void
+tlsp_set_reading(TlsPeer *p, bool reading)
+{
+    g_mutex_lock(&p->lock);
+    p->paused = !reading;
+    g_cond_broadcast(&p->resume);
+    g_mutex_unlock(&p->lock);
 }
 
 guint
@@ -294,7 +322,6 @@ tlsp_n_handshakes(TlsPeer *p)
     g_mutex_lock(&p->lock);
     n = p->handshakes;
     g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
     return n;
 }
 
@@ -306,7 +333,6 @@ tlsp_n_failed(TlsPeer *p)
     g_mutex_lock(&p->lock);
     n = p->failed;
     g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
     return n;
 }
 
@@ -318,7 +344,6 @@ tlsp_received(TlsPeer *p)
     g_mutex_lock(&p->lock);
     g_byte_array_append(copy, p->received->data, p->received->len);
     g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
     return copy;
 }
 
@@ -330,6 +355,5 @@ tlsp_sent(TlsPeer *p)
     g_mutex_lock(&p->lock);
     n = p->sent;
     g_mutex_unlock(&p->lock);
-                g_main_context_wakeup(NULL);
     return n;
 }

@@ -42,6 +42,11 @@ const char *tlsp_ca_file(const TlsPeer *p);
  * fsp_pattern() (then keep echoing nothing, only reading). 0: echo. */
 void tlsp_set_flood(TlsPeer *p, guint64 bytes);
 
+/* Keep what arrives, send nothing (instead of echoing). */
+void tlsp_set_sink(TlsPeer *p, bool sink);
+/* Stop (true) or resume reading, between two reads. */
+void tlsp_set_reading(TlsPeer *p, bool reading);
+
 /* Completed and failed handshakes so far. */
 guint tlsp_n_handshakes(TlsPeer *p);
 guint tlsp_n_failed(TlsPeer *p);
