@@ -17,8 +17,8 @@ import unittest
 
 from harness import (
     CHANNEL_INPUTS, CHANNEL_MAIN, CLOSE_TLS_PORT_UNKNOWN, CLOSE_UPSTREAM_TLS, KEEP, LINK_ERR_OK,
-    SPICE_MSG_INPUTS_INIT, SPICE_MSG_MAIN_INIT, IntegTestCase, Qemu, QmpClient, SpiceClient,
-    WsClosed, link_message, poll_until, random_token,
+    PAGES, SPICE_HTML5, SPICE_MSG_INPUTS_INIT, SPICE_MSG_MAIN_INIT, IntegTestCase, Qemu,
+    QmpClient, SpiceClient, WsClosed, link_message, poll_until, random_token, run_spicegate,
 )
 
 SUBJECT = "C=IL, L=Raanana, O=Red Hat, CN=my server"
@@ -182,6 +182,44 @@ class SpiceTls(IntegTestCase):
                             "tls = never\nca_file = %s\n" % self.ca_file)
         client = SpiceClient(sg.ws(token=self.token))
         self.assertEqual(client.link(CHANNEL_MAIN).error, LINK_ERR_NEED_SECURED)
+
+
+class SpiceTlsSettings(unittest.TestCase):
+    """No certificate goes unchecked: TLS settings that cannot check one
+    stop the start (exit 2) with a message naming the setting."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sg-integ-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.tokens = os.path.join(self.tmp, "tokens")
+        with open(self.tokens, "w") as f:
+            f.write("t: 127.0.0.1:5900 tls-port=5901\n")
+
+    def check(self, spice_conf):
+        conf = os.path.join(self.tmp, "spicegate.conf")
+        with open(conf, "w") as f:
+            f.write("[spice]\n" + spice_conf)
+        status, _, err = run_spicegate(["--config", conf, "--token-file", self.tokens,
+                                        "--web", SPICE_HTML5, "--pages", PAGES,
+                                        "--listen", "127.0.0.1:0", "--check-config"])
+        self.assertEqual(status, 2, err)
+        return err
+
+    def test_always_without_ca_file(self):
+        self.assertIn("[spice] tls = always needs [spice] ca_file", self.check("tls = always\n"))
+
+    def test_unreadable_ca_file(self):
+        missing = os.path.join(self.tmp, "missing.pem")
+        err = self.check("ca_file = %s\n" % missing)
+        self.assertIn("[spice] ca_file %s: cannot load CA certificates" % missing, err)
+
+    def test_ca_file_without_certificate(self):
+        err = self.check("ca_file = %s\n" % self.tokens)
+        self.assertIn("[spice] ca_file %s: cannot load CA certificates" % self.tokens, err)
+
+    def test_bad_host_subject(self):
+        err = self.check("ca_file = /x.pem\nhost_subject = CN=a, O\n")
+        self.assertIn("[spice] host_subject: not a host subject", err)
 
 
 if __name__ == "__main__":
