@@ -34,9 +34,13 @@
  * the server has answered. Every waiting state has a deadline:
  *
  *   AUTHORISING  the token backend's own: [nova] timeout (a file answers at once)
- *   CONNECTING   upstream.c's: connect_timeout (4504)
+ *   CONNECTING   upstream.c's: connect_timeout (4504), the TLS handshake and
+ *                certificate check included ([spice] tls)
  *   LINKING      link_timeout for the whole exchange: no link from the browser
- *                (4408), or none answered by the SPICE server (4504)
+ *                (4408), or none answered by the SPICE server (4504); with
+ *                [spice] tls = auto, a NEED_SECURED answer's reconnect to the
+ *                TLS port happens inside it (its connect under
+ *                connect_timeout too)
  *   RELAYING     idle_timeout when set: no byte either way on any channel of
  *                the console (4408, "idle")
  *   DRAINING,    close_timeout for the browser to take what it is owed, the
