@@ -35,7 +35,9 @@
     X(LIMIT_CONSOLE, 4429, "too many connections to this console")               \
     X(UNREACHABLE, 4502, "console unreachable")                                  \
     X(TOKEN_UNAVAILABLE, 4503, "token check unavailable, try again")             \
-    X(CONNECT_TIMEOUT, 4504, "console connect timed out")
+    X(CONNECT_TIMEOUT, 4504, "console connect timed out")                        \
+    X(UPSTREAM_TLS, 4525, "console TLS verification failed")                     \
+    X(TLS_PORT_UNKNOWN, 4526, "console needs TLS, TLS port unknown")
 
 #define SG_CLOSE_ENUM_ENTRY(name, code, text) SG_CLOSE_##name,
 typedef enum { SG_CLOSE_CODES(SG_CLOSE_ENUM_ENTRY) } SgCloseReason;

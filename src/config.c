@@ -18,6 +18,7 @@
 
 #include "client_addr.h"
 #include "config.h"
+#include "endpoint_tls.h"
 #include "workers.h"
 
 G_DEFINE_QUARK(sg-config-error-quark, sg_config_error)
@@ -596,6 +597,60 @@ apply_per_token(SgConfig *cfg, const char *value, GError **error)
     return TRUE;
 }
 
+/* --- [spice]: TLS toward the SPICE server ---------------------------------- */
+
+static gboolean
+apply_spice_tls(SgConfig *cfg, const char *value, GError **error)
+{
+    if (g_str_equal(value, "auto"))
+        cfg->spice_tls = SG_SPICE_TLS_AUTO;
+    else if (g_str_equal(value, "always"))
+        cfg->spice_tls = SG_SPICE_TLS_ALWAYS;
+    else if (g_str_equal(value, "never"))
+        cfg->spice_tls = SG_SPICE_TLS_NEVER;
+    else {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' is not one of auto, always, never", value);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+STRING_SETTER(apply_spice_ca_file, spice_ca_file)
+
+/* spice-gtk's host-subject syntax, checked now so that a typo stops the
+ * start instead of refusing every console. */
+static gboolean
+apply_spice_host_subject(SgConfig *cfg, const char *value, GError **error)
+{
+    const char *why = NULL;
+
+    if (*value != '\0' && !sg_tls_subject_valid(value, &why)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "not a host subject like \"C=IL, L=Raanana, O=Red Hat, CN=my server\": %s",
+                    why);
+        return FALSE;
+    }
+    set_string(&cfg->spice_host_subject, value);
+    return TRUE;
+}
+
+static gboolean
+apply_spice_tls_minimum_version(SgConfig *cfg, const char *value, GError **error)
+{
+    if (g_str_equal(value, "tlsv1.2") || g_str_equal(value, "tlsv1_2")) {
+        cfg->spice_tls_min_version = SG_TLS_MIN_1_2;
+        return TRUE;
+    }
+    if (g_str_equal(value, "tlsv1.3") || g_str_equal(value, "tlsv1_3")) {
+        cfg->spice_tls_min_version = SG_TLS_MIN_1_3;
+        return TRUE;
+    }
+    g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                "'%s' is not one of tlsv1.2, tlsv1.3", value);
+    return FALSE;
+}
+
 /* --- the key table -------------------------------------------------------- */
 
 /* The one list of settings. Defaults are applied by running each parser on
@@ -675,6 +730,18 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "limits", "per_token", "0",
       "websockets open at once for one console token (a console opens 4 to 6); 0: no limit",
       apply_per_token },
+    { "spice", "tls", "auto",
+      "TLS to SPICE servers: auto (the TLS port when the server asks for it), always "
+      "(TLS only), never", apply_spice_tls },
+    { "spice", "ca_file", "",
+      "CA certificates (PEM) that sign SPICE servers' certificates; needed for TLS",
+      apply_spice_ca_file },
+    { "spice", "host_subject", "",
+      "the SPICE server certificate's subject, as spice-gtk's host-subject; empty: check "
+      "the target's name or address", apply_spice_host_subject },
+    { "spice", "tls_minimum_version", "tlsv1.2",
+      "oldest TLS version spoken to SPICE servers: tlsv1.2 or tlsv1.3",
+      apply_spice_tls_minimum_version },
     { "nova", "auth_url", "", "Keystone URL, e.g. http://keystone:5000/v3",
       apply_nova_auth_url },
     { "nova", "username", "", "service user (needs the admin role)", apply_nova_username },
@@ -811,6 +878,8 @@ sg_config_free(SgConfig *cfg)
     g_free(cfg->nova_conf_section);
     g_free(cfg->admin_host);
     g_free(cfg->admin_token_file);
+    g_free(cfg->spice_ca_file);
+    g_free(cfg->spice_host_subject);
     g_free(cfg);
 }
 
@@ -1235,6 +1304,13 @@ sg_config_validate(const SgConfig *cfg, GError **error)
                         g_strdup_printf("[admin] listen: port %u is the public port ([server] "
                                         "listen); give the admin API a port of its own",
                                         cfg->admin_port));
+    if (cfg->spice_tls == SG_SPICE_TLS_ALWAYS && cfg->spice_ca_file == NULL)
+        g_ptr_array_add(problems,
+                        g_strdup("[spice] tls = always needs [spice] ca_file: the CA that signs "
+                                 "the SPICE servers' certificates (no certificate goes unchecked)"));
+    if (cfg->spice_host_subject != NULL && cfg->spice_ca_file == NULL)
+        g_ptr_array_add(problems, g_strdup("[spice] host_subject is set but [spice] ca_file "
+                                           "is not"));
     if (cfg->admin_token_file != NULL && !cfg->admin_enabled)
         g_ptr_array_add(problems, g_strdup("[admin] token_file is set but [admin] listen is "
                                            "not"));

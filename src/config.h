@@ -32,6 +32,13 @@ typedef enum {
     SG_TLS_MIN_1_3,
 } SgTlsMinVersion;
 
+/* [spice] tls: how spicegate reaches a SPICE server's TLS port. */
+typedef enum {
+    SG_SPICE_TLS_AUTO = 0,        /* plain port; the TLS port if the server says NEED_SECURED */
+    SG_SPICE_TLS_ALWAYS,          /* the TLS port only */
+    SG_SPICE_TLS_NEVER,           /* the plain port only */
+} SgSpiceTlsMode;
+
 struct SgConfig {
     /* [server] */
     char *listen_host;            /* NULL: every address, IPv4 and IPv6 */
@@ -74,6 +81,11 @@ struct SgConfig {
     guint max_sessions;           /* in all */
     guint per_ip;                 /* per client address */
     guint per_token;              /* per console token */
+    /* [spice]: TLS toward the SPICE server (endpoint_tls.c) */
+    SgSpiceTlsMode spice_tls;
+    char *spice_ca_file;          /* NULL: TLS toward SPICE servers impossible */
+    char *spice_host_subject;     /* NULL: check the target's name or address */
+    SgTlsMinVersion spice_tls_min_version;
     /* [nova] */
     char *nova_auth_url;
     char *nova_username;

@@ -27,6 +27,7 @@
 #include "client_addr.h"
 #include "compat.h"
 #include "config.h"
+#include "endpoint_tls.h"
 #include "http_response.h"
 #include "hub.h"
 #include "event_core.h"
@@ -423,6 +424,17 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
     listener->env.idle_timeout_s = cfg->idle_timeout_s;
     listener->env.ping_interval_s = cfg->ping_interval_s;
     listener->env.close_timeout_s = cfg->close_timeout_s;
+    listener->env.spice_tls = cfg->spice_tls;
+    if (cfg->spice_ca_file != NULL) {
+        /* Each worker builds its own, and a bad CA file stops it. */
+        listener->env.spice_tls_client =
+            sg_tls_client_new(cfg->spice_ca_file, cfg->spice_host_subject,
+                              cfg->spice_tls_min_version, error);
+        if (listener->env.spice_tls_client == NULL) {
+            sg_listener_free(listener);
+            return NULL;
+        }
+    }
     listener->hub = hub;
     listener->env.hub = hub;
     listener->proxied = g_hash_table_new_full(NULL, NULL, g_free, NULL);
@@ -643,5 +655,6 @@ sg_listener_free(SgListener *listener)
     g_clear_pointer(&listener->cert, sg_server_cert_free);
     g_clear_pointer(&listener->web, sg_web_free);
     g_clear_pointer(&listener->proxied, g_hash_table_destroy);
+    g_clear_pointer(&listener->env.spice_tls_client, sg_tls_client_free);
     g_free(listener);
 }

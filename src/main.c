@@ -26,6 +26,7 @@
 #include "admin.h"
 #include "compat.h"
 #include "config.h"
+#include "endpoint_tls.h"
 #include "event_core.h"
 #include "hub.h"
 #include "listen_socket.h"
@@ -537,6 +538,14 @@ check_setup(const SgConfig *cfg, bool load_tokens, GError **error)
         note_problem(problems, &local);
     if (!sg_preflight_tls(cfg, &local))
         note_problem(problems, &local);
+    if (cfg->spice_ca_file != NULL) {
+        SgTlsClient *probe = sg_tls_client_new(cfg->spice_ca_file, cfg->spice_host_subject,
+                                               cfg->spice_tls_min_version, &local);
+
+        if (probe == NULL)
+            note_problem(problems, &local);
+        sg_tls_client_free(probe);
+    }
     /* Nova's backend starts talking to Keystone when created: only
      * --check-config=login does that. The daemon loads the token file
      * itself (and logs what it loaded) just after. */

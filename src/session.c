@@ -5,7 +5,8 @@
  * (relay.c: both endpoints and the bytes between them), its timers. Must
  * not: block, keep a pointer to anything the listener frees before CLOSED,
  * or log a token. The websocket's framing and flow control are in
- * endpoint_ws.c, the SPICE server's socket I/O in endpoint_tcp.c.
+ * endpoint_ws.c, the SPICE server's socket I/O in endpoint_tcp.c (or
+ * endpoint_tls.c: [spice] tls).
  *
  * Session states (the legal moves are one table, session_state.c)
  *
@@ -33,9 +34,13 @@
  * the server has answered. Every waiting state has a deadline:
  *
  *   AUTHORISING  the token backend's own: [nova] timeout (a file answers at once)
- *   CONNECTING   upstream.c's: connect_timeout (4504)
+ *   CONNECTING   upstream.c's: connect_timeout (4504), the TLS handshake and
+ *                certificate check included ([spice] tls)
  *   LINKING      link_timeout for the whole exchange: no link from the browser
- *                (4408), or none answered by the SPICE server (4504)
+ *                (4408), or none answered by the SPICE server (4504); with
+ *                [spice] tls = auto, a NEED_SECURED answer's reconnect to the
+ *                TLS port happens inside it (its connect under
+ *                connect_timeout too)
  *   RELAYING     idle_timeout when set: no byte either way on any channel of
  *                the console (4408, "idle")
  *   DRAINING,    close_timeout for the browser to take what it is owed, the
@@ -63,7 +68,8 @@
 #include <glib.h>
 #include <spice/protocol.h>
 
-#include "endpoint_tcp.h"
+#include "endpoint_link_guard.h"
+#include "endpoint_tls.h"
 #include "endpoint_ws.h"
 #include "event_core.h"
 #include "hub.h"
@@ -105,6 +111,10 @@ struct SgSession {
     SgTokenLookup *lookup;
     SgTokenWatch *watch;          /* from the token's lookup until the end: revocation */
     SgUpstream *up;               /* while connecting; then the relay's back end */
+    SgConsoleTarget *tgt;         /* where the token leads: ports for TLS ([spice] tls) */
+    SgEndpoint *guard;            /* auto: the relay's back end until the link reply
+                                   * (endpoint_link_guard.h); the relay owns it */
+    bool reconnecting;            /* auto: connecting to the TLS port for the guard */
     SgRelay *relay;               /* browser (front) <-> SPICE server (back) */
     SgEndpoint *ws;               /* the relay's front end: the browser's websocket */
     bool opened;                  /* the "open" line was logged */
@@ -141,6 +151,14 @@ sg_close_reason_text(SgCloseReason reason)
                    "[s:%" G_GUINT64_FORMAT "] " fmt, (sess)->id, ##__VA_ARGS__)
 
 static void end_scan(SgSession *sess);
+
+/* The relay frees its back end (the guard with it, if any). */
+static void
+drop_back(SgSession *sess)
+{
+    sess->guard = NULL;
+    sg_relay_drop_back(sess->relay);
+}
 static void arm_deadline(SgSession *sess);
 static void keep_alive(SgSession *sess, SgSessionState state);
 static guint64 bytes_moved(const SgSession *sess);
@@ -240,7 +258,7 @@ close_with(SgSession *sess, SgCloseReason reason, const char *detail)
     detail = new_detail;
     sess->reason = reason;
     stop_activities(sess);
-    sg_relay_drop_back(sess->relay);
+    drop_back(sess);
     set_state(sess, SG_SESSION_CLOSING);
     if (!sess->opened) {
         /* Refused before it opened: its one line goes out now (the
@@ -509,7 +527,7 @@ on_session_expired(gpointer data)
     /* Unlike the browser-side states, a live console is cut at once: the
      * token's lifetime is the operator's policy (enforce_session_timeout). */
     g_clear_pointer(&sess->up, sg_upstream_free);
-    sg_relay_drop_back(sess->relay);
+    drop_back(sess);
     close_with(sess, SG_CLOSE_SESSION_EXPIRED, NULL);
     return G_SOURCE_REMOVE;
 }
@@ -535,11 +553,12 @@ on_upstream_connected(SgUpstream *up, const GError *error, gpointer data)
     SgSession *sess = data;
 
     if (error != NULL) {
-        SgCloseReason reason = g_error_matches(error, SG_UPSTREAM_ERROR,
-                                               SG_UPSTREAM_ERROR_TIMEOUT)
-                                   ? SG_CLOSE_CONNECT_TIMEOUT
-                                   : SG_CLOSE_UNREACHABLE;
+        SgCloseReason reason = SG_CLOSE_UNREACHABLE;
 
+        if (g_error_matches(error, SG_UPSTREAM_ERROR, SG_UPSTREAM_ERROR_TIMEOUT))
+            reason = SG_CLOSE_CONNECT_TIMEOUT;
+        else if (g_error_matches(error, SG_UPSTREAM_ERROR, SG_UPSTREAM_ERROR_TLS))
+            reason = SG_CLOSE_UPSTREAM_TLS;
         /* The failed upstream is freed by close_with(); it is @up. */
         g_autofree char *detail = g_strdup_printf("target=%s: %s", sess->target,
                                                   error->message);
@@ -549,8 +568,109 @@ on_upstream_connected(SgUpstream *up, const GError *error, gpointer data)
     }
     g_free(sess->target);
     sess->target = g_strdup(sg_upstream_get_peer(up));
+    if (sess->reconnecting) {
+        /* auto: the TLS port takes over from the plain one, in LINKING. */
+        g_autofree char *how = sg_tls_describe(sg_upstream_get_ssl(up));
+
+        sess->reconnecting = false;
+        sess_log(G_LOG_LEVEL_DEBUG, sess, "TLS to %s: %s, certificate verified; replaying "
+                 "the link", sess->target, how);
+        sg_endpoint_link_guard_switch(sess->guard,
+                                      sg_upstream_into_endpoint(g_steal_pointer(&sess->up)));
+        return;
+    }
+    if (sg_upstream_get_ssl(up) != NULL) {
+        g_autofree char *how = sg_tls_describe(sg_upstream_get_ssl(up));
+
+        sess_log(G_LOG_LEVEL_DEBUG, sess, "TLS to %s: %s, certificate verified", sess->target,
+                 how);
+    }
     set_state(sess, SG_SESSION_LINKING);
     start_relay(sess);
+}
+
+static char *
+format_target(const char *host, guint16 port)
+{
+    return strchr(host, ':') != NULL ? g_strdup_printf("[%s]:%u", host, port)
+                                     : g_strdup_printf("%s:%u", host, port);
+}
+
+/* Connects to @port of the target, over TLS when @tls. Returns false
+ * when the session was closed instead. */
+static bool
+connect_to(SgSession *sess, guint16 port, bool tls)
+{
+    const SgConsoleTarget *tgt = sess->tgt;
+
+    g_free(sess->target);
+    sess->target = format_target(tgt->host, port);
+    if (tls && sess->env->spice_tls_client == NULL) {
+        /* Never "trust anything": no CA, no TLS. */
+        close_with(sess, SG_CLOSE_UPSTREAM_TLS,
+                   "the SPICE server needs TLS and [spice] ca_file is not set");
+        return false;
+    }
+    sess->up = sg_upstream_connect(tgt->host, port, tgt->internal_access_path,
+                                   sess->env->connect_timeout_s, on_upstream_connected, NULL,
+                                   sess);
+    if (tls)
+        sg_upstream_set_tls(sess->up, sess->env->spice_tls_client, tgt->host);
+    return true;
+}
+
+/* auto: the plain port answered the link with NEED_SECURED (the guard
+ * holds the browser's link message, and the browser has seen nothing):
+ * the TLS port, if the target names one. */
+static void
+on_need_secured(SgEndpoint *guard, gpointer data)
+{
+    SgSession *sess = data;
+
+    (void)guard;
+    if (sess->tgt->tls_port == 0) {
+        g_autofree char *why =
+            g_strdup_printf("target=%s: the SPICE server requires TLS on this channel "
+                            "(SPICE_LINK_ERR_NEED_SECURED) and the console's target has no "
+                            "TLS port", sess->target);
+
+        close_with(sess, SG_CLOSE_TLS_PORT_UNKNOWN, why);
+        return;
+    }
+    sess_log(G_LOG_LEVEL_DEBUG, sess, "%s needs TLS on this channel: connecting to its TLS "
+             "port %u", sess->target, sess->tgt->tls_port);
+    sess->reconnecting = true;
+    connect_to(sess, sess->tgt->tls_port, true);
+}
+
+/* The first connection of a session, as [spice] tls says: never, the
+ * plain port; always, the TLS port (a target with one port names it);
+ * auto, the plain port, or the TLS port of a target that has no other. */
+static void
+connect_first(SgSession *sess)
+{
+    const SgConsoleTarget *tgt = sess->tgt;
+
+    switch (sess->env->spice_tls) {
+    case SG_SPICE_TLS_NEVER:
+        if (tgt->port == 0) {
+            close_with(sess, SG_CLOSE_TLS_PORT_UNKNOWN,
+                       "the target has only a TLS port and [spice] tls = never");
+            return;
+        }
+        connect_to(sess, tgt->port, false);
+        return;
+    case SG_SPICE_TLS_ALWAYS:
+        connect_to(sess, tgt->tls_port != 0 ? tgt->tls_port : tgt->port, true);
+        return;
+    case SG_SPICE_TLS_AUTO:
+    default:
+        if (tgt->port != 0)
+            connect_to(sess, tgt->port, false);
+        else
+            connect_to(sess, tgt->tls_port, true);
+        return;
+    }
 }
 
 static void
@@ -573,9 +693,8 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
      * token was revoked. */
     sess->watch = sg_token_lookup_watch(lookup, on_token_revoked, sess);
     sess->instance = g_strdup(tgt->instance_uuid);
-    sess->target = (strchr(tgt->host, ':') != NULL)
-                       ? g_strdup_printf("[%s]:%u", tgt->host, tgt->port)
-                       : g_strdup_printf("%s:%u", tgt->host, tgt->port);
+    sess->tgt = sg_console_target_copy(tgt);
+    sess->target = format_target(tgt->host, tgt->port != 0 ? tgt->port : tgt->tls_port);
     set_state(sess, SG_SESSION_CONNECTING);
     if (tgt->expires_at_us > 0) {
         gint64 left_ms = (tgt->expires_at_us - g_get_real_time()) / 1000;
@@ -587,9 +706,7 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
         sess->expiry_timer = sg_timer_add((guint)MIN(left_ms, G_MAXUINT), on_session_expired,
                                            sess);
     }
-    sess->up = sg_upstream_connect(tgt->host, tgt->port, tgt->internal_access_path,
-                                   sess->env->connect_timeout_s, on_upstream_connected, NULL,
-                                   sess);
+    connect_first(sess);
 }
 
 /* The browser's address as the hub records it (what the log, the
@@ -704,7 +821,7 @@ scan_down(SgSession *sess, const guint8 *data, gsize len, bool next_bypasses)
 static void
 upstream_gone(SgSession *sess, SgCloseReason reason, const char *detail)
 {
-    sg_relay_drop_back(sess->relay);
+    drop_back(sess);
     if (sg_relay_front_drained(sess->relay)) {
         close_with(sess, reason, detail);
         return;
@@ -721,7 +838,15 @@ start_relay(SgSession *sess)
 {
     /* The relay takes the connected socket over: its I/O is
      * endpoint_tcp.c's from here on. */
-    SgEndpoint *back = sg_endpoint_tcp_new(g_steal_pointer(&sess->up));
+    bool plain = sg_upstream_get_ssl(sess->up) == NULL;
+    SgEndpoint *back = sg_upstream_into_endpoint(g_steal_pointer(&sess->up));
+
+    /* auto, on a plain connection: the guard keeps NEED_SECURED from the
+     * browser and reconnects over TLS. */
+    if (sess->env->spice_tls == SG_SPICE_TLS_AUTO && plain) {
+        back = sg_endpoint_link_guard_new(back, on_need_secured, sess);
+        sess->guard = back;
+    }
 
     log_open(sess);
     sg_relay_attach_back(sess->relay, back);
@@ -895,5 +1020,6 @@ sg_session_free(SgSession *sess)
     g_free(sess->target);
     g_free(sess->instance);
     g_free(sess->detail);
+    sg_console_target_free(sess->tgt);
     g_free(sess);
 }

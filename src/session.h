@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "close_code.h"
+#include "config.h"
 #include "session_limits.h"
 #include "sg_types.h"
 
@@ -52,6 +53,10 @@ typedef struct {
     guint idle_timeout_s;         /* 0: sessions may stay idle */
     guint ping_interval_s;        /* 0: no keepalive pings */
     guint close_timeout_s;
+    /* [spice] tls, and the client context for TLS to SPICE servers
+     * (endpoint_tls.h; NULL without [spice] ca_file). */
+    SgSpiceTlsMode spice_tls;
+    SgTlsClient *spice_tls_client;
     /* [limits]: each session holds one count of each from its start until
      * it is freed (session_limits.h). NULL: none. */
     const SgLimits *limits;

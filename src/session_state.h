@@ -15,7 +15,8 @@
 typedef enum {
     SG_SESSION_NEW = 0,
     SG_SESSION_AUTHORISING,       /* the token backend answers */
-    SG_SESSION_CONNECTING,        /* TCP connect to the SPICE server */
+    SG_SESSION_CONNECTING,        /* TCP connect to the SPICE server (and, with
+                                   * [spice] tls, the TLS handshake) */
     SG_SESSION_LINKING,           /* the SPICE link exchange: the browser's link
                                    * message in, forwarded, the server's reply */
     SG_SESSION_RELAYING,

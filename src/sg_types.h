@@ -22,6 +22,7 @@ typedef struct SgWeb SgWeb;
 typedef struct SgZone SgZone;
 typedef struct SgFleet SgFleet;
 typedef struct SgCtlServer SgCtlServer;
+typedef struct SgTlsClient SgTlsClient;
 
 /* Result of a pure parser (sslh's tri-state contract, curl's
  * advance-on-success rule): nothing is consumed unless the result is OK. */

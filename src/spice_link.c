@@ -130,6 +130,38 @@ sg_spice_link_parse(const guint8 *buf, gsize len, SgSpiceLink *out,
     return SG_PARSE_OK;
 }
 
+/* --- the start of any channel's link reply ------------------------------------ */
+
+G_STATIC_ASSERT(SG_LINK_REPLY_HEAD_BYTES == HEADER_BYTES + 4);
+
+SgParseResult
+sg_spice_link_reply_error(const guint8 *buf, gsize len, uint32_t *error, const char **reason)
+{
+    const uint32_t magic = SPICE_MAGIC;
+    guint8 magic_bytes[sizeof(magic)];
+
+    if (reason != NULL)
+        *reason = NULL;
+    if (len > 0 && buf == NULL)
+        return fail(reason, "no buffer");
+    memcpy(magic_bytes, &magic, sizeof(magic));
+    for (gsize i = 0; i < len && i < sizeof(magic_bytes); i++) {
+        if (buf[OFF_MAGIC + i] != magic_bytes[i])
+            return fail(reason, "link reply: bad magic");
+    }
+    if (len >= OFF_MAJOR + 4 && read_le32(buf + OFF_MAJOR) != SPICE_VERSION_MAJOR)
+        return fail(reason, "link reply: other major version");
+    /* An error reply is a whole SpiceLinkReply too (spice-server's
+     * reds_send_link_error()): never less than its error field. */
+    if (len >= HEADER_BYTES && read_le32(buf + OFF_SIZE) < 4)
+        return fail(reason, "link reply: too small");
+    if (len < SG_LINK_REPLY_HEAD_BYTES)
+        return SG_PARSE_AGAIN;
+    if (error != NULL)
+        *error = read_le32(buf + HEADER_BYTES);
+    return SG_PARSE_OK;
+}
+
 /* --- the server's side of a main channel ------------------------------------ */
 
 #define REPLY_BYTES sizeof(SpiceLinkReply)           /* 178 */

@@ -41,6 +41,19 @@ SgParseResult sg_spice_link_parse(const guint8 *buf, gsize len, SgSpiceLink *out
 /* "main", "display", ... or "unknown" for a type this build does not name. */
 const char *sg_spice_channel_name(uint8_t channel_type);
 
+/* The start of a SPICE server's answer to a link message, on any channel:
+ * SpiceLinkHeader (magic, major version, size) and the first field of
+ * SpiceLinkReply, its error (SPICE_LINK_ERR_OK, or e.g.
+ * SPICE_LINK_ERR_NEED_SECURED from a server that wants this channel over
+ * TLS). */
+#define SG_LINK_REPLY_HEAD_BYTES 20
+
+/* Reads the reply's start at @buf (@len bytes). OK: *error is the
+ * server's verdict. AGAIN: fewer than SG_LINK_REPLY_HEAD_BYTES and valid
+ * so far. INVALID: not a SPICE link reply; *reason says why (static). */
+SgParseResult sg_spice_link_reply_error(const guint8 *buf, gsize len, uint32_t *error,
+                                        const char **reason);
+
 /* The SPICE server's side of a main channel, read only as far as the
  * session id it assigns: link reply, link result, then messages up to
  * SPICE_MSG_MAIN_INIT, whose first field is that id. The client puts it

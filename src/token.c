@@ -69,6 +69,7 @@ sg_console_target_copy(const SgConsoleTarget *tgt)
     copy->instance_uuid = g_strdup(tgt->instance_uuid);
     copy->internal_access_path = g_strdup(tgt->internal_access_path);
     copy->expires_at_us = tgt->expires_at_us;
+    copy->tls_port = tgt->tls_port;
     return copy;
 }
 

@@ -44,7 +44,8 @@ typedef enum {
  * sg_console_target_copy(). */
 struct SgConsoleTarget {
     char *host;                   /* name or address of the SPICE server */
-    uint16_t port;
+    uint16_t port;                /* the plain port; 0: none known */
+    uint16_t tls_port;            /* the TLS port; 0: none known ([spice] tls) */
     char *instance_uuid;          /* optional */
     char *internal_access_path;   /* optional; NULL when unused */
     gint64 expires_at_us;         /* optional wall-clock expiry (g_get_real_time), 0 = none */

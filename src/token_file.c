@@ -15,12 +15,17 @@
  *
  *   line    = blank | comment | mapping        (surrounding whitespace and
  *   comment = "#" anything                      a CR before the LF ignored)
- *   mapping = TOKEN ":" 1*WSP TARGET
+ *   mapping = TOKEN ":" 1*WSP TARGET [1*WSP "tls-port=" PORT]
  *   TOKEN   = everything before the first ':' that is followed by
  *             whitespace; 1..SG_TOKEN_MAX_BYTES bytes, no whitespace, no
  *             control characters (so "a:b: host:1" has the token "a:b")
  *   TARGET  = HOST ":" PORT | "[" IPV6 "]" ":" PORT, no whitespace at all
  *             (so no trailing comment: websockify has none either)
+ *   tls-port= the SPICE server's TLS port ([spice] tls); spicegate's own
+ *             addition: websockify, which cannot speak TLS to a SPICE
+ *             server, refuses such a line, and a line without it is
+ *             websockify's. With [spice] tls = always, a line without it
+ *             names the TLS port in PORT.
  *   HOST    = 1..253 of [A-Za-z0-9.-_]      (name or IPv4 address)
  *   IPV6    = an IPv6 address, optionally with a %zone; brackets required
  *   PORT    = decimal digits only, 1..65535
@@ -28,7 +33,8 @@
  * Refused, each with its own reason: "tok:host:5900" (no ": ", websockify
  * also refuses it), "tok: fe80::1:5900" (an unbracketed IPv6 address is
  * ambiguous), "tok: host:5900 # x" (trailing text), ports 0, 65536, "59a",
- * "+1" or missing.
+ * "+1" or missing, "tls-port" twice, without "=PORT", or any other word
+ * after the target.
  */
 #include "config.h"
 
@@ -45,6 +51,9 @@
 #include "admission.h"
 #include "log.h"
 #include "token_file.h"
+
+/* The one option a line may have after its target. */
+#define SG_TLS_PORT_OPTION "tls-port="
 
 /* 253: the longest DNS name; anything longer cannot resolve. */
 #define SG_TOKEN_FILE_HOST_MAX_BYTES 253
@@ -196,6 +205,8 @@ sg_token_file_parse_line(const char *line, char **token, SgConsoleTarget **tgt,
     const char *end;
     const char *sep = NULL;
     const char *target;
+    const char *target_end;
+    uint16_t tls_port = 0;
 
     g_return_val_if_fail(line != NULL && token != NULL && tgt != NULL && reason != NULL,
                          FALSE);
@@ -244,19 +255,43 @@ sg_token_file_parse_line(const char *line, char **token, SgConsoleTarget **tgt,
         target++;
     /* Not empty: @end is past a non-space and @sep + 1 is a space. */
     for (const char *p = target; p < end; p++) {
-        if (g_ascii_isspace(*p)) {
-            *reason = "unexpected text after HOST:PORT";
-            return FALSE;
-        }
-        if (g_ascii_iscntrl(*p)) {
+        if (g_ascii_iscntrl(*p) && !g_ascii_isspace(*p)) {
             *reason = "control character in HOST:PORT";
             return FALSE;
         }
     }
+    target_end = target;
+    while (target_end < end && !g_ascii_isspace(*target_end))
+        target_end++;
+    /* What follows the target: "tls-port=PORT", once, and nothing else. */
+    for (const char *p = target_end; p < end;) {
+        const char *word, *word_end;
 
-    *tgt = parse_target(target, end, reason);
+        while (p < end && g_ascii_isspace(*p))
+            p++;
+        word = p;
+        while (p < end && !g_ascii_isspace(*p))
+            p++;
+        word_end = p;
+        if (word == word_end)
+            break;
+        if ((gsize)(word_end - word) < strlen(SG_TLS_PORT_OPTION) ||
+            strncmp(word, SG_TLS_PORT_OPTION, strlen(SG_TLS_PORT_OPTION)) != 0) {
+            *reason = "unexpected text after HOST:PORT (only tls-port=PORT may follow)";
+            return FALSE;
+        }
+        if (tls_port != 0) {
+            *reason = "tls-port given twice";
+            return FALSE;
+        }
+        if (!parse_port(word + strlen(SG_TLS_PORT_OPTION), word_end, &tls_port, reason))
+            return FALSE;
+    }
+
+    *tgt = parse_target(target, target_end, reason);
     if (*tgt == NULL)
         return FALSE;
+    (*tgt)->tls_port = tls_port;
     *token = g_strndup(start, sep - start);
     return TRUE;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* token_file.h - the static token backend: websockify's TokenFile format.
  *
- * One line per console: `TOKEN: HOST:PORT`, `#` comments and blank lines
+ * One line per console: `TOKEN: HOST:PORT` (websockify's), optionally
+ * followed by ` tls-port=PORT` (the SPICE server's TLS port), `#` comments and blank lines
  * allowed, IPv6 hosts as `[addr]:port`. The path is one file or a directory
  * whose regular files are all read. Files are read at start and on reload
  * (SIGHUP), never per lookup, only if they are regular files of at most

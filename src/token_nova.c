@@ -298,6 +298,7 @@ sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GE
     JsonNode *node;
     const char *host;
     gint64 port;
+    gint64 tls_port = 0;
     g_autoptr(SgConsoleTarget) out = NULL;
 
     if (!sg_json_load_bounded(parser, body, len, &local)) {
@@ -325,15 +326,29 @@ sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt, GE
                     "Nova's reply has no usable console host");
         return FALSE;
     }
+    /* tls_port (microversion 2.99 and up; null or absent: none): the
+     * SPICE server's TLS port, for [spice] tls. */
+    node = json_object_get_member(console, "tls_port");
+    if (node != NULL && !JSON_NODE_HOLDS_NULL(node) &&
+        (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_INT64 ||
+         (tls_port = json_node_get_int(node)) < 1 || tls_port > 65535)) {
+        g_set_error(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_REFUSED,
+                    "Nova's reply has an unusable console tls_port");
+        return FALSE;
+    }
+    /* A console may have only a TLS port: then port may be null. */
     node = json_object_get_member(console, "port");
-    if (node == NULL || !JSON_NODE_HOLDS_VALUE(node) ||
-        json_node_get_value_type(node) != G_TYPE_INT64 ||
-        (port = json_node_get_int(node)) < 1 || port > 65535) {
+    if (tls_port != 0 && (node == NULL || JSON_NODE_HOLDS_NULL(node))) {
+        port = 0;
+    } else if (node == NULL || !JSON_NODE_HOLDS_VALUE(node) ||
+               json_node_get_value_type(node) != G_TYPE_INT64 ||
+               (port = json_node_get_int(node)) < 1 || port > 65535) {
         g_set_error(error, SG_TOKEN_ERROR, SG_TOKEN_ERROR_REFUSED,
                     "Nova's reply has no usable console port");
         return FALSE;
     }
     out = sg_console_target_new(host, (uint16_t)port);
+    out->tls_port = (uint16_t)tls_port;
     node = json_object_get_member(console, "instance_uuid");
     if (node != NULL && JSON_NODE_HOLDS_VALUE(node) &&
         json_node_get_value_type(node) == G_TYPE_STRING) {

@@ -24,6 +24,8 @@
 
 #include <gio/gio.h>
 
+#include "endpoint_tcp.h"
+#include "endpoint_tls.h"
 #include "event_core.h"
 #include "upstream.h"
 
@@ -46,6 +48,10 @@ struct SgUpstream {
     char *peer;
     char *access_path;            /* CONNECT handshake still to do, or NULL */
     bool handshaking;             /* waiting for the CONNECT reply */
+    SgTlsClient *tls;             /* TLS once connected, or NULL */
+    char *tls_host;               /* what the certificate must name */
+    SSL *ssl;                     /* from the TLS handshake on */
+    bool tls_handshaking;
     SgUpstreamConnectedFunc on_connected;
     SgUpstreamIoFunc on_io;
     gpointer user_data;
@@ -75,6 +81,8 @@ set_peer_from_socket(SgUpstream *up, GSocket *sock)
 }
 
 static void read_connect_reply(SgUpstream *up);
+static void tls_step(SgUpstream *up);
+static void established(SgUpstream *up);
 static void direct_connect_done(SgUpstream *up);
 static void connected(SgUpstream *up);
 
@@ -93,6 +101,10 @@ on_watch(SgWatch *watch, int fd, GIOCondition ready, gpointer data)
         read_connect_reply(up);
         return;
     }
+    if (up->tls_handshaking) {
+        tls_step(up);
+        return;
+    }
     if (up->on_io == NULL)
         return;
     /* May free @up, and with it this watch: event_core.c allows that. */
@@ -105,6 +117,7 @@ fail(SgUpstream *up, SgUpstreamError code, const char *message)
     g_autoptr(GError) error = g_error_new_literal(SG_UPSTREAM_ERROR, code, message);
 
     up->handshaking = false;
+    up->tls_handshaking = false;
     g_clear_pointer(&up->deadline, sg_timer_remove);
     up->on_connected(up, error, up->user_data);
 }
@@ -118,6 +131,10 @@ on_deadline(gpointer data)
     up->timed_out = true;
     if (up->handshaking) {
         fail(up, SG_UPSTREAM_ERROR_TIMEOUT, "no CONNECT reply within the connect timeout");
+        return G_SOURCE_REMOVE;
+    }
+    if (up->tls_handshaking) {
+        fail(up, SG_UPSTREAM_ERROR_TIMEOUT, "no TLS handshake within the connect timeout");
         return G_SOURCE_REMOVE;
     }
     if (up->connecting) {
@@ -138,6 +155,50 @@ on_deadline(gpointer data)
 /* 4096: Nova reads the CONNECT reply headers the same way; a proxy that
  * sends more header than that is not one we talk to. */
 #define SG_CONNECT_REPLY_MAX_BYTES 4096
+
+/* The TLS handshake advances with each readiness the watch reports; the
+ * connect deadline keeps running. */
+static void
+tls_step(SgUpstream *up)
+{
+    g_autofree char *why = NULL;
+    GIOCondition interest = 0;
+
+    switch (sg_tls_handshake_step(up->tls, up->ssl, &interest, &why)) {
+    case SG_PARSE_OK:
+        up->tls_handshaking = false;
+        g_clear_pointer(&up->deadline, sg_timer_remove);
+        sg_upstream_set_interest(up, 0);
+        up->on_connected(up, NULL, up->user_data);
+        return;
+    case SG_PARSE_AGAIN:
+        sg_upstream_set_interest(up, interest);
+        return;
+    case SG_PARSE_INVALID:
+    default:
+        fail(up, SG_UPSTREAM_ERROR_TLS, why);
+        return;
+    }
+}
+
+/* The byte stream to the SPICE server is there (past a CONNECT): TLS on
+ * it when asked for, else the session is told. */
+static void
+established(SgUpstream *up)
+{
+    if (up->tls == NULL) {
+        g_clear_pointer(&up->deadline, sg_timer_remove);
+        up->on_connected(up, NULL, up->user_data);
+        return;
+    }
+    up->ssl = sg_tls_handshake_new(up->tls, up->fd, up->tls_host);
+    if (up->ssl == NULL) {
+        fail(up, SG_UPSTREAM_ERROR_TLS, "cannot start a TLS connection");
+        return;
+    }
+    up->tls_handshaking = true;
+    tls_step(up);                 /* sends the ClientHello */
+}
 
 /* Reads the reply to our CONNECT without consuming a byte past its
  * header: what follows belongs to the SPICE stream (Nova's fix for bug
@@ -178,9 +239,8 @@ read_connect_reply(SgUpstream *up)
         return;
     }
     up->handshaking = false;
-    g_clear_pointer(&up->deadline, sg_timer_remove);
     sg_upstream_set_interest(up, 0);
-    up->on_connected(up, NULL, up->user_data);
+    established(up);
 }
 
 static void
@@ -256,8 +316,7 @@ connected(SgUpstream *up)
         start_connect_handshake(up);    /* the deadline keeps running */
         return;
     }
-    g_clear_pointer(&up->deadline, sg_timer_remove);
-    up->on_connected(up, NULL, up->user_data);
+    established(up);
 }
 
 static void
@@ -376,6 +435,27 @@ sg_upstream_connect(const char *host, uint16_t port, const char *access_path, gu
 }
 
 void
+sg_upstream_set_tls(SgUpstream *up, SgTlsClient *tls, const char *host)
+{
+    g_return_if_fail(up->ssl == NULL && !up->tls_handshaking);
+    up->tls = tls;
+    g_free(up->tls_host);
+    up->tls_host = g_strdup(host);
+}
+
+SSL *
+sg_upstream_get_ssl(const SgUpstream *up)
+{
+    return up->tls_handshaking ? NULL : up->ssl;
+}
+
+SgEndpoint *
+sg_upstream_into_endpoint(SgUpstream *up)
+{
+    return up->ssl != NULL ? sg_endpoint_tls_new(up) : sg_endpoint_tcp_new(up);
+}
+
+void
 sg_upstream_set_io_func(SgUpstream *up, SgUpstreamIoFunc on_io, gpointer user_data)
 {
     up->on_io = on_io;
@@ -430,11 +510,14 @@ sg_upstream_free(SgUpstream *up)
     }
     g_clear_object(&up->cancellable);
     g_clear_pointer(&up->watch, sg_watch_remove);   /* before the socket closes */
+    if (up->ssl != NULL)
+        SSL_free(up->ssl);           /* frees no socket: SSL_set_fd() gave it none to own */
     if (up->conn != NULL)
         g_clear_object(&up->conn);   /* closes the socket */
     else if (up->fd >= 0)
         close(up->fd);               /* a direct connect's */
     g_free(up->peer);
     g_free(up->access_path);
+    g_free(up->tls_host);
     g_free(up);
 }

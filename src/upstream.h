@@ -3,7 +3,8 @@
  *
  * Resolves and connects asynchronously (GResolver runs getaddrinfo off the
  * main loop; each resolved address is tried in turn) under one overall
- * deadline, sets TCP_NODELAY, then hands the session a non-blocking fd and
+ * deadline, sets TCP_NODELAY, runs a TLS handshake when asked to (under
+ * the same deadline), then hands the session a non-blocking fd and
  * a single readiness watch whose conditions the relay adjusts for flow
  * control. The session owns the upstream; sg_upstream_free() cancels a
  * connect in progress and closes the socket.
@@ -13,6 +14,10 @@
 #include <stdint.h>
 
 #include <gio/gio.h>
+#include <openssl/ssl.h>
+
+#include "endpoint.h"
+#include "endpoint_tls.h"
 
 #include "sg_types.h"
 
@@ -23,6 +28,7 @@ typedef enum {
     SG_UPSTREAM_ERROR_UNREACHABLE = 0,  /* resolve or connect failed */
     SG_UPSTREAM_ERROR_TIMEOUT,          /* the deadline passed */
     SG_UPSTREAM_ERROR_REFUSED,          /* CONNECT to internal_access_path refused */
+    SG_UPSTREAM_ERROR_TLS,              /* TLS handshake or verification failed */
 } SgUpstreamError;
 
 /* Runs once from the main loop: @error is NULL on success. */
@@ -39,6 +45,20 @@ typedef void (*SgUpstreamIoFunc)(SgUpstream *up, GIOCondition ready, gpointer us
 SgUpstream *sg_upstream_connect(const char *host, uint16_t port, const char *access_path,
                                 guint timeout_s, SgUpstreamConnectedFunc on_connected,
                                 SgUpstreamIoFunc on_io, gpointer user_data);
+
+/* Right after sg_upstream_connect(): once connected (and past the
+ * CONNECT), run a TLS handshake with @tls toward @host (the target's name
+ * or address, which the certificate must name unless [spice]
+ * host_subject is set) under the same deadline, and report success only
+ * once the server's certificate is verified. */
+void sg_upstream_set_tls(SgUpstream *up, SgTlsClient *tls, const char *host);
+
+/* The TLS connection once the handshake is done, else NULL. Owned by @up. */
+SSL *sg_upstream_get_ssl(const SgUpstream *up);
+
+/* Hands the connected @up (owned from here on) to the endpoint that reads
+ * and writes it: TLS when set_tls() was called, else plain TCP. */
+SgEndpoint *sg_upstream_into_endpoint(SgUpstream *up);
 
 /* Replaces the I/O callback (e.g. one given once the relay is ready). */
 void sg_upstream_set_io_func(SgUpstream *up, SgUpstreamIoFunc on_io, gpointer user_data);

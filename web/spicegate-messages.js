@@ -179,6 +179,16 @@ export const ENDINGS = {
         text: 'The virtual machine\'s console did not answer in time: its host may be busy or unreachable. Try again in a moment.',
         action: 'retry',
     },
+    4525: {
+        title: 'The console\'s identity could not be checked',
+        text: 'The console service could not set up a verified, encrypted connection to the virtual machine\'s console. The cloud\'s operators can find the reason in the console service\'s log.',
+        action: 'none',
+    },
+    4526: {
+        title: 'The console needs an encrypted connection',
+        text: 'The virtual machine\'s console accepts only encrypted connections, and the console service does not know where to make one. The cloud\'s operators need to configure it.',
+        action: 'none',
+    },
     password: {
         title: 'This console needs a password',
         text: 'The virtual machine\'s console asks for a password, or refused the one given.',

@@ -1501,6 +1501,77 @@ async function passwordIsAskedFor(t, combo) {
     assert.equal(await statusText(page), 'Connected');
 }
 
+// A CA and a SPICE server certificate for 127.0.0.1 (subjectAltName), made
+// for this run in the temp dir: what QEMU's x509-dir holds. Once per run.
+function makeSpiceX509() {
+    if (fx.spiceX509)
+        return fx.spiceX509;
+    const dir = path.join(fx.dir, 'spice-x509');
+    fs.mkdirSync(dir);
+    const run = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-keyout', 'ca-key.pem',
+        '-out', 'ca-cert.pem', '-subj', '/CN=spicegate e2e CA');
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server-key.pem', '-out', 'server.csr',
+        '-subj', '/CN=spice server');
+    fs.writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName = IP:127.0.0.1\n');
+    run('x509', '-req', '-in', 'server.csr', '-days', '2', '-CA', 'ca-cert.pem', '-CAkey', 'ca-key.pem',
+        '-CAcreateserial', '-extfile', 'ext.cnf', '-out', 'server-cert.pem');
+    fx.spiceX509 = dir;
+    return dir;
+}
+
+// [spice] tls = @mode: a QEMU with a TLS port that refuses every channel on
+// its plain port (tls-channel=default: SPICE_LINK_ERR_NEED_SECURED). The
+// console opens as over plain TCP, and QEMU lists the page's
+// four channels as TLS ones (its inputs channel ready). auto's token line names both ports; always's
+// names the TLS port alone.
+async function tlsConsoleOpens(t, combo, mode) {
+    const x509 = makeSpiceX509();
+    const spicePort = await pickPort();
+    const tlsPort = await pickPort();
+    const qmpPath = path.join(fx.dir, `qmp-tls-${mode}-${combo.browser}.sock`);
+    const qemu = startChild(`qemu (tls ${mode})`, [
+        'qemu-system-x86_64', '-machine', 'pc,accel=tcg', '-m', '64', '-vga', 'qxl',
+        '-display', 'none', '-nodefaults',
+        '-spice', `port=${spicePort},tls-port=${tlsPort},addr=127.0.0.1,disable-ticketing=on,` +
+                  `x509-dir=${x509},tls-channel=default`,
+        '-qmp', `unix:${qmpPath},server=on,wait=off`,
+    ]);
+    t.after(() => stopChild(qemu));
+    await waitFor('the TLS QEMU to listen', () => {
+        if (qemu.exit)
+            throw new Hopeless(`QEMU exited ${JSON.stringify(qemu.exit)}: ${qemu.output}`);
+        return fs.existsSync(qmpPath) && canConnect({ host: '127.0.0.1', port: tlsPort });
+    }, START_MS);
+    const qmp = new Qmp(qmpPath);
+    await qmp.connect();
+    t.after(() => qmp.close());
+    const token = randomUUID();
+    const tokenFile = path.join(fx.dir, `tokens-tls-${mode}-${combo.browser}`);
+    fs.writeFileSync(tokenFile, mode === 'always' ? `${token}: 127.0.0.1:${tlsPort}\n`
+                                                  : `${token}: 127.0.0.1:${spicePort} tls-port=${tlsPort}\n`);
+    const own = await startOwnSpicegate(t, `tls-${mode}-${combo.browser}`,
+                                        `[spice]\ntls = ${mode}\nca_file = ${path.join(x509, 'ca-cert.pem')}\n`,
+                                        '127.0.0.1:0', tokenFile);
+    const { context, page } = await openConsole(combo, token, pageUrl(own.port, `token=${token}`));
+    t.after(() => context.close().catch(() => {}));
+    await waitForScreen(page);
+    assert.equal(await statusText(page), 'Connected');
+    const chans = await waitFor('main, display, inputs and cursor over TLS in query-spice', async () => {
+        const now = (await qmp.execute('query-spice')).channels ?? [];
+        const types = new Set(now.map((c) => c['channel-type']));
+        if (!Object.values(CHANNEL).every((ty) => types.has(ty)))
+            throw new Error(`channel types so far: ${[...types]}`);
+        return now;
+    }, SCREEN_MS);
+    for (const c of chans)
+        assert.equal(c.tls, true, `a channel not over TLS: ${JSON.stringify(c)}`);
+    // The inputs channel linked and authenticated over TLS too.
+    await waitForInputs(page);
+    assert.ok(!own.proxy.output.includes(token), 'spicegate logged a token in full');
+    await keepScreenshot(page, `console-tls-${mode}-${combo.browser}.png`);
+}
+
 for (const combo of combos) {
     const scheme = combo.scheme === 'https' ? 'https (page over HTTP/2, channels over wss)'
                                             : 'http (page over HTTP/1.1, channels over ws)';
@@ -1622,5 +1693,9 @@ for (const browser of WANTED) {
              { timeout: 240_000, skip: !haveOpenStack() && 'python3-keystone/python3-nova not installed' },
              tracked((t) => expiredSessionIsExplained(t, combo)));
         each('a SPICE password: the page asks for it, and connects with the right one', passwordIsAskedFor);
+        each('TLS to the SPICE server, tls = auto: the console opens over QEMU\'s TLS port',
+             (t, c) => tlsConsoleOpens(t, c, 'auto'), 90_000);
+        each('TLS to the SPICE server, tls = always: the console opens over QEMU\'s TLS port',
+             (t, c) => tlsConsoleOpens(t, c, 'always'), 90_000);
     });
 }

@@ -37,7 +37,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         g_autoptr(SgConsoleTarget) tgt = NULL;
 
         if (sg_token_nova_parse_reply(body, len, &tgt, &error)) {
-            if (tgt == NULL || tgt->host == NULL || tgt->port == 0 || error != NULL)
+            /* A console may have only a TLS port ([spice] tls). */
+            if (tgt == NULL || tgt->host == NULL || (tgt->port == 0 && tgt->tls_port == 0) ||
+                error != NULL)
                 abort();
         } else if (tgt != NULL || error == NULL) {
             abort();

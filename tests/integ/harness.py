@@ -65,6 +65,8 @@ CLOSE_LIMIT_CONSOLE = (4429, "too many connections to this console")
 CLOSE_UNREACHABLE = (4502, "console unreachable")
 CLOSE_TOKEN_UNAVAILABLE = (4503, "token check unavailable, try again")
 CLOSE_CONNECT_TIMEOUT = (4504, "console connect timed out")
+CLOSE_UPSTREAM_TLS = (4525, "console TLS verification failed")
+CLOSE_TLS_PORT_UNKNOWN = (4526, "console needs TLS, TLS port unknown")
 # Not a code on the wire (RFC 6455 7.1.5): the TCP connection ended with no
 # close frame.
 CLOSE_ABNORMAL = 1006
@@ -951,11 +953,17 @@ class Qemu:
     """A diskless QEMU whose only interesting part is its SPICE server
     (QXL display, no ticketing) on 127.0.0.1."""
 
-    def __init__(self, registry, workdir):
+    def __init__(self, registry, workdir, x509_dir=None, tls_channel=None):
+        """@x509_dir (ca-cert.pem, server-cert.pem, server-key.pem): a TLS
+        port too (.tls_port); @tls_channel: QEMU's tls-channel= ("default":
+        every channel refused on the plain port with NEED_SECURED)."""
         self.registry = registry
         self.workdir = workdir
+        self.x509_dir = x509_dir
+        self.tls_channel = tls_channel
         self.proc = None
         self.port = None
+        self.tls_port = None
         self.qmp_path = os.path.join(workdir, "qmp.sock")
         self.stderr_path = os.path.join(workdir, "qemu.stderr")
 
@@ -963,16 +971,24 @@ class Qemu:
         last = ""
         for _ in range(attempts):
             port = pick_port()
+            spice = "port=%d,addr=127.0.0.1,disable-ticketing=on" % port
+            tls_port = None
+            if self.x509_dir is not None:
+                tls_port = pick_port()
+                spice += ",tls-port=%d,x509-dir=%s" % (tls_port, self.x509_dir)
+                if self.tls_channel is not None:
+                    spice += ",tls-channel=%s" % self.tls_channel
             if os.path.exists(self.qmp_path):
                 os.unlink(self.qmp_path)
             proc = self.registry.spawn(
                 [QEMU, "-machine", "pc,accel=tcg", "-m", "128", "-vga", "qxl",
                  "-display", "none", "-nodefaults", "-no-user-config",
-                 "-spice", "port=%d,addr=127.0.0.1,disable-ticketing=on" % port,
+                 "-spice", spice,
                  "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path],
                 stderr_path=self.stderr_path)
-            if self._wait_ready(proc, port):
-                self.proc, self.port = proc, port
+            if self._wait_ready(proc, port) and (tls_port is None
+                                                 or self._wait_ready(proc, tls_port)):
+                self.proc, self.port, self.tls_port = proc, port, tls_port
                 return self
             Registry.stop_process(proc, seconds=5.0)
             with open(self.stderr_path, errors="replace") as f:

@@ -447,6 +447,51 @@ START_TEST(test_config_limits)
 }
 END_TEST
 
+/* [spice]: TLS toward SPICE servers. auto by default; always needs a CA;
+ * host_subject is spice-gtk's syntax, checked at load. */
+START_TEST(test_config_spice_tls)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SgConfig) defaults = sg_config_new_default();
+    g_autoptr(SgConfig) cfg = load("[spice]\ntls = always\nca_file = /ca.pem\n"
+                                   "host_subject = C=IL, L=Raanana, O=Red Hat, CN=my server\n"
+                                   "tls_minimum_version = tlsv1.3\n", &error);
+    g_autoptr(SgConfig) bad = NULL;
+    g_autoptr(SgConfig) no_ca = sg_config_new_default();
+
+    ck_assert_int_eq(defaults->spice_tls, SG_SPICE_TLS_AUTO);
+    ck_assert_ptr_null(defaults->spice_ca_file);
+    ck_assert_int_eq(defaults->spice_tls_min_version, SG_TLS_MIN_1_2);
+    ck_assert(sg_config_validate(defaults, NULL));
+    ck_assert_msg(cfg != NULL, "%s", error ? error->message : "");
+    ck_assert_int_eq(cfg->spice_tls, SG_SPICE_TLS_ALWAYS);
+    ck_assert_str_eq(cfg->spice_ca_file, "/ca.pem");
+    ck_assert_str_eq(cfg->spice_host_subject, "C=IL, L=Raanana, O=Red Hat, CN=my server");
+    ck_assert_int_eq(cfg->spice_tls_min_version, SG_TLS_MIN_1_3);
+    ck_assert(sg_config_validate(cfg, NULL));
+
+    bad = load("[spice]\ntls = sometimes\n", &error);
+    ck_assert_ptr_null(bad);
+    ck_assert_ptr_nonnull(strstr(error->message, "auto, always, never"));
+    g_clear_error(&error);
+    bad = load("[spice]\nhost_subject = CN=a, O\n", &error);
+    ck_assert_ptr_null(bad);
+    ck_assert_ptr_nonnull(strstr(error->message, "host subject"));
+    g_clear_error(&error);
+    bad = load("[spice]\nhost_subject = NOTAKEY=x\n", &error);
+    ck_assert_ptr_null(bad);
+    g_clear_error(&error);
+    bad = load("[spice]\ntls_minimum_version = tlsv1.1\n", &error);
+    ck_assert_ptr_null(bad);
+    g_clear_error(&error);
+
+    /* No "trust anything": always without a CA stops the start. */
+    no_ca->spice_tls = SG_SPICE_TLS_ALWAYS;
+    ck_assert(!sg_config_validate(no_ca, &error));
+    ck_assert_ptr_nonnull(strstr(error->message, "[spice] tls = always needs [spice] ca_file"));
+}
+END_TEST
+
 START_TEST(test_config_later_value_wins)
 {
     g_autoptr(GError) error = NULL;
@@ -506,6 +551,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_nova_domain_ids_and_messages);
     tcase_add_test(tc, test_config_later_value_wins);
     tcase_add_test(tc, test_config_limits);
+    tcase_add_test(tc, test_config_spice_tls);
     tcase_add_test(tc, test_config_every_key_is_documented);
     tcase_add_test(tc, test_config_trusted_proxies);
     suite_add_tcase(s, tc);

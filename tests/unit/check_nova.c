@@ -655,6 +655,34 @@ START_TEST(test_nova_reply_parsed)
     ck_assert_uint_eq(tgt->port, 5901);
     ck_assert_str_eq(tgt->instance_uuid, "b48316c5");
     ck_assert_ptr_null(tgt->internal_access_path);
+    ck_assert_uint_eq(tgt->tls_port, 5902);
+}
+END_TEST
+
+/* tls_port ([spice] tls): absent or null is none; a console with only a
+ * TLS port may have a null port. */
+START_TEST(test_nova_reply_tls_port)
+{
+    const struct {
+        const char *reply;
+        guint16 port, tls_port;
+    } cases[] = {
+        { "{\"console\": {\"host\": \"h\", \"port\": 5900}}", 5900, 0 },
+        { "{\"console\": {\"host\": \"h\", \"port\": 5900, \"tls_port\": null}}", 5900, 0 },
+        { "{\"console\": {\"host\": \"h\", \"port\": null, \"tls_port\": 5901}}", 0, 5901 },
+        { "{\"console\": {\"host\": \"h\", \"tls_port\": 65535}}", 0, 65535 },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(SgConsoleTarget) tgt = NULL;
+        g_autoptr(GError) error = NULL;
+
+        ck_assert_msg(sg_token_nova_parse_reply(cases[i].reply, strlen(cases[i].reply), &tgt,
+                                                &error), "case %u: %s", i,
+                      error ? error->message : "-");
+        ck_assert_uint_eq(tgt->port, cases[i].port);
+        ck_assert_uint_eq(tgt->tls_port, cases[i].tls_port);
+    }
 }
 END_TEST
 
@@ -693,6 +721,12 @@ static const char *const bad_nova_replies[] = {
     "{\"console\": {\"host\": \"a b\", \"port\": 5900}}",
     "{\"console\": {\"host\": \"h\", \"port\": 5900, \"internal_access_path\": 7}}",
     "{\"console\": {\"host\": \"h\", \"port\": 5900, \"internal_access_path\": \"a\\r\\nb\"}}",
+    "{\"console\": {\"host\": \"h\", \"port\": 5900, \"tls_port\": 0}}",
+    "{\"console\": {\"host\": \"h\", \"port\": 5900, \"tls_port\": 65536}}",
+    "{\"console\": {\"host\": \"h\", \"port\": 5900, \"tls_port\": \"5901\"}}",
+    "{\"console\": {\"host\": \"h\", \"port\": null, \"tls_port\": null}}",
+    "{\"console\": {\"host\": \"h\", \"port\": null}}",
+    "{\"console\": {\"host\": \"h\", \"port\": 0, \"tls_port\": 5901}}",
 };
 
 START_TEST(test_nova_reply_validated)
@@ -848,6 +882,7 @@ nova_suite(void)
                         G_N_ELEMENTS(bad_token_replies));
     tcase_add_test(tc, test_keystone_auth_body_shapes);
     tcase_add_test(tc, test_nova_reply_parsed);
+    tcase_add_test(tc, test_nova_reply_tls_port);
     tcase_add_test(tc, test_nova_reply_instance_uuid_bounded);
     tcase_add_loop_test(tc, test_nova_reply_validated, 0, G_N_ELEMENTS(bad_nova_replies));
     tcase_add_test(tc, test_nova_cache_key_is_sha256);

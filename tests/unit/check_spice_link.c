@@ -541,6 +541,37 @@ START_TEST(test_spice_main_scan_short_init)
 END_TEST
 
 /* The client's first common caps word, which decides mini headers. */
+/* The start of any channel's link reply: the server's verdict, judged
+ * byte by byte as it arrives. */
+START_TEST(test_spice_link_reply_error)
+{
+    guint8 reply[16 + 178] = { 'R', 'E', 'D', 'Q', 2, 0, 0, 0, 2, 0, 0, 0, 178, 0, 0, 0,
+                               SPICE_LINK_ERR_NEED_SECURED, 0, 0, 0 };
+    uint32_t error = 0;
+    const char *why = NULL;
+
+    for (gsize len = 0; len < SG_LINK_REPLY_HEAD_BYTES; len++)
+        ck_assert_int_eq(sg_spice_link_reply_error(reply, len, &error, &why), SG_PARSE_AGAIN);
+    ck_assert_int_eq(sg_spice_link_reply_error(reply, sizeof(reply), &error, &why),
+                     SG_PARSE_OK);
+    ck_assert_uint_eq(error, SPICE_LINK_ERR_NEED_SECURED);
+    reply[16] = SPICE_LINK_ERR_OK;
+    ck_assert_int_eq(sg_spice_link_reply_error(reply, SG_LINK_REPLY_HEAD_BYTES, &error, &why),
+                     SG_PARSE_OK);
+    ck_assert_uint_eq(error, SPICE_LINK_ERR_OK);
+    /* Not a link reply: refused at the first wrong byte. */
+    reply[0] = 'X';
+    ck_assert_int_eq(sg_spice_link_reply_error(reply, 1, &error, &why), SG_PARSE_INVALID);
+    ck_assert_ptr_nonnull(why);
+    reply[0] = 'R';
+    reply[4] = 1;
+    ck_assert_int_eq(sg_spice_link_reply_error(reply, 8, &error, &why), SG_PARSE_INVALID);
+    reply[4] = 2;
+    reply[12] = 3;
+    ck_assert_int_eq(sg_spice_link_reply_error(reply, 16, &error, &why), SG_PARSE_INVALID);
+}
+END_TEST
+
 START_TEST(test_spice_link_reports_common_caps)
 {
     LinkSpec spec = valid_spec(SPICE_CHANNEL_MAIN);
@@ -577,6 +608,7 @@ spice_link_suite(void)
     tcase_add_loop_test(tc, test_spice_main_scan_gives_up, 0, G_N_ELEMENTS(scan_given_up));
     tcase_add_test(tc, test_spice_main_scan_short_init);
     tcase_add_test(tc, test_spice_link_reports_common_caps);
+    tcase_add_test(tc, test_spice_link_reply_error);
     suite_add_tcase(s, tc);
 
     tcase_set_timeout(names, 10);

@@ -214,68 +214,83 @@ typedef struct {
     const char *token;   /* NULL with ok: blank or comment */
     const char *host;
     uint16_t port;
+    uint16_t tls_port;   /* 0: none */
 } LineCase;
 
 static const LineCase line_cases[] = {
     /* accepted mappings */
-    { "tok: host:5900", TRUE, "tok", "host", 5900 },
-    { "tok:\thost:5900", TRUE, "tok", "host", 5900 },
-    { "  tok:    host:5900  ", TRUE, "tok", "host", 5900 },
-    { "tok: host:5900\r", TRUE, "tok", "host", 5900 },          /* CRLF file */
-    { "tok: host:5900\r\n", TRUE, "tok", "host", 5900 },
-    { "2b1f-uuid: compute-1.example.org:5901", TRUE, "2b1f-uuid", "compute-1.example.org", 5901 },
-    { "tok: 192.0.2.7:1", TRUE, "tok", "192.0.2.7", 1 },
-    { "tok: h_1:65535", TRUE, "tok", "h_1", 65535 },
-    { "tok: host:05900", TRUE, "tok", "host", 5900 },           /* still decimal */
-    { "a:b: host:5900", TRUE, "a:b", "host", 5900 },            /* first ':\s' splits */
-    { "tok:: host:5900", TRUE, "tok:", "host", 5900 },
-    { "tok: [::1]:5900", TRUE, "tok", "::1", 5900 },
-    { "tok: [2001:db8::17]:5901", TRUE, "tok", "2001:db8::17", 5901 },
-    { "tok: [fe80::1%eth0]:5900", TRUE, "tok", "fe80::1%eth0", 5900 },
-    { "tok: [::ffff:192.0.2.1]:5900", TRUE, "tok", "::ffff:192.0.2.1", 5900 },
+    { "tok: host:5900", TRUE, "tok", "host", 5900, 0 },
+    { "tok:\thost:5900", TRUE, "tok", "host", 5900, 0 },
+    { "  tok:    host:5900  ", TRUE, "tok", "host", 5900, 0 },
+    { "tok: host:5900\r", TRUE, "tok", "host", 5900, 0 },          /* CRLF file */
+    { "tok: host:5900\r\n", TRUE, "tok", "host", 5900, 0 },
+    { "2b1f-uuid: compute-1.example.org:5901", TRUE, "2b1f-uuid", "compute-1.example.org", 5901, 0 },
+    { "tok: 192.0.2.7:1", TRUE, "tok", "192.0.2.7", 1, 0 },
+    { "tok: h_1:65535", TRUE, "tok", "h_1", 65535, 0 },
+    { "tok: host:05900", TRUE, "tok", "host", 5900, 0 },           /* still decimal */
+    { "a:b: host:5900", TRUE, "a:b", "host", 5900, 0 },            /* first ':\s' splits */
+    { "tok:: host:5900", TRUE, "tok:", "host", 5900, 0 },
+    { "tok: [::1]:5900", TRUE, "tok", "::1", 5900, 0 },
+    { "tok: [2001:db8::17]:5901", TRUE, "tok", "2001:db8::17", 5901, 0 },
+    { "tok: [fe80::1%eth0]:5900", TRUE, "tok", "fe80::1%eth0", 5900, 0 },
+    { "tok: [::ffff:192.0.2.1]:5900", TRUE, "tok", "::ffff:192.0.2.1", 5900, 0 },
+    /* the TLS port: spicegate's addition */
+    { "tok: host:5900 tls-port=5901", TRUE, "tok", "host", 5900, 5901 },
+    { "tok: host:5900\ttls-port=5901  ", TRUE, "tok", "host", 5900, 5901 },
+    { "tok: [::1]:5900 tls-port=65535", TRUE, "tok", "::1", 5900, 65535 },
     /* blank and comment lines */
-    { "", TRUE, NULL, NULL, 0 },
-    { "   \t ", TRUE, NULL, NULL, 0 },
-    { "\r", TRUE, NULL, NULL, 0 },
-    { "# tok: host:5900", TRUE, NULL, NULL, 0 },
-    { "   # indented comment", TRUE, NULL, NULL, 0 },
-    { "#", TRUE, NULL, NULL, 0 },
+    { "", TRUE, NULL, NULL, 0, 0 },
+    { "   \t ", TRUE, NULL, NULL, 0, 0 },
+    { "\r", TRUE, NULL, NULL, 0, 0 },
+    { "# tok: host:5900", TRUE, NULL, NULL, 0, 0 },
+    { "   # indented comment", TRUE, NULL, NULL, 0, 0 },
+    { "#", TRUE, NULL, NULL, 0, 0 },
     /* refused */
-    { "tok: host", FALSE, NULL, NULL, 0 },                      /* missing port */
-    { "tok: host:", FALSE, NULL, NULL, 0 },
-    { "tok: host:0", FALSE, NULL, NULL, 0 },
-    { "tok: host:65536", FALSE, NULL, NULL, 0 },
-    { "tok: host:99999999999999999999999", FALSE, NULL, NULL, 0 },
-    { "tok: host:59a0", FALSE, NULL, NULL, 0 },
-    { "tok: host:0x10", FALSE, NULL, NULL, 0 },
-    { "tok: host:+5900", FALSE, NULL, NULL, 0 },
-    { "tok: host:-1", FALSE, NULL, NULL, 0 },
-    { "tok host:5900", FALSE, NULL, NULL, 0 },                  /* no colon */
-    { "tok:host:5900", FALSE, NULL, NULL, 0 },                  /* websockify needs ':\s' */
-    { "tok:", FALSE, NULL, NULL, 0 },
-    { "tok: ", FALSE, NULL, NULL, 0 },
-    { ": host:5900", FALSE, NULL, NULL, 0 },                    /* empty token */
-    { "to k: host:5900", FALSE, NULL, NULL, 0 },                /* space in token */
-    { "tok\x01: host:5900", FALSE, NULL, NULL, 0 },
-    { "tok: :5900", FALSE, NULL, NULL, 0 },                     /* empty host */
-    { "tok: ho/st:5900", FALSE, NULL, NULL, 0 },
-    { "tok: host:5900:1", FALSE, NULL, NULL, 0 },
-    { "tok: host:5900 # comment", FALSE, NULL, NULL, 0 },       /* no trailing comments */
-    { "tok: host:5900 extra", FALSE, NULL, NULL, 0 },
-    { "tok: host: 5900", FALSE, NULL, NULL, 0 },
-    { "tok: ::1:5900", FALSE, NULL, NULL, 0 },                  /* IPv6 needs [] */
-    { "tok: fe80::1:5900", FALSE, NULL, NULL, 0 },
-    { "tok: [::1]5900", FALSE, NULL, NULL, 0 },
-    { "tok: [::1]", FALSE, NULL, NULL, 0 },
-    { "tok: [::1]:", FALSE, NULL, NULL, 0 },
-    { "tok: [::1:5900", FALSE, NULL, NULL, 0 },
-    { "tok: []:5900", FALSE, NULL, NULL, 0 },
-    { "tok: [192.0.2.1]:5900", FALSE, NULL, NULL, 0 },          /* [] only for IPv6 */
-    { "tok: [host]:5900", FALSE, NULL, NULL, 0 },
-    { "tok: [zz::1]:5900", FALSE, NULL, NULL, 0 },
-    { "tok: [fe80::1%]:5900", FALSE, NULL, NULL, 0 },
-    { "tok: [::1]:0", FALSE, NULL, NULL, 0 },
-    { "tok: [::1]:65536", FALSE, NULL, NULL, 0 },
+    { "tok: host", FALSE, NULL, NULL, 0, 0 },                      /* missing port */
+    { "tok: host:", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:0", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:65536", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:99999999999999999999999", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:59a0", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:0x10", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:+5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:-1", FALSE, NULL, NULL, 0, 0 },
+    { "tok host:5900", FALSE, NULL, NULL, 0, 0 },                  /* no colon */
+    { "tok:host:5900", FALSE, NULL, NULL, 0, 0 },                  /* websockify needs ':\s' */
+    { "tok:", FALSE, NULL, NULL, 0, 0 },
+    { "tok: ", FALSE, NULL, NULL, 0, 0 },
+    { ": host:5900", FALSE, NULL, NULL, 0, 0 },                    /* empty token */
+    { "to k: host:5900", FALSE, NULL, NULL, 0, 0 },                /* space in token */
+    { "tok\x01: host:5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: :5900", FALSE, NULL, NULL, 0, 0 },                     /* empty host */
+    { "tok: ho/st:5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900:1", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 # comment", FALSE, NULL, NULL, 0, 0 },       /* no trailing comments */
+    { "tok: host:5900 extra", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host: 5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: ::1:5900", FALSE, NULL, NULL, 0, 0 },                  /* IPv6 needs [] */
+    { "tok: fe80::1:5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [::1]5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [::1]", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [::1]:", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [::1:5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: []:5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [192.0.2.1]:5900", FALSE, NULL, NULL, 0, 0 },          /* [] only for IPv6 */
+    { "tok: [host]:5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [zz::1]:5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [fe80::1%]:5900", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [::1]:0", FALSE, NULL, NULL, 0, 0 },
+    { "tok: [::1]:65536", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 tls-port=", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 tls-port=0", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 tls-port=65536", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 tls-port=59a", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 tls-port 5901", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 tls-port=5901 tls-port=5902", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 tls_port=5901", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 TLS-PORT=5901", FALSE, NULL, NULL, 0, 0 },
+    { "tok: host:5900 tls-port=5901 # x", FALSE, NULL, NULL, 0, 0 },
+    { "tok: tls-port=5901", FALSE, NULL, NULL, 0, 0 },
 };
 
 START_TEST(test_token_file_parse_line_table)
@@ -305,6 +320,7 @@ START_TEST(test_token_file_parse_line_table)
     ck_assert_ptr_nonnull(tgt);
     ck_assert_str_eq(tgt->host, c->host);
     ck_assert_uint_eq(tgt->port, c->port);
+    ck_assert_uint_eq(tgt->tls_port, c->tls_port);
     ck_assert_ptr_null(tgt->instance_uuid);
     ck_assert_int_eq(tgt->expires_at_us, 0);
 }

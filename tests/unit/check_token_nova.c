@@ -783,6 +783,20 @@ START_TEST(test_console_extras)
     ck_assert_int_eq(g.error->code, SG_TOKEN_ERROR_REFUSED);
     ck_assert_ptr_nonnull(strstr(g.error->message, "internal_access_path is not a string"));
     got_clear(&g);
+
+    /* Nova's tls_port (microversion 2.99) reaches the session's target,
+     * through the lookup and its answer cache alike. */
+    g_queue_push_tail(&nova_faults, stub_reply_new(200, NULL,
+        "{\"console\": {\"host\": \"h\", \"port\": 5900, \"tls_port\": 5901}}", -1));
+    lookup("tok-4", &g);
+    ck_assert_ptr_null(g.error);
+    ck_assert_uint_eq(g.tgt->port, 5900);
+    ck_assert_uint_eq(g.tgt->tls_port, 5901);
+    got_clear(&g);
+    lookup("tok-4", &g);
+    ck_assert_ptr_null(g.error);
+    ck_assert_uint_eq(g.tgt->tls_port, 5901);
+    got_clear(&g);
 }
 END_TEST
 

@@ -207,6 +207,15 @@ set(Harness *h, const char *group_key, const char *value)
                   error ? error->message : "");
 }
 
+static char *extra_tokens;
+
+void
+harness_add_tokens(const char *lines)
+{
+    g_free(extra_tokens);
+    extra_tokens = g_strdup(lines);
+}
+
 Harness *
 harness_start(const char *first_key, ...)
 {
@@ -237,10 +246,17 @@ harness_start(const char *first_key, ...)
     write_file(web, "index.html", HARNESS_INDEX_HTML);
     write_file(web, "app.js", "console.log('spicegate');\n");
     refused = refused_port();
-    tokens = g_strdup_printf("# tokens of the core's unit tests\n"
-                             "good: 127.0.0.1:%u\n"
-                             "dead: 127.0.0.1:%u\n",
-                             fsp_port(h->peer), refused);
+    {
+        g_autofree char *port = g_strdup_printf("%u", fsp_port(h->peer));
+        g_auto(GStrv) parts = g_strsplit(extra_tokens != NULL ? extra_tokens : "", "{fsp}", -1);
+        g_autofree char *extra = g_strjoinv(port, parts);
+
+        tokens = g_strdup_printf("# tokens of the core's unit tests\n"
+                                 "good: 127.0.0.1:%u\n"
+                                 "dead: 127.0.0.1:%u\n%s",
+                                 fsp_port(h->peer), refused, extra);
+        g_clear_pointer(&extra_tokens, g_free);
+    }
     write_file(h->dir, "tokens", tokens);
     token_path = g_build_filename(h->dir, "tokens", NULL);
 
@@ -428,6 +444,16 @@ WsClient *
 harness_open_console(Harness *h, const WsOptions *opt)
 {
     WsClient *c = harness_open_ws(h, "good", opt);
+    g_autoptr(GByteArray) link = harness_link_message();
+
+    wsc_send_binary(c, link->data, link->len);
+    return c;
+}
+
+WsClient *
+harness_open_console_with(Harness *h, const char *token)
+{
+    WsClient *c = harness_open_ws(h, token, NULL);
     g_autoptr(GByteArray) link = harness_link_message();
 
     wsc_send_binary(c, link->data, link->len);

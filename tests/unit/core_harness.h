@@ -69,6 +69,11 @@ typedef struct {
     int recheck_error;            /* an SgTokenError; else as any lookup */
 } Harness;
 
+/* Lines the next harness_start() adds to its token file, "{fsp}"
+ * standing for the fake peer's port (e.g. "tls: 127.0.0.1:{fsp}
+ * tls-port=N\n"). Used once, then forgotten. */
+void harness_add_tokens(const char *lines);
+
 /* Starts spicegate with the defaults, then each "group.key", "value" pair
  * (NULL-terminated), e.g. harness_start("server.link_timeout", "1", NULL). */
 Harness *harness_start(const char *first_key, ...);
@@ -100,6 +105,8 @@ GByteArray *harness_link_message_for(guint8 channel_type, guint32 connection_id)
 WsClient *harness_open_ws(Harness *h, const char *token, const WsOptions *opt);
 /* A websocket with the "good" token that has sent its link message. */
 WsClient *harness_open_console(Harness *h, const WsOptions *opt);
+/* The same with another token of the token file. */
+WsClient *harness_open_console_with(Harness *h, const char *token);
 /* The session ended with @code and @text: the client saw the close frame
  * and the end of the connection. */
 void harness_expect_close(WsClient *c, guint16 code, const char *text);

@@ -12,6 +12,7 @@
 #include <check.h>
 #include <glib-unix.h>
 #include <glib.h>
+#include <spice/protocol.h>
 
 #include "fake_spice.h"
 
@@ -166,6 +167,17 @@ on_first_bytes(FspConn *c)
         c->flooding = true;
         conn_write(c);
         break;
+    case FSP_NEED_SECURED: {
+        /* SpiceLinkHeader + a zeroed SpiceLinkReply with only its error
+         * set: spice-server's reds_send_link_error(). */
+        guint8 reply[16 + 178] = { 'R', 'E', 'D', 'Q', 2, 0, 0, 0, 2, 0, 0, 0, 178, 0, 0, 0,
+                                   SPICE_LINK_ERR_NEED_SECURED, 0, 0, 0 };
+
+        ck_assert_int_eq(send(c->fd, reply, sizeof(reply), MSG_NOSIGNAL), sizeof(reply));
+        c->sent += sizeof(reply);
+        conn_end(c, false);
+        break;
+    }
     case FSP_ECHO:
     case FSP_SINK:
     case FSP_SILENT:

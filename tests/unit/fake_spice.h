@@ -27,6 +27,10 @@ typedef enum {
     FSP_FLOOD,            /* once the first bytes arrived, send flood_bytes of
                            * fsp_pattern() as fast as the socket takes them, then
                            * close (flood_then_close) or stay open; keeps reading */
+    FSP_NEED_SECURED,     /* once the first bytes arrived, answer with a link reply
+                           * whose error is SPICE_LINK_ERR_NEED_SECURED (what
+                           * spice-server sends for a channel it wants over TLS),
+                           * then close; fault injection for [spice] tls = auto */
 } FspMode;
 
 typedef struct FakeSpice FakeSpice;
