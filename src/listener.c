@@ -423,6 +423,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
     listener->env.idle_timeout_s = cfg->idle_timeout_s;
     listener->env.ping_interval_s = cfg->ping_interval_s;
     listener->env.close_timeout_s = cfg->close_timeout_s;
+    listener->env.channels = cfg->spice_channels;
     listener->hub = hub;
     listener->env.hub = hub;
     listener->proxied = g_hash_table_new_full(NULL, NULL, g_free, NULL);
