@@ -901,6 +901,7 @@ class QmpClient:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.file = self.sock.makefile("rwb")
+        self.events = []         # events read past while waiting for replies
         # QEMU 7.2 can hand a new monitor client an event meant for the
         # client before it (its single-client chardev flushes what was
         # queued), ahead of the greeting: skip events until the greeting.
@@ -926,6 +927,7 @@ class QmpClient:
         while True:
             reply = self._read()
             if "event" in reply:
+                self.events.append(reply)
                 continue
             if "error" in reply:
                 raise RuntimeError("QMP %s: %r" % (command, reply["error"]))
@@ -952,9 +954,11 @@ class Qemu:
     """A diskless QEMU whose only interesting part is its SPICE server
     (QXL display, no ticketing) on 127.0.0.1."""
 
-    def __init__(self, registry, workdir):
+    def __init__(self, registry, workdir, extra_args=(), env=None):
         self.registry = registry
         self.workdir = workdir
+        self.extra_args = list(extra_args)   # devices beyond the QXL display
+        self.env = env                       # None: the tests' environment
         self.proc = None
         self.port = None
         self.qmp_path = os.path.join(workdir, "qmp.sock")
@@ -970,8 +974,8 @@ class Qemu:
                 [QEMU, "-machine", "pc,accel=tcg", "-m", "128", "-vga", "qxl",
                  "-display", "none", "-nodefaults", "-no-user-config",
                  "-spice", "port=%d,addr=127.0.0.1,disable-ticketing=on" % port,
-                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path],
-                stderr_path=self.stderr_path)
+                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path] + self.extra_args,
+                stderr_path=self.stderr_path, env=self.env)
             if self._wait_ready(proc, port):
                 self.proc, self.port = proc, port
                 return self
@@ -1476,9 +1480,15 @@ class QemuTestCase(IntegTestCase):
     QEMU costs a fraction of a second and no test inherits another's
     teardown."""
 
+    # For subclasses: more QEMU arguments (devices that add SPICE
+    # channels), and variables added to QEMU's environment.
+    qemu_args = ()
+    qemu_env = None
+
     def setUp(self):
         super().setUp()
-        self.qemu = self.reg.add(Qemu(self.reg, self.tmp).start())
+        env = dict(os.environ, **self.qemu_env) if self.qemu_env else None
+        self.qemu = self.reg.add(Qemu(self.reg, self.tmp, self.qemu_args, env).start())
         self.qemu_target = "127.0.0.1:%d" % self.qemu.port
         stream = TcpStream("127.0.0.1", self.qemu.port)
         try:
