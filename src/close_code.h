@@ -23,6 +23,7 @@
     X(NO_TOKEN, 4401, "no console token")                                        \
     X(ORIGIN, 4403, "origin not allowed")                                        \
     X(TOKEN_REFUSED, 4403, "console token not usable here")                      \
+    X(CHANNEL_REFUSED, 4403, "SPICE channel not allowed here")                   \
     X(BAD_TOKEN, 4404, "console token invalid or expired")                       \
     X(TOKEN_REVOKED, 4404, "console token revoked")                              \
     X(LINK_TIMEOUT, 4408, "timed out waiting for the SPICE link message")        \

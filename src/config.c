@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <glib.h>
+#include <spice/protocol.h>
 
 #include "client_addr.h"
 #include "config.h"
@@ -651,6 +652,45 @@ apply_spice_tls_minimum_version(SgConfig *cfg, const char *value, GError **error
     return FALSE;
 }
 
+/* [spice] channels: names as SPICE spells them, separated by commas,
+ * semicolons (GKeyFile's lists) or blanks. A name SPICE does not know is
+ * an error, not a channel silently left out; so is a list without main,
+ * since every console starts with its main channel. */
+static gboolean
+apply_spice_channels(SgConfig *cfg, const char *value, GError **error)
+{
+    g_auto(GStrv) parts = g_strsplit_set(value, ",; \t", -1);
+    SgSpiceChannelSet set = 0;
+
+    for (guint i = 0; parts[i] != NULL; i++) {
+        uint8_t type;
+
+        if (parts[i][0] == '\0')
+            continue;
+        if (!sg_spice_channel_type_of(parts[i], &type)) {
+            g_autofree char *all = sg_spice_channel_set_names(G_MAXUINT32);
+
+            g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                        "'%s' is not a SPICE channel type (known: %s)", parts[i], all);
+            return FALSE;
+        }
+        set |= (SgSpiceChannelSet)1u << type;
+    }
+    if (set == 0) {
+        g_set_error_literal(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                            "an empty list would refuse every channel of every console");
+        return FALSE;
+    }
+    if (!sg_spice_channel_allowed(set, SPICE_CHANNEL_MAIN)) {
+        g_set_error(error, SG_CONFIG_ERROR, SG_CONFIG_ERROR_VALUE,
+                    "'%s' lacks main: every console starts with its main channel, so none "
+                    "could open", value);
+        return FALSE;
+    }
+    cfg->spice_channels = set;
+    return TRUE;
+}
+
 /* --- the key table -------------------------------------------------------- */
 
 /* The one list of settings. Defaults are applied by running each parser on
@@ -684,8 +724,8 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "server", "connect_timeout", "10",
       "seconds to resolve and connect to a SPICE server", apply_connect_timeout },
     { "server", "link_timeout", "10",
-      "seconds, once connected, for the browser's SPICE link message to arrive and the "
-      "SPICE server to answer it", apply_link_timeout },
+      "seconds for the browser's SPICE link message to arrive (spicegate connects only "
+      "then), and again for the SPICE server to answer it", apply_link_timeout },
     { "server", "idle_timeout", "0",
       "close a console after this many seconds without a byte either way; 0: never",
       apply_idle_timeout },
@@ -788,6 +828,9 @@ static const SgConfigKeyInfo sg_keys[] = {
     { "nova", "enforce_session_timeout", "false",
       "close consoles token_ttl seconds after the token's first use",
       apply_enforce_session_timeout },
+    { "spice", "channels", SG_SPICE_CHANNELS_DEFAULT,
+      "SPICE channel types a browser may link (the default: those spice-html5 uses); "
+      "others are refused with 4403", apply_spice_channels },
     { NULL, NULL, NULL, NULL, NULL },
 };
 

@@ -16,6 +16,7 @@
 #include "client_addr.h"
 #include "log.h"
 #include "sg_types.h"
+#include "spice_link.h"
 
 #define SG_CONFIG_ERROR (sg_config_error_quark())
 GQuark sg_config_error_quark(void);
@@ -119,6 +120,9 @@ struct SgConfig {
                                    * was reported wrong, or a nova.conf line or file was
                                    * not read: sg_config_validate() then does not also
                                    * call the credentials missing */
+    /* [spice] channels: the channel types a browser may link; any other
+     * link message is refused (4403) before spicegate connects. */
+    SgSpiceChannelSet spice_channels;
 };
 
 /* One row of the key table, for docs and tests. */

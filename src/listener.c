@@ -424,6 +424,7 @@ sg_listener_new(const SgConfig *cfg, GMainLoop *loop, SgTokenBackend *tokens, Sg
     listener->env.idle_timeout_s = cfg->idle_timeout_s;
     listener->env.ping_interval_s = cfg->ping_interval_s;
     listener->env.close_timeout_s = cfg->close_timeout_s;
+    listener->env.channels = cfg->spice_channels;
     listener->env.spice_tls = cfg->spice_tls;
     if (cfg->spice_ca_file != NULL) {
         /* Each worker builds its own, and a bad CA file stops it. */

@@ -10,36 +10,45 @@
  *
  * Session states (the legal moves are one table, session_state.c)
  *
- *   NEW --start--> AUTHORISING --target--> CONNECTING --connected--> LINKING
- *    |                  | no/bad token          | unreachable,          | link sent and
- *    | refuse           | backend down          | timeout               | answered
- *    |                  |                       |                       v
- *    |                  |                       |                    RELAYING --idle--+
- *    |                  |                       |                       | SPICE server |
- *    |                  |                       |                       | closes       |
- *    v                  v                       v                       v              |
- *   CLOSING <-----------+-----------------------+------------------- DRAINING         |
- *    |  ^                (bad link, link timeout, text frame, shutdown, (flush what the |
- *    |  +-----------------expiry go to CLOSING from any state)           browser is owed)
+ *   NEW --start--> AUTHORISING --target and link--> CONNECTING --connected--> LINKING
+ *    |                  | no/bad token,                 | unreachable,          | link sent
+ *    | refuse           | backend down,                 | timeout               | and answered
+ *    |                  | channel refused               |                       v
+ *    |                  |                               |                    RELAYING --idle--+
+ *    |                  |                               |                       | SPICE server |
+ *    |                  |                               |                       | closes       |
+ *    v                  v                               v                       v              |
+ *   CLOSING <-----------+-------------------------------+------------------- DRAINING         |
+ *    |  ^                (bad link, link timeout, text frame, shutdown,       (flush what the |
+ *    |  +-----------------expiry go to CLOSING from any state)                 browser is owed)
  *    v
  *   free (lws CLOSED; also when the browser goes away in any state)
  *
  * A token that its backend revokes once it has led somewhere (token.h's
  * watches: Nova no longer knows it) goes to CLOSING from any state too.
  *
- * The SPICE link message is checked as soon as the browser sends it, in
- * whatever state the session is (a bad one is refused at once), and waits
- * in the upload buffer; it goes to the SPICE server in LINKING, once the
- * connection is up, and nothing else goes before it. LINKING ends when
- * the server has answered. Every waiting state has a deadline:
+ * The SPICE link message is checked as soon as the browser sends it (a
+ * bad one is refused at once, and so is a channel type that [spice]
+ * channels does not allow: 4403) and waits in the upload buffer. The
+ * connection to the SPICE server is opened only once both the token's
+ * target and an allowed link are there (connect_when_ready()): a refused
+ * channel, or a websocket that never sends a link, costs the SPICE server
+ * nothing, not even a TCP connection, so its log and QEMU's events show
+ * nothing of it (spice-server reports every accepted connection to QEMU,
+ * SPICE_CONNECTED). The price is the connect's round trip after the link
+ * instead of beside it: on the network between proxy and compute hosts,
+ * well under a millisecond, against the browser's own round trip that
+ * brings the link. The link goes to the SPICE server in LINKING, and
+ * nothing else goes before it. LINKING ends when the server has answered.
+ * Every waiting state has a deadline:
  *
- *   AUTHORISING  the token backend's own: [nova] timeout (a file answers at once)
+ *   AUTHORISING  the token backend's own: [nova] timeout (a file answers at
+ *                once); and link_timeout for the browser's link (4408)
  *   CONNECTING   upstream.c's: connect_timeout (4504), the TLS handshake and
  *                certificate check included ([spice] tls)
- *   LINKING      link_timeout for the whole exchange: no link from the browser
- *                (4408), or none answered by the SPICE server (4504); with
- *                [spice] tls = auto, a NEED_SECURED answer's reconnect to the
- *                TLS port happens inside it (its connect under
+ *   LINKING      link_timeout for the SPICE server to answer the link (4504);
+ *                with [spice] tls = auto, a NEED_SECURED answer's reconnect to
+ *                the TLS port happens inside it (its connect under
  *                connect_timeout too)
  *   RELAYING     idle_timeout when set: no byte either way on any channel of
  *                the console (4408, "idle")
@@ -311,12 +320,12 @@ end_linking(SgSession *sess)
         set_state(sess, SG_SESSION_RELAYING);
 }
 
-/* LINKING: no link message from the browser within link_timeout, or the
- * SPICE server took the connection and the link but has not answered (a
- * hung server would otherwise hold the session, two descriptors and its
- * buffers, for good). For the latter the browser hears "console connect
- * timed out": to a person the console could not be reached; the log says
- * what happened. */
+/* AUTHORISING: no link message from the browser within link_timeout of
+ * the websocket's start. LINKING: the SPICE server took the connection
+ * and the link but has not answered within link_timeout (a hung server
+ * would otherwise hold the session, two descriptors and its buffers, for
+ * good); the browser hears "console connect timed out": to a person the
+ * console could not be reached; the log says what happened. */
 static gboolean
 on_link_deadline(gpointer data)
 {
@@ -487,6 +496,11 @@ arm_deadline(SgSession *sess)
 
     g_clear_pointer(&sess->deadline, sg_timer_remove);
     switch (sess->state) {
+    case SG_SESSION_AUTHORISING:
+        /* The browser's link; the token backend's wait has its own. */
+        if (!have_link(sess))
+            sess->deadline = sg_timer_add(env->link_timeout_s * 1000, on_link_deadline, sess);
+        break;
     case SG_SESSION_LINKING:
         sess->deadline = sg_timer_add(env->link_timeout_s * 1000, on_link_deadline, sess);
         break;
@@ -510,7 +524,6 @@ arm_deadline(SgSession *sess)
         break;
     }
     case SG_SESSION_NEW:
-    case SG_SESSION_AUTHORISING:
     case SG_SESSION_CONNECTING:
     case SG_SESSION_N_STATES:
     default:
@@ -673,6 +686,18 @@ connect_first(SgSession *sess)
     }
 }
 
+/* Connects once the token's target is known and the browser's link has
+ * passed the channel policy, whichever comes last (why this order: see
+ * the top of this file). */
+static void
+connect_when_ready(SgSession *sess)
+{
+    if (sess->tgt == NULL || !have_link(sess) || sess->state != SG_SESSION_AUTHORISING)
+        return;
+    set_state(sess, SG_SESSION_CONNECTING);
+    connect_first(sess);
+}
+
 static void
 on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
 {
@@ -695,7 +720,6 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
     sess->instance = g_strdup(tgt->instance_uuid);
     sess->tgt = sg_console_target_copy(tgt);
     sess->target = format_target(tgt->host, tgt->port != 0 ? tgt->port : tgt->tls_port);
-    set_state(sess, SG_SESSION_CONNECTING);
     if (tgt->expires_at_us > 0) {
         gint64 left_ms = (tgt->expires_at_us - g_get_real_time()) / 1000;
 
@@ -706,7 +730,7 @@ on_target(const SgConsoleTarget *tgt, const GError *error, gpointer data)
         sess->expiry_timer = sg_timer_add((guint)MIN(left_ms, G_MAXUINT), on_session_expired,
                                            sess);
     }
-    connect_first(sess);
+    connect_when_ready(sess);
 }
 
 /* The browser's address as the hub records it (what the log, the
@@ -852,7 +876,22 @@ start_relay(SgSession *sess)
     sg_relay_attach_back(sess->relay, back);
 }
 
-/* Checks the first bytes from the browser: a SPICE link message, or out. */
+/* A link for a channel type that [spice] channels leaves out: refused
+ * before anything of it reaches the SPICE server (the session has not
+ * connected: connect_when_ready() waits for the link to pass). */
+static void
+refuse_channel(SgSession *sess, const SgSpiceLink *link)
+{
+    g_autofree char *allowed = sg_spice_channel_set_names(sess->env->channels);
+    g_autofree char *detail =
+        g_strdup_printf("channel %s (type %u) is not in [spice] channels (%s)", sess->channel,
+                        link->channel_type, allowed);
+
+    close_with(sess, SG_CLOSE_CHANNEL_REFUSED, detail);
+}
+
+/* Checks the first bytes from the browser: a SPICE link message of an
+ * allowed channel type, or out. */
 static bool
 check_link(SgSession *sess, const guint8 *data, gsize len)
 {
@@ -863,6 +902,10 @@ check_link(SgSession *sess, const guint8 *data, gsize len)
     switch (sg_spice_link_parse(data, len, &link, &consumed, &why)) {
     case SG_PARSE_OK:
         sess->channel = sg_spice_channel_name(link.channel_type);
+        if (!sg_spice_channel_allowed(sess->env->channels, link.channel_type)) {
+            refuse_channel(sess, &link);
+            return false;
+        }
         /* The link heads what the relay holds: it goes first, in LINKING. */
         sg_relay_hold(sess->relay, false);
         /* The console's id: other channels carry it in their link; the
@@ -877,8 +920,10 @@ check_link(SgSession *sess, const guint8 *data, gsize len)
         }
         sess_log(G_LOG_LEVEL_DEBUG, sess, "link ok: channel %s id %u", sess->channel,
                  link.channel_id);
-        log_open(sess);
-        end_linking(sess);
+        /* The link's own deadline is over; the token backend's is not. */
+        if (sess->state == SG_SESSION_AUTHORISING)
+            g_clear_pointer(&sess->deadline, sg_timer_remove);
+        connect_when_ready(sess);
         return true;
     case SG_PARSE_AGAIN:
         return true;

@@ -5,8 +5,9 @@
  * that websocket closes (lws' CLOSED callback); it owns everything else:
  * the token lookup, the upstream connection, both relay buffers and its
  * timers. Every refusal is a websocket close frame with a code and a
- * reason (see SgCloseReason); no byte reaches a SPICE server before the
- * token and the SPICE link message have both been accepted.
+ * reason (see SgCloseReason); spicegate does not even connect to a SPICE
+ * server before the token and the SPICE link message (its format, and its
+ * channel type against [spice] channels) have both been accepted.
  *
  * Abbreviations used in session code: sess (session), up (upstream, while
  * it connects), ws (the browser's websocket endpoint, the relay's front),
@@ -20,6 +21,7 @@
 #include "config.h"
 #include "session_limits.h"
 #include "sg_types.h"
+#include "spice_link.h"
 
 struct lws;
 
@@ -60,6 +62,9 @@ typedef struct {
     /* [limits]: each session holds one count of each from its start until
      * it is freed (session_limits.h). NULL: none. */
     const SgLimits *limits;
+    /* [spice] channels: a link message for any other type is refused
+     * (SG_CLOSE_CHANNEL_REFUSED) before spicegate connects. */
+    SgSpiceChannelSet channels;
 } SgSessionEnv;
 
 /* A new session on the upgraded websocket @ws from @client ("addr:port").

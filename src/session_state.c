@@ -7,8 +7,7 @@
  * and every state but CLOSING may go to CLOSING (a refusal, a deadline,
  * the browser's text frame, shutdown, the token's expiry). Only states
  * that read the SPICE server can owe the browser bytes when it goes, so
- * only LINKING (a server that spoke before the browser's link message
- * came) and RELAYING go to DRAINING. CLOSING is final: the session is
+ * only LINKING and RELAYING go to DRAINING. CLOSING is final: the session is
  * freed from it (or from any state, when the browser goes away: that is
  * not a move).
  */

@@ -14,11 +14,12 @@
 
 typedef enum {
     SG_SESSION_NEW = 0,
-    SG_SESSION_AUTHORISING,       /* the token backend answers */
+    SG_SESSION_AUTHORISING,       /* the token backend answers, and the browser's
+                                   * link message comes and passes [spice] channels */
     SG_SESSION_CONNECTING,        /* TCP connect to the SPICE server (and, with
                                    * [spice] tls, the TLS handshake) */
     SG_SESSION_LINKING,           /* the SPICE link exchange: the browser's link
-                                   * message in, forwarded, the server's reply */
+                                   * message forwarded, the server's reply */
     SG_SESSION_RELAYING,
     SG_SESSION_DRAINING,          /* SPICE server gone; flushing to the browser */
     SG_SESSION_CLOSING,           /* close frame queued; waiting for lws */

@@ -334,3 +334,33 @@ sg_spice_channel_name(uint8_t channel_type)
         return "unknown";
     }
 }
+
+/* Every name sg_spice_channel_name() knows, tried against @name: the one
+ * list of names stays the switch above. */
+bool
+sg_spice_channel_type_of(const char *name, uint8_t *channel_type)
+{
+    for (unsigned t = 1; t <= UINT8_MAX; t++) {
+        const char *known = sg_spice_channel_name((uint8_t)t);
+
+        if (!g_str_equal(known, "unknown") && g_ascii_strcasecmp(known, name) == 0) {
+            *channel_type = (uint8_t)t;
+            return true;
+        }
+    }
+    return false;
+}
+
+char *
+sg_spice_channel_set_names(SgSpiceChannelSet set)
+{
+    GString *out = g_string_new(NULL);
+
+    for (unsigned t = 1; t < 32; t++) {
+        if (sg_spice_channel_allowed(set, (uint8_t)t) &&
+            !g_str_equal(sg_spice_channel_name((uint8_t)t), "unknown"))
+            g_string_append_printf(out, "%s%s", out->len > 0 ? ", " : "",
+                                   sg_spice_channel_name((uint8_t)t));
+    }
+    return g_string_free(out, FALSE);
+}

@@ -54,6 +54,34 @@ const char *sg_spice_channel_name(uint8_t channel_type);
 SgParseResult sg_spice_link_reply_error(const guint8 *buf, gsize len, uint32_t *error,
                                         const char **reason);
 
+/* --- channel policy ([spice] channels) ------------------------------------ */
+
+/* A set of channel types: bit T allows type T. SPICE names types 1 to 11;
+ * a type above 31 can be in no set, so it is always refused. */
+typedef uint32_t SgSpiceChannelSet;
+
+/* The default of [spice] channels: the channel types spice-html5 0.3
+ * implements. Its main.js, on SPICE_MSG_MAIN_CHANNELS_LIST, builds
+ * SpiceDisplayConn (display 0 only), SpiceInputsConn, SpiceCursorConn,
+ * SpicePlaybackConn and SpicePortConn; any other type listed gets a bare
+ * SpiceConn that links and then ignores the channel ("not implemented"),
+ * and a close on such a child channel does not end the console. */
+#define SG_SPICE_CHANNELS_DEFAULT "main, display, inputs, cursor, playback, port"
+
+/* The type SPICE names @name ("usbredir"; ASCII case ignored). False for
+ * a name it does not know ("unknown" included). */
+bool sg_spice_channel_type_of(const char *name, uint8_t *channel_type);
+
+static inline bool
+sg_spice_channel_allowed(SgSpiceChannelSet set, uint8_t channel_type)
+{
+    return channel_type < 32 && (set & ((SgSpiceChannelSet)1u << channel_type)) != 0;
+}
+
+/* "main, display, ..." for the types of @set that SPICE names, in type
+ * order (g_free). */
+char *sg_spice_channel_set_names(SgSpiceChannelSet set);
+
 /* The SPICE server's side of a main channel, read only as far as the
  * session id it assigns: link reply, link result, then messages up to
  * SPICE_MSG_MAIN_INIT, whose first field is that id. The client puts it

@@ -240,6 +240,8 @@ function endingKey(close, error) {
     if (close) {
         if (close.code === 4403 && /origin/i.test(close.reason))
             return '4403:origin';
+        if (close.code === 4403 && /channel/i.test(close.reason))
+            return '4403:channel';
         if (close.code === 4408 && /idle/i.test(close.reason))
             return '4408:idle';
         if (close.code === 4429 && /address/i.test(close.reason))

@@ -108,6 +108,11 @@ export const ENDINGS = {
         text: 'The console service refused this console link. Open the console again from the dashboard; if this keeps happening, tell your cloud\'s operators.',
         action: 'none',
     },
+    '4403:channel': {  // [spice] channels refused the main channel
+        title: 'This console cannot be opened here',
+        text: 'The console service does not allow this kind of console connection. Tell your cloud\'s operators: its channel settings refuse the connection every console starts with.',
+        action: 'none',
+    },
     '4403:origin': {
         title: 'This page may not open consoles',
         text: 'The console service does not accept consoles opened from this web address ({origin}). Open the console from the dashboard, or ask your cloud\'s operators to allow this address.',

@@ -53,6 +53,7 @@ CLOSE_INTERNAL = (1011, "internal error")
 CLOSE_NOT_LINK = (4400, "not a SPICE link message")
 CLOSE_NO_TOKEN = (4401, "no console token")
 CLOSE_ORIGIN = (4403, "origin not allowed")
+CLOSE_CHANNEL_REFUSED = (4403, "SPICE channel not allowed here")
 CLOSE_BAD_TOKEN = (4404, "console token invalid or expired")
 CLOSE_TOKEN_REVOKED = (4404, "console token revoked")
 CLOSE_LINK_TIMEOUT = (4408, "timed out waiting for the SPICE link message")
@@ -902,6 +903,7 @@ class QmpClient:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.file = self.sock.makefile("rwb")
+        self.events = []         # events read past while waiting for replies
         # QEMU 7.2 can hand a new monitor client an event meant for the
         # client before it (its single-client chardev flushes what was
         # queued), ahead of the greeting: skip events until the greeting.
@@ -927,6 +929,7 @@ class QmpClient:
         while True:
             reply = self._read()
             if "event" in reply:
+                self.events.append(reply)
                 continue
             if "error" in reply:
                 raise RuntimeError("QMP %s: %r" % (command, reply["error"]))
@@ -953,14 +956,19 @@ class Qemu:
     """A diskless QEMU whose only interesting part is its SPICE server
     (QXL display, no ticketing) on 127.0.0.1."""
 
-    def __init__(self, registry, workdir, x509_dir=None, tls_channel=None):
+    def __init__(self, registry, workdir, x509_dir=None, tls_channel=None, extra_args=(),
+                 env=None):
         """@x509_dir (ca-cert.pem, server-cert.pem, server-key.pem): a TLS
         port too (.tls_port); @tls_channel: QEMU's tls-channel= ("default":
-        every channel refused on the plain port with NEED_SECURED)."""
+        every channel refused on the plain port with NEED_SECURED);
+        @extra_args: devices beyond the QXL display; @env: None for the
+        tests' environment."""
         self.registry = registry
         self.workdir = workdir
         self.x509_dir = x509_dir
         self.tls_channel = tls_channel
+        self.extra_args = list(extra_args)
+        self.env = env
         self.proc = None
         self.port = None
         self.tls_port = None
@@ -984,8 +992,8 @@ class Qemu:
                 [QEMU, "-machine", "pc,accel=tcg", "-m", "128", "-vga", "qxl",
                  "-display", "none", "-nodefaults", "-no-user-config",
                  "-spice", spice,
-                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path],
-                stderr_path=self.stderr_path)
+                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path] + self.extra_args,
+                stderr_path=self.stderr_path, env=self.env)
             if self._wait_ready(proc, port) and (tls_port is None
                                                  or self._wait_ready(proc, tls_port)):
                 self.proc, self.port, self.tls_port = proc, port, tls_port
@@ -1491,9 +1499,15 @@ class QemuTestCase(IntegTestCase):
     QEMU costs a fraction of a second and no test inherits another's
     teardown."""
 
+    # For subclasses: more QEMU arguments (devices that add SPICE
+    # channels), and variables added to QEMU's environment.
+    qemu_args = ()
+    qemu_env = None
+
     def setUp(self):
         super().setUp()
-        self.qemu = self.reg.add(Qemu(self.reg, self.tmp).start())
+        env = dict(os.environ, **self.qemu_env) if self.qemu_env else None
+        self.qemu = self.reg.add(Qemu(self.reg, self.tmp, self.qemu_args, env).start())
         self.qemu_target = "127.0.0.1:%d" % self.qemu.port
         stream = TcpStream("127.0.0.1", self.qemu.port)
         try:

@@ -68,6 +68,20 @@ class ConfigErrors(IntegTestCase):
                 path, status, err = self.run_config(text)
                 self.assert_one_message(status, err, "%s:%d" % (path, line), key)
 
+    def test_spice_channels(self):
+        # [spice] channels: a name SPICE does not know stops the start,
+        # and --check-config says the same without listening.
+        for text, needle in (("[spice]\nchannels = main, usb\n",
+                              "[spice] channels: 'usb' is not a SPICE channel type"),
+                             ("[spice]\nchannels = display\n",
+                              "[spice] channels: 'display' lacks main")):
+            with self.subTest(config=text.strip()):
+                path, status, err = self.run_config(text)
+                self.assert_one_message(status, err, "%s:2" % path, needle)
+                status, _, err = self.run_with_tokens(["--config", path, "--check-config"])
+                self.assertEqual(status, 2, "--check-config exit status; stderr:\n" + err)
+                self.assertIn("%s:2: %s" % (path, needle), err)
+
     def test_syntax_error(self):
         path, status, err = self.run_config("[server]\nthis is not a key value line\n")
         self.assert_one_message(status, err, "%s:2" % path)

@@ -252,10 +252,13 @@ class TargetFailures(RefusalTestCase):
         self.assert_refused(self.sg, CLOSE_UNREACHABLE, token=self.dead_token,
                             send=link_message(CHANNEL_MAIN))
 
-    def test_dead_target_4502_without_link(self):
-        # The connect happens before the link message (CONNECTING comes
-        # before LINKING), so the refusal does not wait for the browser.
-        self.assert_refused(self.sg, CLOSE_UNREACHABLE, token=self.dead_token)
+    def test_dead_target_not_tried_without_link(self):
+        # spicegate connects only once the browser's link message has
+        # passed (the channel policy needs it): without one, the dead
+        # target is never tried, and link_timeout ends the websocket.
+        sg = self.start_spicegate(self.tokens, config="[server]\nlink_timeout = 1\n")
+        self.assert_refused(sg, CLOSE_LINK_TIMEOUT, token=self.dead_token)
+        self.assertNotIn("console unreachable", sg.log(), sg.log_tail())
 
     def test_target_closes_mid_stream_1000(self):
         ws = self.sg.ws(token=self.closer_token)
@@ -290,7 +293,8 @@ class TargetFailures(RefusalTestCase):
         baseline = fds()
         for i in range(30):
             self.assert_refused(self.sg, CLOSE_BAD_TOKEN, token=random_token())
-            self.assert_refused(self.sg, CLOSE_UNREACHABLE, token=self.dead_token)
+            self.assert_refused(self.sg, CLOSE_UNREACHABLE, token=self.dead_token,
+                                send=link_message(CHANNEL_MAIN))
             self.assert_refused(self.sg, CLOSE_NOT_LINK, token=self.token, send=b"\0" * 64)
             ws = self.sg.ws(token=self.closer_token)
             ws.send_binary(link_message(CHANNEL_MAIN))

@@ -8,8 +8,10 @@
 
 #include <check.h>
 #include <glib.h>
+#include <spice/protocol.h>
 
 #include "config.h"
+#include "spice_link.h"
 
 static SgConfig *
 load(const char *text, GError **error)
@@ -46,6 +48,38 @@ START_TEST(test_config_defaults)
     ck_assert_int_eq(cfg->tls_min_version, SG_TLS_MIN_1_2);
     ck_assert_str_eq(cfg->token_backend, "file");
     ck_assert(g_str_has_suffix(cfg->token_file, "/spicegate/tokens"));
+    /* [spice] channels: what spice-html5 uses, nothing else. */
+    ck_assert_uint_eq(cfg->spice_channels,
+                      1u << SPICE_CHANNEL_MAIN | 1u << SPICE_CHANNEL_DISPLAY |
+                          1u << SPICE_CHANNEL_INPUTS | 1u << SPICE_CHANNEL_CURSOR |
+                          1u << SPICE_CHANNEL_PLAYBACK | 1u << SPICE_CHANNEL_PORT);
+}
+END_TEST
+
+/* [spice] channels: commas, semicolons (GKeyFile lists) or blanks, any
+ * ASCII case; every name SPICE knows. */
+START_TEST(test_config_spice_channels)
+{
+    static const struct {
+        const char *value;
+        SgSpiceChannelSet want;
+    } good[] = {
+        { "main", 1u << SPICE_CHANNEL_MAIN },
+        { "main;usbredir;", 1u << SPICE_CHANNEL_MAIN | 1u << SPICE_CHANNEL_USBREDIR },
+        { " MAIN ,\tDisplay  webdav", 1u << SPICE_CHANNEL_MAIN | 1u << SPICE_CHANNEL_DISPLAY |
+                                          1u << SPICE_CHANNEL_WEBDAV },
+        { "main, display, inputs, cursor, playback, record, tunnel, smartcard, usbredir, "
+          "port, webdav", 0xffeu },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(good); i++) {
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = g_strdup_printf("[spice]\nchannels = %s\n", good[i].value);
+        g_autoptr(SgConfig) cfg = load(text, &error);
+
+        ck_assert_msg(cfg != NULL, "%s: %s", good[i].value, error ? error->message : "");
+        ck_assert_uint_eq(cfg->spice_channels, good[i].want);
+    }
 }
 END_TEST
 
@@ -125,6 +159,15 @@ static const struct {
     { "[server]\nlisten = ::1:80\n", "test.conf:2: [server] listen:" },
     { "[server]\nallowed_origins = https://x.example\n", "[server] allowed_origins:" },
     { "[tokens]\nbackend = redis\n", "test.conf:2: [tokens] backend:" },
+    { "[spice]\nchannels = main, usb\n",
+      "test.conf:2: [spice] channels: 'usb' is not a SPICE channel type (known: main, display, "
+      "inputs, cursor, playback, record, tunnel, smartcard, usbredir, port, webdav)" },
+    { "[spice]\nchannels = main, unknown\n",
+      "test.conf:2: [spice] channels: 'unknown' is not a SPICE channel type" },
+    { "[spice]\nchannels = display, inputs\n",
+      "test.conf:2: [spice] channels: 'display, inputs' lacks main" },
+    { "[spice]\nchannels =\n",
+      "test.conf:2: [spice] channels: an empty list would refuse every channel" },
     /* frame_ancestors goes into a header: nothing that ends a directive. */
     { "[server]\nframe_ancestors = https://a.example; script-src *\n",
       "test.conf:2: [server] frame_ancestors:" },
@@ -538,6 +581,7 @@ config_suite(void)
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_config_defaults);
     tcase_add_test(tc, test_config_file_values);
+    tcase_add_test(tc, test_config_spice_channels);
     tcase_add_loop_test(tc, test_config_errors_name_file_line_key, 0, G_N_ELEMENTS(bad_files));
     tcase_add_test(tc, test_config_frame_ancestors_bounded);
     tcase_add_test(tc, test_config_nul_byte_is_an_error);

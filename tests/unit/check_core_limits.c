@@ -119,6 +119,7 @@ START_TEST(test_per_token_4429)
     g_autoptr(WsClient) over = NULL;
     g_autoptr(WsClient) other = NULL;
     g_autoptr(WsClient) again = NULL;
+    g_autoptr(GByteArray) link = harness_link_message();
     const HarnessClose *closed;
 
     h = harness_start("limits.per_token", "4", NULL);
@@ -138,8 +139,10 @@ START_TEST(test_per_token_4429)
     wsc_run_until(hub_has, GUINT_TO_POINTER(4), DEADLINE_MS);
     ck_assert_uint_eq(console_count("good"), 4);
 
-    /* Another console ("dead" leads nowhere, but it passes the limit). */
+    /* Another console ("dead" leads nowhere, but it passes the limit;
+     * spicegate connects once the link has come). */
     other = harness_open_ws(h, "dead", NULL);
+    wsc_send_binary(other, link->data, link->len);
     harness_expect_close(other, 4502, "console unreachable");
 
     /* One of the four closes: a fifth may open. */
@@ -263,6 +266,7 @@ START_TEST(test_release_refusals)
     g_autoptr(WsClient) c = NULL;
     const char text[] = "hello";
     static const guint8 not_link[34] = { 'G', 'E', 'T', ' ' };
+    g_autoptr(GByteArray) link = harness_link_message();
 
     h = START_WITH_LIMITS();
     keep = open_relaying(NULL);
@@ -275,8 +279,9 @@ START_TEST(test_release_refusals)
     ck_assert_uint_eq(console_count("nope"), 0);
     expect_counts(1);
 
-    /* A console that cannot be reached (4502). */
+    /* A console that cannot be reached (4502), once its link has come. */
     c = harness_open_ws(h, "dead", NULL);
+    wsc_send_binary(c, link->data, link->len);
     harness_expect_close(c, 4502, "console unreachable");
     g_clear_pointer(&c, wsc_free);
     wsc_run_until(hub_has, GUINT_TO_POINTER(1), DEADLINE_MS);

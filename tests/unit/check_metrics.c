@@ -179,6 +179,8 @@ START_TEST(test_metrics_format)
     ck_assert_ptr_nonnull(strstr(text, "spicegate_refusals_total{reason=\"origin\",code=\"4403\""));
     ck_assert_ptr_nonnull(strstr(text, "spicegate_refusals_total{reason=\"token_refused\","
                                        "code=\"4403\""));
+    ck_assert_ptr_nonnull(strstr(text, "spicegate_refusals_total{reason=\"channel_refused\","
+                                       "code=\"4403\",text=\"SPICE channel not allowed here\"}"));
 }
 END_TEST
 

@@ -589,6 +589,32 @@ START_TEST(test_spice_link_reports_common_caps)
 }
 END_TEST
 
+/* [spice] channels' names: every type SPICE names, both ways; sets. */
+START_TEST(test_spice_channel_names_and_sets)
+{
+    uint8_t type = 0;
+    g_autofree char *all = sg_spice_channel_set_names(G_MAXUINT32);
+    g_autofree char *some = sg_spice_channel_set_names(1u << SPICE_CHANNEL_MAIN |
+                                                       1u << SPICE_CHANNEL_WEBDAV);
+
+    for (unsigned t = SPICE_CHANNEL_MAIN; t < SPICE_END_CHANNEL; t++) {
+        ck_assert(sg_spice_channel_type_of(sg_spice_channel_name((uint8_t)t), &type));
+        ck_assert_uint_eq(type, t);
+    }
+    ck_assert(sg_spice_channel_type_of("UsbRedir", &type));
+    ck_assert_uint_eq(type, SPICE_CHANNEL_USBREDIR);
+    ck_assert(!sg_spice_channel_type_of("unknown", &type));
+    ck_assert(!sg_spice_channel_type_of("usb", &type));
+    ck_assert(!sg_spice_channel_type_of("", &type));
+    ck_assert_str_eq(all, "main, display, inputs, cursor, playback, record, tunnel, "
+                          "smartcard, usbredir, port, webdav");
+    ck_assert_str_eq(some, "main, webdav");
+    ck_assert(sg_spice_channel_allowed(1u << 9, SPICE_CHANNEL_USBREDIR));
+    ck_assert(!sg_spice_channel_allowed(G_MAXUINT32, 32));
+    ck_assert(!sg_spice_channel_allowed(G_MAXUINT32, 255));
+}
+END_TEST
+
 static Suite *
 spice_link_suite(void)
 {
@@ -613,6 +639,7 @@ spice_link_suite(void)
 
     tcase_set_timeout(names, 10);
     tcase_add_loop_test(names, test_spice_link_names_channels, 0, G_N_ELEMENTS(channel_names));
+    tcase_add_test(names, test_spice_channel_names_and_sets);
     suite_add_tcase(s, names);
     return s;
 }
