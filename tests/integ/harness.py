@@ -1507,7 +1507,7 @@ class QemuTestCase(IntegTestCase):
     def setUp(self):
         super().setUp()
         env = dict(os.environ, **self.qemu_env) if self.qemu_env else None
-        self.qemu = self.reg.add(Qemu(self.reg, self.tmp, self.qemu_args, env).start())
+        self.qemu = self.reg.add(Qemu(self.reg, self.tmp, extra_args=self.qemu_args, env=env).start())
         self.qemu_target = "127.0.0.1:%d" % self.qemu.port
         stream = TcpStream("127.0.0.1", self.qemu.port)
         try:
