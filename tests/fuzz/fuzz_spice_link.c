@@ -6,6 +6,15 @@
  * for the message alone, and AGAIN for it one byte short. The same bytes
  * then go, as a SPICE server's side of a main channel, through the
  * session-id scan, whole and in two pieces, which must agree.
+ *
+ * An input may also be a whole exchange: a link message that parses, then
+ * the SPICE server's answer to it (link reply, result, messages), which is
+ * read as session.c reads it: through a scan started from that link
+ * message, fed whole and a byte at a time, which must agree. So whatever
+ * the server-side reading learns (the link reply's error codes, such as
+ * SPICE_LINK_ERR_NEED_SECURED, on any channel) is reached here by adding a
+ * corpus file, without a new target; fuzz_spice_server cuts the server's
+ * stream in random pieces.
  */
 #include "autoconfig.h"
 
@@ -17,6 +26,27 @@
 #include "spice_link.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The server's answer @reply to the browser's @link, whole and a byte at a
+ * time: the same verdict, session id and reason. */
+static void
+check_exchange(const SgSpiceLink *link, const uint8_t *reply, size_t len)
+{
+    SgSpiceMainScan whole, bytes;
+    uint32_t id_whole = 0, id_bytes = 0;
+    const char *why_whole = NULL, *why_bytes = NULL;
+    SgParseResult r_whole, r_bytes = SG_PARSE_AGAIN;
+
+    sg_spice_main_scan_init(&whole, link);
+    sg_spice_main_scan_init(&bytes, link);
+    r_whole = sg_spice_main_scan_feed(&whole, reply, len, &id_whole, &why_whole);
+    if ((r_whole == SG_PARSE_INVALID) != (why_whole != NULL))
+        abort();
+    for (size_t i = 0; i < len && r_bytes == SG_PARSE_AGAIN; i++)
+        r_bytes = sg_spice_main_scan_feed(&bytes, reply + i, 1, &id_bytes, &why_bytes);
+    if (r_bytes != r_whole || id_bytes != id_whole || g_strcmp0(why_bytes, why_whole) != 0)
+        abort();
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -45,6 +75,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (sg_spice_link_parse(data, consumed - 1, NULL, NULL, NULL) != SG_PARSE_AGAIN)
             abort();
+        if (size - consumed <= 4096)
+            check_exchange(&link, data + consumed, size - consumed);
         break;
     default:
         abort();
