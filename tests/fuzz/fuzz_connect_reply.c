@@ -47,10 +47,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (memcmp(buf, "HTTP/1.0 200", 12) != 0 && memcmp(buf, "HTTP/1.1 200", 12) != 0) ||
             (buf[12] != ' ' && buf[12] != '\r') || memchr(buf, '\0', header_len) != NULL)
             abort();
-        /* Every prefix of a short header, the longest and a middle one of
-         * a long one (each call reads the whole prefix). */
-        for (gsize i = header_len > 512 ? header_len / 2 : 0; i < header_len;
-             i = (header_len > 512 && i < header_len - 1) ? header_len - 1 : i + 1) {
+        /* Every prefix of a short header; of a long one the first bytes,
+         * a middle one and the last few (each call reads its prefix). */
+        for (gsize i = 0; i < header_len; i = (header_len > 64 && i == 15) ? header_len / 2
+                                            : (header_len > 64 && i == header_len / 2)
+                                                ? header_len - 5 : i + 1) {
             gsize h = 0;
             const char *w = NULL;
 
