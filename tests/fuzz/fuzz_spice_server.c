@@ -2,7 +2,9 @@
 /* fuzz_spice_server.c - libFuzzer target for what a SPICE server sends on
  * a main channel, as spicegate reads it (sg_spice_main_scan_feed()): the
  * link reply (its error code, capabilities and size), the link result,
- * then messages up to SPICE_MSG_MAIN_INIT and its session id.
+ * then messages up to SPICE_MSG_MAIN_INIT and its session id; and the
+ * reply's start as the TLS link guard reads it on any channel
+ * (sg_spice_link_reply_error(): NEED_SECURED), checked against the scan.
  *
  * The input: one byte of flags (bit 0: the browser's link message offered
  * mini headers), two bytes that seed the sizes of the pieces, then the
@@ -20,6 +22,8 @@
 #include <string.h>
 
 #include <glib.h>
+
+#include <spice/protocol.h>
 
 #include "spice_link.h"
 
@@ -82,6 +86,42 @@ scan(const SgSpiceLink *client, const uint8_t *stream, size_t len, uint32_t seed
     return v;
 }
 
+/* The start of the server's link reply as the TLS link guard reads it
+ * (sg_spice_link_reply_error(), on any channel), checked against itself
+ * byte by byte and against the main channel's scan @scan_result of the
+ * same bytes: the scan never takes a reply the guard refuses, and a link
+ * the scan follows to MAIN_INIT was answered SPICE_LINK_ERR_OK. */
+static void
+check_reply_error(const uint8_t *reply, size_t len, SgParseResult scan_result)
+{
+    uint32_t error = 0xdeadbeef;
+    const char *why = NULL;
+    SgParseResult r = sg_spice_link_reply_error(reply, len, &error, &why);
+
+    if ((r == SG_PARSE_INVALID) != (why != NULL))
+        abort();
+    if (r == SG_PARSE_AGAIN && len >= SG_LINK_REPLY_HEAD_BYTES)
+        abort();
+    if (r == SG_PARSE_OK && (len < SG_LINK_REPLY_HEAD_BYTES ||
+                             error != ((uint32_t)reply[16] | (uint32_t)reply[17] << 8 |
+                                       (uint32_t)reply[18] << 16 | (uint32_t)reply[19] << 24)))
+        abort();
+    /* Byte by byte: every shorter prefix AGAIN until a verdict, and the
+     * verdict once reached stays (the guard reads as bytes come). */
+    for (size_t i = 0; i < len && i <= SG_LINK_REPLY_HEAD_BYTES; i++) {
+        SgParseResult p = sg_spice_link_reply_error(reply, i, NULL, NULL);
+
+        if (p == SG_PARSE_OK && i < SG_LINK_REPLY_HEAD_BYTES)
+            abort();
+        if (p == SG_PARSE_INVALID && r != SG_PARSE_INVALID)
+            abort();
+    }
+    if (r == SG_PARSE_INVALID && scan_result == SG_PARSE_OK)
+        abort();
+    if (scan_result == SG_PARSE_OK && (r != SG_PARSE_OK || error != SPICE_LINK_ERR_OK))
+        abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -102,6 +142,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (whole.result != pieces.result || whole.session_id != pieces.session_id ||
         g_strcmp0(whole.reason, pieces.reason) != 0)
         abort();
+    check_reply_error(data, size, whole.result);
     if (size <= 1024) {
         Verdict bytes = scan(&client, data, size, 1);
 
