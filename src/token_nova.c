@@ -556,9 +556,8 @@ on_nova_reply(const SgHttpResponse *resp, gpointer data)
     }
 }
 
-/* The status of Nova's {"server": {"status": ...}}, or NULL. */
-static char *
-server_status(const char *body, gsize len)
+char *
+sg_token_nova_server_status(const char *body, gsize len)
 {
     g_autoptr(JsonParser) parser = json_parser_new();
     JsonNode *root;
@@ -594,7 +593,7 @@ on_server_reply(const SgHttpResponse *resp, gpointer data)
     sg_zone_note_latency(SG_ZONE_SVC_NOVA, resp->elapsed_us);
     switch (resp->status) {
     case 200:
-        status = server_status(resp->body, resp->body_len);
+        status = sg_token_nova_server_status(resp->body, resp->body_len);
         if (status == NULL) {
             nova_warn(p, "nova: Nova's answer about %s has no server status", p->tag);
             finish_error(p, SG_TOKEN_ERROR_UNAVAILABLE, "Nova's server answer has no status");
@@ -860,35 +859,20 @@ static const SgTokenBackendVtable nova_vtable = {
 
 /* --- start-up check ------------------------------------------------------------ */
 
-static void
-on_version_reply(const SgHttpResponse *resp, gpointer data)
+gboolean
+sg_token_nova_parse_versions(const char *body, gsize len, char **min_version,
+                             char **max_version, GError **error)
 {
-    NovaBackend *nb = data;
     g_autoptr(JsonParser) parser = json_parser_new();
     JsonNode *root;
     JsonObject *version = NULL;
     const char *max = NULL;
     const char *min = NULL;
-    g_autoptr(GError) error = NULL;
 
-    sg_zone_note_latency(SG_ZONE_SVC_NOVA, resp->elapsed_us);
-
-    nb->probe = NULL;
-    if (resp->status == 0) {
-        g_warning("nova: cannot reach Nova's compute endpoint: %s; token checks may fail",
-                  resp->error);
-        return;
-    }
-    if (resp->status != 200) {
-        g_warning("nova: Nova's compute endpoint answered HTTP %ld to GET /; token checks may "
-                  "fail", resp->status);
-        return;
-    }
-    if (!sg_json_load_bounded(parser, resp->body, resp->body_len, &error)) {
-        g_warning("nova: Nova's version document is not JSON: %s; token checks may fail",
-                  error->message);
-        return;
-    }
+    *min_version = NULL;
+    *max_version = NULL;
+    if (!sg_json_load_bounded(parser, body, len, error))
+        return FALSE;
     if ((root = json_parser_get_root(parser)) != NULL && JSON_NODE_HOLDS_OBJECT(root)) {
         JsonNode *node = json_object_get_member(json_node_get_object(root), "version");
 
@@ -906,9 +890,40 @@ on_version_reply(const SgHttpResponse *resp, gpointer data)
     }
     /* Microversions are "2.93": anything long is not one, and would only
      * make a long log line. */
-    if (min != NULL && strlen(min) > 16)
-        min = NULL;
-    if (max == NULL || strlen(max) > 16) {
+    if (min != NULL && strlen(min) <= 16)
+        *min_version = g_strdup(min);
+    if (max != NULL && strlen(max) <= 16)
+        *max_version = g_strdup(max);
+    return TRUE;
+}
+
+static void
+on_version_reply(const SgHttpResponse *resp, gpointer data)
+{
+    NovaBackend *nb = data;
+    g_autofree char *max = NULL;
+    g_autofree char *min = NULL;
+    g_autoptr(GError) error = NULL;
+
+    sg_zone_note_latency(SG_ZONE_SVC_NOVA, resp->elapsed_us);
+
+    nb->probe = NULL;
+    if (resp->status == 0) {
+        g_warning("nova: cannot reach Nova's compute endpoint: %s; token checks may fail",
+                  resp->error);
+        return;
+    }
+    if (resp->status != 200) {
+        g_warning("nova: Nova's compute endpoint answered HTTP %ld to GET /; token checks may "
+                  "fail", resp->status);
+        return;
+    }
+    if (!sg_token_nova_parse_versions(resp->body, resp->body_len, &min, &max, &error)) {
+        g_warning("nova: Nova's version document is not JSON: %s; token checks may fail",
+                  error->message);
+        return;
+    }
+    if (max == NULL) {
         g_warning("nova: Nova's version document does not report its microversions");
         return;
     }

@@ -40,6 +40,18 @@ SgTokenBackend *sg_token_nova_new(const SgConfig *cfg, GError **error);
 gboolean sg_token_nova_parse_reply(const char *body, gsize len, SgConsoleTarget **tgt,
                                    GError **error);
 
+/* The status of Nova's {"server": {"status": ...}} (GET /servers/{uuid}),
+ * newly allocated, or NULL when the body has none. For fuzzing. */
+char *sg_token_nova_server_status(const char *body, gsize len);
+
+/* Nova's version document (GET / on the compute endpoint): its
+ * "version" (@max_version) and "min_version", each newly allocated, or
+ * NULL when missing, not a string or longer than a microversion can be.
+ * FALSE with @error only when the body is not JSON within json_guard's
+ * bounds. For fuzzing. */
+gboolean sg_token_nova_parse_versions(const char *body, gsize len, char **min_version,
+                                      char **max_version, GError **error);
+
 /* The answer cache, exposed for tests. Times are g_get_monotonic_time()
  * microseconds, passed in. */
 typedef struct SgNovaCache SgNovaCache;

@@ -152,9 +152,62 @@ on_deadline(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* 4096: Nova reads the CONNECT reply headers the same way; a proxy that
- * sends more header than that is not one we talk to. */
-#define SG_CONNECT_REPLY_MAX_BYTES 4096
+/* Where "\r\n" (@blank: "\r\n\r\n") first starts in @buf[0..@len), or
+ * NULL. */
+static const char *
+find_crlf(const char *buf, gsize len, bool blank)
+{
+    gsize need = blank ? 4 : 2;
+
+    for (gsize i = 0; i + need <= len; i++) {
+        if (buf[i] == '\r' && buf[i + 1] == '\n' &&
+            (!blank || (buf[i + 2] == '\r' && buf[i + 3] == '\n')))
+            return buf + i;
+    }
+    return NULL;
+}
+
+SgParseResult
+sg_upstream_parse_connect_reply(const char *buf, gsize len, gsize *header_len,
+                                const char **why)
+{
+    const char *end;
+    const char *eol;
+    gsize line;
+
+    *header_len = 0;
+    *why = NULL;
+    len = MIN(len, (gsize)SG_CONNECT_REPLY_MAX_BYTES);
+    /* Judge the start at once: an SSH banner or a SPICE server needs no
+     * wait for a blank line that may never come. */
+    if (memcmp(buf, "HTTP/1.", MIN(len, (gsize)7)) != 0) {
+        *why = "CONNECT refused";
+        return SG_PARSE_INVALID;
+    }
+    end = find_crlf(buf, len, true);
+    if (end == NULL) {
+        if (len >= SG_CONNECT_REPLY_MAX_BYTES) {
+            *why = "CONNECT reply header too long";
+            return SG_PARSE_INVALID;
+        }
+        return SG_PARSE_AGAIN;
+    }
+    if (memchr(buf, '\0', (gsize)(end - buf)) != NULL) {
+        *why = "NUL byte in the CONNECT reply";
+        return SG_PARSE_INVALID;
+    }
+    /* The status line alone: "HTTP/1.0 200" or "HTTP/1.1 200", then a
+     * space and a reason, or nothing. */
+    eol = find_crlf(buf, (gsize)(end + 2 - buf), false);
+    line = (gsize)(eol - buf);
+    if (line < 12 || (buf[7] != '0' && buf[7] != '1') || memcmp(buf + 8, " 200", 4) != 0 ||
+        (line > 12 && buf[12] != ' ')) {
+        *why = "CONNECT refused";
+        return SG_PARSE_INVALID;
+    }
+    *header_len = (gsize)(end + 4 - buf);
+    return SG_PARSE_OK;
+}
 
 /* The TLS handshake advances with each readiness the watch reports; the
  * connect deadline keeps running. */
@@ -206,9 +259,10 @@ established(SgUpstream *up)
 static void
 read_connect_reply(SgUpstream *up)
 {
-    char buf[SG_CONNECT_REPLY_MAX_BYTES + 1];
+    char buf[SG_CONNECT_REPLY_MAX_BYTES];
     ssize_t n = recv(up->fd, buf, SG_CONNECT_REPLY_MAX_BYTES, MSG_PEEK);
-    char *end;
+    gsize header_len = 0;
+    const char *why = NULL;
 
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
@@ -216,25 +270,31 @@ read_connect_reply(SgUpstream *up)
         fail(up, SG_UPSTREAM_ERROR_REFUSED, "connection closed during CONNECT");
         return;
     }
-    buf[n] = '\0';
-    end = g_strstr_len(buf, n, "\r\n\r\n");
-    if (end == NULL) {
-        if (n >= SG_CONNECT_REPLY_MAX_BYTES)
-            fail(up, SG_UPSTREAM_ERROR_REFUSED, "CONNECT reply header too long");
+    switch (sg_upstream_parse_connect_reply(buf, (gsize)n, &header_len, &why)) {
+    case SG_PARSE_AGAIN:
         return;                   /* wait for the rest */
-    }
-    /* "HTTP/1.x 200 ..." */
-    if (!g_str_has_prefix(buf, "HTTP/") || strchr(buf, ' ') == NULL ||
-        strncmp(strchr(buf, ' ') + 1, "200", 3) != 0) {
-        /* The status line is the proxy's, never a secret: log it. */
-        g_autofree char *line = g_strndup(buf, MIN(strcspn(buf, "\r\n"), 80));
-        g_autofree char *why = g_strdup_printf("CONNECT refused: %s", line);
+    case SG_PARSE_INVALID:
+        if (g_str_equal(why, "CONNECT refused")) {
+            /* The status line is the proxy's, never a secret: log it, up
+             * to 80 bytes, printable ones only. */
+            char line[81];
+            gsize i;
+            g_autofree char *message = NULL;
 
-        fail(up, SG_UPSTREAM_ERROR_REFUSED, why);
+            for (i = 0; i < (gsize)n && i < 80 && buf[i] != '\r' && buf[i] != '\n'; i++)
+                line[i] = g_ascii_isprint(buf[i]) ? buf[i] : '?';
+            line[i] = '\0';
+            message = g_strdup_printf("%s: %s", why, line);
+            fail(up, SG_UPSTREAM_ERROR_REFUSED, message);
+        } else {
+            fail(up, SG_UPSTREAM_ERROR_REFUSED, why);
+        }
         return;
+    default:
+        break;
     }
     /* Consume exactly the header; it is already in the kernel buffer. */
-    if (recv(up->fd, buf, (size_t)(end + 4 - buf), 0) != end + 4 - buf) {
+    if (recv(up->fd, buf, header_len, 0) != (ssize_t)header_len) {
         fail(up, SG_UPSTREAM_ERROR_REFUSED, "CONNECT reply could not be consumed");
         return;
     }

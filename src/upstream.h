@@ -75,4 +75,18 @@ GIOCondition sg_upstream_get_interest(const SgUpstream *up);
 const char *sg_upstream_get_peer(const SgUpstream *up);
 
 void sg_upstream_free(SgUpstream *up);
+
+/* 4096: Nova reads the CONNECT reply headers the same way; a proxy that
+ * sends more header than that is not one we talk to. */
+#define SG_CONNECT_REPLY_MAX_BYTES 4096
+
+/* Reads a proxy's reply to CONNECT from the first @len bytes received
+ * (pure; fuzzed by fuzz_connect_reply). OK: a "HTTP/1.0 200" or
+ * "HTTP/1.1 200" status line and the whole header within
+ * SG_CONNECT_REPLY_MAX_BYTES; *@header_len is its length with the blank
+ * line, and what follows is the SPICE server's. AGAIN: a valid start,
+ * more needed. INVALID: *@why is a static phrase ("CONNECT refused" for
+ * another status, which the caller logs with the status line). */
+SgParseResult sg_upstream_parse_connect_reply(const char *buf, gsize len, gsize *header_len,
+                                              const char **why);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgUpstream, sg_upstream_free)

@@ -12,6 +12,10 @@
 #   5. the Debian package (tests/deb/run.sh): make deb, lintian, install and
 #      purge in a fresh Debian 12 root; counted as one test, skipped (and
 #      said so) when not run as root
+#   6. a bounded fuzz run (tests/fuzz/run.sh): a clang --enable-fuzzing
+#      build with ASan + UBSan, each libFuzzer target for FUZZ_SECONDS (60)
+#      two at a time, one test per target; skipped, loudly, without clang's
+#      libFuzzer
 # Builds are out of tree, under $BUILD_ROOT (default ./build-tests), so the
 # source tree stays clean. Every step runs even after one fails. The last
 # line is always "tests: N passed, N failed", summed over automake's
@@ -23,7 +27,9 @@
 # here and in CI, while release builds (plain ./configure) only warn.
 #
 # Environment: BUILD_ROOT, JOBS (parallel make jobs, default nproc),
-# CONFIGURE_FLAGS (extra configure arguments for every build).
+# CONFIGURE_FLAGS (extra configure arguments for every build), FUZZ_SECONDS
+# (seconds per fuzz target, default 60; 0 skips), FUZZ_JOBS (targets at a
+# time, default 2).
 
 set -uo pipefail
 
@@ -152,6 +158,53 @@ case $? in
     77) echo "deb: SKIP (not root)"; skipped=$((skipped + 1)) ;;
     *) echo "deb: FAIL"; failed=$((failed + 1)); failures+=("deb") ;;
 esac
+
+# --- 6. a bounded fuzz run ----------------------------------------------------
+# With clang and libFuzzer (Debian's clang and libclang-rt-14-dev): one
+# more build, CC=clang --enable-fuzzing --enable-sanitizers (ASan + UBSan,
+# every finding fatal), only the fuzz targets; then tests/fuzz/run.sh runs
+# each for FUZZ_SECONDS (default 60; 0 skips the step), two at a time.
+# One test per target; without the toolchain each is counted as skipped.
+fuzz_names=()
+for corpus in "$srcdir"/tests/fuzz/corpus/*/; do
+    fuzz_names+=("$(basename "$corpus")")
+done
+fuzz_dir=$build_root/fuzz
+fuzz_seconds=${FUZZ_SECONDS:-60}
+step "fuzz: ${#fuzz_names[@]} libFuzzer targets, ${fuzz_seconds} s each (FUZZ_SECONDS)"
+rm -rf "$fuzz_dir"
+mkdir -p "$fuzz_dir"
+fuzz_probe=$fuzz_dir/probe
+if [ "$fuzz_seconds" = 0 ]; then
+    echo "fuzz: SKIP: FUZZ_SECONDS=0 (${#fuzz_names[@]} targets not run)"
+    skipped=$((skipped + ${#fuzz_names[@]}))
+elif ! command -v clang >/dev/null 2>&1 ||
+     ! printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }\n' |
+         clang -fsanitize=fuzzer,address,undefined -x c - -o "$fuzz_probe" >"$fuzz_probe.log" 2>&1; then
+    echo "fuzz: SKIP !!! no clang with libFuzzer here (apt-get install clang libclang-rt-14-dev):"
+    echo "fuzz: SKIP !!! ${#fuzz_names[@]} fuzz targets NOT RUN"
+    skipped=$((skipped + ${#fuzz_names[@]}))
+elif (
+    cd "$fuzz_dir" || exit 1
+    step "fuzz: configure CC=clang --enable-fuzzing --enable-sanitizers"
+    "$srcdir/configure" -q CC=clang --enable-fuzzing --enable-sanitizers "${extra_flags[@]}" ||
+        exit 1
+    step "fuzz: make the fuzz targets"
+    make -j"$jobs" "${fuzz_names[@]/#/tests/fuzz/fuzz_}"
+); then
+    FUZZ_SECONDS=$fuzz_seconds FUZZ_JOBS=${FUZZ_JOBS:-2} \
+        "$srcdir/tests/fuzz/run.sh" "$fuzz_dir" "$fuzz_dir/run" | tee "$fuzz_dir/run.log"
+    p=$(grep -c '^fuzz: PASS ' "$fuzz_dir/run.log")
+    f=$(grep -c '^fuzz: FAIL ' "$fuzz_dir/run.log")
+    # A target that printed no line at all (the script died) is a failure.
+    f=$((f + ${#fuzz_names[@]} - p - f))
+    printf 'fuzz: %d passed, %d failed (figures in %s)\n' "$p" "$f" "$fuzz_dir/run/results.tsv"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    [ "$f" -eq 0 ] || failures+=("fuzz")
+else
+    step_failed "fuzz build"
+fi
 
 # --- summary --------------------------------------------------------------------
 # The failures again, short, at the very end: a CI page that keeps only

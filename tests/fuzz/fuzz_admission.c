@@ -87,6 +87,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (subprotocol != NULL && strcmp(subprotocol, "binary") != 0 && subprotocol[0] != '\0')
         abort();
 
+    /* The handshake check of an otherwise right upgrade turns on the
+     * offer alone: refused exactly when something but "binary" was. */
+    {
+        SgHandshake hs = {
+            .upgrade = "websocket", .has_key = true, .version = "13",
+            .has_protocols = field[FIELD_SUBPROTOCOL] != NULL,
+            .protocols = field[FIELD_SUBPROTOCOL],
+        };
+        const char *refused = sg_admission_check_handshake(&hs);
+
+        if ((refused != NULL) != (field[FIELD_SUBPROTOCOL] != NULL && subprotocol == NULL))
+            abort();
+    }
+
     check_hostname(field[FIELD_HOST]);
     check_hostname(field[FIELD_ORIGIN]);
     verdict = sg_admission_check_origin(field[FIELD_ORIGIN], field[FIELD_HOST],

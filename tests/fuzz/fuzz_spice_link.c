@@ -6,6 +6,15 @@
  * for the message alone, and AGAIN for it one byte short. The same bytes
  * then go, as a SPICE server's side of a main channel, through the
  * session-id scan, whole and in two pieces, which must agree.
+ *
+ * An input may also be a whole exchange: a link message that parses, then
+ * the SPICE server's answer to it (link reply, result, messages), which is
+ * read as spicegate reads it: through a scan started from that link
+ * message, fed whole and a byte at a time, which must agree, and through
+ * sg_spice_link_reply_error() (the TLS link guard's reading of any
+ * channel's reply: SPICE_LINK_ERR_NEED_SECURED), checked against the scan.
+ * A new form of server answer needs a corpus file, not a new target;
+ * fuzz_spice_server cuts the server's stream in random pieces.
  */
 #include "autoconfig.h"
 
@@ -14,9 +23,69 @@
 
 #include <glib.h>
 
+#include <spice/protocol.h>
+
 #include "spice_link.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The start of the server's link reply as the TLS link guard reads it
+ * (sg_spice_link_reply_error(), on any channel), checked against itself
+ * byte by byte and against the main channel's scan @scan_result of the
+ * same bytes: the scan never takes a reply the guard refuses, and a link
+ * the scan follows to MAIN_INIT was answered SPICE_LINK_ERR_OK. */
+static void
+check_reply_error(const uint8_t *reply, size_t len, SgParseResult scan_result)
+{
+    uint32_t error = 0xdeadbeef;
+    const char *why = NULL;
+    SgParseResult r = sg_spice_link_reply_error(reply, len, &error, &why);
+
+    if ((r == SG_PARSE_INVALID) != (why != NULL))
+        abort();
+    if (r == SG_PARSE_AGAIN && len >= SG_LINK_REPLY_HEAD_BYTES)
+        abort();
+    if (r == SG_PARSE_OK && (len < SG_LINK_REPLY_HEAD_BYTES ||
+                             error != ((uint32_t)reply[16] | (uint32_t)reply[17] << 8 |
+                                       (uint32_t)reply[18] << 16 | (uint32_t)reply[19] << 24)))
+        abort();
+    /* Byte by byte: every shorter prefix AGAIN until a verdict, and the
+     * verdict once reached stays (the guard reads as bytes come). */
+    for (size_t i = 0; i < len && i <= SG_LINK_REPLY_HEAD_BYTES; i++) {
+        SgParseResult p = sg_spice_link_reply_error(reply, i, NULL, NULL);
+
+        if (p == SG_PARSE_OK && i < SG_LINK_REPLY_HEAD_BYTES)
+            abort();
+        if (p == SG_PARSE_INVALID && r != SG_PARSE_INVALID)
+            abort();
+    }
+    if (r == SG_PARSE_INVALID && scan_result == SG_PARSE_OK)
+        abort();
+    if (scan_result == SG_PARSE_OK && (r != SG_PARSE_OK || error != SPICE_LINK_ERR_OK))
+        abort();
+}
+
+/* The server's answer @reply to the browser's @link, whole and a byte at a
+ * time: the same verdict, session id and reason. */
+static void
+check_exchange(const SgSpiceLink *link, const uint8_t *reply, size_t len)
+{
+    SgSpiceMainScan whole, bytes;
+    uint32_t id_whole = 0, id_bytes = 0;
+    const char *why_whole = NULL, *why_bytes = NULL;
+    SgParseResult r_whole, r_bytes = SG_PARSE_AGAIN;
+
+    sg_spice_main_scan_init(&whole, link);
+    sg_spice_main_scan_init(&bytes, link);
+    r_whole = sg_spice_main_scan_feed(&whole, reply, len, &id_whole, &why_whole);
+    if ((r_whole == SG_PARSE_INVALID) != (why_whole != NULL))
+        abort();
+    for (size_t i = 0; i < len && r_bytes == SG_PARSE_AGAIN; i++)
+        r_bytes = sg_spice_main_scan_feed(&bytes, reply + i, 1, &id_bytes, &why_bytes);
+    if (r_bytes != r_whole || id_bytes != id_whole || g_strcmp0(why_bytes, why_whole) != 0)
+        abort();
+    check_reply_error(reply, len, r_whole);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -45,6 +114,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (sg_spice_link_parse(data, consumed - 1, NULL, NULL, NULL) != SG_PARSE_AGAIN)
             abort();
+        if (size - consumed <= 4096)
+            check_exchange(&link, data + consumed, size - consumed);
         break;
     default:
         abort();

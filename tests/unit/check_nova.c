@@ -742,6 +742,44 @@ START_TEST(test_nova_reply_validated)
 }
 END_TEST
 
+/* The instance's status (GET /servers/{uuid}) and the version document
+ * (GET /), read by the pure helpers that fuzz_nova also calls. */
+START_TEST(test_nova_server_status_and_versions)
+{
+    static const char active[] = "{\"server\": {\"id\": \"x\", \"status\": \"ACTIVE\"}}";
+    static const char versions[] =
+        "{\"version\": {\"version\": \"2.95\", \"min_version\": \"2.1\"}}";
+    static const char long_min[] =
+        "{\"version\": {\"version\": \"2.93\", \"min_version\": \"2.11111111111111111111\"}}";
+    g_autofree char *status = sg_token_nova_server_status(active, strlen(active));
+    g_autofree char *min = NULL;
+    g_autofree char *max = NULL;
+    g_autoptr(GError) error = NULL;
+
+    ck_assert_str_eq(status, "ACTIVE");
+    ck_assert_ptr_null(sg_token_nova_server_status("{\"server\": {\"status\": 1}}", 25));
+    ck_assert_ptr_null(sg_token_nova_server_status("[", 1));
+    ck_assert_ptr_null(sg_token_nova_server_status(NULL, 0));
+
+    ck_assert(sg_token_nova_parse_versions(versions, strlen(versions), &min, &max, &error));
+    ck_assert_str_eq(min, "2.1");
+    ck_assert_str_eq(max, "2.95");
+    g_clear_pointer(&min, g_free);
+    g_clear_pointer(&max, g_free);
+    /* A minimum too long to be a microversion is left out, not cut. */
+    ck_assert(sg_token_nova_parse_versions(long_min, strlen(long_min), &min, &max, &error));
+    ck_assert_ptr_null(min);
+    ck_assert_str_eq(max, "2.93");
+    g_clear_pointer(&max, g_free);
+    ck_assert(sg_token_nova_parse_versions("{}", 2, &min, &max, &error));
+    ck_assert_ptr_null(min);
+    ck_assert_ptr_null(max);
+    ck_assert(!sg_token_nova_parse_versions("{\"version\":", 11, &min, &max, &error));
+    ck_assert_ptr_nonnull(error);
+    ck_assert_ptr_null(max);
+}
+END_TEST
+
 /* ---- the answer cache ------------------------------------------------------ */
 
 #define SEC G_USEC_PER_SEC
@@ -861,6 +899,7 @@ nova_suite(void)
 
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_nova_conf_syntax);
+    tcase_add_test(tc, test_nova_server_status_and_versions);
     tcase_add_test(tc, test_nova_conf_oslo_value_rules);
     tcase_add_test(tc, test_nova_conf_error_quotes_no_value);
     tcase_add_test(tc, test_nova_conf_maps_onto_spicegate);

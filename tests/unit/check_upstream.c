@@ -337,8 +337,11 @@ END_TEST
 
 START_TEST(test_connect_path_header_too_long)
 {
+    /* A 200 whose header never ends (bytes that do not start like HTTP
+     * are refused at once: test_connect_path_not_http). */
     g_autofree char *junk = g_strnfill(5000, 'a');
 
+    memcpy(junk, "HTTP/1.1 200 OK\r\nX: ", 21);
     connect_path_fails(junk, 5000, false, "too long");
 }
 END_TEST
@@ -400,6 +403,67 @@ START_TEST(test_free_during_connect_handshake)
 }
 END_TEST
 
+/* The CONNECT reply parser alone (fuzz_connect_reply fuzzes it): only a
+ * 1.x 200 status line with the whole header passes, a wrong start is
+ * refused before the blank line, and no byte after it is claimed. */
+static const struct {
+    const char *reply;
+    SgParseResult want;
+    gsize header_len;
+} connect_reply_cases[] = {
+    { "HTTP/1.1 200 OK\r\nX-Proxy: yes\r\n\r\nREDQ", SG_PARSE_OK, 33 },
+    { "HTTP/1.0 200\r\n\r\n", SG_PARSE_OK, 16 },
+    { "HTTP/1.1 200 Connection established\r\n\r\n", SG_PARSE_OK, 39 },
+    { "HTTP/1.1 200 OK\r\nX-Proxy: yes\r\n", SG_PARSE_AGAIN, 0 },
+    { "HTTP/1", SG_PARSE_AGAIN, 0 },
+    { "", SG_PARSE_AGAIN, 0 },
+    { "HTTP/1.1 2000 OK\r\n\r\n", SG_PARSE_INVALID, 0 },
+    { "HTTP/1.1 403 Forbidden\r\n\r\n", SG_PARSE_INVALID, 0 },
+    { "HTTP/2 200\r\n\r\n", SG_PARSE_INVALID, 0 },
+    /* The first line has no status: a " 200" further on is not one. */
+    { "HTTP/1.1\r\n\r\n 200 OK", SG_PARSE_INVALID, 0 },
+    { "HTTP/1.1\r\nX: 200\r\n\r\n", SG_PARSE_INVALID, 0 },
+    { "SSH-2.0-OpenSSH_9.2", SG_PARSE_INVALID, 0 },
+    { "REDQ", SG_PARSE_INVALID, 0 },
+};
+
+START_TEST(test_connect_reply_parse)
+{
+    const char *reply = connect_reply_cases[_i].reply;
+    gsize header_len = 99;
+    const char *why = NULL;
+    SgParseResult got = sg_upstream_parse_connect_reply(reply, strlen(reply), &header_len, &why);
+
+    ck_assert_msg(got == connect_reply_cases[_i].want, "case %d: %d", _i, got);
+    ck_assert_uint_eq(header_len, connect_reply_cases[_i].header_len);
+    ck_assert((got == SG_PARSE_INVALID) == (why != NULL));
+}
+END_TEST
+
+START_TEST(test_connect_reply_limits)
+{
+    g_autofree char *big = g_malloc(SG_CONNECT_REPLY_MAX_BYTES + 10);
+    gsize header_len;
+    const char *why = NULL;
+    static const char nul[] = "HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n";
+
+    memset(big, 'a', SG_CONNECT_REPLY_MAX_BYTES + 10);
+    memcpy(big, "HTTP/1.1 200 OK\r\n", 17);
+    ck_assert_int_eq(sg_upstream_parse_connect_reply(big, SG_CONNECT_REPLY_MAX_BYTES - 1,
+                                                     &header_len, &why), SG_PARSE_AGAIN);
+    ck_assert_int_eq(sg_upstream_parse_connect_reply(big, SG_CONNECT_REPLY_MAX_BYTES,
+                                                     &header_len, &why), SG_PARSE_INVALID);
+    ck_assert_str_eq(why, "CONNECT reply header too long");
+    /* A blank line just past the limit is past it. */
+    memcpy(big + SG_CONNECT_REPLY_MAX_BYTES - 2, "\r\n\r\n", 4);
+    ck_assert_int_eq(sg_upstream_parse_connect_reply(big, SG_CONNECT_REPLY_MAX_BYTES + 10,
+                                                     &header_len, &why), SG_PARSE_INVALID);
+    ck_assert_int_eq(sg_upstream_parse_connect_reply(nul, sizeof(nul) - 1, &header_len, &why),
+                     SG_PARSE_INVALID);
+    ck_assert_str_eq(why, "NUL byte in the CONNECT reply");
+}
+END_TEST
+
 static Suite *
 upstream_suite(void)
 {
@@ -409,6 +473,8 @@ upstream_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_connects);
+    tcase_add_loop_test(tc, test_connect_reply_parse, 0, G_N_ELEMENTS(connect_reply_cases));
+    tcase_add_test(tc, test_connect_reply_limits);
     tcase_add_test(tc, test_refused);
     tcase_add_test(tc, test_connects_by_name);
     tcase_add_test(tc, test_refused_ipv6_address);
