@@ -232,6 +232,31 @@ close_admin_fds(SgMaster *m)
     m->admin_ctl = -1;
 }
 
+/* In a child just forked (a worker or the admin process): it must not
+ * outlive the master, must not answer to systemd, and gets back the
+ * signals the master blocked; and it holds none of the master's own
+ * descriptors (the workers' ready pipes and control sockets, whose
+ * sg_fleet_free() here closes ours, not their peers; the signalfd; the
+ * admin API's). What a child keeps of the master's it takes first. */
+static void
+enter_child(SgMaster *m)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1)
+        sg_child_exit(1);
+    g_unsetenv("NOTIFY_SOCKET");
+    g_unsetenv("WATCHDOG_USEC");
+    g_unsetenv("WATCHDOG_PID");
+    for (guint i = 0; i < m->count; i++) {
+        if (m->workers[i].ready_fd >= 0)
+            close(m->workers[i].ready_fd);
+    }
+    g_clear_pointer(&m->fleet, sg_fleet_free);
+    close(m->sfd);
+    close_admin_fds(m);
+    sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+}
+
 /* Forks the admin process on m->admin_fd (admin.h); restarts it later if
  * that fails. */
 static void
@@ -263,29 +288,15 @@ start_admin(SgMaster *m)
         int listen_fd = m->admin_fd;
         int status;
 
-        /* As a worker: not outliving the master, not answering to
-         * systemd, with the signals the master blocked; and holding none
-         * of the master's descriptors: above all not the public port's,
-         * which must be free once the master closes it (a drain). */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        /* Of the master's descriptors it keeps only the admin socket: above
+         * all not the public port's, which must be free once the master
+         * closes it (a drain). */
+        m->admin_fd = -1;
+        enter_child(m);
         prctl(PR_SET_NAME, "spicegate-admin");
-        if (getppid() == 1)
-            sg_child_exit(1);
-        g_unsetenv("NOTIFY_SOCKET");
-        g_unsetenv("WATCHDOG_USEC");
-        g_unsetenv("WATCHDOG_PID");
-        for (guint i = 0; i < m->count; i++) {
-            if (m->workers[i].ready_fd >= 0)
-                close(m->workers[i].ready_fd);
-        }
-        g_clear_pointer(&m->fleet, sg_fleet_free);
         if (m->listen_fd >= 0)
             close(m->listen_fd);
-        close(m->sfd);
         close(ctl[0]);
-        m->admin_fd = -1;
-        close_admin_fds(m);
-        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
         ctx.fleet = sg_fleet_new_relay(ctl[1], m->count);
         status = sg_admin_run_process(listen_fd, &ctx);
         sg_fleet_free(ctx.fleet);
@@ -332,26 +343,11 @@ start_worker(SgMaster *m, guint index)
         return;
     }
     if (pid == 0) {
-        /* The worker: it must not outlive the master, must not answer to
-         * systemd, and needs the signals the master blocked. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() == 1)
-            sg_child_exit(1);
-        g_unsetenv("NOTIFY_SOCKET");
-        g_unsetenv("WATCHDOG_USEC");
-        g_unsetenv("WATCHDOG_PID");
-        for (guint i = 0; i < m->count; i++) {
-            if (m->workers[i].ready_fd >= 0)
-                close(m->workers[i].ready_fd);
-        }
+        /* The worker keeps the public port; its own control socket's
+         * other end, like every other worker's, is the master's. */
+        enter_child(m);
         close(pipefd[0]);
-        /* The other workers' control sockets, and ours, are the master's
-         * (sg_fleet_free() here closes the descriptors, not their peers). */
         close(ctl[0]);
-        g_clear_pointer(&m->fleet, sg_fleet_free);
-        /* The admin API's sockets are the master's and the admin process's. */
-        close_admin_fds(m);
-        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
         sg_child_exit(m->worker_main(index, m->listen_fd, m->port, pipefd[1], m->zone, ctl[1],
                              m->data));
     }
