@@ -104,6 +104,35 @@ function spec_text(spec,    n, i, parts, op, lhs, rhs, out) {
     return out
 }
 
+# The second table: spicegate's rows toward a TLS SPICE server (metric
+# spice_tls_M) next to its plain rows (M) of the same run.
+function spice_tls_table(    i, n, m, a, b, r, tm) {
+    n = split("down1 up cps1 ttfb_p50 ttfb_p99 cpu_gb_down cpu_gb_up cpu_ms_conn", tm, " ")
+    for (i = 1; i <= n; i++)
+        if (("spice_tls_" tm[i]) in seen)
+            break
+    if (i > n)
+        return
+    if (printed_main)
+        print ""
+    print "TLS toward the SPICE server (spicegate; plain = its row above):"
+    print ""
+    print "| Metric | plain TCP to SPICE server | TLS to SPICE server | TLS/plain |"
+    print "|---|---|---|---|"
+    for (i = 1; i <= n; i++) {
+        m = tm[i]
+        if (!(("spice_tls_" m) in seen))
+            continue
+        a = ("spice_tls_" m) SUBSEP "spicegate"
+        b = m SUBSEP "spicegate"
+        r = "-"
+        if ((a in M) && (b in M) && M[b] != 0)
+            r = sprintf("%.2fx", M[a] / M[b])
+        printf "| %s | %s | %s | %s |\n", label[m], cell(m, "spicegate", f[m]),
+            cell("spice_tls_" m, "spicegate", f[m]), r
+    }
+}
+
 BEGIN {
     # metric | label | printf format | target spec
     nrows = split("down1 down8 up rtt_p50 rtt_p99 rttpin_p50 rttpin_p99 cps1 cps16 " \
@@ -206,6 +235,15 @@ NF >= 3 {
 END {
     for (key in vals)
         summarise(key)
+    for (r = 1; r <= nrows; r++)
+        if (rows[r] in seen)
+            printed_main = 1
+    if (printed_main)
+        main_table()
+    spice_tls_table()
+}
+
+function main_table(    i, r, m) {
     printf "| Metric |"
     for (i = 1; i <= nsys; i++)
         printf " %s |", sysname[sys[i]]

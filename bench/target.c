@@ -10,7 +10,13 @@
  * client can be measured with no proxy at all ("ws direct") and a plain
  * TCP relay (socat) can carry the same websocket workload.
  *
+ * With --tls-cert and --tls-key every accepted connection speaks TLS
+ * (server side, non-blocking OpenSSL on the same epoll loop), as a SPICE
+ * server's TLS port does: the same modes, carried by SSL_read/SSL_write.
+ * Without them nothing about the plain path changes.
+ *
  * Usage: sgbench-target [--listen 127.0.0.1:0] [--port-file FILE]
+ *                       [--tls-cert FILE --tls-key FILE]
  *        sgbench-target --pick-port   (print a free loopback port, exit;
  *                                      for proxies that cannot listen on 0)
  * Stops on SIGTERM/SIGINT and prints its counters to stderr.
@@ -31,6 +37,9 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "common.h"
 
@@ -79,13 +88,19 @@ typedef struct {
     size_t frame_hdr_off;
     uint64_t frame_left;          /* payload bytes of the frame still unsent */
     uint32_t events;
+    SSL *ssl;                     /* TLS mode only */
+    bool handshaking;             /* SSL_accept not done yet */
+    bool ssl_want_read;           /* the last SSL call waits for input */
+    bool ssl_want_write;          /* ... or for room to write */
 } Conn;
 
 static int epfd;
 static uint8_t readbuf[SGB_READ_BYTES];
 static volatile sig_atomic_t stopping;
+static SSL_CTX *ssl_ctx;          /* NULL: plain TCP */
 static struct {
     uint64_t accepted, closed, corrupt, bad_link, bad_ws;
+    uint64_t tls_done, tls_resumed, bad_tls;
     uint64_t streamed, sunk, echoed;
 } stats;
 
@@ -111,11 +126,66 @@ static void
 conn_free(Conn *c)
 {
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    SSL_free(c->ssl);
     close(c->fd);
     free(c->req);
     free(c->pending);
     free(c);
     stats.closed++;
+}
+
+/* What the last SSL call on @c returned (@r): the epoll interest it waits
+ * for, or a broken connection. Returns -1 with errno EAGAIN (wait) or EPIPE
+ * (give up), as send()/recv() would. */
+static ssize_t
+tls_result(Conn *c, int r)
+{
+    int err = SSL_get_error(c->ssl, r);
+
+    c->ssl_want_read = err == SSL_ERROR_WANT_READ;
+    c->ssl_want_write = err == SSL_ERROR_WANT_WRITE;
+    if (r > 0)
+        return r;
+    if (c->ssl_want_read || c->ssl_want_write) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    ERR_clear_error();
+    errno = EPIPE;
+    return -1;
+}
+
+static ssize_t
+tls_write(Conn *c, const void *data, size_t len)
+{
+    return tls_result(c, SSL_write(c->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len));
+}
+
+/* As many whole records as fit in @cap (one SSL_read returns at most one
+ * record, 16 KiB; reading on until the buffer is nearly full matches the
+ * plain path's one large recv(), and leaves no record half read inside
+ * OpenSSL, where epoll would not see it). */
+static ssize_t
+tls_read(Conn *c, uint8_t *buf, size_t cap)
+{
+    size_t got = 0;
+
+    while (cap - got >= 16384) {
+        ssize_t n = tls_result(c, SSL_read(c->ssl, buf + got, (int)(cap - got)));
+
+        if (n <= 0) {
+            /* Waiting for input is what EPOLLIN (when not held back
+             * because the peer is slow to take our echo) is for. */
+            c->ssl_want_read = false;
+            if (got > 0 && (n == 0 || errno == EAGAIN))
+                return (ssize_t)got;   /* the end or the error comes next time */
+            return n;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
 }
 
 /* Queues @len bytes for the peer (copied). */
@@ -142,7 +212,8 @@ static bool
 flush_pending(Conn *c)
 {
     while (c->pending_len > 0) {
-        ssize_t n = send(c->fd, c->pending, c->pending_len, MSG_NOSIGNAL);
+        ssize_t n = c->ssl != NULL ? tls_write(c, c->pending, c->pending_len)
+                                   : send(c->fd, c->pending, c->pending_len, MSG_NOSIGNAL);
 
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
@@ -180,7 +251,10 @@ stream_out(Conn *c)
             payload = (size_t)c->frame_left;
         iov[iovcnt].iov_base = (void *)sgb_pattern_at(c->out_bytes);
         iov[iovcnt++].iov_len = payload;
-        n = writev(c->fd, iov, iovcnt);
+        /* TLS: one piece per SSL_write; a header written alone is
+         * accounted for below as a short write. */
+        n = c->ssl != NULL ? tls_write(c, iov[0].iov_base, iov[0].iov_len)
+                           : writev(c->fd, iov, iovcnt);
         if (n < 0)
             return errno == EAGAIN || errno == EINTR;
         if (c->ws) {
@@ -439,14 +513,47 @@ update_events(Conn *c)
         ev |= EPOLLIN;
     if (c->pending_len > 0 || (c->state == CONN_MODE && c->mode == SGB_MODE_STREAM))
         ev |= EPOLLOUT;
+    if (c->ssl != NULL) {
+        /* What OpenSSL last waited for (a handshake, or a record that
+         * needs the other direction) is what wakes the connection. */
+        if (c->handshaking)
+            ev = 0;
+        if (c->ssl_want_read)
+            ev |= EPOLLIN;
+        if (c->ssl_want_write)
+            ev |= EPOLLOUT;
+    }
     set_events(c, ev);
 }
 
 static void
 on_conn_event(Conn *c, uint32_t events)
 {
+    if (c->handshaking) {
+        int r = SSL_accept(c->ssl);
+
+        if (r != 1) {
+            if (tls_result(c, r) < 0 && errno == EAGAIN) {
+                update_events(c);
+                return;
+            }
+            stats.bad_tls++;
+            conn_free(c);
+            return;
+        }
+        c->handshaking = false;
+        c->ssl_want_read = c->ssl_want_write = false;
+        if (stats.tls_done++ == 0)   /* bench/run reports what was negotiated */
+            fprintf(stderr, "sgbench-target: first TLS handshake: %s %s\n",
+                    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+        if (SSL_session_reused(c->ssl))
+            stats.tls_resumed++;
+        /* The client's first bytes may already be here. */
+        events |= EPOLLIN;
+    }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        ssize_t n = recv(c->fd, readbuf, sizeof(readbuf), 0);
+        ssize_t n = c->ssl != NULL ? tls_read(c, readbuf, sizeof(readbuf))
+                                   : recv(c->fd, readbuf, sizeof(readbuf), 0);
 
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             conn_free(c);
@@ -495,6 +602,17 @@ on_accept(int lfd)
         }
         c->fd = fd;
         c->events = EPOLLIN;
+        if (ssl_ctx != NULL) {
+            c->ssl = SSL_new(ssl_ctx);
+            if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+                SSL_free(c->ssl);
+                free(c);
+                close(fd);
+                return;
+            }
+            SSL_set_accept_state(c->ssl);
+            c->handshaking = true;
+        }
         ev.events = EPOLLIN;
         ev.data.ptr = c;
         epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -550,6 +668,7 @@ main(int argc, char **argv)
 {
     const char *listen_spec = "127.0.0.1:0";
     const char *port_file = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL;
     struct sigaction sa = { .sa_handler = on_signal };
     struct epoll_event lev = { .events = EPOLLIN };
     struct epoll_event events[256];
@@ -560,6 +679,10 @@ main(int argc, char **argv)
             listen_spec = argv[++i];
         } else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) {
             port_file = argv[++i];
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            tls_cert = argv[++i];
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            tls_key = argv[++i];
         } else if (strcmp(argv[i], "--pick-port") == 0) {
             lfd = listen_on("127.0.0.1:0", &port);
             if (lfd < 0)
@@ -568,9 +691,28 @@ main(int argc, char **argv)
             return 0;
         } else {
             fprintf(stderr, "usage: sgbench-target [--listen ADDR:PORT] [--port-file FILE]\n"
+                            "                      [--tls-cert FILE --tls-key FILE]\n"
                             "       sgbench-target --pick-port\n");
             return 2;
         }
+    }
+    if ((tls_cert == NULL) != (tls_key == NULL)) {
+        fprintf(stderr, "sgbench-target: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (tls_cert != NULL) {
+        /* OpenSSL's defaults, as a SPICE server built on it gets them. */
+        ssl_ctx = SSL_CTX_new(TLS_server_method());
+        if (ssl_ctx == NULL ||
+            SSL_CTX_use_certificate_chain_file(ssl_ctx, tls_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ssl_ctx, tls_key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ssl_ctx) != 1) {
+            fprintf(stderr, "sgbench-target: cannot use %s / %s: ", tls_cert, tls_key);
+            ERR_print_errors_fp(stderr);
+            return 1;
+        }
+        SSL_CTX_set_mode(ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
@@ -617,5 +759,9 @@ main(int argc, char **argv)
             (unsigned long long)stats.bad_link, (unsigned long long)stats.bad_ws,
             (unsigned long long)stats.corrupt, (unsigned long long)stats.streamed,
             (unsigned long long)stats.sunk, (unsigned long long)stats.echoed);
+    if (ssl_ctx != NULL)
+        fprintf(stderr, "sgbench-target: TLS handshakes=%llu resumed=%llu failed=%llu\n",
+                (unsigned long long)stats.tls_done, (unsigned long long)stats.tls_resumed,
+                (unsigned long long)stats.bad_tls);
     return 0;
 }
