@@ -9,9 +9,13 @@
  * SPICE_LINK_ERR_NEED_SECURED. QEMU's real SPICE server over TLS is
  * tests/integ/test_spice_tls.py's. Every wait has a deadline; nothing
  * sleeps. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <check.h>
 #include <glib.h>
@@ -306,6 +310,39 @@ START_TEST(test_plain_server_4525)
 }
 END_TEST
 
+/* A port that takes the connection and never answers the ClientHello
+ * (a listening socket nobody accepts on: the kernel completes the TCP
+ * handshake from the backlog, and the hello waits unread). The handshake
+ * is part of the connect: connect_timeout ends it with 4504, and the
+ * browser got nothing. */
+START_TEST(test_handshake_stalled_4504)
+{
+    g_autoptr(WsClient) c = NULL;
+    g_autofree char *line = NULL;
+    const HarnessClose *closed;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t salen = sizeof(sa);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(lfd, 0);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(lfd, 8), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    tp = tlsp_new(TLSP_GOOD);     /* for its CA file only */
+    line = g_strdup_printf("stall: 127.0.0.1:%u\n", ntohs(sa.sin_port));
+    harness_add_tokens(line);
+    h = harness_start("spice.tls", "always", "spice.ca_file", tlsp_ca_file(tp),
+                      "server.connect_timeout", "1", NULL);
+    c = harness_open_console_with(h, "stall");
+    harness_expect_close(c, 4504, "console connect timed out");
+    closed = harness_wait_closed(h, 1, DEADLINE_MS);
+    ck_assert_int_eq(closed->reason, SG_CLOSE_CONNECT_TIMEOUT);
+    ck_assert(!closed->opened);
+    ck_assert_uint_eq(wsc_received_total(c), 0);
+    close(lfd);
+}
+END_TEST
+
 /* --- tls = auto: NEED_SECURED ------------------------------------------------ */
 
 /* The plain port answers NEED_SECURED: spicegate connects to the TLS port
@@ -465,6 +502,7 @@ core_tls_suite(void)
     tcase_add_test(tc, test_host_subject_differs_4525);
     tcase_add_test(tc, test_tls_version_too_low_4525);
     tcase_add_test(tc, test_plain_server_4525);
+    tcase_add_test(tc, test_handshake_stalled_4504);
     tcase_add_test(tc, test_auto_need_secured_reconnects);
     tcase_add_test(tc, test_auto_need_secured_no_tls_port_4526);
     tcase_add_test(tc, test_auto_need_secured_no_ca_4525);
