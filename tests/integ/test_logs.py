@@ -8,10 +8,12 @@ import os
 import re
 import signal
 import struct
+import threading
 
 from harness import (
     CHANNEL_CURSOR, CHANNEL_DISPLAY, CHANNEL_INPUTS, CHANNEL_MAIN, CLOSE_BAD_TOKEN,
-    CLOSE_NORMAL, LINK_ERR_OK, SPICE_MSG_INPUTS_INIT, SPICE_MSG_MAIN_INIT, FakePeer,
+    CLOSE_NORMAL, LINK_ERR_OK, SPICE_MSG_INPUTS_INIT, SPICE_MSG_MAIN_INIT,
+    SPICE_MSGC_DISPLAY_INIT, FakePeer,
     IntegTestCase, Qemu, QmpClient, children, Spicegate, SpiceClient, WsClosed,
     link_message,
     pattern, poll_until, random_token, sink_source_handler, token_tag,
@@ -344,6 +346,16 @@ class JsonFormat(IntegTestCase):
         self.assertTrue(any(o["message"].startswith("tokens: 1 loaded") for o in objs))
 
 
+def drain_messages(client):
+    """Reads @client's messages until it is closed (by the test, or the
+    session's end)."""
+    try:
+        while True:
+            client.read_message()
+    except Exception:
+        pass
+
+
 class ConsoleId(IntegTestCase):
     """One console is one grep: every channel's open and close line says
     console=N, N being the connection id QEMU's SPICE server gave the
@@ -384,6 +396,17 @@ class ConsoleId(IntegTestCase):
             self.assertEqual(client.read_reply().error, LINK_ERR_OK)
         for ctype, client in others.items():
             self.assertEqual(client.auth(), LINK_ERR_OK, "channel %d auth" % ctype)
+            if ctype == CHANNEL_DISPLAY:
+                # As spice-html5 does, at once: spice-server's main thread
+                # waits for it (display_channel_client_wait_for_init), the
+                # other channels' links included, for up to 10 s.
+                # pixmap_cache_id u8, pixmap_cache_size i64,
+                # glz_dictionary_id u8, glz_dictionary_window_size i32.
+                client.send_message(SPICE_MSGC_DISPLAY_INIT,
+                                    struct.pack("<BqBi", 1, 1 << 20, 1, 1 << 20))
+                # Read what the display sends from now on, as a browser
+                # does: a guest display switch waits for its queue.
+                threading.Thread(target=drain_messages, args=(client,), daemon=True).start()
         others[CHANNEL_INPUTS].wait_message(SPICE_MSG_INPUTS_INIT)
         # QEMU agrees that these four are one console with that id.
         poll_until(lambda: sorted(c[0] for c in qmp.spice_channels()
