@@ -899,9 +899,20 @@ def pick_port():
 
 class QmpClient:
     def __init__(self, path, timeout=WAIT_S):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        # QEMU may be listening on its SPICE ports before its monitor's
+        # socket accepts (seen once in CI: refused): try until it does.
+        deadline = Deadline(timeout)
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(path)
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                self.sock.close()
+                if deadline.expired():
+                    raise
+                time.sleep(0.05)
         self.file = self.sock.makefile("rwb")
         self.events = []         # events read past while waiting for replies
         # QEMU 7.2 can hand a new monitor client an event meant for the

@@ -188,8 +188,16 @@ class PingsWhileRelaying(IntegTestCase):
                     if i == 0 and n >= 4 * MIB and not conn.stalled.is_set():
                         # Stop reading until the server's sends stall (3 s
                         # without progress): every buffer on the way down
-                        # is full then.
-                        self.assertTrue(conn.stalled.wait(60), "the server's sends never stalled")
+                        # is full then. Meanwhile an unsolicited pong (RFC
+                        # 6455 5.5.3: a heartbeat) every half second: the
+                        # pings that fall due cannot be read, and three
+                        # ticks that hear nothing would end the session
+                        # with 4408 before the stall shows.
+                        deadline = time.monotonic() + 60
+                        while not conn.stalled.wait(0.5):
+                            self.assertLess(time.monotonic(), deadline,
+                                            "the server's sends never stalled")
+                            ws.send_frame(OP_PONG, b"hb")
                     payload = read_frame()
                     n += len(payload)
                     got.update(payload)
