@@ -79,6 +79,14 @@ typedef struct {
     /* Drops the connection at once, sending nothing more (the peer does
      * not take what it is owed). NULL: close() does. */
     void (*abort)(SgEndpoint *ep);
+    /* A wrapper whose work is done hands over the endpoint it wraps, so
+     * that its owner's calls stop going through it (endpoint_link_guard.c,
+     * once the SPICE server's link reply has passed): returns that
+     * endpoint, owned by the caller from here on (it still reports to the
+     * wrapper: the caller sets its own events), and leaves the wrapper
+     * empty, for the caller to free. NULL from the call while the wrapper
+     * still has work; a NULL op: never. */
+    SgEndpoint *(*unwrap)(SgEndpoint *ep);
     /* "addr:port" of the peer, for logs. */
     const char *(*peer)(SgEndpoint *ep);
     void (*free)(SgEndpoint *ep);

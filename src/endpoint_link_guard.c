@@ -2,8 +2,8 @@
 /* endpoint_link_guard.c - NEED_SECURED caught before the browser sees it
  * (endpoint_link_guard.h).
  *
- * Owns: the inner endpoint (its owner is the guard: its events come
- * here), the copy of what was written before the server's verdict (at
+ * Owns: the inner endpoint until unwrap() hands it over (until then its
+ * owner is the guard: its events come here), the copy of what was written before the server's verdict (at
  * most SG_LINK_MAX_BYTES: a link message), the verdict's bytes, and a
  * zero-delay timer for bytes it holds that no socket will announce.
  */
@@ -337,6 +337,20 @@ guard_splice_source(SgEndpoint *ep)
     return g->inner->ops->splice_source(g->inner);
 }
 
+/* The verdict has passed and the relay has read every byte the guard
+ * held: from here on the relay talks to the inner endpoint itself, and a
+ * console's every read and write costs what it did without the guard. */
+static SgEndpoint *
+guard_unwrap(SgEndpoint *ep)
+{
+    SgLinkGuard *g = (SgLinkGuard *)ep;
+
+    if (g->stage != STAGE_PASS || holds_bytes(g) || g->inner == NULL)
+        return NULL;
+    g_clear_pointer(&g->report, sg_timer_remove);
+    return g_steal_pointer(&g->inner);
+}
+
 static const SgEndpointOps guard_ops = {
     .name = "link-guard",
     .read = guard_read,
@@ -348,6 +362,7 @@ static const SgEndpointOps guard_ops = {
     .peer = guard_peer,
     .free = guard_free,
     .splice_source = guard_splice_source,
+    .unwrap = guard_unwrap,
 };
 
 SgEndpoint *

@@ -8,8 +8,9 @@
  * hangs up. The guard wraps the plain endpoint: it records what the relay
  * writes to it (the browser's link message), and reads the server's first
  * SG_LINK_REPLY_HEAD_BYTES itself before the relay sees any. Any other
- * answer is handed on as it came, and from then on the guard only passes
- * calls through (splicing included). NEED_SECURED is not: the plain
+ * answer is handed on as it came; once the relay has read it, the guard
+ * steps aside (unwrap(): the relay then calls the inner endpoint itself,
+ * splicing included). NEED_SECURED is not: the plain
  * connection is dropped, the owner is told (need_secured, from the
  * guard's own event, never inside a call), connects to the TLS port and
  * hands the new endpoint over with sg_endpoint_link_guard_switch(); the

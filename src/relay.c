@@ -197,6 +197,8 @@ splice_through(SgRelay *r, Dir *d, int fd)
         update_interest(r);
 }
 
+static void unwrap_end(SgRelay *r, SgRelayEnd end);
+
 /* Reads what a pull source has and passes it on: one message at a time.
  * Always ends with update_interest() or an event. */
 static void
@@ -207,6 +209,8 @@ pull(SgRelay *r, Dir *d)
     gssize n;
     int fd;
 
+    if (G_UNLIKELY(d->src->ops->unwrap != NULL))
+        unwrap_end(r, end_of(r, d->src));
     if (!may_pull(r, d)) {
         update_interest(r);
         return;
@@ -476,6 +480,51 @@ buffer_for(SgEndpoint *src)
     return sg_endpoint_is_push(src) ? src->push.rx_buffer : SG_PULL_BUF_BYTES;
 }
 
+static bool
+can_splice(SgEndpoint *src, SgEndpoint *dst)
+{
+    return src->ops->splice_source != NULL && dst->ops->can_take_spliced != NULL &&
+           dst->ops->write_spliced != NULL;
+}
+
+/* Makes @ep the relay's @end: its events come here, and once both ends
+ * are there, each direction's zero-copy path is chosen for the pair. */
+static void
+set_end(SgRelay *r, SgRelayEnd end, SgEndpoint *ep)
+{
+    SgEndpoint *front, *back;
+
+    r->ends[end] = ep;
+    ep->log_id = r->log_id;
+    sg_endpoint_set_events(ep, &endpoint_events, r);
+    dir_from(r, end)->src = ep;
+    dir_to(r, end)->dst = ep;
+    front = r->ends[SG_RELAY_FRONT];
+    back = r->ends[SG_RELAY_BACK];
+    if (front != NULL && back != NULL) {
+        r->dir[TO_BACK].zero_copy = can_splice(front, back);
+        r->dir[TO_FRONT].zero_copy = can_splice(back, front);
+    }
+}
+
+/* A wrapper at @end whose work is done (endpoint.h's unwrap()) gives way
+ * to the endpoint it wraps: every call after this one goes to that
+ * endpoint directly, with nothing in between. Called before a read, so
+ * that the read is the inner endpoint's. */
+static void
+unwrap_end(SgRelay *r, SgRelayEnd end)
+{
+    SgEndpoint *outer = r->ends[end];
+    SgEndpoint *inner = outer->ops->unwrap(outer);
+
+    if (inner == NULL)
+        return;
+    relay_log(G_LOG_LEVEL_DEBUG, r, "%s end: %s done, %s from here on",
+              end == SG_RELAY_FRONT ? "front" : "back", outer->ops->name, inner->ops->name);
+    set_end(r, end, inner);
+    sg_endpoint_free(outer);
+}
+
 SgRelay *
 sg_relay_new(SgEndpoint *front, const SgRelayEvents *events, gpointer data)
 {
@@ -484,20 +533,10 @@ sg_relay_new(SgEndpoint *front, const SgRelayEvents *events, gpointer data)
     r->events = *events;
     r->data = data;
     r->held = true;
-    r->ends[SG_RELAY_FRONT] = front;
-    sg_endpoint_set_events(front, &endpoint_events, r);
-    r->dir[TO_BACK].src = front;
+    set_end(r, SG_RELAY_FRONT, front);
     r->dir[TO_BACK].buf = sg_buf_new(buffer_for(front));
-    r->dir[TO_FRONT].dst = front;
     update_interest(r);
     return r;
-}
-
-static bool
-can_splice(SgEndpoint *src, SgEndpoint *dst)
-{
-    return src->ops->splice_source != NULL && dst->ops->can_take_spliced != NULL &&
-           dst->ops->write_spliced != NULL;
 }
 
 void
@@ -505,14 +544,8 @@ sg_relay_attach_back(SgRelay *r, SgEndpoint *back)
 {
     g_return_if_fail(r->ends[SG_RELAY_BACK] == NULL && !r->back_dropped);
 
-    r->ends[SG_RELAY_BACK] = back;
-    back->log_id = r->log_id;
-    sg_endpoint_set_events(back, &endpoint_events, r);
-    r->dir[TO_BACK].dst = back;
-    r->dir[TO_BACK].zero_copy = can_splice(r->ends[SG_RELAY_FRONT], back);
-    r->dir[TO_FRONT].src = back;
+    set_end(r, SG_RELAY_BACK, back);
     r->dir[TO_FRONT].buf = sg_buf_new(buffer_for(back));
-    r->dir[TO_FRONT].zero_copy = can_splice(back, r->ends[SG_RELAY_FRONT]);
     if (!flush(r, &r->dir[TO_BACK])) {
         lost_on_error(r, back, errno);
         return;

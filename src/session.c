@@ -121,8 +121,9 @@ struct SgSession {
     SgTokenWatch *watch;          /* from the token's lookup until the end: revocation */
     SgUpstream *up;               /* while connecting; then the relay's back end */
     SgConsoleTarget *tgt;         /* where the token leads: ports for TLS ([spice] tls) */
-    SgEndpoint *guard;            /* auto: the relay's back end until the link reply
-                                   * (endpoint_link_guard.h); the relay owns it */
+    SgEndpoint *guard;            /* auto: the guard that asked for the TLS port
+                                   * (endpoint_link_guard.h), while reconnecting;
+                                   * the relay owns it */
     bool reconnecting;            /* auto: connecting to the TLS port for the guard */
     SgRelay *relay;               /* browser (front) <-> SPICE server (back) */
     SgEndpoint *ws;               /* the relay's front end: the browser's websocket */
@@ -588,7 +589,7 @@ on_upstream_connected(SgUpstream *up, const GError *error, gpointer data)
         sess->reconnecting = false;
         sess_log(G_LOG_LEVEL_DEBUG, sess, "TLS to %s: %s, certificate verified; replaying "
                  "the link", sess->target, how);
-        sg_endpoint_link_guard_switch(sess->guard,
+        sg_endpoint_link_guard_switch(g_steal_pointer(&sess->guard),
                                       sg_upstream_into_endpoint(g_steal_pointer(&sess->up)));
         return;
     }
@@ -640,7 +641,6 @@ on_need_secured(SgEndpoint *guard, gpointer data)
 {
     SgSession *sess = data;
 
-    (void)guard;
     if (sess->tgt->tls_port == 0) {
         g_autofree char *why =
             g_strdup_printf("target=%s: the SPICE server requires TLS on this channel "
@@ -652,6 +652,9 @@ on_need_secured(SgEndpoint *guard, gpointer data)
     }
     sess_log(G_LOG_LEVEL_DEBUG, sess, "%s needs TLS on this channel: connecting to its TLS "
              "port %u", sess->target, sess->tgt->tls_port);
+    /* Until the switch the guard cannot step aside (unwrap()), so the
+     * relay keeps it. */
+    sess->guard = guard;
     sess->reconnecting = true;
     connect_to(sess, sess->tgt->tls_port, true);
 }
@@ -866,11 +869,10 @@ start_relay(SgSession *sess)
     SgEndpoint *back = sg_upstream_into_endpoint(g_steal_pointer(&sess->up));
 
     /* auto, on a plain connection: the guard keeps NEED_SECURED from the
-     * browser and reconnects over TLS. */
-    if (sess->env->spice_tls == SG_SPICE_TLS_AUTO && plain) {
+     * browser and reconnects over TLS; with any other reply it steps aside
+     * once the relay has read it. */
+    if (sess->env->spice_tls == SG_SPICE_TLS_AUTO && plain)
         back = sg_endpoint_link_guard_new(back, on_need_secured, sess);
-        sess->guard = back;
-    }
 
     log_open(sess);
     sg_relay_attach_back(sess->relay, back);

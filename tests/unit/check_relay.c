@@ -28,7 +28,10 @@
 #include <check.h>
 #include <glib.h>
 
+#include <spice/protocol.h>
+
 #include "buf.h"
+#include "endpoint_link_guard.h"
 #include "endpoint_tcp.h"
 #include "event_core.h"
 #include "relay.h"
@@ -391,6 +394,97 @@ START_TEST(test_large_transfer)
     peer_send(&rig.back, down, len, true);
     RUN_UNTIL(rig.front.in->len >= len);
     assert_bytes(rig.front.in, down, len);
+    rig_free(&rig);
+}
+END_TEST
+
+/* --- the link guard steps aside ---------------------------------------------- */
+
+static void
+on_guard_need_secured(SgEndpoint *guard, gpointer data)
+{
+    (void)guard;
+    (void)data;
+    ck_abort_msg("no NEED_SECURED was sent");
+}
+
+/* A SpiceLinkHeader and the error field of the reply after it. */
+static GByteArray *
+link_reply_head(guint32 error)
+{
+    SpiceLinkHeader h = {
+        .magic = SPICE_MAGIC,
+        .major_version = SPICE_VERSION_MAJOR,
+        .minor_version = SPICE_VERSION_MINOR,
+        .size = 4,
+    };
+    GByteArray *b = g_byte_array_new();
+
+    g_byte_array_append(b, (const guint8 *)&h, sizeof(h));
+    g_byte_array_append(b, (const guint8 *)&error, sizeof(error));
+    return b;
+}
+
+static const char *
+back_name(Rig *rig)
+{
+    return sg_relay_get_end(rig->relay, SG_RELAY_BACK)->ops->name;
+}
+
+/* tls = auto's guard (endpoint_link_guard.c) around the SPICE server's
+ * end: while the server's verdict is incomplete the relay reads through
+ * it; once the verdict has passed and the relay has read it, the relay
+ * calls the TCP endpoint itself (unwrap()), so a console pays nothing for
+ * the guard after its link. Both with a SPICE reply and with bytes that
+ * are no SPICE reply at all (the bench's target). Byte-exact both ways
+ * across the switch. */
+START_TEST(test_link_guard_steps_aside)
+{
+    Rig rig;
+    gsize down_len = 2 * 1024 * 1024 + 5, up_len = 1024 * 1024 + 9;
+    g_autofree guint8 *down = pattern(down_len, 7);
+    g_autofree guint8 *up = pattern(up_len, 8);
+    g_autoptr(GByteArray) want = _i == 0 ? link_reply_head(SPICE_LINK_ERR_OK)
+                                         : g_byte_array_new();
+    guint8 link[64];
+
+    g_byte_array_append(want, down, (guint)down_len);
+    memset(link, 0x5a, sizeof(link));
+    rig_init(&rig, false);
+    sg_relay_attach_back(rig.relay,
+                         sg_endpoint_link_guard_new(
+                             sg_endpoint_tcp_new_fd(rig.bsv[0], "back"),
+                             on_guard_need_secured, NULL));
+    ck_assert_str_eq(back_name(&rig), "link-guard");
+    peer_read(&rig.front, true);
+    peer_read(&rig.back, true);
+    ck_assert_int_eq(write(rig.fsv[1], link, sizeof(link)), (ssize_t)sizeof(link));
+    RUN_UNTIL(rig.back.in->len == sizeof(link));
+
+    /* Half a verdict: the guard waits for the rest, the browser gets
+     * nothing. Bytes with no SPICE magic are judged at once and pass. */
+    ck_assert_int_eq(write(rig.bsv[1], want->data, 6), 6);
+    if (_i == 0) {
+        settle();
+        ck_assert_uint_eq(rig.front.in->len, 0);
+        ck_assert_str_eq(back_name(&rig), "link-guard");
+    } else {
+        RUN_UNTIL(rig.front.in->len == 6);
+    }
+
+    peer_send(&rig.back, want->data + 6, want->len - 6, false);
+    peer_send(&rig.front, up, up_len, false);
+    RUN_UNTIL(rig.front.in->len >= want->len && rig.back.in->len >= sizeof(link) + up_len);
+    settle();
+    assert_bytes(rig.front.in, want->data, want->len);
+    ck_assert_int_eq(memcmp(rig.back.in->data + sizeof(link), up, up_len), 0);
+    ck_assert_str_eq(back_name(&rig), "tcp");
+    ck_assert_int_eq(rig.owner.lost_calls, 0);
+
+    /* The end of the stream still reaches the owner, from the TCP end. */
+    shutdown(rig.bsv[1], SHUT_WR);
+    RUN_UNTIL(rig.owner.lost_calls == 1);
+    ck_assert_int_eq(rig.owner.lost_end, SG_RELAY_BACK);
     rig_free(&rig);
 }
 END_TEST
@@ -1065,6 +1159,7 @@ relay_suite(void)
     tcase_add_test(tc, test_splice_toward_front);
     tcase_add_test(tc, test_splice_spills_when_front_is_full);
     tcase_add_test(tc, test_splice_refused_at_run_time_copies);
+    tcase_add_loop_test(tc, test_link_guard_steps_aside, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
