@@ -10,6 +10,7 @@ restarted when it dies, stopped with the master). Most SPICE servers
 here are echo peers (the counters and closes need sessions, not
 pictures); AdminQemu lists and closes a real QEMU console."""
 
+import errno
 import json
 import os
 import re
@@ -506,11 +507,23 @@ class AdminWorkersProcess(AdminBase):
         self.still_relays(ws)
         self.assertIsNotNone(admin_process(self.sg.pid))
         # The admin process holds no copy of the public port: a new
-        # instance can bind it now.
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", self.sg.port))
-            s.listen(1)
+        # instance can bind it once every worker has closed its copy
+        # (each does on its own SIGTERM, after the master's line above),
+        # while the console still relays.
+        def public_port_free():
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", self.sg.port))
+                except OSError as e:
+                    if e.errno != errno.EADDRINUSE:
+                        raise
+                    return False
+                s.listen(1)
+                return True
+        poll_until(public_port_free, "the public port free during the drain")
+        self.still_relays(ws)
+        self.assertIsNotNone(admin_process(self.sg.pid))
         ws.send_close()
         self.assertEqual(self.sg.wait_exit(), 0, self.sg.log_tail())
         self.assertNotIn("did not stop in time", self.sg.log())
