@@ -326,17 +326,6 @@ guard_free(SgEndpoint *ep)
     g_free(g);
 }
 
-/* Splicing once the guard is out of the way, where the inner can. */
-static int
-guard_splice_source(SgEndpoint *ep)
-{
-    SgLinkGuard *g = (SgLinkGuard *)ep;
-
-    if (g->stage != STAGE_PASS || holds_bytes(g) || g->inner->ops->splice_source == NULL)
-        return -1;
-    return g->inner->ops->splice_source(g->inner);
-}
-
 /* The verdict has passed and the relay has read every byte the guard
  * held: from here on the relay talks to the inner endpoint itself, and a
  * console's every read and write costs what it did without the guard. */
@@ -361,7 +350,6 @@ static const SgEndpointOps guard_ops = {
     .abort = guard_abort,
     .peer = guard_peer,
     .free = guard_free,
-    .splice_source = guard_splice_source,
     .unwrap = guard_unwrap,
 };
 

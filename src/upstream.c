@@ -11,6 +11,7 @@
  * no reading or writing itself: the session's relay does, straight into its
  * buffers, so bytes are copied once.
  */
+#define _GNU_SOURCE 1             /* memmem() */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -152,21 +153,6 @@ on_deadline(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* Where "\r\n" (@blank: "\r\n\r\n") first starts in @buf[0..@len), or
- * NULL. */
-static const char *
-find_crlf(const char *buf, gsize len, bool blank)
-{
-    gsize need = blank ? 4 : 2;
-
-    for (gsize i = 0; i + need <= len; i++) {
-        if (buf[i] == '\r' && buf[i + 1] == '\n' &&
-            (!blank || (buf[i + 2] == '\r' && buf[i + 3] == '\n')))
-            return buf + i;
-    }
-    return NULL;
-}
-
 SgParseResult
 sg_upstream_parse_connect_reply(const char *buf, gsize len, gsize *header_len,
                                 const char **why)
@@ -184,7 +170,7 @@ sg_upstream_parse_connect_reply(const char *buf, gsize len, gsize *header_len,
         *why = "CONNECT refused";
         return SG_PARSE_INVALID;
     }
-    end = find_crlf(buf, len, true);
+    end = memmem(buf, len, "\r\n\r\n", 4);
     if (end == NULL) {
         if (len >= SG_CONNECT_REPLY_MAX_BYTES) {
             *why = "CONNECT reply header too long";
@@ -198,7 +184,7 @@ sg_upstream_parse_connect_reply(const char *buf, gsize len, gsize *header_len,
     }
     /* The status line alone: "HTTP/1.0 200" or "HTTP/1.1 200", then a
      * space and a reason, or nothing. */
-    eol = find_crlf(buf, (gsize)(end + 2 - buf), false);
+    eol = memmem(buf, (gsize)(end + 2 - buf), "\r\n", 2);
     line = (gsize)(eol - buf);
     if (line < 12 || (buf[7] != '0' && buf[7] != '1') || memcmp(buf + 8, " 200", 4) != 0 ||
         (line > 12 && buf[12] != ' ')) {
@@ -273,23 +259,20 @@ read_connect_reply(SgUpstream *up)
     switch (sg_upstream_parse_connect_reply(buf, (gsize)n, &header_len, &why)) {
     case SG_PARSE_AGAIN:
         return;                   /* wait for the rest */
-    case SG_PARSE_INVALID:
-        if (g_str_equal(why, "CONNECT refused")) {
-            /* The status line is the proxy's, never a secret: log it, up
-             * to 80 bytes, printable ones only. */
-            char line[81];
-            gsize i;
-            g_autofree char *message = NULL;
+    case SG_PARSE_INVALID: {
+        /* What the proxy said, after why it is refused: its first line is
+         * the proxy's, never a secret; up to 80 bytes, printable ones. */
+        char line[81];
+        gsize i;
+        g_autofree char *message = NULL;
 
-            for (i = 0; i < (gsize)n && i < 80 && buf[i] != '\r' && buf[i] != '\n'; i++)
-                line[i] = g_ascii_isprint(buf[i]) ? buf[i] : '?';
-            line[i] = '\0';
-            message = g_strdup_printf("%s: %s", why, line);
-            fail(up, SG_UPSTREAM_ERROR_REFUSED, message);
-        } else {
-            fail(up, SG_UPSTREAM_ERROR_REFUSED, why);
-        }
+        for (i = 0; i < (gsize)n && i < 80 && buf[i] != '\r' && buf[i] != '\n'; i++)
+            line[i] = g_ascii_isprint(buf[i]) ? buf[i] : '?';
+        line[i] = '\0';
+        message = g_strdup_printf("%s: %s", why, line);
+        fail(up, SG_UPSTREAM_ERROR_REFUSED, message);
         return;
+    }
     default:
         break;
     }

@@ -85,8 +85,8 @@ void sg_upstream_free(SgUpstream *up);
  * "HTTP/1.1 200" status line and the whole header within
  * SG_CONNECT_REPLY_MAX_BYTES; *@header_len is its length with the blank
  * line, and what follows is the SPICE server's. AGAIN: a valid start,
- * more needed. INVALID: *@why is a static phrase ("CONNECT refused" for
- * another status, which the caller logs with the status line). */
+ * more needed. INVALID: *@why is a static phrase (the caller
+ * logs it with the reply's first line). */
 SgParseResult sg_upstream_parse_connect_reply(const char *buf, gsize len, gsize *header_len,
                                               const char **why);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SgUpstream, sg_upstream_free)

@@ -16,6 +16,8 @@
 
 #include "admission.h"
 
+#include "fields.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum {
@@ -62,16 +64,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *field[FIELD_ALLOWED] = { NULL };
     const char *subprotocol;
     SgOriginVerdict verdict;
-    gsize pos = 0;
 
     memcpy(copy, data, size);
     copy[size] = '\0';
-    if (size > 0) {
-        while (pos <= size) {
-            g_ptr_array_add(fields, copy + pos);
-            pos += strlen(copy + pos) + 1;
-        }
-    }
+    split_fields(copy, size, fields);
     for (guint i = 0; i < fields->len && i < FIELD_ALLOWED; i++)
         field[i] = fields->pdata[i];
     if (fields->len > FIELD_ALLOWED)

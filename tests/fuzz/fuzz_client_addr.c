@@ -27,6 +27,8 @@
 #include "client_addr.h"
 #include "request.h"
 
+#include "fields.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum {
@@ -90,18 +92,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_autofree char *conn_text = NULL;
     g_auto(SgClientView) view = { 0 };
     bool sent;
-    gsize pos = 0;
 
     if (size > 8192)
         return 0;
     memcpy(copy, data, size);
     copy[size] = '\0';
-    if (size > 0) {
-        while (pos <= size) {
-            g_ptr_array_add(fields, copy + pos);
-            pos += strlen(copy + pos) + 1;
-        }
-    }
+    split_fields(copy, size, fields);
     for (guint i = 0; i < fields->len && i < FIELD_XFF; i++)
         field[i] = fields->pdata[i];
     if (fields->len > FIELD_XFF) {
