@@ -140,10 +140,10 @@ BEGIN {
                   "wss_down1 wss_down8 wss_up wss_cps1 wss_cps16 wss_cps1r " \
                   "wss_ttfb_p50 wss_ttfb_p99 wss_cpu_gb_down wss_cpu_gb_up wss_cpu_ms_conn " \
                   "hold1k_alive hold1k_pss hold1k_secs hold10k_alive hold10k_pss hold10k_secs " \
-                  "idle0_rtt idle0_down1 idle0_cps1 " \
-                  "idle1k_held idle1k_rtt_x idle1k_down1_x idle1k_cps1_x " \
-                  "idle3k_held idle3k_rtt_x idle3k_down1_x idle3k_cps1_x " \
-                  "idle10k_held idle10k_rtt_x idle10k_down1_x idle10k_cps1_x",
+                  "idle0_rtt idle0_down1 idle0_cps1 idle0_cpuconn " \
+                  "idle1k_held idle1k_rtt_x idle1k_down1_x idle1k_cps1_x idle1k_cpuconn_x " \
+                  "idle3k_held idle3k_rtt_x idle3k_down1_x idle3k_cps1_x idle3k_cpuconn_x " \
+                  "idle10k_held idle10k_rtt_x idle10k_down1_x idle10k_cps1_x idle10k_cpuconn_x",
                   rows, " ")
     label["down1"] = "Downstream, 1 conn (MB/s)"
     label["down8"] = "Downstream, 8 conns (MB/s)"
@@ -179,7 +179,9 @@ BEGIN {
     label["idle0_rtt"] = "Idle rows, none held: RTT 64 B p50 (us)"
     label["idle0_down1"] = "Idle rows, none held: downstream, 1 conn (MB/s)"
     label["idle0_cps1"] = "Idle rows, none held: connections/s, 1 at a time"
+    label["idle0_cpuconn"] = "Idle rows, none held: proxy CPU per connection (ms)"
     f["idle0_rtt"] = f["idle0_down1"] = f["idle0_cps1"] = "%.0f"
+    f["idle0_cpuconn"] = "%.3f"
     split("1k 3k 10k", idle_n, " ")
     split("1,000 3,000 10,000", idle_text, " ")
     for (i = 1; i <= 3; i++) {
@@ -188,8 +190,11 @@ BEGIN {
         label[k "_rtt_x"] = idle_text[i] " idle: RTT p50, x the same with none"
         label[k "_down1_x"] = idle_text[i] " idle: downstream, x the same with none"
         label[k "_cps1_x"] = idle_text[i] " idle: connections/s, x the same with none"
+        # No target: what the rate above costs the proxy, without the noise
+        # of the client and the target sharing its CPUs.
+        label[k "_cpuconn_x"] = idle_text[i] " idle: proxy CPU per connection, x the same with none"
         f[k "_held"] = "%.0f"
-        f[k "_rtt_x"] = f[k "_down1_x"] = f[k "_cps1_x"] = "%.2f"
+        f[k "_rtt_x"] = f[k "_down1_x"] = f[k "_cps1_x"] = f[k "_cpuconn_x"] = "%.2f"
         # Issue #13, point 1.
         target[k "_rtt_x"] = "abs<=1.2"
         target[k "_down1_x"] = target[k "_cps1_x"] = "abs>=0.8"
