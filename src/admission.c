@@ -319,8 +319,11 @@ parse_authority(const char *s, gsize len)
         host_len = (gsize)(rbracket - host);
         addr = g_strndup(host, host_len);
         /* Brackets are for IPv6 only: "[1.2.3.4]" and "[name]" are not
-         * URIs a browser writes. */
-        if (strchr(addr, ':') == NULL || !g_hostname_is_ip_address(addr))
+         * URIs a browser writes. Nor is a zone ("[fe80::1%eth0]"), which
+         * g_hostname_is_ip_address() takes with any bytes after the '%'
+         * (brackets and spaces included): only hex digits, ':' and '.'. */
+        if (strchr(addr, ':') == NULL || strspn(addr, "0123456789abcdefABCDEF:.") != host_len ||
+            !g_hostname_is_ip_address(addr))
             return NULL;
         rest = rbracket + 1;
     } else {
