@@ -173,6 +173,11 @@ class PingsWhileRelaying(IntegTestCase):
                     if until_ping:
                         return None
                     continue
+                if op == OP_CLOSE:
+                    # Say why: the code, the reason and spicegate's last lines.
+                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                    self.fail("spicegate closed the websocket: %r %r%s"
+                              % (code, payload[2:], sg.log_tail()))
                 self.assertIn(op, (OP_BINARY, OP_CONT), "opcode %#x" % op)
                 return payload
 
